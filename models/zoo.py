@@ -1,0 +1,165 @@
+"""Registry of named models, and models read from a Hugging Face GPT-2 ``config.json``.
+
+Cerebras-GPT rows are exactly FACTS.md's table (Dey et al. 2023, arXiv 2304.03208, Table 1;
+Cerebras modelzoo README): sequence 2048, vocabulary 50,257, learned positions, tied embeddings,
+no dropout. Their published training setup rides along in ``CEREBRAS_GPT_TRAINING``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from models.spec import ModelSpec
+
+_CGPT_SRC = "Cerebras-GPT, Dey et al. 2023 (arXiv 2304.03208) Table 1"
+_GPT3_SRC = "GPT-3, Brown et al. 2020 (arXiv 2005.14165) Table 2.1"
+_MEG_SRC = "Megatron-LM SC21 (arXiv 2104.04473) Table 1, V = 51,200"
+
+
+@dataclass(frozen=True)
+class PublishedTraining:
+    """How a Cerebras-GPT model was trained (FACTS.md; Dey et al. 2023 Table 1 / modelzoo)."""
+
+    lr: float
+    batch_seqs: int  # the batch used for most of training (13B: 720 then 1080, we keep 1080's end)
+    tokens: float
+    steps: int
+    cs2_systems: int
+    training_flops: float  # the paper's column
+    pile_test_loss: float
+    batch_seqs_start: int = 0  # 13B switched batch 720 -> 1080 (and 8 -> 12 CS-2)
+    cs2_systems_start: int = 0
+
+
+def _cgpt(tag: str, layers: int, hidden: int, heads: int, ffn: int) -> ModelSpec:
+    return ModelSpec(
+        name=f"cerebras-gpt-{tag}", layers=layers, hidden=hidden, heads=heads, ffn=ffn,
+        vocab=50257, positions=2048, tied_embeddings=True, activation="gelu", dropout=False,
+        source=_CGPT_SRC,
+    )
+
+
+CEREBRAS_GPT = {
+    m.name: m
+    for m in (
+        _cgpt("111m", 10, 768, 12, 3072),
+        _cgpt("256m", 14, 1088, 17, 4352),
+        _cgpt("590m", 18, 1536, 12, 6144),
+        _cgpt("1.3b", 24, 2048, 16, 8192),
+        _cgpt("2.7b", 32, 2560, 20, 10240),
+        _cgpt("6.7b", 32, 4096, 32, 16384),
+        _cgpt("13b", 40, 5120, 40, 20480),
+    )
+}
+
+CEREBRAS_GPT_TRAINING = {
+    "cerebras-gpt-111m": PublishedTraining(6e-4, 120, 2.22e9, 9037, 1, 2.6e18, 2.608),
+    "cerebras-gpt-256m": PublishedTraining(6e-4, 264, 5.12e9, 9468, 1, 1.3e19, 2.349),
+    "cerebras-gpt-590m": PublishedTraining(2e-4, 264, 1.18e10, 21836, 1, 6.1e19, 2.181),
+    "cerebras-gpt-1.3b": PublishedTraining(2e-4, 528, 2.63e10, 24334, 4, 2.8e20, 1.997),
+    "cerebras-gpt-2.7b": PublishedTraining(2e-4, 528, 5.30e10, 49041, 4, 1.1e21, 1.834),
+    "cerebras-gpt-6.7b": PublishedTraining(1.2e-4, 1040, 1.33e11, 62522, 8, 6.3e21, 1.704),
+    "cerebras-gpt-13b": PublishedTraining(
+        1.2e-4, 1080, 2.57e11, 174335, 12, 2.3e22, 1.572, batch_seqs_start=720, cs2_systems_start=8
+    ),
+}
+
+
+def _gpt3(tag: str, layers: int, hidden: int, heads: int) -> ModelSpec:
+    return ModelSpec(name=f"gpt3-{tag}", layers=layers, hidden=hidden, heads=heads, vocab=50257,
+                     positions=2048, tied_embeddings=True, dropout=True, source=_GPT3_SRC)
+
+
+# GPT-3 Table 2.1. Two rows are not self-consistent in the paper: XL lists 24 heads of 128 with
+# d_model 2048 (we use 16 heads of 128), 13B lists d_model 5140 (we use 5120 = 40 x 128).
+GPT3 = {
+    m.name: m
+    for m in (
+        _gpt3("125m", 12, 768, 12),
+        _gpt3("350m", 24, 1024, 16),
+        _gpt3("760m", 24, 1536, 16),
+        _gpt3("1.3b", 24, 2048, 16),
+        _gpt3("2.7b", 32, 2560, 32),
+        _gpt3("6.7b", 32, 4096, 32),
+        _gpt3("13b", 40, 5120, 40),
+        _gpt3("175b", 96, 12288, 96),
+    )
+}
+
+OTHERS = {
+    # Black et al. 2022 (arXiv 2204.06745) Table 1 / HF config: rotary positions, untied head.
+    "gpt-neox-20b": ModelSpec(name="gpt-neox-20b", layers=44, hidden=6144, heads=64, vocab=50432,
+                              positions=2048, tied_embeddings=False, positional="rotary",
+                              dropout=False, source="GPT-NeoX-20B, Black et al. 2022 Table 1"),
+    # Zhang et al. 2022 (arXiv 2205.01068) Table 1; HF config: vocab 50272, tied embeddings.
+    "opt-175b": ModelSpec(name="opt-175b", layers=96, hidden=12288, heads=96, vocab=50272,
+                          positions=2048, tied_embeddings=True, activation="relu", dropout=True,
+                          source="OPT-175B, Zhang et al. 2022 Table 1"),
+}
+
+
+def _meg(tag: str, heads: int, hidden: int, layers: int) -> ModelSpec:
+    return ModelSpec(name=f"megatron-{tag}", layers=layers, hidden=hidden, heads=heads, vocab=51200,
+                     positions=2048, tied_embeddings=True, dropout=True, source=_MEG_SRC)
+
+
+MEGATRON = {
+    m.name: m
+    for m in (
+        _meg("1.7b", 24, 2304, 24), _meg("3.6b", 32, 3072, 30), _meg("7.5b", 32, 4096, 36),
+        _meg("18.4b", 48, 6144, 40), _meg("39.1b", 64, 8192, 48), _meg("76.1b", 80, 10240, 60),
+        _meg("145.6b", 96, 12288, 80), _meg("310.1b", 128, 16384, 96),
+        _meg("529.6b", 128, 20480, 105), _meg("1t", 160, 25600, 128),
+    )
+}
+
+ZOO: dict[str, ModelSpec] = {**CEREBRAS_GPT, **GPT3, **OTHERS, **MEGATRON}
+
+
+def names() -> list[str]:
+    return sorted(ZOO)
+
+
+def get(name: str) -> ModelSpec:
+    """A registered model by (case-insensitive) name."""
+    key = name.lower()
+    if key not in ZOO:
+        raise ValueError(f"unknown model {name!r}; known: {', '.join(names())}")
+    return ZOO[key]
+
+
+def from_hf_config(path: str | Path) -> ModelSpec:
+    """A ``ModelSpec`` from a Hugging Face GPT-2 ``config.json`` (file or checkpoint folder)."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "config.json"
+    try:
+        cfg = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"model config {str(p)!r} does not exist") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"model config {str(p)!r} is not readable JSON: {exc}") from None
+    if not isinstance(cfg, dict):
+        raise ValueError(f"model config {str(p)!r} is not a JSON object")
+    try:
+        hidden = int(cfg["n_embd"])
+        pdrop = max(float(cfg.get(k, 0.0) or 0.0) for k in ("resid_pdrop", "embd_pdrop", "attn_pdrop"))
+        return ModelSpec(
+            name=str(cfg.get("_name_or_path") or p.parent.name or "hf-model"),
+            layers=int(cfg["n_layer"]),
+            hidden=hidden,
+            heads=int(cfg["n_head"]),
+            ffn=int(cfg.get("n_inner") or 4 * hidden),
+            vocab=int(cfg["vocab_size"]),
+            positions=int(cfg.get("n_positions", 1024)),
+            tied_embeddings=bool(cfg.get("tie_word_embeddings", True)),
+            activation=str(cfg.get("activation_function", "gelu_new")),
+            dropout=pdrop > 0.0,
+            source=f"Hugging Face config {p}",
+        )
+    except KeyError as exc:
+        raise ValueError(f"model config {str(p)!r} lacks the GPT-2 key {exc.args[0]!r}") from None
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"model config {str(p)!r}: {exc}") from None

@@ -1,0 +1,74 @@
+"""``wsim`` command line: one sub-command per module in ``wsim/commands``.
+
+Contract (DESIGN.md): ``--json`` prints exactly one JSON object on stdout, logs go to stderr, bad
+input exits 2 with one line naming the problem and no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+
+from wsim.errors import ConfigError
+
+# Each module defines ``register(subparsers)`` that adds its parser and sets ``func(args) -> dict``
+# and ``human(result) -> str``.
+COMMANDS = ("simulate", "gpu", "train", "compare", "sweep", "generate")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse would print usage too)
+        raise _UsageError(f"{self.prog}: {message}")
+
+
+class _UsageError(Exception):
+    pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="wsim", description="Cerebras weight-streaming cluster simulator")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"wsim.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"wsim.commands.{name}":
+                continue  # not built yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        result = args.func(args)
+    except _UsageError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    except ConfigError as exc:
+        print(f"wsim {getattr(exc, 'command', '') or ''}error: {exc}".replace("  ", " "), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("wsim: interrupted", file=sys.stderr)
+        return 130
+    if getattr(args, "json", False):
+        print(json.dumps(result, default=_jsonable))
+    else:
+        print(args.human(result))
+    return 0
+
+
+def _jsonable(value):
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""Arguments every command shares: the model (zoo name, explicit dimensions or HF config.json)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from models import zoo
+from models.spec import ModelSpec
+from wsim.errors import ConfigError
+
+
+def add_model_args(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+    g = parser.add_argument_group("model (a zoo name, a config.json, or explicit dimensions)")
+    g.add_argument("--model", help=f"zoo name (e.g. cerebras-gpt-1.3b) or a Hugging Face config.json")
+    g.add_argument("--layers", type=int)
+    g.add_argument("--hidden", type=int)
+    g.add_argument("--heads", type=int)
+    g.add_argument("--ffn", type=int, default=0, help="FFN width (default 4 x hidden)")
+    g.add_argument("--vocab", type=int, default=50257)
+    g.add_argument("--activation", default="gelu", choices=["gelu", "gelu_new", "relu"])
+    parser.set_defaults(_model_required=required)
+
+
+def add_json_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+
+def model_from_args(args: argparse.Namespace, seq: int | None = None) -> ModelSpec | None:
+    """Resolve ``--model`` or ``--layers/--hidden/--heads``; raise ConfigError naming the problem."""
+    dims = [args.layers, args.hidden, args.heads]
+    if args.model and any(d is not None for d in dims):
+        raise ConfigError("give either --model or --layers/--hidden/--heads, not both")
+    try:
+        if args.model:
+            name = args.model
+            if name.endswith(".json") or Path(name).is_dir() or Path(name).is_file():
+                return zoo.from_hf_config(name)
+            return zoo.get(name)
+        if all(d is None for d in dims):
+            if getattr(args, "_model_required", True):
+                raise ConfigError("no model: give --model NAME|config.json or --layers --hidden --heads")
+            return None
+        missing = [n for n, d in zip(("--layers", "--hidden", "--heads"), dims) if d is None]
+        if missing:
+            raise ConfigError(f"explicit model dimensions need {', '.join(missing)} as well")
+        positions = max(2048, seq or 0)
+        return ModelSpec(
+            name=f"custom-{args.layers}x{args.hidden}", layers=args.layers, hidden=args.hidden,
+            heads=args.heads, ffn=args.ffn, vocab=args.vocab, positions=positions,
+            activation=args.activation,
+        )
+    except ConfigError:
+        raise
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None

@@ -1,0 +1,188 @@
+"""What hardware runs the job: CS-2, MemoryX, SwarmX and the cluster, in SI units.
+
+Every default carries its source (FACTS.md) or the word *assumption* and why. Cerebras has not
+published MemoryX or SwarmX speeds (Microprocessor Report, Sep 2021), so those are assumptions meant
+to be varied (``experiments/sensitivity.py``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from wsim.errors import ConfigError, positive, non_negative, require
+
+
+@dataclass(frozen=True)
+class CS2Spec:
+    """One CS-2 system (WSE-2)."""
+
+    # Estimate: Andromeda is quoted at 120 PFLOP/s dense 16-bit for 16 CS-2 (press release 2022-11).
+    peak_flops_per_s: float = 7.5e15
+    # Assumption: no published CS-2 utilisation for GPT training; 50% of peak is a round middle value
+    # for matmul-dominated work and is one of the knobs of the sensitivity study.
+    compute_efficiency: float = 0.5
+    # CS-2 product page; Tom's Hardware on Andromeda (2022-11): 40 GB on-chip SRAM.
+    sram_bytes: float = 40e9
+    # Assumption: SRAM the compiled kernels, I/O buffers and runtime keep for themselves.
+    sram_reserved_bytes: float = 2e9
+    # cerebras.net glossary "SwarmX": 1.2 Tb/s external I/O (12 x 100 GbE) = 150 GB/s each direction.
+    io_bytes_per_s: float = 150e9
+    # Assumption: weight chunks that may wait on the wafer ahead of compute (the prefetch bound).
+    prefetch_chunks: int = 4
+
+    def __post_init__(self) -> None:
+        positive("cs2.peak_flops_per_s", self.peak_flops_per_s)
+        positive("cs2.compute_efficiency", self.compute_efficiency)
+        require(self.compute_efficiency <= 1.0,
+                f"cs2.compute_efficiency must be at most 1, got {self.compute_efficiency!r}")
+        positive("cs2.sram_bytes", self.sram_bytes)
+        non_negative("cs2.sram_reserved_bytes", self.sram_reserved_bytes)
+        require(self.sram_reserved_bytes < self.sram_bytes,
+                f"cs2.sram_reserved_bytes ({self.sram_reserved_bytes:g}) must be below cs2.sram_bytes "
+                f"({self.sram_bytes:g})")
+        positive("cs2.io_bytes_per_s", self.io_bytes_per_s)
+        positive("cs2.prefetch_chunks", self.prefetch_chunks, integer=True)
+
+    @property
+    def sustained_flops_per_s(self) -> float:
+        return self.peak_flops_per_s * self.compute_efficiency
+
+    @property
+    def usable_sram_bytes(self) -> float:
+        return self.sram_bytes - self.sram_reserved_bytes
+
+
+@dataclass(frozen=True)
+class MemoryXSpec:
+    """MemoryX: weights and optimizer state; streams weights, takes gradients, runs the optimizer."""
+
+    # cerebras.net glossary "MemoryX": capacity 4 TB to 2.4 PB; we default to the largest.
+    capacity_bytes: float = 2.4e15
+    # ZeRO (Rajbhandari et al. 2020, sec. 3.1): mixed-precision Adam keeps 16 bytes per parameter
+    # (16-bit weights and gradients, fp32 master, momentum, variance); the glossary's 2.4 PB for
+    # 120 trillion parameters (20 bytes each) leaves room for it.
+    bytes_per_param: float = 16.0
+    # Assumption: glossary "MemoryX": its "storage and I/O can match or exceed the I/O bandwidth of a
+    # CS-2", so 150 GB/s out (weights) and 150 GB/s in (gradients), full duplex.
+    stream_bytes_per_s: float = 150e9
+    ingest_bytes_per_s: float = 150e9
+    # Assumption: AdamW is memory-bound at ~30 bytes per parameter (read grad, master, m, v; write
+    # master, m, v, 16-bit copy); a few EPYC 7713 servers (Andromeda has 284 for all roles) at
+    # ~200 GB/s each give ~2e10 parameters per second.
+    optimizer_params_per_s: float = 2e10
+    full_duplex: bool = True  # glossary "SwarmX": bidirectional links; False shares one direction
+
+    def __post_init__(self) -> None:
+        positive("memoryx.capacity_bytes", self.capacity_bytes)
+        positive("memoryx.bytes_per_param", self.bytes_per_param)
+        positive("memoryx.stream_bytes_per_s", self.stream_bytes_per_s)
+        positive("memoryx.ingest_bytes_per_s", self.ingest_bytes_per_s)
+        positive("memoryx.optimizer_params_per_s", self.optimizer_params_per_s)
+        require(isinstance(self.full_duplex, bool),
+                f"memoryx.full_duplex must be true or false, got {self.full_duplex!r}")
+
+
+@dataclass(frozen=True)
+class SwarmXSpec:
+    """The broadcast/reduce tree between MemoryX and the CS-2s."""
+
+    # Glossary "SwarmX": each node does one 1:4 broadcast-reduce or two 1:2.
+    fanout: int = 4
+    # Glossary "SwarmX": nodes have a set of 100 Gb/s interfaces.
+    port_bytes_per_s: float = 12.5e9
+    # Assumption: every tree edge carries a CS-2's full 12 x 100 GbE, so that the broadcast keeps up
+    # with "each CS-2 needs weights at 1.2 Tb/s" (glossary "SwarmX", worst case).
+    ports_per_link: int = 12
+    # Assumption: store-and-forward hop of a 100 GbE switch/FPGA stage, a few microseconds.
+    hop_latency_s: float = 2e-6
+
+    def __post_init__(self) -> None:
+        require(self.fanout in (2, 4), f"swarmx.fanout must be 2 or 4 (glossary: one 1:4 or two 1:2), "
+                                       f"got {self.fanout!r}")
+        positive("swarmx.port_bytes_per_s", self.port_bytes_per_s)
+        positive("swarmx.ports_per_link", self.ports_per_link, integer=True)
+        non_negative("swarmx.hop_latency_s", self.hop_latency_s)
+
+    @property
+    def link_bytes_per_s(self) -> float:
+        return self.port_bytes_per_s * self.ports_per_link
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    name: str = "cs2"
+    systems: int = 1
+    cs2: CS2Spec = field(default_factory=CS2Spec)
+    memoryx: MemoryXSpec = field(default_factory=MemoryXSpec)
+    swarmx: SwarmXSpec = field(default_factory=SwarmXSpec)
+    # Glossary "SwarmX" / Wafer-Scale Cluster page: up to 192 CS-2 in one cluster.
+    max_systems: int = 192
+
+    def __post_init__(self) -> None:
+        positive("systems", self.systems, integer=True)
+        positive("max_systems", self.max_systems, integer=True)
+        require(self.systems <= self.max_systems,
+                f"systems {self.systems} exceeds the cluster's max_systems {self.max_systems} "
+                f"(a cluster JSON may raise max_systems to extrapolate)")
+
+    def with_systems(self, systems: int) -> "ClusterSpec":
+        return dataclasses.replace(self, systems=systems)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+PRESETS = {
+    "cs2": 1,  # one CS-2 with its MemoryX and SwarmX
+    "andromeda": 16,  # Andromeda: 16 CS-2 (press release 2022-11)
+    "cs2-192": 192,  # the largest supported cluster (glossary "SwarmX")
+}
+
+_SECTIONS = {"cs2": CS2Spec, "memoryx": MemoryXSpec, "swarmx": SwarmXSpec}
+
+
+def preset(name: str, systems: int | None = None) -> ClusterSpec:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown cluster preset {name!r}; known: {', '.join(sorted(PRESETS))} "
+                          f"or a cluster .json file")
+    return ClusterSpec(name=name, systems=PRESETS[name] if systems is None else systems)
+
+
+def from_dict(data: dict, name: str = "custom") -> ClusterSpec:
+    """A cluster from a JSON-like dict; every key optional, unknown keys refused."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"cluster description must be a JSON object, got {type(data).__name__}")
+    known = {f.name for f in dataclasses.fields(ClusterSpec)}
+    unknown = set(data) - known
+    require(not unknown, f"unknown cluster key(s) {sorted(unknown)}; allowed: {sorted(known)}")
+    kwargs = {"name": data.get("name", name)}
+    for key in ("systems", "max_systems"):
+        if key in data:
+            kwargs[key] = data[key]
+    for key, cls in _SECTIONS.items():
+        section = data.get(key, {})
+        if not isinstance(section, dict):
+            raise ConfigError(f"cluster {key} must be a JSON object, got {section!r}")
+        allowed = {f.name for f in dataclasses.fields(cls)}
+        bad = set(section) - allowed
+        require(not bad, f"unknown {key} key(s) {sorted(bad)}; allowed: {sorted(allowed)}")
+        kwargs[key] = cls(**section)
+    return ClusterSpec(**kwargs)
+
+
+def load(spec: str, systems: int | None = None) -> ClusterSpec:
+    """A preset name or a path to a cluster JSON file; ``systems`` overrides the count."""
+    if spec.endswith(".json") or Path(spec).is_file():
+        path = Path(spec)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"cluster file {spec!r} does not exist") from None
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"cluster file {spec!r} is not valid JSON: {exc}") from None
+        cluster = from_dict(data, name=path.stem)
+        return cluster if systems is None else cluster.with_systems(systems)
+    return preset(spec, systems)
