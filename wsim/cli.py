@@ -50,15 +50,19 @@ def main(argv: list[str] | None = None) -> int:
         print(str(exc), file=sys.stderr)
         return 2
     except ConfigError as exc:
-        print(f"wsim {getattr(exc, 'command', '') or ''}error: {exc}".replace("  ", " "), file=sys.stderr)
+        print(f"wsim: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("wsim: interrupted", file=sys.stderr)
         return 130
-    if getattr(args, "json", False):
-        print(json.dumps(result, default=_jsonable))
-    else:
-        print(args.human(result))
+    try:
+        if getattr(args, "json", False):
+            print(json.dumps(result, default=_jsonable))
+        else:
+            print(args.human(result))
+        sys.stdout.flush()
+    except BrokenPipeError:  # `wsim ... | head`: the reader left; not an error of ours
+        sys.stdout = None
     return 0
 
 

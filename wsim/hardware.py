@@ -30,8 +30,9 @@ class CS2Spec:
     sram_reserved_bytes: float = 2e9
     # cerebras.net glossary "SwarmX": 1.2 Tb/s external I/O (12 x 100 GbE) = 150 GB/s each direction.
     io_bytes_per_s: float = 150e9
-    # Assumption: weight chunks that may wait on the wafer ahead of compute (the prefetch bound).
-    prefetch_chunks: int = 4
+    # Assumption: SRAM set aside for weights that arrive ahead of compute (the prefetch bound);
+    # half a gigabyte is ~3 ms of stream at 150 GB/s, ample to hide SwarmX latency.
+    weight_buffer_bytes: float = 512e6
 
     def __post_init__(self) -> None:
         positive("cs2.peak_flops_per_s", self.peak_flops_per_s)
@@ -44,7 +45,7 @@ class CS2Spec:
                 f"cs2.sram_reserved_bytes ({self.sram_reserved_bytes:g}) must be below cs2.sram_bytes "
                 f"({self.sram_bytes:g})")
         positive("cs2.io_bytes_per_s", self.io_bytes_per_s)
-        positive("cs2.prefetch_chunks", self.prefetch_chunks, integer=True)
+        positive("cs2.weight_buffer_bytes", self.weight_buffer_bytes)
 
     @property
     def sustained_flops_per_s(self) -> float:
@@ -69,10 +70,13 @@ class MemoryXSpec:
     # CS-2", so 150 GB/s out (weights) and 150 GB/s in (gradients), full duplex.
     stream_bytes_per_s: float = 150e9
     ingest_bytes_per_s: float = 150e9
-    # Assumption: AdamW is memory-bound at ~30 bytes per parameter (read grad, master, m, v; write
-    # master, m, v, 16-bit copy); a few EPYC 7713 servers (Andromeda has 284 for all roles) at
-    # ~200 GB/s each give ~2e10 parameters per second.
-    optimizer_params_per_s: float = 2e10
+    # Assumption: MemoryX is sized so that a layer's update keeps pace with that layer's backward
+    # stream (glossary "MemoryX": it updates while the CS-2s go on). AdamW moves ~32 bytes of DRAM
+    # per parameter (read 16-bit grad, fp32 master, m, v; write them and the 16-bit copy); the
+    # backward streams 2 bytes per parameter at 150 GB/s = 7.5e10 parameters/s. 1e11 parameters/s
+    # is ~3.2 TB/s of DRAM, ~16 EPYC 7713 servers at ~200 GB/s (Andromeda has 284 servers for
+    # MemoryX, SwarmX and input workers together, press release 2022-11).
+    optimizer_params_per_s: float = 1e11
     full_duplex: bool = True  # glossary "SwarmX": bidirectional links; False shares one direction
 
     def __post_init__(self) -> None:

@@ -1,0 +1,90 @@
+"""``wsim simulate``: one (or ``--steps K``) weight-streaming step of a job on a CS-2 cluster."""
+
+from __future__ import annotations
+
+import sys
+
+from wsim import hardware
+from wsim.commands.common import add_json_arg, add_model_args, model_from_args
+from wsim.errors import ConfigError
+from wsim.job import TrainingJob
+
+
+def register(sub) -> None:
+    p = sub.add_parser("simulate", help="simulate weight-streaming training steps on a CS-2 cluster",
+                       description="Simulate weight-streaming training steps on a CS-2 cluster.")
+    add_model_args(p)
+    p.add_argument("--seq", type=int, default=2048, help="sequence length (tokens)")
+    p.add_argument("--batch", type=int, default=None,
+                   help="global batch in sequences (default: 8 per system)")
+    p.add_argument("--systems", type=int, default=None, help="number of CS-2 (overrides the preset)")
+    p.add_argument("--cluster", default="cs2", help="preset (cs2, andromeda, cs2-192) or a .json file")
+    p.add_argument("--micro-batches", default="auto", help="micro-batches per system, or auto")
+    p.add_argument("--steps", type=int, default=1)
+    p.add_argument("--chunk-bytes", type=float, default=None,
+                   help="simulation grain: bytes per weight chunk (default: auto)")
+    p.add_argument("--no-symmetry", action="store_true",
+                   help="simulate every CS-2 separately (identical results, slower)")
+    p.add_argument("--trace", metavar="OUT.json", help="write a Chrome/Perfetto trace")
+    add_json_arg(p)
+    p.set_defaults(func=run, human=human)
+
+
+def parse_micro_batches(text: str):
+    if text == "auto":
+        return "auto"
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"--micro-batches must be a positive integer or auto, got {text!r}") from None
+    if value <= 0:
+        raise ConfigError(f"--micro-batches must be a positive integer or auto, got {value}")
+    return value
+
+
+def job_and_cluster(args) -> tuple[TrainingJob, hardware.ClusterSpec]:
+    model = model_from_args(args, seq=args.seq)
+    cluster = hardware.load(args.cluster, args.systems)
+    batch = args.batch if args.batch is not None else 8 * cluster.systems
+    job = TrainingJob(model, seq=args.seq, batch_seqs=batch,
+                      micro_batches=parse_micro_batches(args.micro_batches), steps=args.steps)
+    return job, cluster
+
+
+def run(args) -> dict:
+    from wsim.engine.run import SimOptions, Simulation
+
+    job, cluster = job_and_cluster(args)
+    options = SimOptions(chunk_bytes=args.chunk_bytes, symmetry=not args.no_symmetry,
+                         trace=bool(args.trace))
+    sim = Simulation(job, cluster, options)
+    report = sim.run()
+    out = report.to_dict()
+    if args.trace:
+        from wsim.trace import write_trace
+
+        try:
+            write_trace(sim, args.trace)
+        except OSError as exc:
+            raise ConfigError(f"cannot write trace {args.trace!r}: {exc.strerror}") from None
+        print(f"wsim: trace written to {args.trace}", file=sys.stderr)
+        out["trace"] = args.trace
+    return out
+
+
+def human(r: dict) -> str:
+    b = r["breakdown"]
+    lines = [
+        f"{r['model']} ({r['params'] / 1e9:.3g}B params) on {r['systems']} CS-2, batch "
+        f"{r['batch_seqs']} x {r['seq']}",
+        f"  step time          {r['step_time_s']:.4g} s   ({r['tokens_per_s']:.4g} tokens/s)",
+        f"  model FLOP/s       {r['model_flops_per_s']:.4g}   utilization {r['compute_utilization']:.1%}",
+        f"  bottleneck         {r['bottleneck']}   "
+        + ", ".join(f"{k} {v:.0%}" for k, v in r["utilization_by_resource"].items()),
+        f"  micro-batches      {r['micro_batches']}{'  (activation recompute)' if r['recompute'] else ''}",
+        f"  wafer memory       {r['wafer_memory_bytes'] / 1e9:.2f} GB per CS-2 (activations + weight buffer)",
+        f"  MemoryX            {r['memoryx_bytes'] / 1e12:.3g} TB (weights + optimizer state)",
+        "  breakdown (s)      " + ", ".join(f"{k[:-2]} {v:.4g}" for k, v in b.items()),
+        f"  simpy events       {r['events']}",
+    ]
+    return "\n".join(lines)

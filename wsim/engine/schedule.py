@@ -1,0 +1,111 @@
+"""The order of work in weight streaming: which layer's weights stream when, and how they are chunked.
+
+For each step and micro-batch: forward over layers 0..L-1, then backward over L-1..0. Under
+activation checkpointing the backward of a layer is preceded by its recomputed forward, and its
+weights stream twice (once per pass: the recompute runs the layer forwards, the backward runs it
+backwards, and the wafer keeps no weights between them). An embedding's backward needs no weights.
+
+Chunks are the simulation's grain: a layer's weights are cut into equal chunks; the CS-2 computes a
+chunk's share of the layer when the chunk has arrived. ``auto`` chunking keeps the event count near
+a budget (aggregation that changes the answer by well under 1%: tests check convergence).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from models.spec import LayerSpec
+from wsim.errors import ConfigError
+from wsim.hardware import ClusterSpec
+from wsim.job import TrainingJob
+from wsim.memory import WaferPlan
+
+FWD, RECOMPUTE, BWD = "fwd", "recompute", "bwd"
+
+
+@dataclass(frozen=True)
+class Pass:
+    """One layer's work for one micro-batch in one direction."""
+
+    step: int
+    micro_batch: int
+    phase: str  # fwd | recompute | bwd
+    layer: int
+    chunks: int
+    streams_weights: bool
+    weight_chunk_bytes: float
+    grad_chunk_bytes: float  # bwd only
+    flops_per_system: float  # for this pass, this micro-batch, one CS-2
+
+
+@dataclass(frozen=True)
+class Schedule:
+    passes: list[Pass]
+    layers: list[LayerSpec]
+    update_deps: list[tuple[int, ...]]  # layer l's forward needs these layers' updates
+    grad_sources: list[tuple[int, ...]]  # layer l's update waits for these layers' gradients
+    chunk_bytes: float
+    micro_batches: int
+    steps: int
+
+
+def update_dependencies(layers: list[LayerSpec], tied: bool) -> tuple[list, list]:
+    """Tied embeddings: the head streams the embedding matrix, so its forward needs the embedding's
+    update, and the embedding's update needs the head's gradient too (both gradients accumulate)."""
+    n = len(layers)
+    deps = [(l,) for l in range(n)]
+    sources = [(l,) for l in range(n)]
+    if tied:
+        head, emb = n - 1, 0
+        deps[head] = (head, emb)
+        sources[emb] = (emb, head)
+    return deps, sources
+
+
+def choose_chunk_bytes(job: TrainingJob, cluster: ClusterSpec, plan: WaferPlan,
+                       max_chunks_per_layer: int, target_chunk_passes: int) -> float:
+    """Chunks no larger than a layer / ``max_chunks_per_layer`` and few enough that one simulated
+    step has about ``target_chunk_passes`` chunk passes, but never over a quarter of the wafer's
+    weight buffer (so that at least four chunks can be in flight and the stream never idles on a
+    grain the hardware does not have)."""
+    layers = job.layers()
+    weight_bytes = [l.params * job.bytes_per_element for l in layers]
+    passes = (3 if plan.recompute else 2) * plan.micro_batches
+    total = sum(weight_bytes) * passes
+    chunk = max(max(weight_bytes) / max_chunks_per_layer, total / target_chunk_passes)
+    return min(chunk, cluster.cs2.weight_buffer_bytes / 4)
+
+
+def build(job: TrainingJob, cluster: ClusterSpec, plan: WaferPlan, chunk_bytes: float,
+          steps: int) -> Schedule:
+    if not chunk_bytes > 0:
+        raise ConfigError(f"chunk_bytes must be positive, got {chunk_bytes!r}")
+    layers = job.layers()
+    mb_tokens = [n * job.seq for n in plan.micro_batch_seqs]
+    passes: list[Pass] = []
+
+    def add(step: int, mb: int, phase: str, li: int) -> None:
+        tokens = mb_tokens[mb]
+        layer = layers[li]
+        wbytes = layer.params * job.bytes_per_element
+        chunks = max(1, math.ceil(wbytes / chunk_bytes - 1e-9))
+        streams = phase != BWD or layer.needs_weights_in_backward
+        flops = layer.bwd_flops_per_token if phase == BWD else layer.fwd_flops_per_token
+        passes.append(Pass(
+            step=step, micro_batch=mb, phase=phase, layer=li, chunks=chunks, streams_weights=streams,
+            weight_chunk_bytes=wbytes / chunks,
+            grad_chunk_bytes=layer.params * job.grad_bytes_per_param / chunks if phase == BWD else 0.0,
+            flops_per_system=flops * tokens,
+        ))
+
+    for step in range(steps):
+        for mb in range(plan.micro_batches):
+            for li in range(len(layers)):
+                add(step, mb, FWD, li)
+            for li in reversed(range(len(layers))):
+                if plan.recompute and layers[li].kind == "block":
+                    add(step, mb, RECOMPUTE, li)
+                add(step, mb, BWD, li)
+    deps, sources = update_dependencies(layers, job.model.tied_embeddings)
+    return Schedule(passes, layers, deps, sources, chunk_bytes, plan.micro_batches, steps)

@@ -1,0 +1,131 @@
+"""Where the bytes live: activations on the wafer, weights and optimizer state in MemoryX.
+
+The wafer keeps activations only (Hot Chips 34, "weights are never stored on the wafer"): the
+stored activations of one micro-batch for every layer, plus the weight buffer that the stream fills
+ahead of compute. When the system's share of the batch does not fit, it is split into micro-batches
+(gradient accumulation); when even one sequence does not fit, activation checkpointing keeps only
+each layer's input and recomputes the layer's forward in the backward pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from wsim.errors import ConfigError
+from wsim.hardware import ClusterSpec
+from wsim.job import TrainingJob
+
+
+@dataclass(frozen=True)
+class WaferPlan:
+    seqs_per_system: int
+    micro_batches: int
+    seqs_per_micro_batch: int  # the largest micro-batch
+    recompute: bool
+    activation_bytes: float  # peak stored activations per CS-2
+    weight_buffer_bytes: float
+    usable_bytes: float
+
+    @property
+    def micro_batch_seqs(self) -> list[int]:
+        """Sizes of the micro-batches: the system's sequences split as evenly as possible."""
+        return split(self.seqs_per_system, self.micro_batches)
+
+    @property
+    def peak_bytes(self) -> float:
+        return self.activation_bytes + self.weight_buffer_bytes
+
+    def to_dict(self) -> dict:
+        return {
+            "seqs_per_system": self.seqs_per_system,
+            "micro_batches": self.micro_batches,
+            "seqs_per_micro_batch": self.seqs_per_micro_batch,
+            "micro_batch_seqs": self.micro_batch_seqs if self.micro_batches <= 64 else None,
+            "recompute": self.recompute,
+            "activation_bytes": self.activation_bytes,
+            "weight_buffer_bytes": self.weight_buffer_bytes,
+            "peak_bytes": self.peak_bytes,
+        }
+
+
+def activation_bytes_per_seq(job: TrainingJob, recompute: bool) -> float:
+    """Peak stored activation bytes for one sequence on one CS-2.
+
+    Without recompute: every layer's stored activations. With checkpointing: every layer's input,
+    plus the one layer being recomputed held in full."""
+    layers = job.layers()
+    if not recompute:
+        return job.seq * sum(l.act_bytes_per_token for l in layers)
+    inputs = sum(l.input_bytes_per_token for l in layers)
+    return job.seq * (inputs + max(l.act_bytes_per_token for l in layers))
+
+
+def memoryx_bytes(job: TrainingJob, cluster: ClusterSpec) -> float:
+    return job.model.params * cluster.memoryx.bytes_per_param
+
+
+def check_memoryx(job: TrainingJob, cluster: ClusterSpec) -> None:
+    need = memoryx_bytes(job, cluster)
+    if need > cluster.memoryx.capacity_bytes:
+        raise ConfigError(
+            f"model {job.model.name} needs {need / 1e12:.4g} TB of MemoryX "
+            f"({job.model.params:.4g} params x {cluster.memoryx.bytes_per_param:g} B) but memoryx."
+            f"capacity_bytes is {cluster.memoryx.capacity_bytes / 1e12:.4g} TB"
+        )
+
+
+def split(seqs: int, parts: int) -> list[int]:
+    """``seqs`` sequences in ``parts`` micro-batches whose sizes differ by at most one."""
+    base, extra = divmod(seqs, parts)
+    return [base + 1] * extra + [base] * (parts - extra)
+
+
+def plan(job: TrainingJob, cluster: ClusterSpec) -> WaferPlan:
+    """Choose micro-batching (and recompute) so that activations fit the wafer.
+
+    ``auto``: the fewest micro-batches that fit without recompute (the largest micro-batch that
+    fits, the system's sequences split evenly, so sizes may differ by one); activation
+    checkpointing only when even one sequence does not fit. A forced count M splits the system's
+    sequences into M micro-batches the same way."""
+    seqs = job.seqs_per_system(cluster.systems)
+    buffer = cluster.cs2.weight_buffer_bytes
+    usable = cluster.cs2.usable_sram_bytes - buffer
+    if usable <= 0:
+        raise ConfigError(
+            f"cs2.weight_buffer_bytes ({buffer:g}) leaves no SRAM for activations "
+            f"(usable {cluster.cs2.usable_sram_bytes:g} bytes)"
+        )
+    full = activation_bytes_per_seq(job, recompute=False)
+    ckpt = activation_bytes_per_seq(job, recompute=True)
+
+    def make(m: int, recompute: bool) -> WaferPlan:
+        per = ckpt if recompute else full
+        largest = -(-seqs // m)
+        return WaferPlan(seqs, m, largest, recompute, per * largest, buffer, usable)
+
+    if job.micro_batches == "auto":
+        for per, recompute in ((full, False), (ckpt, True)):
+            fit = int(usable // per)
+            if fit >= 1:
+                return make(-(-seqs // min(fit, seqs)), recompute)
+        raise ConfigError(
+            f"one sequence of {job.seq} tokens needs {ckpt / 1e9:.3g} GB of activations even with "
+            f"checkpointing, more than the wafer's {usable / 1e9:.3g} GB usable SRAM: shorten --seq"
+        )
+    m = job.micro_batches
+    if m > seqs:
+        raise ConfigError(
+            f"micro_batches {m} exceeds the {seqs} sequences each CS-2 gets "
+            f"(batch {job.batch_seqs} / {cluster.systems} systems)"
+        )
+    largest = -(-seqs // m)
+    if full * largest <= usable:
+        return make(m, False)
+    if ckpt * largest <= usable:
+        return make(m, True)
+    fit = int(usable // ckpt)
+    hint = f"use --micro-batches {-(-seqs // fit)} or more, or auto" if fit else "shorten --seq"
+    raise ConfigError(
+        f"micro_batches {m}: {largest} sequences need {ckpt * largest / 1e9:.3g} GB of "
+        f"activations even with checkpointing, over the wafer's {usable / 1e9:.3g} GB: {hint}"
+    )
