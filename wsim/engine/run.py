@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from heapq import heappush
+
 import simpy
 from simpy.events import NORMAL, Event
 
@@ -66,13 +68,25 @@ class NullPayload:
 
 
 class _Hop(Event):
-    """A triggered event carrying its value and its one callback (a lean ``simpy.Timeout``)."""
+    """A triggered event carrying its value and its one callback: a lean ``simpy.Timeout`` (the
+    environment's ``step`` reads only ``callbacks`` and ``_ok``; the callback reads ``_value``)."""
 
-    def __init__(self, env, value, callback):
-        self.env = env
+    _ok = True
+
+    def __init__(self, value, callback):
         self.callbacks = [callback]
         self._value = value
-        self._ok = True
+
+
+def _scheduler(env: simpy.Environment):
+    """``at(t, callback, value)``: one event at absolute time t, pushed as ``env.schedule`` would."""
+    queue, eid = env._queue, env._eid
+
+    def at(t: float, callback, value) -> None:
+        now = env._now
+        heappush(queue, (t if t > now else now, NORMAL, next(eid), _Hop(value, callback)))
+
+    return at
 
 
 class Simulation:
@@ -95,6 +109,7 @@ class Simulation:
         self.passes = self.schedule.passes
         self._flatten()
         self.env = simpy.Environment()
+        self.at = _scheduler(self.env)
         self.graph = graph if graph is not None else topology.build(cluster)
         topology.validate(self.graph, cluster.swarmx.fanout)
         quotient = topology.symmetry_classes(self.graph, options.symmetry and not self.functional)
@@ -143,12 +158,6 @@ class Simulation:
             for s in sources:
                 owners[s].append(owner)
         self.grad_owners = owners
-
-    def at(self, t: float, callback, value) -> None:
-        """Schedule ``callback`` at absolute time ``t`` (one simpy event)."""
-        env = self.env
-        delay = t - env._now
-        env.schedule(_Hop(env, value, callback), NORMAL, delay if delay > 0.0 else 0.0)
 
     def run(self):
         self.env.process(self.memoryx.stream())
