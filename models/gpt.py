@@ -1,0 +1,368 @@
+"""GPT-2 / Cerebras-GPT in PyTorch, as layer functions that take their weights as arguments.
+
+Weight streaming (DESIGN.md) computes one layer at a time with weights that arrive over the network
+and are dropped afterwards, so every layer here is a plain function ``f(input, w, cfg)`` where ``w``
+maps Hugging Face parameter names to tensors. ``GPT`` (an ``nn.Module``) only holds the parameters and
+chains the same functions, so the streamed executor and the reference trainer run identical math.
+
+Architecture: GPT-2 (Radford et al. 2019, "Language Models are Unsupervised Multitask Learners",
+sec. 2.3: pre-LayerNorm blocks, a final LayerNorm, learned positions), which Cerebras-GPT reuses
+unchanged with tied embeddings and no dropout (Dey et al. 2023, arXiv 2304.03208, sec. 3.1).
+Names, shapes and layout follow Hugging Face ``transformers/models/gpt2/modeling_gpt2.py``: linear
+maps are ``Conv1D`` with the weight stored (in_features, out_features) and computed as
+``addmm(b, x, W)`` = x @ W + b, so HF state dicts load as they are, without transposes.
+There is no dropout (Cerebras-GPT trains without it; a checkpoint's p_drop values are not modelled).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+ACTIVATIONS = ("gelu", "gelu_new", "relu")
+WTE, WPE, LM_HEAD = "transformer.wte.weight", "transformer.wpe.weight", "lm_head.weight"
+LN_F = ("transformer.ln_f.weight", "transformer.ln_f.bias")
+# The 12 tensors of one block, in Hugging Face's order, relative to "transformer.h.{i}.".
+BLOCK_PARAMS = (
+    "ln_1.weight", "ln_1.bias", "attn.c_attn.weight", "attn.c_attn.bias",
+    "attn.c_proj.weight", "attn.c_proj.bias", "ln_2.weight", "ln_2.bias",
+    "mlp.c_fc.weight", "mlp.c_fc.bias", "mlp.c_proj.weight", "mlp.c_proj.bias",
+)
+
+
+def _positive_int(name: str, value) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"GPTConfig.{name} must be a positive integer, got {value!r}")
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    """A GPT-2 decoder; field names and meanings are those of Hugging Face ``GPT2Config``."""
+
+    n_layer: int
+    n_embd: int
+    n_head: int
+    vocab_size: int
+    n_positions: int
+    n_inner: int | None = None  # None means 4 * n_embd (resolved in __post_init__)
+    activation_function: str = "gelu"  # 'gelu' exact erf GELU, 'gelu_new' tanh approximation
+    layer_norm_epsilon: float = 1e-5
+    tie_word_embeddings: bool = True
+    bos_token_id: int | None = None  # None means vocab_size - 1 (GPT-2's <|endoftext|>)
+    eos_token_id: int | None = None
+    initializer_range: float = 0.02  # std of the GPT-2 normal init (HF GPT2Config default)
+
+    def __post_init__(self) -> None:
+        for name in ("n_layer", "n_embd", "n_head", "vocab_size", "n_positions"):
+            _positive_int(name, getattr(self, name))
+        if self.n_inner is None:
+            object.__setattr__(self, "n_inner", 4 * self.n_embd)
+        _positive_int("n_inner", self.n_inner)
+        if self.n_embd % self.n_head:
+            raise ValueError(f"GPTConfig.n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if self.activation_function not in ACTIVATIONS:
+            raise ValueError(
+                f"GPTConfig.activation_function {self.activation_function!r} is not one of {ACTIVATIONS}"
+            )
+        for name in ("layer_norm_epsilon", "initializer_range"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < math.inf:
+                raise ValueError(f"GPTConfig.{name} must be a positive number, got {v!r}")
+        if not isinstance(self.tie_word_embeddings, bool):
+            raise ValueError(
+                f"GPTConfig.tie_word_embeddings must be a bool, got {self.tie_word_embeddings!r}"
+            )
+        for name in ("bos_token_id", "eos_token_id"):
+            v = getattr(self, name)
+            if v is None:
+                object.__setattr__(self, name, self.vocab_size - 1)
+            elif isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < self.vocab_size:
+                raise ValueError(f"GPTConfig.{name} must be a token id in [0, {self.vocab_size}), got {v!r}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+    @classmethod
+    def from_hf_dict(cls, d: dict) -> GPTConfig:
+        """From a Hugging Face GPT-2 ``config.json`` dict (Cerebras-GPT publishes this format)."""
+        if not isinstance(d, dict):
+            raise ValueError(f"a GPT-2 config must be a JSON object, got {type(d).__name__}")
+        if d.get("model_type", "gpt2") != "gpt2":
+            raise ValueError(f"config model_type {d['model_type']!r} is not 'gpt2'")
+        # Variants whose math differs from plain GPT-2 (see GPT2Attention in modeling_gpt2.py).
+        for key, plain in (("scale_attn_weights", True), ("scale_attn_by_inverse_layer_idx", False),
+                           ("reorder_and_upcast_attn", False), ("add_cross_attention", False)):
+            if bool(d.get(key, plain)) != plain:
+                raise ValueError(f"config {key}={d[key]!r} is not supported (plain GPT-2 has {plain})")
+        try:
+            n_positions = d["n_positions"] if "n_positions" in d else d["n_ctx"]
+            return cls(
+                n_layer=d["n_layer"], n_embd=d["n_embd"], n_head=d["n_head"],
+                vocab_size=d["vocab_size"], n_positions=n_positions, n_inner=d.get("n_inner"),
+                activation_function=d.get("activation_function", "gelu_new"),  # HF's default
+                layer_norm_epsilon=d.get("layer_norm_epsilon", 1e-5),
+                tie_word_embeddings=d.get("tie_word_embeddings", True),
+                bos_token_id=d.get("bos_token_id"), eos_token_id=d.get("eos_token_id"),
+                initializer_range=d.get("initializer_range", 0.02),
+            )
+        except KeyError as exc:
+            raise ValueError(f"config lacks the GPT-2 key {exc.args[0]!r}") from None
+
+    def to_hf_dict(self) -> dict:
+        """A ``config.json`` dict that ``transformers.GPT2LMHeadModel`` reads (dropouts 0.0)."""
+        return {
+            "model_type": "gpt2", "architectures": ["GPT2LMHeadModel"],
+            "n_layer": self.n_layer, "n_embd": self.n_embd, "n_head": self.n_head,
+            "n_inner": self.n_inner, "vocab_size": self.vocab_size, "n_positions": self.n_positions,
+            "n_ctx": self.n_positions, "activation_function": self.activation_function,
+            "layer_norm_epsilon": self.layer_norm_epsilon, "tie_word_embeddings": self.tie_word_embeddings,
+            "bos_token_id": self.bos_token_id, "eos_token_id": self.eos_token_id,
+            "initializer_range": self.initializer_range,
+            "attn_pdrop": 0.0, "embd_pdrop": 0.0, "resid_pdrop": 0.0, "summary_first_dropout": 0.0,
+            "scale_attn_weights": True, "scale_attn_by_inverse_layer_idx": False,
+            "reorder_and_upcast_attn": False, "use_cache": True,
+        }
+
+    @classmethod
+    def from_spec(cls, spec, **overrides) -> GPTConfig:
+        """From a ``models.spec.ModelSpec``; keyword ``overrides`` replace any field."""
+        if spec.positional != "learned":
+            raise ValueError(f"model {spec.name!r} uses {spec.positional} positions; GPT-2 has learned ones")
+        fields = dict(n_layer=spec.layers, n_embd=spec.hidden, n_head=spec.heads, vocab_size=spec.vocab,
+                      n_positions=spec.positions, n_inner=spec.ffn, activation_function=spec.activation,
+                      tie_word_embeddings=spec.tied_embeddings)
+        return cls(**{**fields, **overrides})
+
+
+# ---- names and shapes ----------------------------------------------------------------------------
+
+def layer_names(cfg: GPTConfig) -> list[str]:
+    """The streamed layers, in forward order: embedding, block0 … block{L-1}, head."""
+    return ["embedding", *(f"block{i}" for i in range(cfg.n_layer)), "head"]
+
+
+def _block_index(cfg: GPTConfig, layer: str) -> int:
+    if layer.startswith("block") and layer[5:].isdigit() and int(layer[5:]) < cfg.n_layer:
+        return int(layer[5:])
+    raise ValueError(f"unknown layer {layer!r}; layers are embedding, block0..block{cfg.n_layer - 1}, head")
+
+
+def head_weight_name(cfg: GPTConfig) -> str:
+    """The LM head matrix: the token embedding itself when tied (Press & Wolf 2017)."""
+    return WTE if cfg.tie_word_embeddings else LM_HEAD
+
+
+def layer_param_names(cfg: GPTConfig, layer: str) -> list[str]:
+    """HF names of the tensors ``layer`` needs; a tied ``wte`` appears in embedding and head."""
+    if layer == "embedding":
+        return [WTE, WPE]
+    if layer == "head":
+        return [*LN_F, head_weight_name(cfg)]
+    i = _block_index(cfg, layer)
+    return [f"transformer.h.{i}.{p}" for p in BLOCK_PARAMS]
+
+
+def param_shapes(cfg: GPTConfig) -> dict[str, tuple[int, ...]]:
+    """Every unique parameter with its shape, as ``GPT2LMHeadModel`` names them (Conv1D: in, out)."""
+    C, V, Fi = cfg.n_embd, cfg.vocab_size, cfg.n_inner
+    shapes = {WTE: (V, C), WPE: (cfg.n_positions, C)}
+    block = (
+        (C,), (C,), (C, 3 * C), (3 * C,), (C, C), (C,), (C,), (C,), (C, Fi), (Fi,), (Fi, C), (C,)
+    )
+    for i in range(cfg.n_layer):
+        shapes.update({f"transformer.h.{i}.{p}": s for p, s in zip(BLOCK_PARAMS, block)})
+    shapes.update({LN_F[0]: (C,), LN_F[1]: (C,)})
+    if not cfg.tie_word_embeddings:
+        shapes[LM_HEAD] = (V, C)
+    return shapes
+
+
+def check_weights(cfg: GPTConfig, w: dict[str, Tensor], where: str = "weights") -> None:
+    """Raise ``ValueError`` unless ``w`` holds exactly the model's tensors with the right shapes."""
+    shapes = param_shapes(cfg)
+    for kind, names in (("missing", [n for n in shapes if n not in w]),
+                        ("unexpected", [n for n in w if n not in shapes])):
+        if names:
+            raise ValueError(f"{where}: {kind} tensor(s) {names[:5]}{' ...' if len(names) > 5 else ''}")
+    for n, s in shapes.items():
+        if tuple(w[n].shape) != s:
+            raise ValueError(f"{where}: tensor {n!r} has shape {tuple(w[n].shape)}, the config needs {s}")
+
+
+# ---- init (GPT-2 paper sec. 2.3; HF GPT2PreTrainedModel._init_weights) --------------------------
+
+def _init_tensor(cfg: GPTConfig, name: str, seed: int, dtype: torch.dtype) -> Tensor:
+    shape = param_shapes(cfg)[name]
+    if name.endswith(("ln_1.weight", "ln_2.weight", "ln_f.weight")):
+        return torch.ones(shape, dtype=dtype)
+    if name.endswith(".bias"):
+        return torch.zeros(shape, dtype=dtype)
+    std = cfg.initializer_range
+    if name.endswith("c_proj.weight"):  # residual projections scaled by 1/sqrt(2 L): 2 per block
+        std /= math.sqrt(2 * cfg.n_layer)
+    # One generator per tensor, seeded from (seed, name): any layer can be drawn on its own, in any
+    # order, with the same values. Drawn in float32 so float32 and float64 runs start identical.
+    digest = hashlib.sha256(f"{seed}/{name}".encode()).digest()
+    g = torch.Generator().manual_seed(int.from_bytes(digest[:7], "big"))
+    return torch.empty(shape, dtype=torch.float32).normal_(0.0, std, generator=g).to(dtype)
+
+
+def init_layer_weights(cfg: GPTConfig, layer: str, seed: int,
+                       dtype: torch.dtype = torch.float32) -> dict[str, Tensor]:
+    """GPT-2 init of one layer's tensors (the same values ``init_weights`` gives them)."""
+    return {n: _init_tensor(cfg, n, seed, dtype) for n in layer_param_names(cfg, layer)}
+
+
+def init_weights(cfg: GPTConfig, seed: int, dtype: torch.dtype = torch.float32) -> dict[str, Tensor]:
+    """GPT-2 init: N(0, 0.02) for matrices and embeddings, c_proj weights N(0, 0.02/sqrt(2 L)),
+    zero biases, unit LayerNorm weights. Deterministic for ``seed``; keys in HF order."""
+    return {n: _init_tensor(cfg, n, seed, dtype) for n in param_shapes(cfg)}
+
+
+# ---- layers --------------------------------------------------------------------------------------
+
+def conv1d(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """HF ``Conv1D``: x @ W + b with W stored (in, out)."""
+    out = torch.addmm(bias, x.reshape(-1, x.size(-1)), weight)  # (B*T, out)
+    return out.view(*x.shape[:-1], weight.size(1))
+
+
+def gelu(x: Tensor, kind: str) -> Tensor:
+    if kind == "gelu":  # exact erf form (Hendrycks & Gimpel 2016); Cerebras-GPT's choice
+        return F.gelu(x)
+    if kind == "gelu_new":  # tanh approximation of the original GPT-2 code (HF NewGELUActivation)
+        return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
+    return F.relu(x)
+
+
+def embedding_forward(idx: Tensor, w: dict[str, Tensor], cfg: GPTConfig, pos_offset: int = 0) -> Tensor:
+    """Token plus learned position embeddings; positions start at ``pos_offset`` (KV-cache decode)."""
+    B, T = idx.shape
+    if pos_offset < 0 or pos_offset + T > cfg.n_positions:
+        raise ValueError(f"positions {pos_offset}..{pos_offset + T - 1} exceed n_positions {cfg.n_positions}")
+    pos = torch.arange(pos_offset, pos_offset + T, device=idx.device)  # (T,)
+    tok_emb = F.embedding(idx, w[WTE])  # (B, T, C)
+    pos_emb = F.embedding(pos, w[WPE])  # (T, C)
+    return tok_emb + pos_emb  # (B, T, C)
+
+
+def _block_prefix(w: dict[str, Tensor], layer_idx: int | None) -> str:
+    if layer_idx is not None:
+        return f"transformer.h.{layer_idx}."
+    found = [k[: -len("ln_1.weight")] for k in w if k.endswith("ln_1.weight")]
+    if len(found) != 1:
+        raise ValueError(f"block weights must hold exactly one block (found {len(found)}); pass layer_idx")
+    return found[0]
+
+
+def attention(x: Tensor, w: dict[str, Tensor], p: str, cfg: GPTConfig, past_kv=None):
+    """Causal multi-head self-attention (Vaswani et al. 2017); returns (y, (k, v))."""
+    B, T, C = x.shape
+    nh, hs = cfg.n_head, cfg.head_dim
+    qkv = conv1d(x, w[p + "attn.c_attn.weight"], w[p + "attn.c_attn.bias"])  # (B, T, 3C)
+    q, k, v = qkv.split(C, dim=2)  # 3 x (B, T, C)
+    q = q.view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
+    k = k.view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
+    v = v.view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
+    if past_kv is not None:
+        k = torch.cat([past_kv[0], k], dim=2)  # (B, nh, P+T, hs)
+        v = torch.cat([past_kv[1], v], dim=2)  # (B, nh, P+T, hs)
+    P = k.size(2) - T  # tokens already in the cache
+    att = torch.matmul(q, k.transpose(-2, -1)) * (hs ** -0.5)  # (B, nh, T, P+T)
+    # query t sits at absolute position P+t and sees keys 0..P+t
+    causal = torch.ones(T, P + T, dtype=torch.bool, device=x.device).tril(diagonal=P)  # (T, P+T)
+    att = att.masked_fill(~causal, float("-inf"))
+    att = F.softmax(att, dim=-1)  # (B, nh, T, P+T)
+    y = torch.matmul(att, v)  # (B, nh, T, hs)
+    y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C): heads side by side
+    y = conv1d(y, w[p + "attn.c_proj.weight"], w[p + "attn.c_proj.bias"])  # (B, T, C)
+    return y, (k, v)
+
+
+def mlp(x: Tensor, w: dict[str, Tensor], p: str, cfg: GPTConfig) -> Tensor:
+    h = conv1d(x, w[p + "mlp.c_fc.weight"], w[p + "mlp.c_fc.bias"])  # (B, T, n_inner)
+    h = gelu(h, cfg.activation_function)
+    return conv1d(h, w[p + "mlp.c_proj.weight"], w[p + "mlp.c_proj.bias"])  # (B, T, C)
+
+
+def block_forward(x: Tensor, w: dict[str, Tensor], cfg: GPTConfig, past_kv=None, use_cache: bool = False,
+                  layer_idx: int | None = None):
+    """One pre-LN transformer block (GPT-2 sec. 2.3). ``w`` holds this block's 12 tensors under HF
+    names (or the whole model, with ``layer_idx``). ``past_kv`` = (k, v), each (B, nh, P, hs).
+    Returns x (B, T, C), or (x, present_kv) with present_kv each (B, nh, P+T, hs) when ``use_cache``."""
+    p = _block_prefix(w, layer_idx)
+    C, eps = cfg.n_embd, cfg.layer_norm_epsilon
+    h = F.layer_norm(x, (C,), w[p + "ln_1.weight"], w[p + "ln_1.bias"], eps)  # (B, T, C)
+    a, present = attention(h, w, p, cfg, past_kv)
+    x = x + a  # (B, T, C)
+    h = F.layer_norm(x, (C,), w[p + "ln_2.weight"], w[p + "ln_2.bias"], eps)  # (B, T, C)
+    x = x + mlp(h, w, p, cfg)  # (B, T, C)
+    return (x, present) if use_cache else x
+
+
+def head_forward(x: Tensor, w: dict[str, Tensor], cfg: GPTConfig) -> Tensor:
+    """Final LayerNorm and the LM head (the token embedding when tied): logits (B, T, V)."""
+    x = F.layer_norm(x, (cfg.n_embd,), w[LN_F[0]], w[LN_F[1]], cfg.layer_norm_epsilon)  # (B, T, C)
+    return F.linear(x, w[head_weight_name(cfg)])  # (B, T, V), as HF's nn.Linear lm_head
+
+
+def layer_forward(cfg: GPTConfig, layer: str, inp: Tensor, w: dict[str, Tensor], **kwargs):
+    """Run streamed layer ``layer`` (a name from ``layer_names``) on ``inp`` with weights ``w``.
+    Keyword arguments go to the layer function (pos_offset; past_kv, use_cache)."""
+    if layer == "embedding":
+        return embedding_forward(inp, w, cfg, **kwargs)
+    if layer == "head":
+        return head_forward(inp, w, cfg, **kwargs)
+    return block_forward(inp, w, cfg, layer_idx=_block_index(cfg, layer), **kwargs)
+
+
+def loss_fn(logits: Tensor, targets: Tensor) -> Tensor:
+    """Mean cross-entropy over all targets: logits (..., V), targets (...)."""
+    return F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))
+
+
+# ---- the whole model as one nn.Module -------------------------------------------------------------
+
+class GPT(nn.Module):
+    """Parameters under HF's names (nested modules mirror ``GPT2LMHeadModel``, so ``state_dict()``
+    keys are HF's); ``forward`` chains the layer functions above. A tied head reuses the ``wte``
+    Parameter, so autograd sums the embedding and head gradients into it."""
+
+    def __init__(self, cfg: GPTConfig, weights: dict[str, Tensor] | None = None, seed: int = 0,
+                 dtype: torch.dtype | None = None):
+        super().__init__()
+        self.cfg = cfg
+        if weights is None:
+            weights = init_weights(cfg, seed, dtype or torch.float32)
+        check_weights(cfg, weights)
+        for name in param_shapes(cfg):
+            t = weights[name].detach().clone()
+            self._attach(name, nn.Parameter(t.to(dtype) if dtype is not None else t))
+
+    def _attach(self, name: str, param: nn.Parameter) -> None:
+        *path, leaf = name.split(".")
+        mod: nn.Module = self
+        for part in path:
+            if part not in mod._modules:
+                mod.add_module(part, nn.Module())
+            mod = mod._modules[part]
+        mod.register_parameter(leaf, param)
+
+    def weights(self) -> dict[str, Tensor]:
+        """The live Parameters by HF name (each unique tensor once)."""
+        return dict(self.named_parameters())
+
+    def forward(self, idx: Tensor, targets: Tensor | None = None):
+        w = self.weights()
+        x = embedding_forward(idx, w, self.cfg)  # (B, T, C)
+        for i in range(self.cfg.n_layer):
+            x = block_forward(x, w, self.cfg, layer_idx=i)  # (B, T, C)
+        logits = head_forward(x, w, self.cfg)  # (B, T, V)
+        loss = loss_fn(logits, targets) if targets is not None else None
+        return logits, loss
