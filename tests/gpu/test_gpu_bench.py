@@ -1,0 +1,44 @@
+"""Speed of the GPU cost model (run with ``-m benchmark --benchmark-enable -s``): prints figures."""
+
+import time
+
+import pytest
+
+from models import zoo
+from wsim.gpu import estimate, search
+from wsim.gpu.estimate import make_consts
+from wsim.gpu.step import evaluate
+
+GPT3 = zoo.get("gpt3-175b")
+
+
+@pytest.mark.benchmark
+def test_bench_one_plan_evaluation(benchmark):
+    """``estimate`` of one fully specified plan (validation, evaluation, report)."""
+    kw = dict(seq=2048, batch=3072, gpus=4096, tp=8, pp=8, micro_batch=1, interleave=2)
+    benchmark(lambda: estimate(GPT3, **kw))
+    n, t0 = 2000, time.perf_counter()
+    for _ in range(n):
+        estimate(GPT3, **kw)
+    per_call = (time.perf_counter() - t0) / n
+    c = make_consts(GPT3, seq=2048, batch=3072, gpus=4096, gpu="a100-80gb", efficiency=None)
+    n2, t1 = 20000, time.perf_counter()
+    for i in range(n2):
+        evaluate(c, 8, 8, 64, 1 + i % 2, 2, "full", False, 1)
+    core = (time.perf_counter() - t1) / n2
+    print(f"\nestimate(): {per_call * 1e6:.1f} us per plan ({1 / per_call:,.0f} plans/s); "
+          f"core evaluate(): {core * 1e6:.1f} us ({1 / core:,.0f} evaluations/s)")
+
+
+@pytest.mark.benchmark
+def test_bench_search_gpt3_175b_on_4096_a100(benchmark):
+    """--search for GPT-3 175B on 4,096 A100-80GB, batch 3072 (every combination, bounds only)."""
+    r = benchmark.pedantic(lambda: search(GPT3, seq=2048, batch=3072, gpus=4096, gpu="a100-80gb"),
+                           rounds=3, iterations=1)
+    s = r.search
+    print(f"\nsearch GPT-3 175B / 4096 A100 / batch 3072: {s['wall_s']:.3f} s wall, "
+          f"{s['evaluations']} evaluations ({s['evaluations_per_s']:,.0f}/s), "
+          f"{s['parallel_layouts']} tp x pp layouts, pruned {s['pruned_memory']} by memory, "
+          f"{s['pruned_compute']} by compute; best {r.plan} at "
+          f"{r.model_tflops_per_gpu:.1f} model TFLOP/s per GPU, {r.step_time_s:.2f} s per step")
+    assert r.fits
