@@ -1,0 +1,193 @@
+"""Tensors riding on the engine's events: MemoryX's master weights and AdamW, each CS-2's layers.
+
+``TrainingPayload`` is the engine's payload hook (see ``wsim.engine.run.NullPayload``):
+- ``stream_weights``: MemoryX sends a copy of the layer's current master weights (what SwarmX
+  broadcasts is what every CS-2 computes with);
+- ``compute``: CS-2 ``system`` runs the layer pass on its rows of the batch (forward: keeps the
+  activations of the graph, no weights; backward: replays it with the weights streamed again and
+  returns the weight gradients);
+- ``reduce``: a SwarmX node sums its children's gradients in the tree's order;
+- ``receive_gradient`` / ``update``: MemoryX accumulates and, when the engine says the layer's
+  gradients are all in, steps that layer's ``torch.optim.AdamW``.
+The order of all of this is the engine's event order: there is no second training loop.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from models import gpt
+from wsim.functional.reference import adamw_param_groups, step_batch
+from wsim.functional.streamed import StreamedLayer
+from wsim.memory import split
+
+
+class _SystemState:
+    """One CS-2's activations for one micro-batch: per layer, the graph and its input."""
+
+    __slots__ = ("x", "grad", "layers")
+
+    def __init__(self):
+        self.x: Tensor | None = None  # the activation flowing forward
+        self.grad: Tensor | None = None  # the gradient flowing backward
+        self.layers: dict[int, tuple] = {}  # layer -> (StreamedLayer, input leaf, output)
+
+
+class TrainingPayload:
+    def __init__(self, cfg: gpt.GPTConfig, weights: dict[str, Tensor], data: Tensor, batch: int,
+                 systems: int, micro_batch_seqs: list[int], lr: float, betas, eps: float,
+                 weight_decay: float, dtype: torch.dtype, grad_clip: float | None = None,
+                 first_step: int = 0, optimizer_state: dict | None = None):
+        self.cfg, self.data, self.batch, self.systems = cfg, data, batch, systems
+        self.dtype = dtype
+        self.first_step = first_step
+        self.grad_clip = grad_clip
+        self.names = gpt.layer_names(cfg)
+        self.master = {n: w.detach().to(dtype).clone().requires_grad_(True) for n, w in weights.items()}
+        self.streamed = [gpt.layer_param_names(cfg, l) for l in self.names]
+        owned_seen: set[str] = set()
+        self.owned: list[list[str]] = []
+        for names in self.streamed:
+            self.owned.append([n for n in names if n not in owned_seen])
+            owned_seen.update(names)
+        self.optimizers = [
+            torch.optim.AdamW(adamw_param_groups({n: self.master[n] for n in owned}, weight_decay),
+                              lr=lr, betas=tuple(betas), eps=eps, foreach=False) if owned else None
+            for owned in self.owned
+        ]
+        if optimizer_state is not None:
+            for opt, state in zip(self.optimizers, optimizer_state["layers"]):
+                if opt is not None:
+                    opt.load_state_dict(state)
+        self.acc: dict[str, Tensor] = {}
+        self.per_system = batch // systems
+        self.mb_rows = split(self.per_system, len(micro_batch_seqs)) if micro_batch_seqs else [self.per_system]
+        self.tokens = batch * (data.size(1) - 1)  # the loss is a mean over every target of the step
+        self.states: dict[tuple[int, int], _SystemState] = {}
+        self.losses: dict[int, Tensor] = {}
+        self.clipped_steps: set[int] = set()
+        # instrumentation: weights a CS-2 used in forward must be gone before its backward
+        self.fwd_weight_refs: dict[tuple[int, int, int], list] = {}
+        self.weights_held_between_passes = 0
+        self.log: list[tuple] = []  # (event, step, micro-batch, layer, system) in engine order
+        self.updates_done: dict[int, int] = {}
+        self.on_step_end = None  # callback(step, loss) once every layer of a step is updated
+
+    # ---- MemoryX --------------------------------------------------------------------------------
+    def stream_weights(self, p) -> dict[str, Tensor]:
+        self.log.append(("stream", p.step, p.micro_batch, p.layer, p.phase))
+        return {n: self.master[n].detach().clone() for n in self.streamed[p.layer]}
+
+    def receive_gradient(self, p, grads: dict[str, Tensor]) -> None:
+        for n, g in grads.items():
+            prev = self.acc.get(n)
+            self.acc[n] = g if prev is None else prev + g
+
+    def update(self, step: int, layer: int) -> None:
+        self.log.append(("update", step, -1, layer, -1))
+        self._apply(step, layer)
+        self.updates_done[step] = self.updates_done.get(step, 0) + 1
+        if self.updates_done[step] == len(self.names) and self.on_step_end is not None:
+            self.on_step_end(step, self.losses[step].item())
+
+    def _apply(self, step: int, layer: int) -> None:
+        if self.grad_clip is not None and step not in self.clipped_steps:
+            # the engine defers every update until all gradients are in (global_update)
+            self.clipped_steps.add(step)
+            params = list(self.master.values())
+            for n, p in self.master.items():
+                p.grad = self.acc.get(n)
+            torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
+            for n, p in self.master.items():
+                if p.grad is not None:
+                    self.acc[n] = p.grad
+        opt = self.optimizers[layer]
+        if opt is None:
+            return
+        for n in self.owned[layer]:
+            self.master[n].grad = self.acc.pop(n)
+        opt.step()
+        for n in self.owned[layer]:
+            self.master[n].grad = None
+
+    # ---- SwarmX ---------------------------------------------------------------------------------
+    @staticmethod
+    def reduce(parts: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+        total = dict(parts[0])
+        for part in parts[1:]:
+            for n, g in part.items():
+                total[n] = total[n] + g
+        return total
+
+    # ---- CS-2 -----------------------------------------------------------------------------------
+    def _rows(self, step: int, system: int, mb: int) -> tuple[Tensor, Tensor]:
+        x, y = step_batch(self.data, step + self.first_step, self.batch)  # resumed runs go on
+        start = system * self.per_system + sum(self.mb_rows[:mb])
+        rows = slice(start, start + self.mb_rows[mb])
+        return x[rows].long(), y[rows].long()
+
+    def compute(self, system: int, p, weights):
+        key = (system, p.micro_batch)
+        self.log.append((p.phase, p.step, p.micro_batch, p.layer, system))
+        if p.phase == "fwd":
+            self._forward(system, p, weights, key)
+            return None
+        if p.phase == "bwd":
+            return self._backward(system, p, weights, key)
+        raise RuntimeError(f"functional mode has no {p.phase!r} pass")  # pragma: no cover
+
+    def _forward(self, system: int, p, weights, key) -> None:
+        st = self.states.setdefault(key, _SystemState())
+        name = self.names[p.layer]
+        layer = StreamedLayer()
+        cfg = self.cfg
+        if name == "embedding":
+            idx, _ = self._rows(p.step, system, p.micro_batch)
+            inp = None
+            out = layer.forward(lambda ws: gpt.embedding_forward(idx, ws, cfg), weights, self.dtype)
+        else:
+            inp = st.x.detach().requires_grad_(True)
+            if name == "head":
+                _, targets = self._rows(p.step, system, p.micro_batch)
+
+                def fn(ws):
+                    logits = gpt.head_forward(inp, ws, cfg)  # (b, T, V)
+                    # this CS-2's share of the step's mean loss
+                    return F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1),
+                                           reduction="sum") / self.tokens
+
+                out = layer.forward(fn, weights, self.dtype)
+                prev = self.losses.get(p.step)
+                self.losses[p.step] = out.detach() if prev is None else prev + out.detach()
+            else:
+                out = layer.forward(lambda ws: gpt.block_forward(inp, ws, cfg, layer_idx=p.layer - 1),
+                                    weights, self.dtype)
+        st.layers[p.layer] = (layer, inp, out)
+        st.x = out
+        self.fwd_weight_refs[(system, p.micro_batch, p.layer)] = [weakref.ref(w) for w in weights.values()]
+
+    def _backward(self, system: int, p, weights, key) -> dict[str, Tensor]:
+        st = self.states[key]
+        refs = self.fwd_weight_refs.pop((system, p.micro_batch, p.layer), [])
+        self.weights_held_between_passes += sum(r() is not None for r in refs)
+        layer, inp, out = st.layers.pop(p.layer)
+        grad_out = None if self.names[p.layer] == "head" else st.grad
+        grads = layer.backward(out, grad_out, [inp], weights)
+        st.grad = inp.grad if inp is not None else None
+        if not st.layers:
+            del self.states[key]
+        return grads
+
+    # ---- results --------------------------------------------------------------------------------
+    def step_losses(self) -> list[float]:
+        return [self.losses[k].item() for k in sorted(self.losses)]
+
+    def weights(self) -> dict[str, Tensor]:
+        return {n: w.detach().clone() for n, w in self.master.items()}
+
+    def optimizer_state(self) -> dict:
+        return {"layers": [opt.state_dict() if opt is not None else None for opt in self.optimizers]}

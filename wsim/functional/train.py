@@ -1,0 +1,139 @@
+"""``wsim.train``: really train a GPT by weight streaming through the engine, on the CPU.
+
+The engine runs with tensors on its events (``TrainingPayload``) and every CS-2 simulated
+separately; the order of streaming, compute, reduction and update is the engine's event order.
+The report's ``simulated_step_time_s`` is the hardware step time of the same job on the chosen
+cluster from the timing engine (its usual chunk grain; the functional run moves whole layers).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from models import gpt
+from models.spec import ModelSpec
+from wsim import hardware
+from wsim.engine.run import SimOptions, Simulation, simulate
+from wsim.errors import ConfigError, positive, require
+from wsim.functional.executor import TrainingPayload
+from wsim.job import TrainingJob
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclass(frozen=True)
+class TrainReport:
+    losses: list
+    systems: int
+    steps: int
+    batch: int
+    seq: int
+    micro_batches: int
+    simulated_step_time_s: float
+    simulated_tokens_per_s: float
+    functional_events: int
+    wall_s: float
+    weights_held_between_passes: int  # weight tensors still alive at a layer's backward: must be 0
+    peak_weight_bytes_per_cs2: float
+    weight_buffer_bytes: float
+    final_weights: dict = field(repr=False, compare=False, default_factory=dict)
+    optimizer_state: dict = field(repr=False, compare=False, default_factory=dict)
+    event_log: list = field(repr=False, compare=False, default_factory=list)
+
+    def to_dict(self) -> dict:
+        skip = {"final_weights", "optimizer_state", "event_log"}
+        return {k: v for k, v in self.__dict__.items() if k not in skip}
+
+
+def spec_from_config(cfg: gpt.GPTConfig, name: str = "gpt") -> ModelSpec:
+    return ModelSpec(name=name, layers=cfg.n_layer, hidden=cfg.n_embd, heads=cfg.n_head,
+                     ffn=cfg.n_inner, vocab=cfg.vocab_size, positions=cfg.n_positions,
+                     tied_embeddings=cfg.tie_word_embeddings, activation=cfg.activation_function)
+
+
+def check_data(data: Tensor, cfg: gpt.GPTConfig, steps: int, batch: int, first_step: int = 0) -> None:
+    require(isinstance(data, Tensor) and data.dim() == 2 and not data.is_floating_point(),
+            "data must be an integer array of shape (rows, seq+1)")
+    rows, width = data.shape
+    require(width >= 2, f"data rows hold {width} tokens; need at least 2 (seq+1)")
+    require(width - 1 <= cfg.n_positions,
+            f"data rows give seq {width - 1}, more than the model's n_positions {cfg.n_positions}")
+    need = (first_step + steps) * batch
+    require(rows >= need, f"data has {rows} rows; steps {first_step}..{first_step + steps - 1} "
+                          f"of batch {batch} need {need}")
+    lo, hi = int(data.min()), int(data.max())
+    require(lo >= 0 and hi < cfg.vocab_size,
+            f"data token ids span [{lo}, {hi}], outside the vocabulary [0, {cfg.vocab_size})")
+
+
+def train(cfg: gpt.GPTConfig, weights: dict[str, Tensor], data: Tensor, *, systems: int = 1,
+          steps: int = 1, batch: int = 1, lr: float = 6e-4, betas=(0.9, 0.95), eps: float = 1e-8,
+          weight_decay: float = 0.1, dtype: str | torch.dtype = "float32",
+          micro_batches: int | str = "auto", grad_clip: float | None = None,
+          cluster: hardware.ClusterSpec | None = None, options: SimOptions | None = None,
+          first_step: int = 0, optimizer_state: dict | None = None,
+          progress: bool = False) -> TrainReport:
+    """Train ``steps`` AdamW steps by weight streaming on ``systems`` simulated CS-2s.
+
+    Step k uses rows k*batch .. (k+1)*batch-1 of ``data`` (rows of seq+1 token ids); CS-2 i takes
+    the i-th contiguous slice of those rows. Defaults follow Cerebras-GPT (Dey et al. 2023):
+    betas (0.9, 0.95), weight decay 0.1. ``first_step``/``optimizer_state`` resume a run."""
+    torch_dtype = DTYPES.get(dtype, dtype) if isinstance(dtype, str) else dtype
+    require(torch_dtype in DTYPES.values(), f"dtype must be float32 or float64, got {dtype!r}")
+    positive("lr", lr)
+    positive("eps", eps)
+    require(isinstance(weight_decay, (int, float)) and weight_decay >= 0,
+            f"weight_decay must be >= 0, got {weight_decay!r}")
+    require(len(betas) == 2 and all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas),
+            f"betas must be two numbers in [0, 1), got {betas!r}")
+    if grad_clip is not None:
+        positive("grad_clip", grad_clip)
+    positive("steps", steps, integer=True)
+    positive("batch", batch, integer=True)
+    check_data(data, cfg, steps, batch, first_step)
+    cluster = cluster or hardware.preset("cs2", systems)
+    if cluster.systems != systems:
+        cluster = cluster.with_systems(systems)
+    seq = data.size(1) - 1
+    job = TrainingJob(spec_from_config(cfg), seq=seq, batch_seqs=batch, micro_batches=micro_batches,
+                      steps=steps)  # the simulated hardware streams 16-bit whatever the CPU dtype
+    options = options or SimOptions()
+    if grad_clip is not None:
+        options = SimOptions(**{**options.__dict__, "global_update": True})
+    t0 = time.perf_counter()
+    sim = Simulation(job, cluster, options, payload=_Deferred())
+    if sim.plan.recompute:
+        raise ConfigError("functional mode keeps every activation: this batch needs activation "
+                          "recompute on the wafer; use more --micro-batches or a shorter seq")
+    payload = TrainingPayload(cfg, weights, data, batch, systems, sim.plan.micro_batch_seqs, lr, betas,
+                              eps, weight_decay, torch_dtype, grad_clip, first_step, optimizer_state)
+    sim.payload = payload
+    if progress:
+        def report_step(step: int, loss: float) -> None:
+            print(f"wsim: step {first_step + step + 1}/{first_step + steps}  loss {loss:.4f}  "
+                  f"({time.perf_counter() - t0:.1f} s)", file=sys.stderr, flush=True)
+
+        payload.on_step_end = report_step
+    sim.run()
+    wall = time.perf_counter() - t0
+    timing = simulate(TrainingJob(job.model, seq=seq, batch_seqs=batch, micro_batches=micro_batches),
+                      cluster)
+    return TrainReport(
+        losses=payload.step_losses(), systems=systems, steps=steps, batch=batch, seq=seq,
+        micro_batches=sim.plan.micro_batches, simulated_step_time_s=timing.step_time_s,
+        simulated_tokens_per_s=timing.tokens_per_s, functional_events=sim.events, wall_s=wall,
+        weights_held_between_passes=payload.weights_held_between_passes,
+        peak_weight_bytes_per_cs2=max(c.peak_held_bytes for c in sim.cs2s),
+        weight_buffer_bytes=cluster.cs2.weight_buffer_bytes,
+        final_weights=payload.weights(), optimizer_state=payload.optimizer_state(),
+        event_log=payload.log,
+    )
+
+
+class _Deferred:
+    """Placeholder payload while the plan is checked; replaced before the run."""
