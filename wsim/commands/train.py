@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from wsim.commands.common import add_json_arg
@@ -85,8 +84,6 @@ def run(args) -> dict:
     data = load_tokens(args.data)
     cluster = hardware.load(args.cluster, args.systems)
     batch = args.batch if args.batch is not None else args.systems
-    print(f"wsim: training {cfg.n_layer}x{cfg.n_embd} GPT on {args.systems} simulated CS-2, "
-          f"{args.steps} steps of {batch} x {data.size(1) - 1} tokens", file=sys.stderr)
     report = train(cfg, weights, data, systems=args.systems, steps=args.steps, batch=batch,
                    lr=args.lr, betas=parse_betas(args.betas), eps=args.eps,
                    weight_decay=args.weight_decay, dtype=args.dtype,

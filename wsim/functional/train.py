@@ -114,6 +114,10 @@ def train(cfg: gpt.GPTConfig, weights: dict[str, Tensor], data: Tensor, *, syste
                               eps, weight_decay, torch_dtype, grad_clip, first_step, optimizer_state)
     sim.payload = payload
     if progress:
+        print(f"wsim: training {cfg.n_layer}x{cfg.n_embd} GPT on {systems} simulated CS-2, {steps} "
+              f"steps of {batch} x {seq} tokens, {sim.plan.micro_batches} micro-batch(es)",
+              file=sys.stderr, flush=True)
+
         def report_step(step: int, loss: float) -> None:
             print(f"wsim: step {first_step + step + 1}/{first_step + steps}  loss {loss:.4f}  "
                   f"({time.perf_counter() - t0:.1f} s)", file=sys.stderr, flush=True)
