@@ -13,7 +13,7 @@ from wsim.engine.schedule import BWD
 
 class CS2:
     __slots__ = ("sim", "node", "next_item", "busy", "arrived", "weights", "held_bytes",
-                 "peak_held_bytes", "busy_by_phase", "first_start", "last_bwd_end", "spans",
+                 "peak_held_bytes", "busy_by_phase", "first_start", "last_bwd_end", "last_end", "spans",
                  "slowdown")
 
     def __init__(self, sim, node):
@@ -30,6 +30,7 @@ class CS2:
         self.busy_by_phase = {"fwd": 0.0, "recompute": 0.0, "bwd": 0.0}
         self.first_start: dict[int, float] = {}  # step -> first compute start
         self.last_bwd_end: dict[int, float] = {}  # step -> last backward compute end
+        self.last_end: dict[int, float] = {}  # step -> last compute end (any phase)
         self.spans: list | None = [] if sim.trace else None
 
     def arrive(self, j: int, payload) -> None:
@@ -77,6 +78,7 @@ class CS2:
         if j >= 0:
             self.held_bytes -= sim.stream_bytes[j]
             sim.memoryx.consumed(j)
+        self.last_end[ps.step] = now
         if ps.phase == BWD:
             self.last_bwd_end[ps.step] = now
             sim.swarmx.send_up(self.node, sim.item_grad[k], start, result if last_chunk else None)

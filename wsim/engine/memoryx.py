@@ -38,7 +38,8 @@ class MemoryX:
         sim = self.sim
         env = sim.env
         deps = sim.schedule.update_deps
-        stale = sim.options.stale_weights_fault
+        # inference has no updates to wait for; the stale-weight fault (tests only) ignores them
+        stale = sim.options.stale_weights_fault or not sim.schedule.training
         root = sim.swarmx.root
         broadcast = sim.swarmx.broadcast
         for j, nbytes in enumerate(sim.stream_bytes):

@@ -90,22 +90,29 @@ def _scheduler(env: simpy.Environment):
 
 
 class Simulation:
-    def __init__(self, job: TrainingJob, cluster: ClusterSpec, options: SimOptions = SimOptions(),
-                 payload=None, plan: WaferPlan | None = None, graph=None):
+    def __init__(self, job: TrainingJob | None, cluster: ClusterSpec, options: SimOptions = SimOptions(),
+                 payload=None, plan: WaferPlan | None = None, graph=None,
+                 schedule: sched.Schedule | None = None):
+        """A training step of ``job``, or (``schedule`` given, ``job`` None) any prebuilt schedule,
+        such as the forward-only passes of inference (``wsim.engine.inference``)."""
         self.job, self.cluster, self.options = job, cluster, options
         self.functional = payload is not None
         self.payload = payload if payload is not None else NullPayload()
         self.trace = options.trace
-        check_memoryx(job, cluster)
-        self.plan = plan or plan_wafer(job, cluster)
-        if self.functional:
-            chunk = float("inf")  # one chunk per layer: a layer's tensors travel whole
-        elif options.chunk_bytes is not None:
-            chunk = options.chunk_bytes
+        if schedule is None:
+            check_memoryx(job, cluster)
+            self.plan = plan or plan_wafer(job, cluster)
+            if self.functional:
+                chunk = float("inf")  # one chunk per layer: a layer's tensors travel whole
+            elif options.chunk_bytes is not None:
+                chunk = options.chunk_bytes
+            else:
+                chunk = sched.choose_chunk_bytes(job, cluster, self.plan, options.max_chunks_per_layer,
+                                                 options.target_chunk_passes)
+            schedule = sched.build(job, cluster, self.plan, chunk, job.steps)
         else:
-            chunk = sched.choose_chunk_bytes(job, cluster, self.plan, options.max_chunks_per_layer,
-                                             options.target_chunk_passes)
-        self.schedule = sched.build(job, cluster, self.plan, chunk, job.steps)
+            self.plan = plan
+        self.schedule = schedule
         self.passes = self.schedule.passes
         self._flatten()
         self.env = simpy.Environment()
@@ -160,9 +167,13 @@ class Simulation:
         self.grad_owners = owners
 
     def run(self):
+        """Run to the end; a training schedule returns its ``StepReport``, others return None (read
+        the simulation's state, as ``wsim.engine.inference`` does)."""
         self.env.process(self.memoryx.stream())
         self.env.run()
-        if self.memoryx.update_end.keys() != {(s, l) for s in range(self.job.steps)
+        if not self.schedule.training:
+            return None
+        if self.memoryx.update_end.keys() != {(s, l) for s in range(self.schedule.steps)
                                               for l in range(len(self.schedule.layers))}:
             raise RuntimeError("engine finished with updates missing: a schedule deadlock")  # pragma: no cover
         from wsim.report import build_report

@@ -48,6 +48,7 @@ class Schedule:
     chunk_bytes: float
     micro_batches: int
     steps: int
+    training: bool = True  # False: forward passes only, no gradients, no updates, no gating
 
 
 def update_dependencies(layers: list[LayerSpec], tied: bool) -> tuple[list, list]:
