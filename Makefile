@@ -23,7 +23,7 @@ test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 -m slow
 
 bench: $(STAMP)
-	$(BIN)/python -m pytest -q -m benchmark -p no:randomly --benchmark-enable -s
+	$(BIN)/python -m pytest -q -m benchmark --benchmark-enable -s
 
 clean:
 	rm -rf $(VENV) results .pytest_cache

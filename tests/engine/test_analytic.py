@@ -79,3 +79,19 @@ def test_small_weight_buffer_stops_prefetch():
     ana = analytic.step_time(job, tiny)
     assert eng.step_time_s > 1.01 * ana.step_time_s  # no run-ahead across layers any more
     assert eng.wafer_memory["weight_buffer_bytes"] <= 2e6
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(zoo.CEREBRAS_GPT))
+def test_engine_matches_closed_form_on_the_whole_scaling_grid(name):
+    """Every system count of the scaling study (1 ... 192) at 1, 8 and 32 sequences per system."""
+    worst = 0.0
+    for n in (1, 2, 4, 8, 16, 32, 64, 128, 192):
+        for spp in (1, 8, 32):
+            job = TrainingJob(zoo.get(name), seq=2048, batch_seqs=n * spp)
+            cluster = hardware.preset("cs2", n)
+            eng = simulate(job, cluster).step_time_s
+            ana = analytic.step_time(job, cluster).step_time_s
+            worst = max(worst, abs(eng / ana - 1))
+    print(f"{name}: worst engine/closed-form difference {worst:.3%}")
+    assert worst < 0.01
