@@ -1,0 +1,129 @@
+"""Each experiment script runs alone, writes its CSV and PNG, reads its numbers back from the CSV,
+and gives the same CSV twice (issue 5: "same inputs, same CSV")."""
+
+import filecmp
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from experiments import main as main_job
+from experiments.common import read_csv, write_csv
+
+ROOT = Path(__file__).resolve().parents[2]
+PNG = b"\x89PNG\r\n\x1a\n"
+# script -> files its quick mode must write
+OUTPUTS = {
+    "cluster_scaling": ["cluster_scaling.csv", "cluster_scaling_strong.png", "cluster_scaling_weak.png"],
+    "model_scaling": ["model_scaling.csv", "model_scaling.png"],
+    "training_budget": ["training_budget.csv", "training_budget.png"],
+    "gpu_comparison": ["gpu_comparison.csv", "gpu_comparison_curves.csv", "gpu_seed_points.csv",
+                       "gpu_comparison.png"],
+    "sensitivity": ["sensitivity.csv", "sensitivity.png"],
+    "equivalence": ["equivalence_losses.csv", "equivalence_params.csv", "equivalence.png"],
+    "sweep_demo": ["sweep.csv", "sweep_resume.csv", "sweep.png"],
+}
+
+
+def test_every_script_is_listed_in_the_main_job():
+    assert list(OUTPUTS) == main_job.SCRIPTS
+
+
+@pytest.mark.parametrize("name", main_job.SCRIPTS + ["main"])
+def test_help_runs_alone(name):
+    r = subprocess.run([sys.executable, "-m", f"experiments.{name}", "--help"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"usage: python -m experiments.{name}")
+
+
+def _module(name):
+    import importlib
+
+    return importlib.import_module(f"experiments.{name}")
+
+
+def _check_outputs(name, out: Path):
+    for f in OUTPUTS[name]:
+        path = out / f
+        assert path.is_file() and path.stat().st_size > 0, f
+        if f.endswith(".png"):
+            assert path.read_bytes()[:8] == PNG
+        else:
+            assert read_csv(path), f"{f} has no rows"
+    section = _module(name).reading(out)
+    assert section.startswith("## ")
+    for f in OUTPUTS[name]:
+        if f.endswith(".png") or f == OUTPUTS[name][0]:
+            assert f"({f})" in section, f"the reading does not link {f}"
+
+
+@pytest.mark.parametrize("name", [n for n in main_job.SCRIPTS if n != "equivalence"])
+def test_quick_mode_writes_csv_png_and_reading(name, tmp_path):
+    paths = _module(name).main(["--out", str(tmp_path), "--quick"])
+    assert all(Path(p).exists() for p in paths)
+    _check_outputs(name, tmp_path)
+
+
+def test_equivalence_quick_is_within_design_tolerance(tmp_path):
+    from experiments import equivalence
+
+    equivalence.main(["--out", str(tmp_path), "--quick"])
+    _check_outputs("equivalence", tmp_path)
+    losses = read_csv(tmp_path / "equivalence_losses.csv")
+    params = read_csv(tmp_path / "equivalence_params.csv")
+    assert max(r["relative_difference"] for r in losses) <= equivalence.LOSS_TOL
+    assert max(p["relative_difference"] for p in params) <= equivalence.PARAM_TOL
+    assert "within DESIGN.md" in equivalence.reading(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["cluster_scaling", "training_budget", "sweep_demo"])
+def test_same_inputs_same_csv(name, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    _module(name).main(["--out", str(a), "--quick"])
+    _module(name).main(["--out", str(b), "--quick"])
+    for f in OUTPUTS[name]:
+        if f.endswith(".csv"):
+            assert filecmp.cmp(a / f, b / f, shallow=False), f"{f} differs between two runs"
+
+
+def test_reading_takes_its_numbers_from_the_csv(tmp_path):
+    """Change a number in the CSV: the report changes with it (nothing is typed in)."""
+    from experiments import training_budget
+
+    training_budget.main(["--out", str(tmp_path), "--quick"])
+    rows = read_csv(tmp_path / "training_budget.csv")
+    rows[0]["flops_ratio"] = 0.123
+    write_csv(tmp_path / "training_budget.csv", rows, training_budget.COLUMNS)
+    assert "0.12" in training_budget.reading(tmp_path)
+
+
+def test_cluster_scaling_knee_and_reason():
+    from experiments.cluster_scaling import knee, why
+
+    rows = [{"systems": n, "efficiency": e} for n, e in ((1, 1.0), (2, 0.95), (4, 0.85), (8, 0.5))]
+    assert knee(rows)["systems"] == 4
+    assert knee(rows[:2]) is None
+    bound = {"tokens_per_micro_batch": 8192, "balance_tokens_per_system": 20000.0,
+             "compute_fraction": 0.5, "bubble_fraction": 0.01}
+    assert why(bound).startswith("weight-stream bound")
+    assert why(bound | {"tokens_per_micro_batch": 40960}).startswith("fixed per-step cost")
+
+
+@pytest.mark.slow
+def test_main_job_quick_writes_a_report_linking_every_file(tmp_path):
+    path = Path(main_job.main(["--out", str(tmp_path), "--quick"]))
+    text = path.read_text()
+    for name, files in OUTPUTS.items():
+        for f in files:
+            assert (tmp_path / f).exists()
+            if f.endswith(".png"):
+                assert f"({f})" in text
+    assert text.count("## ") >= len(OUTPUTS)
+
+
+def test_main_rejects_unknown_scripts(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main_job.main(["--only", "nope"])
+    assert exc.value.code == 2

@@ -1,0 +1,110 @@
+"""``wsim compare``: the same model and token budget on a CS-2 cluster and on GPU plans (``wsim.compare``)."""
+
+from __future__ import annotations
+
+from models import zoo
+from wsim.commands.common import add_json_arg, add_model_args, model_from_args
+from wsim.compare import GPU_GRID, GPUS_DEFAULT, METHODS, compare, phases_from, published_phases
+from wsim.errors import ConfigError
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "compare", help="the same model and token budget on CS-2 clusters and on GPU plans",
+        description="Time to train on a CS-2 cluster (weight streaming) next to the GPU count and "
+                    "TP/PP/DP plan that matches it. Cerebras-GPT zoo models default to their "
+                    "published batch, CS-2 count and steps (FACTS.md).")
+    add_model_args(p)
+    p.add_argument("--seq", type=int, default=2048, help="sequence length (default 2048)")
+    p.add_argument("--batch", type=int, help="global batch in sequences (default: published)")
+    p.add_argument("--systems", type=int, help="CS-2 count (default: published)")
+    p.add_argument("--steps", type=int, help="training steps (default: published, or from --tokens)")
+    p.add_argument("--tokens", type=float,
+                   help="token budget (default: published, or 20 tokens per parameter)")
+    p.add_argument("--cluster", default="cs2", help="preset (cs2, andromeda, cs2-192) or a .json file")
+    p.add_argument("--gpu", default=",".join(GPUS_DEFAULT),
+                   help="GPU type(s), comma separated (default a100-80gb,h100-80gb)")
+    p.add_argument("--gpus", type=int,
+                   help="fix the GPU count (and report the CS-2 count that matches it); default: "
+                        "the smallest count in a geometric grid that matches the CS-2 cluster")
+    p.add_argument("--max-gpus", type=int, default=GPU_GRID[-1], help="largest GPU count tried")
+    p.add_argument("--micro-batching", default="best", choices=["best", "auto"],
+                   help="CS-2 micro-batching: best of auto and recompute (default), or auto only")
+    p.add_argument("--method", default="engine", choices=METHODS,
+                   help="CS-2 step time from the simpy engine (default) or the closed form")
+    p.add_argument("--switch-fraction", type=float, default=0.5,
+                   help="13B only: share of the published steps before the 720 -> 1080 batch switch "
+                        "(an assumption; default 0.5)")
+    add_json_arg(p)
+    p.set_defaults(func=run, human=human)
+
+
+def run(args) -> dict:
+    model = model_from_args(args, seq=args.seq)
+    published = model.name in zoo.CEREBRAS_GPT_TRAINING
+    custom = any(v is not None for v in (args.batch, args.systems, args.steps, args.tokens))
+    if published and not custom:
+        phases = published_phases(model.name, args.switch_fraction)
+    else:
+        if args.steps is not None and args.tokens is not None:
+            raise ConfigError("give --steps or --tokens, not both")
+        pub = zoo.CEREBRAS_GPT_TRAINING.get(model.name)
+        batch = args.batch if args.batch is not None else (pub.batch_seqs if pub else None)
+        systems = args.systems if args.systems is not None else (pub.cs2_systems if pub else None)
+        if batch is None or systems is None:
+            raise ConfigError(f"{model.name} has no published training run: give --batch and --systems")
+        steps = args.steps
+        if steps is None and args.tokens is None and pub is not None:
+            steps = pub.steps
+        phases = phases_from(batch, systems, steps=steps, tokens=args.tokens, seq=args.seq,
+                             model=model)
+    gpus = [g.strip() for g in args.gpu.split(",") if g.strip()]
+    from wsim.gpu import GPUS
+
+    bad = [g for g in gpus if g not in GPUS]
+    if bad or not gpus:
+        raise ConfigError(f"--gpu {args.gpu!r}: unknown GPU type(s) {bad}; known: {', '.join(sorted(GPUS))}")
+    report = compare(model, phases=phases, seq=args.seq, cluster=args.cluster, gpu=gpus,
+                     gpus=args.gpus, micro_batching=args.micro_batching, method=args.method,
+                     max_gpus=args.max_gpus)
+    return report.to_dict()
+
+
+def _days(seconds: float) -> str:
+    return f"{seconds / 86400:.3g} days" if seconds >= 86400 else f"{seconds / 3600:.3g} h"
+
+
+def _plan(p: dict) -> str:
+    return (f"tp {p['tp']} x pp {p['pp']} x dp {p['dp']}, micro-batch {p['micro_batch']}, "
+            f"interleave {p['interleave']}, recompute {p['recompute']}, "
+            f"SP {'on' if p['sequence_parallel'] else 'off'}, ZeRO {p['zero']}")
+
+
+def human(r: dict) -> str:
+    c = r["cs2"]
+    lines = [f"{r['model']} ({r['params'] / 1e9:.3g}B params), {r['tokens']:.3g} tokens, "
+             f"{r['model_flops']:.3g} model FLOPs",
+             f"CS-2 ({r['method']}, micro-batching {r['micro_batching']}): time to train "
+             f"{_days(c['time_to_train_s'])}, {c['tokens_per_s']:,.0f} tokens/s"]
+    for ph in c["phases"]:
+        lines.append(f"  {ph['steps']} steps x batch {ph['batch_seqs']} on {ph['systems']} CS-2: step "
+                     f"{ph['step_time_s']:.4g} s, {ph['micro_batches']} micro-batches"
+                     f"{' (recompute)' if ph['recompute'] else ''}, bottleneck {ph['bottleneck']}")
+    for g in r["gpu"]:
+        if g.get("gpus") is None:
+            f = g.get("fastest_tried")
+            lines.append(f"{g['gpu']}: no GPU count in the grid matches"
+                         + (f" (fastest: {f['gpus']} GPUs, {_days(f['time_to_train_s'])})" if f else ""))
+            continue
+        tag = "matches with" if g["matched"] else "on"
+        lines.append(f"{g['gpu']}: {tag} {g['gpus']} GPUs, time to train {_days(g['time_to_train_s'])} "
+                     f"(x{g['time_ratio_gpu_over_cs2']:.2f} of CS-2), MFU {100 * g['mfu']:.1f}%")
+        lines.append(f"  plan: {_plan(g['plan'])}; complexity: {g['complexity']['parallel_dims']} "
+                     f"parallel dims, model-parallel degree {g['complexity']['model_parallel']}, "
+                     f"{g['complexity']['knobs']} knobs")
+        m = g.get("cs2_match")
+        if m is not None:
+            lines.append(f"  fewest CS-2 as fast: {m['systems']} (step {m['step_time_s']:.4g} s)")
+        elif "cs2_match" in g:
+            lines.append("  no CS-2 count up to the cluster maximum is as fast")
+    return "\n".join(lines)

@@ -1,0 +1,111 @@
+"""``wsim sweep``: a grid of simulate / analytic / gpu runs in parallel, resumable (``wsim.sweep``)."""
+
+from __future__ import annotations
+
+from wsim.errors import ConfigError
+from wsim.sweep import KINDS
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "sweep", help="a grid of simulate/analytic/gpu runs in parallel, resumable, to CSV/JSON",
+        description="Run models x systems x batch (x GPU types) in parallel processes (or on a Dask "
+                    "cluster with --scheduler), with a progress bar on stderr. Rows already in --out "
+                    "are not recomputed.")
+    p.add_argument("--kind", default="simulate", choices=KINDS,
+                   help="simulate (engine), analytic (closed form) or gpu (best plan by search)")
+    p.add_argument("--models", required=True, help="comma-separated zoo names")
+    p.add_argument("--systems", help="comma-separated CS-2 counts (simulate/analytic)")
+    p.add_argument("--gpus", help="comma-separated GPU counts (kind gpu)")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--seqs-per-system", help="comma-separated sequences per system (weak scaling; "
+                                                "default 8)")
+    size.add_argument("--batch", help="comma-separated global batches in sequences (strong scaling)")
+    p.add_argument("--seq", type=int, default=2048)
+    p.add_argument("--cluster", default="cs2", help="preset or cluster .json (simulate/analytic)")
+    p.add_argument("--gpu", default="a100-80gb", help="comma-separated GPU types (kind gpu)")
+    p.add_argument("--micro-batches", default="auto", help="micro-batches per system, or auto")
+    p.add_argument("--out", default="results/sweep.csv", help="output .csv or .json (resumable)")
+    p.add_argument("--no-resume", action="store_true", help="recompute rows already in --out")
+    p.add_argument("--jobs", type=int, default=1, help="local worker processes (default 1)")
+    p.add_argument("--scheduler", help="Dask scheduler address tcp://HOST:PORT (needs wsim[distributed])")
+    p.add_argument("--plot", metavar="OUT.png", help="also plot tokens/s against systems")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.set_defaults(func=run, human=human)
+
+
+def _ints(text: str | None, name: str) -> list[int]:
+    if text is None:
+        raise ConfigError(f"{name} is required")
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"{name} must be comma-separated positive integers, got {text!r}") from None
+    if not values or any(v <= 0 for v in values):
+        raise ConfigError(f"{name} must be comma-separated positive integers, got {text!r}")
+    return values
+
+
+def run(args) -> dict:
+    from models import zoo
+    from wsim.sweep import grid, run_grid
+
+    models = [m.strip().lower() for m in args.models.split(",") if m.strip()]
+    unknown = [m for m in models if m not in zoo.ZOO]
+    if unknown or not models:
+        raise ConfigError(f"--models: unknown model(s) {unknown}; known: {', '.join(zoo.names())}")
+    if args.kind == "gpu":
+        if args.systems:
+            raise ConfigError("kind gpu takes --gpus, not --systems")
+        counts = _ints(args.gpus, "--gpus")
+        from wsim.gpu import GPUS
+
+        gpus = [g.strip() for g in args.gpu.split(",") if g.strip()]
+        bad = [g for g in gpus if g not in GPUS]
+        if bad or not gpus:
+            raise ConfigError(f"--gpu: unknown GPU type(s) {bad}; known: {', '.join(sorted(GPUS))}")
+    else:
+        if args.gpus:
+            raise ConfigError(f"kind {args.kind} takes --systems, not --gpus")
+        counts = _ints(args.systems, "--systems")
+        gpus = "a100-80gb"
+        from wsim import hardware
+
+        hardware.load(args.cluster, 1)  # a bad preset or file fails here, once, not per point
+    if args.jobs <= 0:
+        raise ConfigError(f"--jobs must be a positive integer, got {args.jobs}")
+    if args.micro_batches != "auto":
+        _ints(args.micro_batches, "--micro-batches")
+    if args.batch:
+        sizes = {"batch": _ints(args.batch, "--batch")}
+    else:
+        sizes = {"seqs_per_system": _ints(args.seqs_per_system or "8", "--seqs-per-system")}
+    points = grid(models, counts, kind=args.kind, seq=args.seq, cluster=args.cluster, gpu=gpus,
+                  micro_batches=args.micro_batches, **sizes)
+    result = run_grid(points, out=args.out, jobs=args.jobs, scheduler=args.scheduler,
+                      resume=not args.no_resume, progress=not args.quiet)
+    out = result.to_dict()
+    if args.plot:
+        from wsim.plots import sweep_plot
+
+        try:
+            out["plot"] = sweep_plot(result.rows, args.plot, title=f"wsim sweep ({args.kind})")
+        except OSError as exc:
+            raise ConfigError(f"cannot write --plot {args.plot!r}: {exc.strerror}") from None
+    return out
+
+
+def human(r: dict) -> str:
+    c = r["counts"]
+    lines = [f"{len(r['rows'])} runs ({r['computed']} computed, {r['reused']} reused from {r['out']}) "
+             f"on {r['executor']}: {c['ok']} ok, {c['invalid']} invalid, {c['failed']} failed"]
+    for row in r["rows"]:
+        if row["status"] == "ok":
+            lines.append(f"  {row['key']:<48} step {row['step_time_s']:.4g} s  "
+                         f"{row['tokens_per_s']:.4g} tokens/s  {row.get('bottleneck') or ''}")
+        else:
+            lines.append(f"  {row['key']:<48} {row['status']}: {row['error']}")
+    if r.get("plot"):
+        lines.append(f"plot: {r['plot']}")
+    return "\n".join(lines)
