@@ -15,7 +15,7 @@ from wsim.errors import ConfigError
 
 # Each module defines ``register(subparsers)`` that adds its parser and sets ``func(args) -> dict``
 # and ``human(result) -> str``.
-COMMANDS = ("simulate", "gpu", "train", "compare", "sweep", "generate")
+COMMANDS = ("simulate", "gpu", "train", "compare", "sweep", "generate", "faults")
 
 
 class _Parser(argparse.ArgumentParser):

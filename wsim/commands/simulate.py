@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from wsim import faults as F
 from wsim import hardware
 from wsim.commands.common import add_json_arg, add_model_args, model_from_args
 from wsim.errors import ConfigError
@@ -26,6 +27,10 @@ def register(sub) -> None:
     p.add_argument("--no-symmetry", action="store_true",
                    help="simulate every CS-2 separately (identical results, slower)")
     p.add_argument("--trace", metavar="OUT.json", help="write a Chrome/Perfetto trace")
+    p.add_argument("--straggler", action="append", default=[], metavar="I:FACTOR",
+                   help="fault: CS-2 I computes FACTOR times slower (repeatable; see wsim faults)")
+    p.add_argument("--degraded-link", action="append", default=[], metavar="NODE:FACTOR",
+                   help="fault: the link into NODE (cs2.3, sx1.0, memoryx) at 1/FACTOR bandwidth")
     add_json_arg(p)
     p.set_defaults(func=run, human=human)
 
@@ -57,9 +62,16 @@ def run(args) -> dict:
     job, cluster = job_and_cluster(args)
     options = SimOptions(chunk_bytes=args.chunk_bytes, symmetry=not args.no_symmetry,
                          trace=bool(args.trace))
-    sim = Simulation(job, cluster, options)
+    injected = [F.parse_straggler(x) for x in getattr(args, "straggler", [])] + \
+        [F.parse_degraded_link(x) for x in getattr(args, "degraded_link", [])]
+    graph = None
+    if injected:
+        cluster, graph = F.apply(cluster, injected)
+    sim = Simulation(job, cluster, options, graph=graph)
     report = sim.run()
     out = report.to_dict()
+    if injected:
+        out["faults"] = [f.describe() for f in injected]
     if args.trace:
         from wsim.trace import write_trace
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from wsim.commands.common import add_json_arg
@@ -21,14 +22,20 @@ def register(sub) -> None:
     p.add_argument("--steps", type=int, default=1)
     p.add_argument("--batch", type=int, default=None, help="sequences per step (default: systems)")
     p.add_argument("--micro-batches", default="auto")
-    p.add_argument("--lr", type=float, default=6e-4)
-    p.add_argument("--betas", default="0.9,0.95")
-    p.add_argument("--eps", type=float, default=1e-8)
-    p.add_argument("--weight-decay", type=float, default=0.1)
+    # None = the default below, or the checkpoint's value with --resume
+    p.add_argument("--lr", type=float, default=None, help="default 6e-4")
+    p.add_argument("--betas", default=None, help="default 0.9,0.95")
+    p.add_argument("--eps", type=float, default=None, help="default 1e-8")
+    p.add_argument("--weight-decay", type=float, default=None, help="default 0.1")
     p.add_argument("--grad-clip", type=float, default=None)
-    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    p.add_argument("--dtype", default=None, choices=["float32", "float64"], help="default float32")
     p.add_argument("--cluster", default="cs2", help="preset or cluster .json for the simulated time")
     p.add_argument("--save", help="write the trained model as a Hugging Face checkpoint here")
+    p.add_argument("--checkpoint-every", type=int, default=None, metavar="K",
+                   help="save MemoryX state (weights, AdamW, step) every K steps to --checkpoint-dir")
+    p.add_argument("--checkpoint-dir", help="run folder for MemoryX checkpoints (step-N/ and LATEST)")
+    p.add_argument("--resume", metavar="DIR", help="continue from a MemoryX checkpoint (or run folder): "
+                   "model, weights, AdamW state, step and hyper-parameters come from it; --steps more")
     add_json_arg(p)
     p.set_defaults(func=run, human=human)
 
@@ -75,26 +82,92 @@ def load_model(args):
     return cfg, weights
 
 
+DEFAULTS = {"lr": 6e-4, "betas": (0.9, 0.95), "eps": 1e-8, "weight_decay": 0.1, "grad_clip": None,
+            "dtype": "float32"}
+
+
+def hyper_parameters(args, ckpt) -> dict:
+    """Each from the command line, else the checkpoint (``--resume``), else the default; a value
+    given on the command line that differs from the checkpoint's is refused."""
+    given = {"lr": args.lr, "betas": parse_betas(args.betas) if args.betas is not None else None,
+             "eps": args.eps, "weight_decay": args.weight_decay, "grad_clip": args.grad_clip,
+             "dtype": args.dtype}
+    out = {}
+    for key, value in given.items():
+        saved = ckpt.train.get(key, DEFAULTS[key]) if ckpt is not None else DEFAULTS[key]
+        if isinstance(saved, list):
+            saved = tuple(saved)
+        if ckpt is not None and value is not None and value != saved:
+            raise ConfigError(f"--resume: the checkpoint was trained with {key} {saved!r}, not {value!r}")
+        out[key] = value if value is not None else saved
+    return out
+
+
 def run(args) -> dict:
     from wsim import hardware
     from wsim.commands.simulate import parse_micro_batches
+    from wsim.functional import checkpoint as ck
     from wsim.functional.train import train
 
-    cfg, weights = load_model(args)
+    if args.checkpoint_every is not None:
+        if args.checkpoint_every <= 0:
+            raise ConfigError(f"--checkpoint-every must be a positive integer, got {args.checkpoint_every}")
+        if not args.checkpoint_dir:
+            raise ConfigError("--checkpoint-every needs --checkpoint-dir DIR")
+    ckpt = None
+    if args.resume:
+        if args.checkpoint or args.model:
+            raise ConfigError("--resume takes the model from the checkpoint; drop --checkpoint/--model")
+        ckpt = ck.load(args.resume)
+        cfg, weights = ckpt.cfg, ckpt.weights
+    else:
+        cfg, weights = load_model(args)
     data = load_tokens(args.data)
+    fingerprint = ck.data_fingerprint(data)
+    first = 0
+    if ckpt is not None:
+        if ckpt.data_sha256 and ckpt.data_sha256 != fingerprint:
+            raise ConfigError(f"--resume: --data {args.data!r} is not the data the checkpoint was trained on")
+        if args.batch is not None and args.batch != ckpt.batch:
+            raise ConfigError(f"--resume: the checkpoint's batch is {ckpt.batch}, not {args.batch} "
+                              f"(its data position is step x batch)")
+        first = ckpt.step
+    hyper = hyper_parameters(args, ckpt)
     cluster = hardware.load(args.cluster, args.systems)
-    batch = args.batch if args.batch is not None else args.systems
-    report = train(cfg, weights, data, systems=args.systems, steps=args.steps, batch=batch,
-                   lr=args.lr, betas=parse_betas(args.betas), eps=args.eps,
-                   weight_decay=args.weight_decay, dtype=args.dtype,
-                   micro_batches=parse_micro_batches(args.micro_batches), grad_clip=args.grad_clip,
-                   cluster=cluster, progress=True)
-    out = report.to_dict()
+    batch = args.batch if args.batch is not None else (ckpt.batch if ckpt else args.systems)
+    if not isinstance(args.steps, int) or args.steps <= 0:
+        raise ConfigError(f"--steps must be a positive integer, got {args.steps}")
+    every = args.checkpoint_every or args.steps
+    state = ckpt.optimizer_state if ckpt else None
+    losses, saved, wall, report, step = [], [], 0.0, None, first
+    while step < first + args.steps:
+        n = min(every, first + args.steps - step)
+        report = train(cfg, weights, data, systems=args.systems, steps=n, batch=batch,
+                       lr=hyper["lr"], betas=hyper["betas"], eps=hyper["eps"],
+                       weight_decay=hyper["weight_decay"], dtype=hyper["dtype"],
+                       micro_batches=parse_micro_batches(args.micro_batches),
+                       grad_clip=hyper["grad_clip"], cluster=cluster, progress=True,
+                       first_step=step, optimizer_state=state)
+        weights, state, step = report.final_weights, report.optimizer_state, step + n
+        losses += report.losses
+        wall += report.wall_s
+        if args.checkpoint_dir:
+            try:
+                path = ck.save_latest(args.checkpoint_dir, cfg, weights, state, step=step, batch=batch,
+                                      train=hyper, data_sha256=fingerprint)
+            except OSError as exc:
+                raise ConfigError(f"cannot write checkpoint to {args.checkpoint_dir!r}: {exc}") from None
+            print(f"wsim: MemoryX checkpoint at step {step}: {path}", file=sys.stderr)
+            saved.append(str(path))
+    out = report.to_dict() | {"losses": losses, "steps": args.steps, "first_step": first,
+                              "wall_s": wall}
+    if saved:
+        out["checkpoints"] = saved
     if args.save:
         from models import hf
 
         try:
-            hf.save_checkpoint(Path(args.save), cfg, report.final_weights)
+            hf.save_checkpoint(Path(args.save), cfg, weights)
         except (ValueError, OSError) as exc:
             raise ConfigError(f"cannot save to {args.save!r}: {exc}") from None
         out["saved"] = args.save
