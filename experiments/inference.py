@@ -94,14 +94,39 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> int:
+def reading(out: Path) -> str:
+    """The report section, every number from inference.csv."""
+    with open(out / "inference.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    lines = ["## 7. Weight-streamed inference\n", "![inference](inference.png)\n",
+             "Data: [inference.csv](inference.csv). Engine (simpy, forward-only schedules), one CS-2, "
+             f"a {PROMPT}-token prompt then {NEW} new tokens.\n",
+             "| model | largest batch run (full mode: the largest that fits) | tokens/s at batch 1 | tokens/s at the largest | "
+             "share of the stream bound | KV cache GB | compute bound tokens/s |", "|---|---|---|---|---|---|---|"]
+    for name in MODELS:
+        pts = [r for r in rows if r["model"] == name]
+        if not pts:
+            continue
+        first, last = pts[0], pts[-1]
+        share = float(last["decode_tokens_per_s"]) / float(last["stream_bound_tokens_per_s"])
+        lines.append(f"| {name} | {last['batch']} | {float(first['tokens_per_s']):,.1f} | "
+                     f"{float(last['tokens_per_s']):,.0f} | {share:.1%} | {float(last['kv_cache_gb']):.1f} | "
+                     f"{float(last['compute_bound_tokens_per_s']):,.0f} |")
+    lines.append("\nReading: every decoding step streams all the weights again, so decode throughput "
+                 "sits on the stream bound and grows linearly with the batch; the KV cache on the wafer, "
+                 "not compute, ends the growth, orders of magnitude below the compute bound.\n")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> list[str]:
     p = argparse.ArgumentParser(prog="python -m experiments.inference", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="results", help="output folder (CSV and PNG)")
     p.add_argument("--quick", action="store_true", help="batches up to 64 only")
     args = p.parse_args(argv)
-    run(Path(args.out), args.quick)
-    return 0
+    out = Path(args.out)
+    run(out, args.quick)
+    return [str(out / "inference.csv"), str(out / "inference.png")]
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -16,12 +16,12 @@ from experiments.common import RESULTS, log
 
 # Question order of the scaling study (issue 5): one script each.
 SCRIPTS = ["cluster_scaling", "model_scaling", "training_budget", "gpu_comparison", "sensitivity",
-           "equivalence", "sweep_demo"]
+           "equivalence", "inference", "sweep_demo"]
 # The CSV whose presence means a script's section can be written.
 PRIMARY = {"cluster_scaling": "cluster_scaling.csv", "model_scaling": "model_scaling.csv",
            "training_budget": "training_budget.csv", "gpu_comparison": "gpu_comparison.csv",
            "sensitivity": "sensitivity.csv", "equivalence": "equivalence_losses.csv",
-           "sweep_demo": "sweep.csv"}
+           "inference": "inference.csv", "sweep_demo": "sweep.csv"}
 
 INTRO = """# wsim scaling study
 

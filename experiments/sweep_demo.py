@@ -56,7 +56,7 @@ def main(argv=None) -> list[str]:
 def reading(out: Path) -> str:
     rows = [r for r in read_csv(Path(out) / "sweep.csv") if r["status"] == "ok"]
     runs = read_csv(Path(out) / "sweep_resume.csv")
-    lines = ["## 7. Sweeps (`wsim sweep`)", "", "![sweep](sweep.png)", "",
+    lines = ["## 8. Sweeps (`wsim sweep`)", "", "![sweep](sweep.png)", "",
              "Data: [sweep.csv](sweep.csv) (written by `wsim.sweep.run_grid`, the API behind "
              "`wsim sweep`), [sweep_resume.csv](sweep_resume.csv). CS-2 points: engine with `auto` "
              "micro-batching (the sweep runs the engine as `wsim simulate` would); GPU points: the "

@@ -185,6 +185,10 @@ def apply(cluster: ClusterSpec, faults) -> tuple[ClusterSpec, nx.DiGraph]:
                 cluster = dataclasses.replace(cluster, memoryx=dataclasses.replace(
                     mx, stream_bytes_per_s=mx.stream_bytes_per_s / f.factor,
                     ingest_bytes_per_s=mx.ingest_bytes_per_s / f.factor))
+                (top,) = g.successors(topology.MEMORYX)  # the engine reads MemoryX's links here
+                edge = g.edges[topology.MEMORYX, top]
+                edge["bytes_per_s"] /= f.factor
+                edge["up_bytes_per_s"] = edge.get("up_bytes_per_s", edge["bytes_per_s"] * f.factor) / f.factor
                 continue
             require(f.node in g and g.nodes[f.node]["kind"] != "memoryx",
                     f"degraded link: no node {f.node!r}; nodes are memoryx, "

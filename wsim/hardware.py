@@ -39,6 +39,9 @@ class CS2Spec:
         positive("cs2.compute_efficiency", self.compute_efficiency)
         require(self.compute_efficiency <= 1.0,
                 f"cs2.compute_efficiency must be at most 1, got {self.compute_efficiency!r}")
+        require(self.sustained_flops_per_s > 0,
+                f"cs2.peak_flops_per_s x cs2.compute_efficiency underflows to 0 "
+                f"({self.peak_flops_per_s!r} x {self.compute_efficiency!r})")
         positive("cs2.sram_bytes", self.sram_bytes)
         non_negative("cs2.sram_reserved_bytes", self.sram_reserved_bytes)
         require(self.sram_reserved_bytes < self.sram_bytes,

@@ -22,6 +22,7 @@ OUTPUTS = {
                        "gpu_comparison.png"],
     "sensitivity": ["sensitivity.csv", "sensitivity.png"],
     "equivalence": ["equivalence_losses.csv", "equivalence_params.csv", "equivalence.png"],
+    "inference": ["inference.csv", "inference.png"],
     "sweep_demo": ["sweep.csv", "sweep_resume.csv", "sweep.png"],
 }
 

@@ -69,10 +69,6 @@ def test_memoryx_link_fault_equals_a_slower_memoryx():
         step(STREAM_BOUND, cluster=slower), rel=1e-12)
 
 
-@pytest.mark.xfail(strict=True, reason="engine/run.py builds MemoryX's egress/ingress links from the "
-                                       "cluster spec and swarmx.py ignores the graph's memoryx edge, so "
-                                       "a graph passed as Simulation(graph=g) with a slower MemoryX edge "
-                                       "changes nothing (wsim.faults applies MemoryX link faults to the spec)")
 def test_engine_honours_the_graph_memoryx_edge():
     g = topology.build(ANDROMEDA)
     (root,) = g.successors(topology.MEMORYX)

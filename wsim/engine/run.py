@@ -9,6 +9,7 @@ once (``symmetry``), which changes no timing; functional mode turns it off and c
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from heapq import heappush
@@ -121,9 +122,14 @@ class Simulation:
         topology.validate(self.graph, cluster.swarmx.fanout)
         quotient = topology.symmetry_classes(self.graph, options.symmetry and not self.functional)
         mx = cluster.memoryx
-        lat = cluster.swarmx.hop_latency_s
-        egress = Link("MemoryX egress", mx.stream_bytes_per_s, lat, self.trace)
-        ingress = egress if not mx.full_duplex else Link("MemoryX ingress", mx.ingest_bytes_per_s, lat, self.trace)
+        # MemoryX's own links come from the graph's memoryx edge (built from cluster.memoryx), so a
+        # graph with a degraded MemoryX edge is honoured like any other link
+        (top,) = self.graph.successors(topology.MEMORYX)
+        edge = self.graph.edges[topology.MEMORYX, top]
+        lat = edge["latency_s"]
+        egress = Link("MemoryX egress", edge["bytes_per_s"], lat, self.trace)
+        ingress = egress if not mx.full_duplex else Link(
+            "MemoryX ingress", edge.get("up_bytes_per_s", edge["bytes_per_s"]), lat, self.trace)
         self.swarmx = SwarmX(self, quotient, egress, ingress)
         self.cs2s = [CS2(self, leaf) for leaf in self.swarmx.leaves]
         self.n_leaves = len(self.cs2s)
@@ -178,7 +184,11 @@ class Simulation:
             raise RuntimeError("engine finished with updates missing: a schedule deadlock")  # pragma: no cover
         from wsim.report import build_report
 
-        return build_report(self)
+        report = build_report(self)
+        if not math.isfinite(report.step_time_s) or report.step_time_s <= 0:
+            raise ConfigError(f"the configuration's numbers give a step time of {report.step_time_s!r} s: "
+                              f"a rate or latency is outside any physical range")
+        return report
 
     @property
     def events(self) -> int:
