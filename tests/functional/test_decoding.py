@@ -21,15 +21,6 @@ VOCAB, EOS, PROMPT_LEN = 101, 100, 5
 transformers.logging.set_verbosity_error()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The models are tiny: extra intra-op threads only fight pytest-xdist workers for the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @functools.lru_cache(maxsize=None)
 def tiny_gpt2(act: str, dtype: torch.dtype, seed: int, eos_bias: float = 1.0, eos: int | None = EOS):
     """A random GPT-2; `eos_bias` > 1 scales the (tied) eos embedding row so that eos gets generated early."""

@@ -16,14 +16,6 @@ STEPS, BATCH, SEQ = 5, 24, 16  # 24 rows divide over 1, 2, 3, 4 and 8 systems
 HYPER = dict(lr=2e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
-
-
 def setup(activation="gelu", tied=True, seed=1):
     cfg = GPTConfig(n_layer=2, n_embd=32, n_head=4, vocab_size=101, n_positions=64,
                     activation_function=activation, tie_word_embeddings=tied)

@@ -16,14 +16,6 @@ from wsim.functional.generate import generate
 transformers = pytest.importorskip("transformers")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
-
-
 def model_pair(activation, seed, eos_boost=1.0):
     cfg = GPTConfig(n_layer=2, n_embd=32, n_head=4, vocab_size=101, n_positions=64,
                     activation_function=activation, bos_token_id=0, eos_token_id=100)

@@ -14,15 +14,6 @@ CFG = GPTConfig(n_layer=2, n_embd=32, n_head=4, vocab_size=101, n_positions=64)
 OPT = dict(lr=1e-2, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models: torch's intra-op threads only contend on a shared 2-core box."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def data(rows=12, seq=16, seed=0):
     return torch.randint(0, CFG.vocab_size, (rows, seq + 1), generator=torch.Generator().manual_seed(seed))
 

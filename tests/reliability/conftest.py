@@ -23,16 +23,6 @@ def outcomes():
     return tally
 
 
-@pytest.fixture(autouse=True, scope="session")
-def one_thread():
-    import torch
-
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
-
-
 def pytest_terminal_summary(terminalreporter):
     if not OUTCOMES:
         return
