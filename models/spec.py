@@ -48,6 +48,11 @@ class LayerSpec:
         return self.fwd_flops_per_token
 
 
+# A bound on the work a spec asks for, not a property of any real model: per-layer specs and
+# schedules are built as lists, and 10^5 blocks already need minutes to simulate one step.
+MAX_LAYERS = 100_000
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """A GPT-style decoder. Names follow Hugging Face GPT-2 (n_layer, n_embd, n_head, n_inner)."""
@@ -71,6 +76,9 @@ class ModelSpec:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"model {name} must be a positive integer, got {value!r}")
+        if self.layers > MAX_LAYERS:
+            raise ValueError(f"model layers {self.layers} exceeds {MAX_LAYERS:,}: the simulator keeps "
+                             f"one LayerSpec per layer (the largest model in the zoo has 128)")
         if not isinstance(self.ffn, int) or self.ffn < 0:
             raise ValueError(f"model ffn must be a positive integer (or 0 for 4*hidden), got {self.ffn!r}")
         if self.ffn == 0:

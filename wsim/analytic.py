@@ -24,10 +24,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from wsim.engine.schedule import BWD, FWD, RECOMPUTE
+from wsim.engine.schedule import BWD, FWD, RECOMPUTE, check_work, chunk_passes
 from wsim.hardware import ClusterSpec
 from wsim.job import TrainingJob
 from wsim.memory import WaferPlan, check_memoryx, plan as plan_wafer
+
+
+# The closed form lists every layer pass of a step (about 1 us each): refuse more than this.
+MAX_LAYER_PASSES = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,10 @@ def balance_tokens(job: TrainingJob, cluster: ClusterSpec) -> float:
 
 def passes(job: TrainingJob, cluster: ClusterSpec, plan: WaferPlan) -> list[tuple[float, float, float]]:
     """(S, C, G) seconds of every layer pass of one step, in stream order."""
+    check_work(chunk_passes(job, plan, float("inf"), 1), MAX_LAYER_PASSES,
+               f"{job.model.name}: {plan.micro_batches} micro-batch(es) x {job.model.layers + 2} layers",
+               unit="layer passes", limit_name="the closed form's MAX_LAYER_PASSES",
+               hint="use fewer sequences per system")
     down, up, _ = bandwidths(cluster)
     rate = cluster.cs2.sustained_flops_per_s
     layers = job.layers()

@@ -13,7 +13,6 @@ and the compute bound is N x peak x efficiency / (FLOPs per token).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from models.spec import ModelSpec
@@ -99,12 +98,16 @@ def build_schedule(model: ModelSpec, calls: list[ForwardCall], cluster: ClusterS
         chunk_bytes = max(max(layer_bytes) / options.max_chunks_per_layer,
                           total / options.target_chunk_passes)
         chunk_bytes = min(chunk_bytes, cluster.cs2.weight_buffer_bytes / 4)
+    per_call = sum(sched.layer_chunks(b, chunk_bytes) for b in layer_bytes)
+    sched.check_work(per_call * len(calls), options.max_chunk_passes,
+                     f"{model.name}: {len(calls)} forward call(s) x {len(layers)} layers at "
+                     f"{chunk_bytes:.3g}-byte chunks")
     passes = []
     for k, c in enumerate(calls):
         at_context = model.layer_specs(seq=c.context, bytes_per_element=bytes_per_element)
         tokens = c.rows // n * c.new_tokens
         for li, layer in enumerate(at_context):
-            chunks = max(1, math.ceil(layer_bytes[li] / chunk_bytes - 1e-9))
+            chunks = sched.layer_chunks(layer_bytes[li], chunk_bytes)
             passes.append(sched.Pass(step=k, micro_batch=0, phase=sched.FWD, layer=li, chunks=chunks,
                                      streams_weights=True, weight_chunk_bytes=layer_bytes[li] / chunks,
                                      grad_chunk_bytes=0.0,

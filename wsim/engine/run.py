@@ -36,6 +36,9 @@ class SimOptions:
     chunk_bytes: float | None = None  # None: auto (see schedule.choose_chunk_bytes)
     max_chunks_per_layer: int = 16
     target_chunk_passes: int = 12_000
+    # refuse larger runs: measured about 24 us per chunk pass on 16 CS-2 (111M, this repo's
+    # engine), so the default bounds one simulation near a minute and a few hundred MB
+    max_chunk_passes: int = 2_000_000
     symmetry: bool = True
     trace: bool = False
     global_update: bool = False  # gradient clipping: updates wait for the global norm
@@ -47,6 +50,7 @@ class SimOptions:
             positive("chunk_bytes", self.chunk_bytes)
         positive("max_chunks_per_layer", self.max_chunks_per_layer, integer=True)
         positive("target_chunk_passes", self.target_chunk_passes, integer=True)
+        positive("max_chunk_passes", self.max_chunk_passes, integer=True)
 
 
 class NullPayload:
@@ -110,7 +114,7 @@ class Simulation:
             else:
                 chunk = sched.choose_chunk_bytes(job, cluster, self.plan, options.max_chunks_per_layer,
                                                  options.target_chunk_passes)
-            schedule = sched.build(job, cluster, self.plan, chunk, job.steps)
+            schedule = sched.build(job, cluster, self.plan, chunk, job.steps, options.max_chunk_passes)
         else:
             self.plan = plan
         self.schedule = schedule

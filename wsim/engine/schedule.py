@@ -78,10 +78,40 @@ def choose_chunk_bytes(job: TrainingJob, cluster: ClusterSpec, plan: WaferPlan,
     return min(chunk, cluster.cs2.weight_buffer_bytes / 4)
 
 
+def layer_chunks(weight_bytes: float, chunk_bytes: float) -> int:
+    """Chunks of a layer of ``weight_bytes`` at grain ``chunk_bytes`` (the last one may be short)."""
+    return max(1, math.ceil(weight_bytes / chunk_bytes - 1e-9))
+
+
+def chunk_passes(job: TrainingJob, plan: WaferPlan, chunk_bytes: float, steps: int) -> int:
+    """How many chunk passes ``build`` would make, counted without building them: every layer's
+    chunks once forward and once backward (plus once recomputed, for blocks under checkpointing),
+    per micro-batch, per step. The engine's work and memory grow with this count."""
+    per_mb = 0
+    for layer in job.layers():
+        passes = 3 if plan.recompute and layer.kind == "block" else 2
+        per_mb += passes * layer_chunks(layer.params * job.bytes_per_element, chunk_bytes)
+    return steps * plan.micro_batches * per_mb
+
+
+def check_work(count: int, limit: int, what: str, *, unit: str = "chunk passes",
+               limit_name: str = "max_chunk_passes (--max-chunk-passes)",
+               hint: str = "simulate fewer steps or sequences per system, or use a larger --chunk-bytes") -> None:
+    """Refuse, before building anything, work of more than ``limit`` passes."""
+    if count > limit:
+        raise ConfigError(f"{what} needs {count:.3g} {unit}, over {limit_name} {limit:,}: {hint}")
+
+
 def build(job: TrainingJob, cluster: ClusterSpec, plan: WaferPlan, chunk_bytes: float,
-          steps: int) -> Schedule:
+          steps: int, max_chunk_passes: int | None = None) -> Schedule:
+    """The step's passes in execution order. ``max_chunk_passes``: refuse (ConfigError) a schedule
+    with more chunk passes than this before building it."""
     if not chunk_bytes > 0:
         raise ConfigError(f"chunk_bytes must be positive, got {chunk_bytes!r}")
+    if max_chunk_passes is not None:
+        check_work(chunk_passes(job, plan, chunk_bytes, steps), max_chunk_passes,
+                   f"{job.model.name}: {steps} step(s) x {plan.micro_batches} micro-batch(es) x "
+                   f"{job.model.layers + 2} layers at {chunk_bytes:.3g}-byte chunks")
     layers = job.layers()
     mb_tokens = [n * job.seq for n in plan.micro_batch_seqs]
     passes: list[Pass] = []
@@ -90,7 +120,7 @@ def build(job: TrainingJob, cluster: ClusterSpec, plan: WaferPlan, chunk_bytes: 
         tokens = mb_tokens[mb]
         layer = layers[li]
         wbytes = layer.params * job.bytes_per_element
-        chunks = max(1, math.ceil(wbytes / chunk_bytes - 1e-9))
+        chunks = layer_chunks(wbytes, chunk_bytes)
         streams = phase != BWD or layer.needs_weights_in_backward
         flops = layer.bwd_flops_per_token if phase == BWD else layer.fwd_flops_per_token
         passes.append(Pass(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from models.spec import ModelSpec
-from wsim.errors import ConfigError, positive
+from wsim.errors import ConfigError, positive, require
 from wsim.gpu.memory import MemoryBreakdown
 from wsim.gpu.plan import Plan, check_plan, divisors
 from wsim.gpu.report import GpuReport, build_report
@@ -13,6 +13,10 @@ from wsim.gpu.step import Consts, evaluate
 GIB = 2**30
 
 
+MAX_GPUS = 2**20
+MAX_BATCH_SEQS = 2**24
+
+
 def make_consts(model: ModelSpec, *, seq: int, batch: int, gpus: int, gpu,
                 efficiency: Efficiency | None) -> Consts:
     if not isinstance(model, ModelSpec):
@@ -20,6 +24,12 @@ def make_consts(model: ModelSpec, *, seq: int, batch: int, gpus: int, gpu,
     positive("seq", seq, integer=True)
     positive("batch", batch, integer=True)
     positive("gpus", gpus, integer=True)
+    # Plans are enumerated over divisors (trial division, O(sqrt n)): bound the counts so that a
+    # search ends in seconds. Both limits are far beyond any published run (FACTS.md: 4,096 GPUs,
+    # batches of a few thousand sequences).
+    require(gpus <= MAX_GPUS, f"gpus {gpus} exceeds {MAX_GPUS:,}, the largest cluster the planner enumerates")
+    require(batch <= MAX_BATCH_SEQS,
+            f"batch {batch} exceeds {MAX_BATCH_SEQS:,} sequences, the largest the planner enumerates")
     try:
         model.check_seq(seq)
     except ValueError as exc:
