@@ -56,6 +56,23 @@ def test_trace_is_chrome_json_with_tracks(capsys, tmp_path):
     assert spans and all(e["dur"] >= 0 for e in spans)
 
 
+def test_micro_batches_best_is_never_slower_than_auto(capsys):
+    """13B at its published 90 sequences per CS-2: auto keeps every activation (90 micro-batches of
+    one sequence); best recomputes with a few large micro-batches and the engine confirms it wins."""
+    times = {}
+    for policy in ("auto", "best"):
+        code, out, _ = run(capsys, "simulate", "--model", "cerebras-gpt-13b", "--systems", "8",
+                           "--batch", "720", "--micro-batches", policy, "--json")
+        assert code == 0
+        times[policy] = json.loads(out)
+    assert times["auto"]["micro_batches"] == 90 and not times["auto"]["recompute"]
+    assert times["best"]["recompute"] and times["best"]["micro_batches"] < 90
+    assert times["best"]["step_time_s"] < times["auto"]["step_time_s"] / 3
+    # where auto already needs no more than one micro-batch, best keeps it
+    code, out, _ = run(capsys, "simulate", "--model", "cerebras-gpt-111m", "--micro-batches", "best", "--json")
+    assert code == 0 and json.loads(out)["micro_batches"] == 1 and not json.loads(out)["recompute"]
+
+
 def test_cluster_json_file(capsys, tmp_path):
     path = tmp_path / "c.json"
     path.write_text(json.dumps({"systems": 2, "memoryx": {"stream_bytes_per_s": 75e9}}))
@@ -71,6 +88,9 @@ def test_cluster_json_file(capsys, tmp_path):
     (["--model", "cerebras-gpt-111m", "--systems", "4", "--batch", "2"], "smaller than"),
     (["--model", "cerebras-gpt-111m", "--systems", "4", "--batch", "6"], "not divisible"),
     (["--model", "cerebras-gpt-111m", "--micro-batches", "zero"], "micro-batches"),
+    (["--model", "cerebras-gpt-111m", "--steps", str(2**63)], "max_chunk_passes"),
+    (["--model", "cerebras-gpt-111m", "--max-chunk-passes", "10"], "max_chunk_passes"),
+    (["--model", "cerebras-gpt-111m", "--max-chunk-passes", "0"], "max_chunk_passes"),
     (["--model", "cerebras-gpt-111m", "--seq", "4096"], "positions"),
     (["--model", "cerebras-gpt-111m", "--cluster", "nowhere"], "preset"),
     (["--model", "cerebras-gpt-111m", "--cluster", "missing.json"], "does not exist"),

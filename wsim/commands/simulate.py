@@ -20,10 +20,15 @@ def register(sub) -> None:
                    help="global batch in sequences (default: 8 per system)")
     p.add_argument("--systems", type=int, default=None, help="number of CS-2 (overrides the preset)")
     p.add_argument("--cluster", default="cs2", help="preset (cs2, andromeda, cs2-192) or a .json file")
-    p.add_argument("--micro-batches", default="auto", help="micro-batches per system, or auto")
+    p.add_argument("--micro-batches", default="auto",
+                   help="micro-batches per system, auto (fewest without recompute) or best (the "
+                        "faster, by the closed form, of auto and the fewest with recompute)")
     p.add_argument("--steps", type=int, default=1)
     p.add_argument("--chunk-bytes", type=float, default=None,
                    help="simulation grain: bytes per weight chunk (default: auto)")
+    p.add_argument("--max-chunk-passes", type=int, default=None,
+                   help="refuse simulations needing more chunk passes than this (default 2000000, "
+                        "about a minute)")
     p.add_argument("--no-symmetry", action="store_true",
                    help="simulate every CS-2 separately (identical results, slower)")
     p.add_argument("--trace", metavar="OUT.json", help="write a Chrome/Perfetto trace")
@@ -35,15 +40,16 @@ def register(sub) -> None:
     p.set_defaults(func=run, human=human)
 
 
-def parse_micro_batches(text: str):
-    if text == "auto":
-        return "auto"
+def parse_micro_batches(text: str, *, allow_best: bool = False):
+    allowed = "a positive integer, auto or best" if allow_best else "a positive integer or auto"
+    if text == "auto" or (allow_best and text == "best"):
+        return text
     try:
         value = int(text)
     except ValueError:
-        raise ConfigError(f"--micro-batches must be a positive integer or auto, got {text!r}") from None
+        raise ConfigError(f"--micro-batches must be {allowed}, got {text!r}") from None
     if value <= 0:
-        raise ConfigError(f"--micro-batches must be a positive integer or auto, got {value}")
+        raise ConfigError(f"--micro-batches must be {allowed}, got {value}")
     return value
 
 
@@ -51,8 +57,14 @@ def job_and_cluster(args) -> tuple[TrainingJob, hardware.ClusterSpec]:
     model = model_from_args(args, seq=args.seq)
     cluster = hardware.load(args.cluster, args.systems)
     batch = args.batch if args.batch is not None else 8 * cluster.systems
-    job = TrainingJob(model, seq=args.seq, batch_seqs=batch,
-                      micro_batches=parse_micro_batches(args.micro_batches), steps=args.steps)
+    micro_batches = parse_micro_batches(args.micro_batches, allow_best=True)
+    if micro_batches == "best":
+        from wsim.compare import choose_job
+
+        chosen, _ = choose_job(model, seq=args.seq, batch=batch, cluster=cluster, micro_batching="best")
+        micro_batches = chosen.micro_batches
+    job = TrainingJob(model, seq=args.seq, batch_seqs=batch, micro_batches=micro_batches,
+                      steps=args.steps)
     return job, cluster
 
 
@@ -60,8 +72,9 @@ def run(args) -> dict:
     from wsim.engine.run import SimOptions, Simulation
 
     job, cluster = job_and_cluster(args)
+    limit = {} if args.max_chunk_passes is None else {"max_chunk_passes": args.max_chunk_passes}
     options = SimOptions(chunk_bytes=args.chunk_bytes, symmetry=not args.no_symmetry,
-                         trace=bool(args.trace))
+                         trace=bool(args.trace), **limit)
     injected = [F.parse_straggler(x) for x in getattr(args, "straggler", [])] + \
         [F.parse_degraded_link(x) for x in getattr(args, "degraded_link", [])]
     graph = None
