@@ -17,7 +17,7 @@ import csv
 import json
 import os
 import sys
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from wsim.errors import ConfigError, positive, require
@@ -234,6 +234,11 @@ class SweepResult:
         return d
 
 
+# Local processes are started on demand, one per busy worker; past this many a multi-machine
+# scheduler is the tool (and multiprocessing's semaphores overflow near 2**31).
+MAX_JOBS = 1024
+
+
 def _executor(jobs: int, scheduler):
     if scheduler is not None:
         try:
@@ -254,7 +259,8 @@ def _executor(jobs: int, scheduler):
         return submit, (client.close if own else (lambda: None)), f"dask {getattr(client, 'scheduler', '')}"
     if jobs <= 1:
         return (lambda points: (run_point(p) for p in points)), (lambda: None), "serial"
-    from concurrent.futures import ProcessPoolExecutor, as_completed as done
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import as_completed as done
 
     pool = ProcessPoolExecutor(max_workers=jobs)
 
@@ -273,6 +279,8 @@ def run_grid(points: list[Point], *, out: str | Path | None = None, jobs: int = 
 
     require(len(points) > 0, "the sweep grid is empty")
     positive("jobs", jobs, integer=True)
+    require(jobs <= MAX_JOBS, f"jobs {jobs} exceeds {MAX_JOBS} local worker processes: for more "
+                              f"workers run the grid on a Dask cluster (--scheduler)")
     keys = [p.key for p in points]
     require(len(set(keys)) == len(keys), "the sweep grid has duplicate points")
     path = Path(out) if out is not None else None

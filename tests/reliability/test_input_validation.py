@@ -314,6 +314,7 @@ def _cli_case(outcomes, prop, argv):
     elif "--json" in argv:
         json.loads(out)  # exactly one JSON object: parsing fails on anything else
         assert out.strip().startswith("{") and out.count("\n") == 1, (argv, out[:200])
+    return code, out, err
 
 
 @FAST

@@ -49,7 +49,7 @@ def run(args) -> dict:
 
     from models import hf
     from wsim import hardware
-    from wsim.functional.generate import generate, load_tokenizer
+    from wsim.functional.generate import check_rows, generate, load_tokenizer
 
     if args.max_new_tokens is None and args.max_length is None:
         args.max_new_tokens = 20  # transformers' default generation length
@@ -61,8 +61,12 @@ def run(args) -> dict:
         raise ConfigError(f"--batch must be a positive integer, got {args.batch}")
     if args.systems <= 0:
         raise ConfigError(f"--systems must be a positive integer, got {args.systems}")
+    check_rows(args.batch, args.num_beams)
     tokenizer = load_tokenizer(args.checkpoint)
     ids = _prompt_ids(args, tokenizer)
+    bad = [i for i in ids if not 0 <= i < cfg.vocab_size]
+    if bad:
+        raise ConfigError(f"prompt ids {bad[:3]} are outside the vocabulary [0, {cfg.vocab_size})")
     prompt = torch.tensor([ids] * args.batch, dtype=torch.long)
     cluster = hardware.load(args.cluster, args.systems)
     report = generate(cfg, weights, prompt, max_new_tokens=args.max_new_tokens, max_length=args.max_length,

@@ -18,7 +18,12 @@ from torch import Tensor
 
 from models import gpt
 from wsim import hardware
-from wsim.engine.inference import ForwardCall, build_schedule, simulate_inference
+from wsim.engine.inference import (
+    ForwardCall,
+    build_schedule,
+    kv_cache_bytes,
+    simulate_inference,
+)
 from wsim.engine.run import SimOptions, Simulation
 from wsim.errors import ConfigError, require
 from wsim.functional.decoding import GenerationConfig
@@ -66,6 +71,21 @@ class InferencePayload:
         pass
 
 
+# Every row (prompt x beam) is decoded with real tensors on this CPU: bound the rows so that a
+# typo in --batch or --num-beams is refused rather than exhausting memory.
+MAX_ROWS = 65_536
+
+
+def check_rows(batch: int, num_beams: int) -> None:
+    """Refuse more than ``MAX_ROWS`` decoded rows (batch x num_beams) before allocating any."""
+    for name, value in (("batch", batch), ("num_beams", num_beams)):
+        require(isinstance(value, int) and not isinstance(value, bool) and value > 0,
+                f"{name} must be a positive integer, got {value!r}")
+    require(batch * num_beams <= MAX_ROWS,
+            f"batch x num_beams = {batch} x {num_beams} = {batch * num_beams:,} rows, over the "
+            f"{MAX_ROWS:,} that functional generation decodes on the CPU")
+
+
 @dataclass(frozen=True)
 class GenerateReport:
     token_ids: list  # whole sequences, prompt included
@@ -96,6 +116,7 @@ def generate(cfg: gpt.GPTConfig, weights: dict[str, Tensor], prompt_ids: Tensor,
     require(isinstance(prompt_ids, Tensor) and prompt_ids.dim() == 2 and prompt_ids.numel() > 0,
             "prompt ids must be a non-empty (batch, tokens) integer tensor")
     batch, prompt_len = prompt_ids.shape
+    check_rows(batch, num_beams)
     require(batch % systems == 0, f"batch {batch} is not divisible by systems {systems}")
     lo, hi = int(prompt_ids.min()), int(prompt_ids.max())
     require(lo >= 0 and hi < cfg.vocab_size, f"prompt ids span [{lo}, {hi}], outside [0, {cfg.vocab_size})")
@@ -109,6 +130,12 @@ def generate(cfg: gpt.GPTConfig, weights: dict[str, Tensor], prompt_ids: Tensor,
     require(total <= cfg.n_positions, f"prompt + new tokens ({total}) exceed n_positions {cfg.n_positions}")
     cluster = (cluster or hardware.preset("cs2", systems)).with_systems(systems)
     model = spec_from_config(cfg)
+    # the whole generation's KV cache must fit the wafer (build_schedule checks each call; checking
+    # the last one here refuses before any row is decoded)
+    rows = batch * num_beams // systems
+    kv, usable = kv_cache_bytes(model, rows, total), cluster.cs2.usable_sram_bytes - cluster.cs2.weight_buffer_bytes
+    require(kv <= usable, f"the KV cache needs {kv / 1e9:.3g} GB per CS-2 ({rows} rows of {total} tokens), "
+                          f"over the wafer's {usable / 1e9:.3g} GB: use fewer rows per system or more systems")
     payload = InferencePayload(cfg, weights, systems)
     state = {"context": 0, "events": 0}
 
