@@ -2,7 +2,8 @@
 
 Property tests record each generated input's outcome with ``tally(property, outcome)``; the counts
 are printed in pytest's terminal summary (no ``-s`` needed) and written to
-``$WSIM_RELIABILITY_COUNTS`` when that variable names a file.
+``$WSIM_RELIABILITY_COUNTS`` when that variable names a file. Under pytest-xdist each worker sends
+its counts to the controller (``workeroutput``), which prints the sum.
 """
 
 import collections
@@ -21,6 +22,19 @@ def tally(prop: str, outcome: str) -> None:
 @pytest.fixture(scope="session")
 def outcomes():
     return tally
+
+
+def pytest_sessionfinish(session):
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: hand the counts to the controller
+        workeroutput["wsim_outcomes"] = json.dumps({k: dict(v) for k, v in OUTCOMES.items()})
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    counts = getattr(node, "workeroutput", {}).get("wsim_outcomes")
+    for prop, by_outcome in json.loads(counts or "{}").items():
+        OUTCOMES[prop].update(by_outcome)
 
 
 def pytest_terminal_summary(terminalreporter):
