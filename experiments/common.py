@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from models import zoo
+from wsim.sweep import parse_cell
 
 RESULTS = Path("results")
 # The seven Cerebras-GPT models in size order (FACTS.md table; Dey et al. 2023).
@@ -64,22 +65,9 @@ def write_csv(path: str | Path, rows: list[dict], columns: list[str] | None = No
     return str(path)
 
 
-def _parse(v: str):
-    if v == "":
-        return None
-    if v in ("True", "False"):
-        return v == "True"
-    for cast in (int, float):
-        try:
-            return cast(v)
-        except ValueError:
-            pass
-    return v
-
-
 def read_csv(path: str | Path) -> list[dict]:
     with Path(path).open(newline="") as f:
-        return [{k: _parse(v) for k, v in r.items()} for r in csv.DictReader(f)]
+        return [{k: parse_cell(v) for k, v in r.items()} for r in csv.DictReader(f)]
 
 
 class Timer:

@@ -148,7 +148,8 @@ def _gpu_row(p: Point) -> dict:
 
 # ---- output files --------------------------------------------------------------------------------
 
-def _parse(value: str):
+def parse_cell(value: str):
+    """A CSV cell back to its value: "" -> None, "True"/"False" -> bool, then int, float or str."""
     if value == "":
         return None
     if value in ("True", "False"):
@@ -172,7 +173,7 @@ def read_rows(path: str | Path) -> list[dict]:
             rows = data["rows"] if isinstance(data, dict) else data
         else:
             with path.open(newline="") as f:
-                rows = [{k: _parse(v) for k, v in r.items()} for r in csv.DictReader(f)]
+                rows = [{k: parse_cell(v) for k, v in r.items()} for r in csv.DictReader(f)]
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
         raise ConfigError(f"cannot resume from {str(path)!r}: {exc}") from None
     return [r for r in rows if isinstance(r, dict) and r.get("key")]

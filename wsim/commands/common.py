@@ -22,6 +22,20 @@ def add_model_args(parser: argparse.ArgumentParser, *, required: bool = True) ->
     parser.set_defaults(_model_required=required)
 
 
+def int_or_word(text: str, flag: str, words: tuple[str, ...]):
+    """A flag's value: one of ``words`` as given, else a positive integer (ConfigError naming the flag)."""
+    if text in words:
+        return text
+    allowed = "a positive integer" + "".join(f", {w}" for w in words[:-1]) + f" or {words[-1]}"
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"{flag} must be {allowed}, got {text!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{flag} must be {allowed}, got {value}")
+    return value
+
+
 def add_json_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 

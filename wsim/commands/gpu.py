@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from wsim.commands.common import add_json_arg, add_model_args, model_from_args
+from wsim.commands.common import add_json_arg, add_model_args, int_or_word, model_from_args
 from wsim.errors import ConfigError
 from wsim.gpu import GPUS, RECOMPUTE, estimate, search
 
@@ -38,18 +38,6 @@ def register(subparsers) -> None:
     p.set_defaults(func=run, human=human)
 
 
-def _micro_batch(value: str):
-    if value in (None, "auto"):
-        return "auto"
-    try:
-        mb = int(value)
-    except ValueError:
-        raise ConfigError(f"--micro-batch must be a positive integer or 'auto', got {value!r}") from None
-    if mb <= 0:
-        raise ConfigError(f"--micro-batch must be a positive integer or 'auto', got {value!r}")
-    return mb
-
-
 def run(args: argparse.Namespace) -> dict:
     model = model_from_args(args, seq=args.seq)
     if args.search:
@@ -61,7 +49,7 @@ def run(args: argparse.Namespace) -> dict:
     else:
         report = estimate(model, seq=args.seq, batch=args.batch, gpus=args.gpus, gpu=args.gpu,
                           tp=args.tp or 1, pp=args.pp or 1,
-                          micro_batch=_micro_batch(args.micro_batch), interleave=args.interleave,
+                          micro_batch=int_or_word(args.micro_batch or "auto", "--micro-batch", ("auto",)), interleave=args.interleave,
                           recompute=args.recompute or "full",
                           sequence_parallel=bool(args.sequence_parallel), zero=args.zero or 0,
                           allow_oom=args.allow_oom)

@@ -6,7 +6,7 @@ import sys
 
 from wsim import faults as F
 from wsim import hardware
-from wsim.commands.common import add_json_arg, add_model_args, model_from_args
+from wsim.commands.common import add_json_arg, add_model_args, int_or_word, model_from_args
 from wsim.errors import ConfigError
 from wsim.job import TrainingJob
 
@@ -41,16 +41,7 @@ def register(sub) -> None:
 
 
 def parse_micro_batches(text: str, *, allow_best: bool = False):
-    allowed = "a positive integer, auto or best" if allow_best else "a positive integer or auto"
-    if text == "auto" or (allow_best and text == "best"):
-        return text
-    try:
-        value = int(text)
-    except ValueError:
-        raise ConfigError(f"--micro-batches must be {allowed}, got {text!r}") from None
-    if value <= 0:
-        raise ConfigError(f"--micro-batches must be {allowed}, got {value}")
-    return value
+    return int_or_word(text, "--micro-batches", ("auto", "best") if allow_best else ("auto",))
 
 
 def job_and_cluster(args) -> tuple[TrainingJob, hardware.ClusterSpec]:

@@ -50,6 +50,17 @@ def kv_cache_bytes(model: ModelSpec, rows_per_system: int, context: int, bytes_p
     return 2.0 * model.layers * model.hidden * context * rows_per_system * bytes_per_element
 
 
+def check_kv_cache(model: ModelSpec, rows_per_system: int, context: int, cluster: ClusterSpec,
+                   bytes_per_element: int = 2) -> None:
+    """Refuse a KV cache that does not fit the wafer's SRAM beside the weight buffer."""
+    kv = kv_cache_bytes(model, rows_per_system, context, bytes_per_element)
+    usable = cluster.cs2.usable_sram_bytes - cluster.cs2.weight_buffer_bytes
+    if kv > usable:
+        raise ConfigError(f"the KV cache needs {kv / 1e9:.3g} GB per CS-2 ({rows_per_system} sequences of "
+                          f"{context} tokens), over the wafer's {usable / 1e9:.3g} GB: "
+                          f"use fewer rows per system or more systems")
+
+
 @dataclass(frozen=True)
 class InferenceReport:
     model: str
@@ -81,13 +92,8 @@ def build_schedule(model: ModelSpec, calls: list[ForwardCall], cluster: ClusterS
             model.check_seq(c.context)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-    peak_rows = max(c.rows for c in calls) // n
-    kv = kv_cache_bytes(model, peak_rows, max(c.context for c in calls), bytes_per_element)
-    usable = cluster.cs2.usable_sram_bytes - cluster.cs2.weight_buffer_bytes
-    if kv > usable:
-        raise ConfigError(f"the KV cache needs {kv / 1e9:.3g} GB per CS-2 ({peak_rows} sequences of "
-                          f"{max(c.context for c in calls)} tokens), over the wafer's {usable / 1e9:.3g} GB: "
-                          f"use fewer rows per system or more systems")
+    check_kv_cache(model, max(c.rows for c in calls) // n, max(c.context for c in calls), cluster,
+                   bytes_per_element)
     weight_bytes = model.params * bytes_per_element
     require(weight_bytes <= cluster.memoryx.capacity_bytes,
             f"model weights ({weight_bytes / 1e12:.3g} TB) exceed memoryx.capacity_bytes")

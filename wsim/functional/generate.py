@@ -18,12 +18,7 @@ from torch import Tensor
 
 from models import gpt
 from wsim import hardware
-from wsim.engine.inference import (
-    ForwardCall,
-    build_schedule,
-    kv_cache_bytes,
-    simulate_inference,
-)
+from wsim.engine.inference import ForwardCall, build_schedule, check_kv_cache, simulate_inference
 from wsim.engine.run import SimOptions, Simulation
 from wsim.errors import ConfigError, require
 from wsim.functional.decoding import GenerationConfig
@@ -130,12 +125,9 @@ def generate(cfg: gpt.GPTConfig, weights: dict[str, Tensor], prompt_ids: Tensor,
     require(total <= cfg.n_positions, f"prompt + new tokens ({total}) exceed n_positions {cfg.n_positions}")
     cluster = (cluster or hardware.preset("cs2", systems)).with_systems(systems)
     model = spec_from_config(cfg)
-    # the whole generation's KV cache must fit the wafer (build_schedule checks each call; checking
-    # the last one here refuses before any row is decoded)
-    rows = batch * num_beams // systems
-    kv, usable = kv_cache_bytes(model, rows, total), cluster.cs2.usable_sram_bytes - cluster.cs2.weight_buffer_bytes
-    require(kv <= usable, f"the KV cache needs {kv / 1e9:.3g} GB per CS-2 ({rows} rows of {total} tokens), "
-                          f"over the wafer's {usable / 1e9:.3g} GB: use fewer rows per system or more systems")
+    # the whole generation's KV cache must fit the wafer: checked here, before any row is decoded
+    # (each forward call's build_schedule checks its own)
+    check_kv_cache(model, batch * num_beams // systems, total, cluster)
     payload = InferencePayload(cfg, weights, systems)
     state = {"context": 0, "events": 0}
 
