@@ -307,6 +307,8 @@ def phases_from(batch: int, systems: int, *, steps: int | None = None, tokens: f
                 seq: int = 2048, model: ModelSpec | None = None) -> list[Phase]:
     """One phase; steps from ``steps``, else ``tokens``, else 20 tokens per parameter (Chinchilla,
     FACTS.md "Transformer Math 101")."""
+    positive("batch", batch, integer=True)
+    positive("seq", seq, integer=True)
     if steps is None:
         if tokens is None:
             require(model is not None, "give steps, tokens or a model")

@@ -90,6 +90,9 @@ generate_opts = args(
 )
 
 
+COMPARE_BASE = ["compare", "--method", "analytic", "--model", "cerebras-gpt-111m"]
+TRAIN_BASE = ["train", "--checkpoint", CKPT, "--data", TOKENS]
+GENERATE_BASE = ["generate", "--checkpoint", CKPT, "--prompt-ids", "1,2"]
 SWEEP_BASE = ["sweep", "--quiet", "--out", os.path.join(TMP, "s.csv"), "--kind", "analytic",
               "--models", "cerebras-gpt-111m"]
 
@@ -97,7 +100,7 @@ SWEEP_BASE = ["sweep", "--quiet", "--out", os.path.join(TMP, "s.csv"), "--kind",
 @FAST
 @given(rest=compare_opts)
 def test_compare_cli_exits_0_or_2(outcomes, rest):
-    _cli_case(outcomes, "cli: wsim compare", ["compare", "--method", "analytic", "--model", "cerebras-gpt-111m", *rest])
+    _cli_case(outcomes, "cli: wsim compare", COMPARE_BASE + rest)
 
 
 @FAST
@@ -109,20 +112,20 @@ def test_sweep_cli_exits_0_or_2(outcomes, rest):
 @FAST
 @given(rest=train_opts)
 def test_train_cli_exits_0_or_2(outcomes, rest):
-    _cli_case(outcomes, "cli: wsim train", ["train", "--checkpoint", CKPT, "--data", TOKENS, *rest])
+    _cli_case(outcomes, "cli: wsim train", TRAIN_BASE + rest)
 
 
 @FAST
 @given(rest=generate_opts)
 def test_generate_cli_exits_0_or_2(outcomes, rest):
-    _cli_case(outcomes, "cli: wsim generate", ["generate", "--checkpoint", CKPT, "--prompt-ids", "1,2", *rest])
+    _cli_case(outcomes, "cli: wsim generate", GENERATE_BASE + rest)
 
 
 @pytest.mark.slow
 @SLOW
 @given(rest=compare_opts)
 def test_compare_cli_exits_0_or_2_many(outcomes, rest):
-    _cli_case(outcomes, "cli: wsim compare (slow)", ["compare", "--method", "analytic", "--model", "cerebras-gpt-111m", *rest])
+    _cli_case(outcomes, "cli: wsim compare (slow)", COMPARE_BASE + rest)
 
 
 @pytest.mark.slow
@@ -136,20 +139,20 @@ def test_sweep_cli_exits_0_or_2_many(outcomes, rest):
 @SLOW
 @given(rest=train_opts)
 def test_train_cli_exits_0_or_2_many(outcomes, rest):
-    _cli_case(outcomes, "cli: wsim train (slow)", ["train", "--checkpoint", CKPT, "--data", TOKENS, *rest])
+    _cli_case(outcomes, "cli: wsim train (slow)", TRAIN_BASE + rest)
 
 
 @pytest.mark.slow
 @SLOW
 @given(rest=generate_opts)
 def test_generate_cli_exits_0_or_2_many(outcomes, rest):
-    _cli_case(outcomes, "cli: wsim generate (slow)", ["generate", "--checkpoint", CKPT, "--prompt-ids", "1,2", *rest])
+    _cli_case(outcomes, "cli: wsim generate (slow)", GENERATE_BASE + rest)
 
 
 # ---- the cases these properties found, kept as plain regressions -----------------------------------
 @pytest.mark.parametrize("argv,needle", [
-    (["generate", "--checkpoint", CKPT, "--prompt-ids", "1,2", "--num-beams", "99999999999"], "rows"),
-    (["generate", "--checkpoint", CKPT, "--prompt-ids", "1,2", "--batch", str(2**63)], "rows"),
+    ([*GENERATE_BASE, "--num-beams", "99999999999"], "rows"),
+    ([*GENERATE_BASE, "--batch", str(2**63)], "rows"),
     (["generate", "--checkpoint", CKPT, "--prompt-ids", str(2**63)], "outside the vocabulary"),
     (["sweep", "--quiet", "--kind", "analytic", "--models", "cerebras-gpt-111m", "--systems", "1",
       "--jobs", "99999999999", "--out", os.path.join(TMP, "r.csv")], "jobs"),
@@ -157,3 +160,9 @@ def test_generate_cli_exits_0_or_2_many(outcomes, rest):
 def test_found_cases_exit_2_with_one_line(outcomes, argv, needle):
     code, _, err = _cli_case(outcomes, "cli: regressions", argv)
     assert code == 2 and needle in err, err
+
+
+def test_compare_with_zero_seq_and_a_token_budget_is_refused(outcomes):
+    # found by test_compare_cli_exits_0_or_2_many: steps = tokens / (batch x seq) divided by zero
+    code, _, err = _cli_case(outcomes, "cli: regressions", [*COMPARE_BASE, "--seq", "0", "--tokens", "1e9"])
+    assert code == 2 and "seq" in err, err

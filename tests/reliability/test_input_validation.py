@@ -5,7 +5,8 @@ Generated values mix valid ones with zero, negative, huge, fractional, NaN/inf, 
 and list values. To keep runs that succeed quick, valid sizes are bounded (layers <= 4, steps <= 3,
 batch <= 256, chunk bytes >= 1 MB); huge ones (10^6+ layers, 2^63 steps or batch) must be refused
 quickly, by ``models.spec.MAX_LAYERS`` and the engine's ``max_chunk_passes``
-(``test_unbounded_work_is_refused`` below checks the CLI under a memory limit). Outcome counts print in the terminal summary.
+(``test_unbounded_work_is_refused`` below checks the CLI under a memory limit). Outcome counts
+print in the terminal summary.
 """
 
 import argparse

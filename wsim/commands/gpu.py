@@ -49,7 +49,8 @@ def run(args: argparse.Namespace) -> dict:
     else:
         report = estimate(model, seq=args.seq, batch=args.batch, gpus=args.gpus, gpu=args.gpu,
                           tp=args.tp or 1, pp=args.pp or 1,
-                          micro_batch=int_or_word(args.micro_batch or "auto", "--micro-batch", ("auto",)), interleave=args.interleave,
+                          micro_batch=int_or_word(args.micro_batch or "auto", "--micro-batch", ("auto",)),
+                          interleave=args.interleave,
                           recompute=args.recompute or "full",
                           sequence_parallel=bool(args.sequence_parallel), zero=args.zero or 0,
                           allow_oom=args.allow_oom)
