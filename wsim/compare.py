@@ -168,10 +168,11 @@ def cs2_time_to_train(model: ModelSpec, phases: list[Phase], *, seq: int = 2048,
 
 def complexity(plan: dict) -> dict:
     """How much a GPU plan asks of its user: dimensions > 1 and knobs away from plain DP."""
-    dims = sum(plan[k] > 1 for k in ("tp", "pp", "dp"))
-    knobs = sum([plan["tp"] > 1, plan["pp"] > 1, plan["dp"] > 1, plan["interleave"] > 1,
+    cp = plan.get("cp", 1)  # context parallelism (wsim.gpu plans since issue 12)
+    dims = sum(plan[k] > 1 for k in ("tp", "pp", "dp")) + (cp > 1)
+    knobs = sum([plan["tp"] > 1, plan["pp"] > 1, plan["dp"] > 1, plan["interleave"] > 1, cp > 1,
                  plan["recompute"] != "none", bool(plan["sequence_parallel"]), plan["zero"] > 0])
-    return {"parallel_dims": dims, "model_parallel": plan["tp"] * plan["pp"], "knobs": knobs}
+    return {"parallel_dims": dims, "model_parallel": plan["tp"] * cp * plan["pp"], "knobs": knobs}
 
 
 def gpu_time_to_train(model: ModelSpec, phases: list[Phase], *, gpus: int, gpu: str,

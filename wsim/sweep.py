@@ -29,7 +29,7 @@ COLUMNS = [
     "seqs_per_system", "cluster", "micro_batches", "step_time_s", "tokens_per_s",
     "model_flops_per_s", "compute_utilization", "bottleneck", "recompute", "wafer_memory_bytes",
     "memoryx_bytes", "balance_tokens_per_system", "tp", "pp", "dp", "micro_batch", "interleave",
-    "gpu_recompute", "sequence_parallel", "zero", "mfu", "memory_per_gpu_bytes",
+    "gpu_recompute", "sequence_parallel", "zero", "mfu", "memory_per_gpu_bytes", "cp", "gpu_stack",
 ]
 
 
@@ -143,7 +143,7 @@ def _gpu_row(p: Point) -> dict:
             "memory_per_gpu_bytes": r.memory.total_bytes, "tp": plan.tp, "pp": plan.pp,
             "dp": plan.dp, "micro_batch": plan.micro_batch, "interleave": plan.interleave,
             "gpu_recompute": plan.recompute, "sequence_parallel": plan.sequence_parallel,
-            "zero": plan.zero}
+            "zero": plan.zero, "cp": plan.cp, "gpu_stack": plan.stack}
 
 
 # ---- output files --------------------------------------------------------------------------------
