@@ -27,14 +27,15 @@ from wsim.gpu import estimate, search
 GPUS = ("a100-80gb", "h100-80gb")
 COLUMNS = ["model", "params", "cs2_systems", "cs2_days", "gpu", "matched", "gpus", "gpu_days",
            "time_ratio", "tp", "pp", "dp", "micro_batch", "interleave", "recompute",
-           "sequence_parallel", "zero", "parallel_dims", "model_parallel", "knobs", "mfu",
+           "sequence_parallel", "zero", "cp", "stack", "parallel_dims", "model_parallel", "knobs", "mfu",
            "memory_per_gpu_gib"]
 CURVE_COLUMNS = ["model", "gpu", "gpus", "time_to_train_days", "cs2_days"]
 SEED_COLUMNS = ["case", "model", "batch", "gpu", "gpus", "plan_source", "tp", "pp", "dp", "micro_batch",
-                "interleave", "recompute", "sequence_parallel", "zero", "gpu_step_s", "gpu_tokens_per_s",
-                "model_tflops_per_gpu", "published_tflops_per_gpu", "cs2_systems", "cs2_step_s",
+                "interleave", "recompute", "sequence_parallel", "zero", "cp", "stack", "gpu_step_s",
+                "gpu_tokens_per_s", "model_tflops_per_gpu", "published_tflops_per_gpu", "cs2_systems", "cs2_step_s",
                 "cs2_tokens_per_s", "cs2_bottleneck"]
-PLAN_KEYS = ("tp", "pp", "dp", "micro_batch", "interleave", "recompute", "sequence_parallel", "zero")
+PLAN_KEYS = ("tp", "pp", "dp", "micro_batch", "interleave", "recompute", "sequence_parallel", "zero",
+             "cp", "stack")
 
 
 def model_rows(name: str) -> tuple[list[dict], list[dict]]:
@@ -188,6 +189,10 @@ def _plan(r: dict) -> str:
         extras.append("SP")
     if r["zero"]:
         extras.append(f"ZeRO-{r['zero']}")
+    if r.get("cp") and r["cp"] > 1:
+        extras.append(f"CP {r['cp']}")
+    if r.get("stack"):
+        extras.append(str(r["stack"]))
     return f"{r['tp']}x{r['pp']}x{r['dp']} ({', '.join(extras)})"
 
 
