@@ -37,15 +37,15 @@ class Efficiency:
     # throttling under load included). Isolated cuBLAS runs reach ~0.85-0.9 of peak; in a step less.
     # Used on every GPU as a fraction of that GPU's peak: on Hopper/Blackwell an *assumption* that
     # the validation rows test.
-    matmul_peak_fraction: float = 0.665
+    matmul_peak_fraction: float = 0.662
     # FITTED (validity as above): the dimension at which a GEMM runs at half speed along it. The
     # development set constrains it weakly (anything in 0..40 fits); it matters for small heads.
-    gemm_half_dim: float = 14.0
+    gemm_half_dim: float = 11.0
     # FITTED (validity: A100/H100 HBM, hidden 1,024 .. 25,600): HBM traffic of the memory-bound
     # element-wise kernels (LayerNorm, GeLU, bias, dropout, residual, softmax) per byte of stored
     # activation (Korthikanti et al. 2022, arXiv 2205.05198, sec. 4 counts) in one forward; the
     # backward moves twice that. 2.0 would be "each stored tensor written once and read once".
-    elementwise_passes: float = 1.96
+    elementwise_passes: float = 1.97
     # SOURCED: NCCL caps the all-reduce bus bandwidth of an A100 node at 235 GB/s of the 300 GB/s
     # NVLink per direction (NCCL 2.9.9 src/graph/tuning.cc, "if (compCap80) busBw = min(busBw,
     # 235)"); nccl-tests on DGX A100 measure ~230 GB/s: 0.78. Used for every NVLink generation.
@@ -162,19 +162,21 @@ STACKS: dict[str, Stack] = {
                            1.0, "Megatron-LM/Megatron-Core docs: distributed optimizer, "
                            "--overlap-grad-reduce, --overlap-param-gather, context parallelism"),
     # Megatron-DeepSpeed (MT-NLG, BLOOM, GPT-NeoX): Megatron's kernels in DeepSpeed's pipeline engine
-    # (plain 1F1B, no interleaving: deepspeed/runtime/pipe/schedule.py TrainSchedule), ZeRO 1-3
-    # (ZeRO-2/3 only without pipeline parallelism). overlap_comm reduces gradient buckets during the
-    # backward (DeepSpeed config docs, "overlap_comm"). ZeRO-3 (2021: stage3.py) releases each
-    # module's parameters after its forward and gathers them again when activation checkpointing
-    # reruns it. Its PipelineModule partitions layers unevenly when pp does not divide them (BLOOM: 70
-# layers on 12 stages). ZeRO-3 keeps at most stage3_max_live_parameters = 1e9 gathered and reduces
-# gradients in buckets of reduce_bucket_size = 5e8 elements (DeepSpeed config docs, defaults).
-# sharded_nics "gpu" is FITTED (structural, on SC21 Table 2): its ZeRO-3 step time is the same on
-# 768 and 1,536 GPUs (and on 1,120 and 2,240), a per-GPU volume bound at 21-24 GB/s per GPU: one
-# 25 GB/s NIC per GPU, not the node's eight ("node" misses those rows by 40-300%).
-# kernel_efficiency FITTED (MT-NLG, BLOOM, GPT-NeoX).
-    "deepspeed": Stack("deepspeed", (0, 1, 2, 3), False, True, False, False, 1.0, False, True, 2.0,
-                       0.877, "DeepSpeed docs (ZeRO, overlap_comm, pipeline engine); "
+    # (plain 1F1B, no interleaving: deepspeed/runtime/pipe/schedule.py TrainSchedule, whose
+    # ReduceGrads runs after the last backward), ZeRO 1-3 (ZeRO-2/3 only without pipeline
+    # parallelism). overlap_comm (gradient buckets reduced during the backward) defaults to true for
+    # ZeRO-3 only (deepspeed/runtime/zero/config.py, overlap_comm_valid): dp_overlap 0. ZeRO-3
+    # (2021: stage3.py) releases each module's parameters after its forward and gathers them again
+    # when activation checkpointing reruns it; it keeps at most stage3_max_live_parameters = 1e9
+    # gathered and reduces gradients in buckets of reduce_bucket_size = 5e8 elements (DeepSpeed
+    # config docs, defaults). Its PipelineModule partitions layers unevenly when pp does not divide
+    # them (BLOOM: 70 layers on 12 stages).
+    # sharded_nics "gpu" is FITTED (structural, on SC21 Table 2): its ZeRO-3 step time is the same on
+    # 768 and 1,536 GPUs (and on 1,120 and 2,240), a per-GPU volume bound at 21-24 GB/s per GPU: one
+    # 25 GB/s NIC per GPU, not the node's eight ("node" misses those rows by up to +250%).
+    # kernel_efficiency FITTED (MT-NLG, BLOOM, GPT-NeoX, the ZeRO-3 rows).
+    "deepspeed": Stack("deepspeed", (0, 1, 2, 3), False, True, False, False, 0.0, False, True, 2.0,
+                       0.880, "DeepSpeed docs (ZeRO, overlap_comm, pipeline engine); "
                        "github.com/microsoft/DeepSpeed stage3.py (2021)", uneven_stages=True,
                        sharded_nics="gpu", zero3_live_params=1e9, zero3_grad_bucket=5e8),
     # PyTorch FSDP (FULL_SHARD = ZeRO-3, SHARD_GRAD_OP = ZeRO-2), with or without Megatron-style
@@ -186,7 +188,7 @@ STACKS: dict[str, Stack] = {
 # multi-rail over the node's NICs (sharded_nics "node", from NCCL's ring; the MosaicML rows need it:
 # 70B on 32 A100 moves 381 GB per GPU per micro-batch in 11 s, more than one 25 GB/s NIC can).
 # kernel_efficiency FITTED (OPT-175B).
-    "fsdp": Stack("fsdp", (2, 3), False, False, False, True, 1.0, False, False, 2.0, 0.926,
+    "fsdp": Stack("fsdp", (2, 3), False, False, False, True, 1.0, False, False, 2.0, 0.928,
                   "PyTorch FSDP docs (ShardingStrategy, BackwardPrefetch, forward_prefetch)"),
 }
 

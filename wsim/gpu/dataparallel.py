@@ -4,13 +4,14 @@ Per step, on every pipeline stage at once, over the data-parallel group (x the c
 ranks under Megatron-Core, which reduces gradients over both):
 
 - **ZeRO-0** (DDP): one all-reduce of the gradients; the stack's ``dp_overlap`` fraction of the last
-  micro-batch's backward hides it (Megatron-LM 2021: none; Megatron-Core --overlap-grad-reduce,
-  DeepSpeed overlap_comm: all of it), at a compute slowdown while both run.
+  micro-batch's backward hides it (Megatron-LM 2021 and DeepSpeed's defaults: none; Megatron-Core
+  --overlap-grad-reduce: all of it), at a compute slowdown while both run.
 - **ZeRO-1** / Megatron's distributed optimizer: a reduce-scatter of the gradients (hidden the same
   way) and, after the optimizer, an all-gather of the updated 16-bit weights, hidden under the next
   forward with Megatron-Core's --overlap-param-gather, exposed otherwise.
-- **ZeRO-2** (DeepSpeed, FSDP SHARD_GRAD_OP): every micro-batch reduce-scatters its gradients
-  under its own backward; the updated weights are all-gathered once per step.
+- **ZeRO-2** (DeepSpeed, FSDP SHARD_GRAD_OP): every micro-batch reduce-scatters its gradients,
+  under its own backward where the stack overlaps (FSDP; DeepSpeed only with overlap_comm, off by
+  default below ZeRO-3); the updated weights are all-gathered once per step.
 - **ZeRO-3** (DeepSpeed stage 3, FSDP FULL_SHARD): per block and per micro-batch, an all-gather of
   its weights before the forward and before the backward (again before a recomputed forward when
   the stack releases them after the forward: DeepSpeed 2021), and a reduce-scatter of its
@@ -79,8 +80,8 @@ def data_parallel(c, st: Stack, *, tp: int, pp: int, dp: int, cp: int, m: int, L
         out.per_micro_batch_s = per_mb
         return out
     g = c.group(reduce_over, tp)
-    if zero == 2:  # each micro-batch's reduce-scatter under its backward; weights gathered once
-        out.per_micro_batch_s = _overlap(g.reduce_scatter_s(grad_bytes), stage_bwd, k)
+    if zero == 2:  # each micro-batch's reduce-scatter (under its backward if the stack overlaps)
+        out.per_micro_batch_s = _overlap(g.reduce_scatter_s(grad_bytes), st.dp_overlap * stage_bwd, k)
         out.exposed_s = g.all_gather_s(params * WEIGHT_BYTES)
         return out
     window = st.dp_overlap * stage_bwd

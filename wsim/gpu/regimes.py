@@ -46,8 +46,8 @@ class Features:
 
 def features(c, plan) -> Features:
     return Features(plan.stack, zero_class(plan.zero), c.generation, c.attention, c.precision,
-                    plan.recompute, plan.sequence_parallel, plan.tp, plan.cp, plan.pp, c.seq, plan.micro_batch * c.seq / plan.cp, c.gpus,
-                    c.params)
+                    plan.recompute, plan.sequence_parallel, plan.tp, plan.cp, plan.pp, c.seq,
+                    plan.micro_batch * c.seq / plan.cp, c.gpus, c.params)
 
 
 @dataclass(frozen=True)

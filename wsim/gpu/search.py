@@ -19,7 +19,6 @@ import time
 
 from models.spec import ModelSpec
 from wsim.errors import ConfigError
-from wsim.gpu.calibration import STACKS
 from wsim.gpu.estimate import make_consts, stacks_for
 from wsim.gpu.memory import states_lower_bound
 from wsim.gpu.plan import RECOMPUTE, Plan, divisors
@@ -168,5 +167,3 @@ def _nothing_fits(model, c, stats, smallest, gpus, batch) -> str:
             "use more GPUs, a GPU with more memory, a smaller batch, --attention flash, or allow "
             "ZeRO/recompute")
 
-
-__all__ = ["search", "STACKS"]

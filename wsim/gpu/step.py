@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from models.spec import ModelSpec
 from wsim.gpu import comm
-from wsim.gpu.calibration import Efficiency, Stack
+from wsim.gpu.calibration import STACKS, Efficiency, Stack
 from wsim.gpu.dataparallel import data_parallel
 from wsim.gpu.flops import block_fwd_flops_per_token, block_shape, model_flops_per_step
 from wsim.gpu.memory import LOGIT_BYTES, memory
@@ -164,8 +164,7 @@ class Evaluation:
 
 def evaluate(c: Consts, tp: int, pp: int, dp: int, b: int, v: int, recompute: str, sp: bool,
              zero: int, cp: int = 1, stack: Stack | None = None) -> Evaluation:
-    """Time and memory of one (already validated) plan."""
-    from wsim.gpu.calibration import STACKS
+    """Time and memory of one (already validated) plan (``stack`` None: Megatron-LM)."""
     st = stack if stack is not None else STACKS["megatron"]
     gpu, eff = c.gpu, c.eff
     m = c.batch // (dp * b)

@@ -2,10 +2,11 @@
 leave-one-group-out errors (``experiments/gpu_validation.py`` writes them; the tests pin them).
 
 The fit: coordinate descent (golden-section search per parameter, a few sweeps) minimising the root
-mean square of the development rows' log throughput errors, every published number counted once. Fitted: ``matmul_peak_fraction``,
-``gemm_half_dim``, ``elementwise_passes`` (``Efficiency``) and the ``kernel_efficiency`` of the
-DeepSpeed and FSDP stacks. Structural choices (which NICs ZeRO-3 gathers use, ``Stack.sharded_nics``)
-are not fitted by this routine; docs/gpu-model.md gives the errors of the alternatives.
+mean square of the development rows' log throughput errors, every published number counted once.
+Fitted: ``matmul_peak_fraction``, ``gemm_half_dim``, ``elementwise_passes`` (``Efficiency``) and
+the ``kernel_efficiency`` of the DeepSpeed and FSDP stacks (a stack no training row constrains takes
+the prior 1.0). Structural choices (which NICs ZeRO-3 gathers use, ``Stack.sharded_nics``) are not
+fitted by this routine; docs/gpu-model.md gives the errors of the alternatives.
 Leave-one-group-out: refit without a group, predict it.
 """
 
