@@ -4,6 +4,8 @@ API and with the zoo, exit code 2 with one line on bad input."""
 import json
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from models import zoo
 from wsim.cli import main
@@ -151,3 +153,36 @@ def test_bad_input_exits_2_with_one_line(capsys, extra, message):
     assert code == 2
     assert out == ""
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+# ---- the new flags under generated input: run (exit 0, one JSON object) or exit 2 with one line ---
+_new_flags = st.lists(st.one_of(
+    st.tuples(st.just("--attention"), st.sampled_from(["eager", "flash", "sparse", ""])),
+    st.tuples(st.just("--precision"), st.sampled_from(["bf16", "fp8", "fp4"])),
+    st.tuples(st.just("--dropout"), st.sampled_from(["0", "0.1", "1", "-0.1", "nan", "inf", "x"])),
+    st.tuples(st.just("--nic-gbit-s"), st.sampled_from(["200", "400", "0", "-5", "nan", "inf", "1e400"])),
+    st.tuples(st.just("--nvlink-gbyte-s"), st.sampled_from(["300", "900", "0", "nan", "abc"])),
+    st.tuples(st.just("--stack"), st.sampled_from(["megatron", "megatron-core", "deepspeed", "fsdp", "jax"])),
+    st.tuples(st.just("--cp"), st.sampled_from(["1", "2", "3", "0", "-1"])),
+    st.tuples(st.just("--zero"), st.sampled_from(["0", "1", "2", "3"])),
+    st.tuples(st.just("--tp"), st.sampled_from(["1", "2", "4"])),
+    st.tuples(st.just("--pp"), st.sampled_from(["1", "2"])),
+    st.tuples(st.just("--gpu"), st.sampled_from(["a100-80gb", "h100", "b200", "h200-141gb", "v100"])),
+    st.just(("--distributed-optimizer",)), st.just(("--sequence-parallel",)),
+    st.just(("--allow-oom",)),
+), max_size=5).map(lambda ts: [a for t in ts for a in t])
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(flags=_new_flags)
+def test_new_flags_exit_0_or_2_with_one_line(capsys, flags):
+    argv = ["gpu", "--layers", "4", "--hidden", "256", "--heads", "8", "--vocab", "1000", "--seq", "512",
+            "--gpus", "8", "--batch", "16", *flags, "--json"]
+    code, out, err = _run(capsys, argv)
+    assert code in (0, 2), (argv, err)
+    assert "Traceback" not in err
+    if code == 2:
+        assert out == "" and len(err.strip().splitlines()) == 1, (argv, err)
+    else:
+        json.loads(out)
