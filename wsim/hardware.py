@@ -20,7 +20,7 @@ class CS2Spec:
     """One CS-2 system (WSE-2): its published structure and the wafer compute model's parameters.
 
     How a layer's time follows from these is ``wsim/wafer.py``. Structure is sourced; the two
-    matmul parameters are *fitted* (global, on the development set stated there, leave-one-out
+    matmul peak fraction is *fitted* (global, on the development set stated there, leave-one-out
     errors in ``experiments/wafer_validation.py``); the rest are assumptions, named as such.
     """
 
@@ -33,13 +33,12 @@ class CS2Spec:
     clock_hz: float = 1.1e9
     # CS-2 product page: 20 PB/s on-chip memory bandwidth (about 21 bytes per core per cycle).
     sram_bytes_per_s: float = 20e15
-    # FITTED (1 of 2): the fraction of the FP16 peak a large matrix product sustains inside a training
-    # step (wsim/wafer.py; fitted on the development set stated there).
-    matmul_peak_fraction: float = 0.2895
-    # FITTED (2 of 2): Hockney's half-performance length n_1/2 for the wafer: the matrix dimension at
-    # which a product runs at half its large-matrix rate along that dimension (fixed per-row and
-    # per-column costs of spreading a matrix over the 2-D core grid, amortised over its length).
-    matmul_half_dim: float = 120.0
+    # FITTED (the only fitted parameter): the fraction of the FP16 peak a large matrix product
+    # sustains inside a training step (wsim/wafer.py; development set and leave-one-out errors there).
+    matmul_peak_fraction: float = 0.4597
+    # Hockney's half-performance length n_1/2 of a product's dimension on the wafer. None (default):
+    # the side of the core grid, sqrt(cores) = 922 for the WSE-2 (structure; wsim/wafer.py).
+    matmul_half_dim: float | None = None
     # Derived, an assumption on issue rate: the 8 FLOPs per core per cycle of the FP16 peak
     # (7.5e15 / (850,000 x 1.1e9)) are 4 fused multiply-adds, a 4-wide 16-bit SIMD; other
     # element-wise operations (LayerNorm, GeLU, softmax, adds) are taken to issue 4 per cycle too,
@@ -69,7 +68,8 @@ class CS2Spec:
         positive("cs2.matmul_peak_fraction", self.matmul_peak_fraction)
         require(self.matmul_peak_fraction <= 1.0,
                 f"cs2.matmul_peak_fraction must be at most 1, got {self.matmul_peak_fraction!r}")
-        non_negative("cs2.matmul_half_dim", self.matmul_half_dim)
+        if self.matmul_half_dim is not None:
+            non_negative("cs2.matmul_half_dim", self.matmul_half_dim)
         positive("cs2.elementwise_ops_per_core_per_cycle", self.elementwise_ops_per_core_per_cycle)
         non_negative("cs2.pass_overhead_cycles", self.pass_overhead_cycles)
         if self.compute_efficiency is not None:

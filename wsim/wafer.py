@@ -10,10 +10,13 @@ A layer pass (forward, recomputed forward or backward of one layer for one micro
   (r_inf, n_1/2) model of a pipelined vector machine (Hockney & Jesshope, "Parallel Computers 2",
   1988) applied to both dimensions of a (1 x k) @ (k x n) product spread over the wafer's 2-D core
   grid: a large product runs at ``matmul_peak_fraction`` of the FP16 peak, and a dimension as short
-  as ``n_half = matmul_half_dim`` halves it (fixed costs per row and per column, amortised over the
-  row's or the column's length). Attention's activation products count at their own shapes
-  (scores: k = head dim, n = sequence; values: k = sequence, n = head dim), so utilisation depends
-  on hidden size, FFN width, head size and sequence.
+  as ``n_half`` halves it. ``n_half`` is the side of the core grid, sqrt(cores) = 922 on the WSE-2
+  (structure, not fitted): a dimension laid along an axis shorter than the axis leaves cores idle,
+  a longer one folds over it. Attention's per-head activation products (scores: k = head dim,
+  n = sequence; values: k = sequence, n = head dim) lie side by side along their shorter dimension
+  (heads x head dim = hidden). So utilisation depends on hidden size, FFN width, sequence and
+  vocabulary. (Fitted freely, n_half comes out at 910 on the development set: the structural value
+  is what the data say; ``experiments/wafer_validation.py`` reports it.)
 - Element-wise work (LayerNorm, GeLU, softmax, bias and residual adds; ``models.spec.ElementwiseOp``)
   runs at ``r_ew`` operations per core per cycle, or at the rate SRAM bandwidth allows if lower
   (4 bytes per operation: a 16-bit read and a 16-bit write).
@@ -25,8 +28,9 @@ A layer pass (forward, recomputed forward or backward of one layer for one micro
 The time is linear in tokens: ``t = tokens x seconds_per_token + overhead``. ``CS2Spec.compute_
 efficiency``, when set, replaces all of this with FLOPs / (peak x efficiency) (the pre-model what-if).
 
-Calibration (``experiments/wafer_validation.py`` regenerates every figure): the two matmul
-parameters are fitted, by least squares on the log of samples/s, on one CS-2 measurements of
+Calibration (``experiments/wafer_validation.py`` regenerates every figure): one parameter,
+``matmul_peak_fraction``, is fitted, by least squares on the log of samples/s, on one CS-2
+measurements of
 Zhang, Parikh, Zhang, Prasanna, "Benchmarking the Performance of Large Language Models on the
 Cerebras Wafer Scale Engine", IEEE HPEC 2024 (arXiv 2409.00287), Table V, batch 256 (development
 set), with ``wsim``'s own default micro-batching choosing each plan; batch 128 and leave-one-out
@@ -35,6 +39,7 @@ errors are reported as validation. The rest is structure (sourced) or assumption
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from models.spec import LayerSpec, MatmulOp
@@ -44,10 +49,24 @@ BWD_FACTOR = 2.0  # backward = 2 x forward (weight and input gradients), models.
 BYTES_PER_ELEMENTWISE_OP = 4.0  # a 16-bit operand read and a 16-bit result written
 
 
+def half_dim(cs2: CS2Spec) -> float:
+    """n_1/2: ``cs2.matmul_half_dim``, or by default the side of the core grid, sqrt(cores)."""
+    return cs2.matmul_half_dim if cs2.matmul_half_dim is not None else math.sqrt(cs2.cores)
+
+
+def product_dims(op: MatmulOp) -> tuple[int, int]:
+    """The two dimensions a product spreads over the core grid: (k, n) for one product; ``count``
+    independent products (attention heads) lie side by side along the shorter one."""
+    if op.k <= op.n:
+        return op.k * op.count, op.n
+    return op.k, op.n * op.count
+
+
 def matmul_efficiency(op: MatmulOp, cs2: CS2Spec) -> float:
     """Fraction of the FP16 peak a (1 x k) @ (k x n) product sustains on the wafer."""
-    half = cs2.matmul_half_dim
-    return cs2.matmul_peak_fraction * (op.k / (op.k + half)) * (op.n / (op.n + half))
+    half = half_dim(cs2)
+    a, b = product_dims(op)
+    return cs2.matmul_peak_fraction * (a / (a + half)) * (b / (b + half))
 
 
 def elementwise_ops_per_s(cs2: CS2Spec) -> float:
