@@ -29,6 +29,7 @@ it; the faster wins, and the report says which and why.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from wsim import memory
@@ -64,8 +65,10 @@ class AnalyticReport:
         return self.__dict__.copy()
 
 
+@functools.lru_cache(maxsize=256)
 def bandwidths(cluster: ClusterSpec) -> tuple[float, float, int]:
-    """(B_down, B_up, hops): the slowest link each way and the hops from MemoryX to a CS-2."""
+    """(B_down, B_up, hops): the slowest link each way and the hops from MemoryX to a CS-2 (cached:
+    the plan chooser asks for every candidate plan; a ClusterSpec is frozen)."""
     from wsim import topology
 
     g = topology.build(cluster)
