@@ -193,7 +193,7 @@ class PlanChoice:
 
 
 def _bound(rep: AnalyticReport) -> str:
-    parts = {"compute": rep.compute_s, "weight stream": rep.stream_s, "gradient stream": rep.gradient_s}
+    parts = {"compute": rep.compute_s, "weight-stream": rep.stream_s, "gradient-stream": rep.gradient_s}
     return max(parts, key=parts.get) + "-bound"
 
 

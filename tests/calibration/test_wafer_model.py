@@ -151,6 +151,6 @@ def test_best_says_what_it_chose_and_why():
     assert {a["recompute"] for a in d["alternatives"]} == {False, True}
     fit_alt = next(a for a in d["alternatives"] if not a["recompute"])
     assert fit_alt["closed_form_step_time_s"] > 2 * d["closed_form_step_time_s"]
-    assert "with activation recompute" in d["reason"] and "weight stream-bound" in d["reason"]
+    assert "with activation recompute" in d["reason"] and "weight-stream-bound" in d["reason"]
     fit = analytic.choose_plan(dataclasses.replace(job, micro_batches="fit"), hardware.preset("cs2", 8))
     assert fit.plan.micro_batches == 90 and not fit.plan.recompute

@@ -93,8 +93,8 @@ def human(r: dict) -> str:
         f"  model FLOP/s       {r['model_flops_per_s']:.4g}   utilization {r['compute_utilization']:.1%}",
         f"  bottleneck         {r['bottleneck']}   "
         + ", ".join(f"{k} {v:.0%}" for k, v in r["utilization_by_resource"].items()),
-        f"  micro-batches      {r['micro_batches']}{'  (activation recompute)' if r['recompute'] else ''}"
-        f"   [{r['plan_choice'].get('policy')}] {r['plan_choice'].get('reason', '')}",
+        f"  micro-batches      {r['micro_batches']}{'  (activation recompute)' if r['recompute'] else ''}",
+        f"  plan ({r['plan_choice'].get('policy')})".ljust(21) + r["plan_choice"].get("reason", ""),
         f"  wafer memory       {r['wafer_memory_bytes'] / 1e9:.2f} GB per CS-2 (activations + weight buffer)",
         f"  MemoryX            {r['memoryx_bytes'] / 1e12:.3g} TB (weights + optimizer state)",
         "  breakdown (s)      " + ", ".join(f"{k[:-2]} {v:.4g}" for k, v in b.items()),
