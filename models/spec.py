@@ -7,7 +7,12 @@ A ``ModelSpec`` is split into the layers that weight streaming moves one at a ti
 Conventions (stated once, used everywhere):
 - FLOPs count a multiply-add as 2 FLOPs and count attention as non-causal (the full s x s score
   matrix), as Megatron-LM does (Narayanan et al., SC21, arXiv 2104.04473, eq. (3)). Backward costs
-  2x forward for every matmul. Element-wise work (LayerNorm, GeLU, softmax) is not counted.
+  2x forward for every matmul. Element-wise work (LayerNorm, GeLU, softmax) is not counted in FLOPs.
+- What a layer *does* is listed too, for cost models that care about shapes (the wafer compute
+  model, ``wsim/wafer.py``): its matrix products (``MatmulOp``: the (1 x k) @ (k x n) product per
+  token, weight or activation operand) and its element-wise operations (``ElementwiseOp``: elements
+  per token and arithmetic operations per element). A layer's forward FLOPs are the sum of its
+  matrix products (plus the embedding's position add).
 - Activation bytes follow Korthikanti et al. 2022 (arXiv 2205.05198, section 4.1), derived for a
   general FFN width ``f``: with dropout 18h + 4f + 5as bytes per token per block at 16-bit (the
   paper's 34h + 5as when f = 4h), without dropout (Cerebras-GPT uses none) 16h + 4f + 2as: the two
@@ -29,6 +34,49 @@ POSITIONALS = ("learned", "rotary")
 
 
 @dataclass(frozen=True)
+class MatmulOp:
+    """A matrix product of one layer's forward, per token: ``count`` products (1 x k) @ (k x n).
+
+    ``weight``: the (k x n) operand is a streamed weight matrix (QKV, projections, MLP, LM head);
+    otherwise both operands are activations (attention: scores Q K^T with k = head dim and n = seq,
+    the value product with k = seq and n = head dim, ``count`` = heads)."""
+
+    name: str
+    k: int  # reduction (inner) dimension
+    n: int  # output features
+    count: int = 1
+    weight: bool = True
+
+    @property
+    def flops_per_token(self) -> float:
+        return 2.0 * self.k * self.n * self.count
+
+
+@dataclass(frozen=True)
+class ElementwiseOp:
+    """An element-wise operation of one layer's forward: elements touched per token and arithmetic
+    operations per element (counted from the formula; the backward is taken as twice the forward)."""
+
+    name: str
+    elements_per_token: float
+    ops_per_element: float
+
+    @property
+    def ops_per_token(self) -> float:
+        return self.elements_per_token * self.ops_per_element
+
+
+# Arithmetic operations per element in the forward, counted from each formula (an assumption of the
+# count, not a measurement): LayerNorm (x - mean) / sqrt(var + eps) * g + b: mean, subtract, square,
+# sum, scale by the reciprocal root, gain, bias = 7; softmax: max, subtract, exp, sum, scale = 5;
+# GeLU (tanh form, Hendrycks & Gimpel 2016): cube, 2 multiply-adds, tanh, add, 2 multiplies = 7 (the
+# erf form likewise); ReLU 1; a residual or bias add 1; cross-entropy over the vocabulary is a
+# softmax (5) plus the target pick.
+ELEMENTWISE_OPS = {"layernorm": 7.0, "softmax": 5.0, "gelu": 7.0, "gelu_new": 7.0, "relu": 1.0,
+                   "residual": 1.0, "bias": 1.0, "position": 1.0, "cross_entropy": 5.0}
+
+
+@dataclass(frozen=True)
 class LayerSpec:
     """One streamed layer. ``params`` is what MemoryX streams for it (a tied head streams the
     embedding matrix again); ``owned_params`` is what it adds to the model's unique count."""
@@ -42,6 +90,8 @@ class LayerSpec:
     act_bytes_per_token: float  # stored for backward, at the job's element size
     input_bytes_per_token: float  # the layer input: what activation checkpointing keeps
     needs_weights_in_backward: bool = True  # an embedding's gradient needs no weights
+    matmuls: tuple[MatmulOp, ...] = ()  # the forward's matrix products, per token
+    elementwise: tuple[ElementwiseOp, ...] = ()  # the forward's element-wise operations, per token
 
     @property
     def recompute_flops_per_token(self) -> float:
@@ -133,14 +183,28 @@ class ModelSpec:
         self.check_seq(seq)
         h, f, a, v = self.hidden, self.ffn, self.heads, self.vocab
         scale = bytes_per_element / 2.0  # the activation formulas are written for 16-bit
-        # Megatron (SC21, eq. 3): 24 h^2 per token for f = 4h is 6h^2 (QKV) + 2h^2 (proj) + 4hf (MLP);
-        # attention scores and the value product add 4 s h per token.
-        block_fwd = 2.0 * (3 * h * h + h * h + 2 * h * f) + 4.0 * seq * h
         if self.dropout:  # Korthikanti et al. 2022, sec. 4.1, generalised to ffn width f
             block_act = 18 * h + 4 * f + 5 * a * seq
         else:
             block_act = 16 * h + 4 * f + 2 * a * seq
         head_owned = 2 * h + (0 if self.tied_embeddings else v * h)
+        d = self.head_dim
+        ew = ELEMENTWISE_OPS
+        block_mm = (
+            MatmulOp("qkv", h, 3 * h), MatmulOp("attn_scores", d, seq, a, weight=False),
+            MatmulOp("attn_values", seq, d, a, weight=False), MatmulOp("attn_proj", h, h),
+            MatmulOp("mlp_fc", h, f), MatmulOp("mlp_proj", f, h),
+        )
+        # Megatron (SC21, eq. 3): 24 h^2 per token for f = 4h is 6h^2 (QKV) + 2h^2 (proj) + 4hf (MLP);
+        # attention scores and the value product add 4 s h per token.
+        block_fwd = sum(m.flops_per_token for m in block_mm)
+        block_ew = (
+            ElementwiseOp("layernorm", 2.0 * h, ew["layernorm"]),
+            ElementwiseOp("bias", 5.0 * h + f, ew["bias"]),  # qkv 3h, proj h, fc f, proj h
+            ElementwiseOp("softmax", float(a * seq), ew["softmax"]),
+            ElementwiseOp("activation", float(f), ew[self.activation]),
+            ElementwiseOp("residual", 2.0 * h, ew["residual"]),
+        )
         specs = [
             LayerSpec(
                 name="embedding",
@@ -152,6 +216,7 @@ class ModelSpec:
                 act_bytes_per_token=0.0,  # token ids only
                 input_bytes_per_token=0.0,
                 needs_weights_in_backward=False,
+                elementwise=(ElementwiseOp("position", float(h), ew["position"]),),
             )
         ]
         for i in range(self.layers):
@@ -165,6 +230,8 @@ class ModelSpec:
                     bwd_flops_per_token=2.0 * block_fwd,
                     act_bytes_per_token=block_act * scale,
                     input_bytes_per_token=2 * h * scale,
+                    matmuls=block_mm,
+                    elementwise=block_ew,
                 )
             )
         specs.append(
@@ -178,6 +245,9 @@ class ModelSpec:
                 # final LayerNorm input and LM head input (2h each) plus the softmax over V
                 act_bytes_per_token=(4 * h + 2 * v) * scale,
                 input_bytes_per_token=2 * h * scale,
+                matmuls=(MatmulOp("lm_head", h, v),),
+                elementwise=(ElementwiseOp("layernorm", float(h), ew["layernorm"]),
+                             ElementwiseOp("cross_entropy", float(v), ew["cross_entropy"])),
             )
         )
         return specs

@@ -82,3 +82,17 @@ def test_bad_model_dimensions(kwargs, needle):
     base = dict(name="x", layers=2, hidden=64, heads=4)
     with pytest.raises(ValueError, match=needle):
         ModelSpec(**(base | kwargs))
+
+
+@pytest.mark.parametrize("name", ["cerebras-gpt-256m", "gpt3-175b", "opt-175b", "gpt-neox-20b"])
+def test_layer_ops_add_up_to_the_layer_flops(name):
+    """The op list a shape-aware cost model reads (matrix products) sums to the FLOPs the layer
+    counts; weight products multiply exactly the layer's weight matrices (params minus biases and
+    norms)."""
+    m = zoo.get(name)
+    for layer in m.layer_specs(2048)[1:]:
+        assert sum(op.flops_per_token for op in layer.matmuls) == pytest.approx(layer.fwd_flops_per_token)
+    block = m.layer_specs(2048)[1]
+    weights = sum(op.k * op.n * op.count for op in block.matmuls if op.weight)
+    assert weights == 4 * m.hidden ** 2 + 2 * m.hidden * m.ffn
+    assert {op.name for op in block.elementwise} >= {"layernorm", "softmax", "activation", "residual"}
