@@ -129,7 +129,7 @@ def reading(out: Path) -> str:
     out = Path(out)
     rows = read_csv(out / "gpu_validation.csv")
     groups = read_csv(out / "gpu_validation_groups.csv")
-    lines = ["## GPU cost model: predicted vs published", "", "![gpu validation](gpu_validation.png)",
+    lines = ["## 4b. GPU cost model: predicted vs published", "", "![gpu validation](gpu_validation.png)",
              "", "Data: [gpu_validation.csv](gpu_validation.csv) (every row, with its source), "
              "[gpu_validation_groups.csv](gpu_validation_groups.csv) (per group, with "
              "leave-one-group-out), [gpu_validation_alternatives.csv](gpu_validation_alternatives.csv) "

@@ -77,7 +77,9 @@ def reading(out: Path) -> str:
             na, nb = a["gpus"] or a["systems"], b["gpus"] or b["systems"]
             eff = (b["tokens_per_s"] / a["tokens_per_s"]) / (nb / na)
             how = (b["bottleneck"] if dev == "CS-2" else
-                   f"tp {b['tp']} x pp {b['pp']} x dp {b['dp']}, ZeRO-{b['zero']}")
+                   f"tp {b['tp']} x pp {b['pp']} x dp {b['dp']}"
+                   + (f" x cp {b['cp']}" if b.get("cp") and b["cp"] > 1 else "")
+                   + f", ZeRO-{b['zero']}" + (f", {b['gpu_stack']}" if b.get("gpu_stack") else ""))
             lines.append(f"| {m} | {dev} | {na} -> {nb} | {a['tokens_per_s']:.3g} -> "
                          f"{b['tokens_per_s']:.3g} | {eff:.0%} | {how} |")
     cs2 = [r for r in rows if r["kind"] == "simulate"]

@@ -161,17 +161,25 @@ def gpu_time_to_train(model: ModelSpec, phases: list[Phase], *, gpus: int, gpu: 
         except ConfigError:
             return None
         plan = r.plan.to_dict()
+        alt = (r.search or {}).get("validated_alternative")
         rows.append({"batch_seqs": ph.batch_seqs, "steps": ph.steps, "step_time_s": r.step_time_s,
                      "time_s": ph.steps * r.step_time_s, "plan": plan, "mfu": r.mfu,
                      "model_tflops_per_gpu": r.model_tflops_per_gpu,
-                     "memory_per_gpu_bytes": r.memory.total_bytes, "complexity": complexity(plan)})
+                     "memory_per_gpu_bytes": r.memory.total_bytes, "complexity": complexity(plan),
+                     "regime": r.regime.get("status"),
+                     # the fastest plan inside a validated regime, when the fastest is not in one
+                     "validated_step_time_s": r.step_time_s if r.regime.get("validated")
+                     else (alt["step_time_s"] if alt else None)})
     total = sum(r["time_s"] for r in rows)
     tokens = sum(ph.steps * ph.batch_seqs * seq for ph in phases)
     main = max(rows, key=lambda r: r["time_s"])  # the phase that dominates names the plan
     return {"gpu": gpu, "gpus": gpus, "time_to_train_s": total, "tokens_per_s": tokens / total,
             "plan": main["plan"], "complexity": main["complexity"], "mfu": main["mfu"],
             "model_tflops_per_gpu": main["model_tflops_per_gpu"],
-            "memory_per_gpu_bytes": main["memory_per_gpu_bytes"], "phases": rows}
+            "memory_per_gpu_bytes": main["memory_per_gpu_bytes"], "regime": main["regime"],
+            "validated_time_to_train_s": None if any(r["validated_step_time_s"] is None for r in rows)
+            else sum(r["steps"] * r["validated_step_time_s"] for r in rows),
+            "phases": rows}
 
 
 def match_gpus(model: ModelSpec, phases: list[Phase], target_s: float, *, gpu: str, seq: int = 2048,

@@ -22,6 +22,8 @@ OUTPUTS = {
     "training_budget": ["training_budget.csv", "training_budget.png"],
     "gpu_comparison": ["gpu_comparison.csv", "gpu_comparison_curves.csv", "gpu_seed_points.csv",
                        "gpu_comparison.png"],
+    "gpu_validation": ["gpu_validation.csv", "gpu_validation_groups.csv", "gpu_validation_alternatives.csv",
+                       "gpu_validation.png"],
     "sensitivity": ["sensitivity.csv", "sensitivity.png"],
     "equivalence": ["equivalence_losses.csv", "equivalence_params.csv", "equivalence.png"],
     "inference": ["inference.csv", "inference.png"],
