@@ -68,13 +68,12 @@ def bandwidths(cluster: ClusterSpec) -> tuple[float, float, int]:
     """(B_down, B_up, hops): the slowest link each way and the hops from MemoryX to a CS-2."""
     from wsim import topology
 
-    g = topology.build(cluster)
     sx = cluster.swarmx.link_bytes_per_s
     leaf = min(sx, cluster.cs2.io_bytes_per_s)
     mx = cluster.memoryx
     down = min(mx.stream_bytes_per_s, sx, leaf)
     up = min(mx.ingest_bytes_per_s, sx, leaf)
-    return down, up, topology.depth(g)
+    return down, up, topology.swarmx_levels(cluster.systems, cluster.swarmx.fanout) + 1
 
 
 def balance_tokens(job: TrainingJob, cluster: ClusterSpec) -> float:

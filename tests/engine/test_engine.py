@@ -99,7 +99,7 @@ def test_trillion_parameter_model_runs_on_one_cs2():
     assert r.memoryx_bytes > 16e12
 
 
-def test_cerebras_gpt_13b_scales_from_1_to_16_systems():
+def test_cerebras_gpt_1_3b_scales_from_1_to_16_systems():
     """The headline: Cerebras-GPT 1.3B at its published batch (528 x 2048) on 1 and 16 CS-2."""
     job = TrainingJob(zoo.get("cerebras-gpt-1.3b"), seq=2048, batch_seqs=528)
     one = simulate(job, hardware.preset("cs2", 1))
