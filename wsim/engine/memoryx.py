@@ -105,7 +105,9 @@ class MemoryX:
 
     def _book(self, step: int, layer: int) -> None:
         sim = self.sim
-        seconds = sim.schedule.layers[layer].owned_params / sim.cluster.memoryx.optimizer_params_per_s
+        params = sim.schedule.update_params
+        owned = params[layer] if params is not None else sim.schedule.layers[layer].owned_params
+        seconds = owned / sim.cluster.memoryx.optimizer_params_per_s
         end = self.optimizer.book(sim.env.now, seconds, f"update {sim.schedule.layers[layer].name}")
         sim.at(end, self.updated, (step, layer))
 
