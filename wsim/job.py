@@ -76,12 +76,20 @@ class TrainingJob:
         """Each layer's streamed, gradient and MemoryX bytes and updated parameters at the job's
         density, in ``memoryx``'s sparse format (default: MemoryXSpec's)."""
         mx = memoryx if memoryx is not None else MemoryXSpec()
-        return [sparsity.layer_traffic(l, self.model, d, bytes_per_element=self.bytes_per_element,
+        key = (mx.bytes_per_param, mx.sparse_mask_bits_per_weight, mx.sparse_index_bits_per_nonzero)
+        if key not in self._traffic:
+            self._traffic[key] = tuple(
+                sparsity.layer_traffic(l, self.model, d, bytes_per_element=self.bytes_per_element,
                                        grad_bytes_per_param=self.grad_bytes_per_param,
                                        bytes_per_param=mx.bytes_per_param,
                                        mask_bits=mx.sparse_mask_bits_per_weight,
                                        index_bits=mx.sparse_index_bits_per_nonzero)
-                for l, d in zip(self.layers(), self.layer_densities())]
+                for l, d in zip(self.layers(), self.layer_densities()))
+        return list(self._traffic[key])
+
+    @cached_property
+    def _traffic(self) -> dict:
+        return {}
 
     def model_flops_per_step(self) -> float:
         """Forward + backward, no recompute: the FLOPs that MFU-style utilisation counts; a sparse

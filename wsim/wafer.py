@@ -140,7 +140,9 @@ class PassTimer:
         self.per_token: list[dict[str, float]] = []
         for i, layer in enumerate(layers):
             d = 1.0 if densities is None else densities[i]
-            key = (layer.kind, layer.matmuls, layer.elementwise, layer.fwd_flops_per_token,
+            # by identity: a model's blocks share one tuple of products (equal tuples that are not the
+            # same object are timed again, to the same result); hashing their contents costs more
+            key = (layer.kind, id(layer.matmuls), id(layer.elementwise), layer.fwd_flops_per_token,
                    layer.bwd_flops_per_token, d)
             if key not in cache:
                 cache[key] = {ph: seconds_per_token(layer, ph, cs2, d) for ph in ("fwd", "recompute", "bwd")}

@@ -106,8 +106,11 @@ class Simulation:
         self.env = simpy.Environment()
         self.loop = EventLoop(self.env)
         self.at = self.loop.at
-        self.graph = graph if graph is not None else topology.build(cluster)
-        topology.validate(self.graph, cluster.swarmx.fanout)
+        if graph is None:
+            self.graph = topology.build(cluster)  # a valid tree by construction (tests/engine/test_topology.py)
+        else:
+            self.graph = graph
+            topology.validate(graph, cluster.swarmx.fanout)
         quotient = topology.symmetry_classes(self.graph, options.symmetry and not self.functional)
         mx = cluster.memoryx
         # MemoryX's own links come from the graph's memoryx edge (built from cluster.memoryx), so a
@@ -126,54 +129,56 @@ class Simulation:
         self.memoryx = MemoryX(self, egress, ingress)
 
     def _flatten(self) -> None:
-        """Per-chunk arrays: the hot loop reads lists, not objects."""
+        """Per-chunk arrays: the hot loop reads lists, not objects (built a pass at a time)."""
         self.stream_bytes, self.stream_pass, self.stream_first, self.stream_label = [], [], [], []
         self.item_pass, self.item_stream, self.item_seconds, self.item_last, self.item_grad = [], [], [], [], []
         self.item_phase = []  # index into wsim.engine.cs2.PHASES
         self.grad_bytes, self.grad_pass, self.grad_label, self.pass_label = [], [], [], []
         names = [l.name for l in self.schedule.layers]
+        pass_start = []  # each pass's first item
         for pi, p in enumerate(self.passes):
             label = f"{p.phase} {names[p.layer]} s{p.step} mb{p.micro_batch}"
             self.pass_label.append(label)
-            seconds = p.compute_s / p.chunks
-            phase = PHASES.index(p.phase)
-            for c in range(p.chunks):
-                if p.streams_weights:
-                    self.item_stream.append(len(self.stream_bytes))
-                    self.stream_bytes.append(p.weight_chunk_bytes)
-                    self.stream_pass.append(pi)
-                    self.stream_first.append(c == 0)
-                    self.stream_label.append(label)
-                else:
-                    self.item_stream.append(-1)
-                if p.phase == sched.BWD:
-                    self.item_grad.append(len(self.grad_bytes))
-                    self.grad_bytes.append(p.grad_chunk_bytes)
-                    self.grad_pass.append(pi)
-                    self.grad_label.append(label)
-                else:
-                    self.item_grad.append(-1)
-                self.item_pass.append(pi)
-                self.item_phase.append(phase)
-                self.item_seconds.append(seconds)
-                self.item_last.append(c == p.chunks - 1)
+            n = p.chunks
+            pass_start.append(len(self.item_pass))
+            if p.streams_weights:
+                first = len(self.stream_bytes)
+                self.item_stream.extend(range(first, first + n))
+                self.stream_bytes.extend([p.weight_chunk_bytes] * n)
+                self.stream_pass.extend([pi] * n)
+                self.stream_first.extend([True] + [False] * (n - 1))
+                self.stream_label.extend([label] * n)
+            else:
+                self.item_stream.extend([-1] * n)
+            if p.phase == sched.BWD:
+                first = len(self.grad_bytes)
+                self.item_grad.extend(range(first, first + n))
+                self.grad_bytes.extend([p.grad_chunk_bytes] * n)
+                self.grad_pass.extend([pi] * n)
+                self.grad_label.extend([label] * n)
+            else:
+                self.item_grad.extend([-1] * n)
+            self.item_pass.extend([pi] * n)
+            self.item_phase.extend([PHASES.index(p.phase)] * n)
+            self.item_seconds.extend([p.compute_s / n] * n)
+            self.item_last.extend([False] * (n - 1) + [True])
         self.n_items = n = len(self.item_pass)
         # the step an item opens or closes (-1: none): the CS-2 records only those times
         self.item_first_of_step, self.item_last_of_step, self.item_last_bwd_of_step = [-1] * n, [-1] * n, [-1] * n
         seen_first, seen_last, seen_bwd = set(), set(), set()
-        for k in range(n):
-            step = self.passes[self.item_pass[k]].step
-            if step not in seen_first:
-                seen_first.add(step)
-                self.item_first_of_step[k] = step
-        for k in reversed(range(n)):
-            step = self.passes[self.item_pass[k]].step
-            if step not in seen_last:
-                seen_last.add(step)
-                self.item_last_of_step[k] = step
-            if self.item_grad[k] >= 0 and step not in seen_bwd:
-                seen_bwd.add(step)
-                self.item_last_bwd_of_step[k] = step
+        for pi, p in enumerate(self.passes):
+            if p.step not in seen_first:
+                seen_first.add(p.step)
+                self.item_first_of_step[pass_start[pi]] = p.step
+        for pi in reversed(range(len(self.passes))):
+            p = self.passes[pi]
+            last = pass_start[pi] + p.chunks - 1
+            if p.step not in seen_last:
+                seen_last.add(p.step)
+                self.item_last_of_step[last] = p.step
+            if p.phase == sched.BWD and p.step not in seen_bwd:
+                seen_bwd.add(p.step)
+                self.item_last_bwd_of_step[last] = p.step
         owners: list[list[int]] = [[] for _ in self.schedule.layers]
         for owner, sources in enumerate(self.schedule.grad_sources):
             for s in sources:
