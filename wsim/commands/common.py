@@ -68,3 +68,10 @@ def model_from_args(args: argparse.Namespace, seq: int | None = None) -> ModelSp
         raise
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+
+
+def cluster_help(what: str = "") -> str:
+    """The --cluster help of every command: the preset names (wsim.generations.PRESETS)."""
+    from wsim import generations
+
+    return (f"preset ({', '.join(generations.PRESETS)}) or a cluster .json file" + (f" {what}" if what else ""))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from models import zoo
-from wsim.commands.common import add_json_arg, add_model_args, model_from_args
+from wsim.commands.common import cluster_help, add_json_arg, add_model_args, model_from_args
 from wsim.compare import GPU_GRID, GPUS_DEFAULT, METHODS, compare, phases_from, published_phases
 from wsim.errors import ConfigError
 
@@ -21,7 +21,7 @@ def register(sub) -> None:
     p.add_argument("--steps", type=int, help="training steps (default: published, or from --tokens)")
     p.add_argument("--tokens", type=float,
                    help="token budget (default: published, or 20 tokens per parameter)")
-    p.add_argument("--cluster", default="cs2", help="preset (cs2, andromeda, cs2-192) or a .json file")
+    p.add_argument("--cluster", default="cs2", help=cluster_help())
     p.add_argument("--gpu", default=",".join(GPUS_DEFAULT),
                    help="GPU type(s), comma separated (default a100-80gb,h100-80gb)")
     p.add_argument("--gpus", type=int,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 
 from wsim import faults as F
-from wsim.commands.common import add_json_arg, add_model_args
+from wsim.commands.common import cluster_help, add_json_arg, add_model_args
 from wsim.errors import ConfigError
 
 
@@ -21,7 +21,7 @@ def register(sub) -> None:
     p.add_argument("--seq", type=int, default=2048)
     p.add_argument("--batch", type=int, default=None, help="global batch (default: 8 per system)")
     p.add_argument("--systems", type=int, default=None)
-    p.add_argument("--cluster", default="cs2", help="preset or cluster .json")
+    p.add_argument("--cluster", default="cs2", help=cluster_help())
     p.add_argument("--micro-batches", default="best", help="per system: best (default), fit or an "
                                                            "integer (as in wsim simulate)")
     p.add_argument("--straggler", action="append", default=[], metavar="I:FACTOR",

@@ -3,7 +3,7 @@ engine, with the simulated latency of that inference on a CS-2 cluster."""
 
 from __future__ import annotations
 
-from wsim.commands.common import add_json_arg
+from wsim.commands.common import cluster_help, add_json_arg
 from wsim.errors import ConfigError
 
 
@@ -22,7 +22,7 @@ def register(sub) -> None:
     p.add_argument("--early-stopping", action="store_true")
     p.add_argument("--batch", type=int, default=1, help="copies of the prompt decoded together")
     p.add_argument("--systems", type=int, default=1)
-    p.add_argument("--cluster", default="cs2", help="preset or cluster .json for the simulated time")
+    p.add_argument("--cluster", default="cs2", help=cluster_help("for the simulated time"))
     add_json_arg(p)
     p.set_defaults(func=run, human=human)
 

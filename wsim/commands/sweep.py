@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from wsim.commands.common import cluster_help
 from wsim.errors import ConfigError
 from wsim.job import MICRO_BATCH_POLICIES
 from wsim.sweep import KINDS
@@ -23,7 +24,7 @@ def register(sub) -> None:
                                                 "default 8)")
     size.add_argument("--batch", help="comma-separated global batches in sequences (strong scaling)")
     p.add_argument("--seq", type=int, default=2048)
-    p.add_argument("--cluster", default="cs2", help="preset or cluster .json (simulate/analytic)")
+    p.add_argument("--cluster", default="cs2", help=cluster_help("(simulate/analytic)"))
     p.add_argument("--gpu", default="a100-80gb", help="comma-separated GPU types (kind gpu)")
     p.add_argument("--micro-batches", default="best",
                    help="micro-batches per system: best (default), fit or an integer (as in simulate)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from wsim.commands.common import add_json_arg
+from wsim.commands.common import cluster_help, add_json_arg
 from wsim.errors import ConfigError
 
 
@@ -29,7 +29,7 @@ def register(sub) -> None:
     p.add_argument("--weight-decay", type=float, default=None, help="default 0.1")
     p.add_argument("--grad-clip", type=float, default=None)
     p.add_argument("--dtype", default=None, choices=["float32", "float64"], help="default float32")
-    p.add_argument("--cluster", default="cs2", help="preset or cluster .json for the simulated time")
+    p.add_argument("--cluster", default="cs2", help=cluster_help("for the simulated time"))
     p.add_argument("--save", help="write the trained model as a Hugging Face checkpoint here")
     p.add_argument("--checkpoint-every", type=int, default=None, metavar="K",
                    help="save MemoryX state (weights, AdamW, step) every K steps to --checkpoint-dir")
