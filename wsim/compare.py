@@ -15,7 +15,10 @@ Accounting (stated in every report):
   GPU side searches recompute too, so ``best`` is the like-for-like choice;
 - matching: the smallest GPU count in a geometric grid whose best plan reaches the CS-2 time to
   train; ``complexity`` counts the plan's parallelism dimensions and non-default knobs (a CS-2
-  cluster is data parallel only: 1 dimension, no knobs).
+  cluster is data parallel only: 1 dimension, no knobs);
+- energy = power x time: a CS cluster's systems, MemoryX/SwarmX/input servers and network
+  (``wsim.power``), the GPUs' DGX nodes (``wsim.gpu`` node power, no switches); cost = energy at
+  an electricity price, plus hardware hours where the price table has a rate (``wsim.cost``).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from models import zoo
 from models.spec import ModelSpec
 from wsim import analytic, hardware
+from wsim.cost import PriceTable, cost
 from wsim.errors import ConfigError, positive, require
 from wsim.hardware import ClusterSpec
 from wsim.job import MICRO_BATCH_POLICIES, TrainingJob
@@ -129,15 +133,23 @@ def cs2_step(model: ModelSpec, *, seq: int = 2048, batch: int, systems: int,
 def cs2_time_to_train(model: ModelSpec, phases: list[Phase], *, seq: int = 2048,
                       cluster: ClusterSpec | str = "cs2", micro_batching: str | int = "best",
                       method: str = "engine") -> dict:
+    from wsim.power import cluster_power_w
+
     rows = []
     for ph in phases:
         step = cs2_step(model, seq=seq, batch=ph.batch_seqs, systems=ph.systems, cluster=cluster,
                         micro_batching=micro_batching, method=method)
-        rows.append(step | {"steps": ph.steps, "time_s": ph.steps * step["step_time_s"]})
+        spec = cluster_for(cluster, ph.systems)
+        power = cluster_power_w(spec)
+        rows.append(step | {"steps": ph.steps, "time_s": ph.steps * step["step_time_s"], "power_w": power,
+                            "energy_j": power * ph.steps * step["step_time_s"],
+                            "generation": spec.generation})
     total = sum(r["time_s"] for r in rows)
     tokens = sum(ph.steps * ph.batch_seqs * seq for ph in phases)
     return {"time_to_train_s": total, "tokens": tokens, "tokens_per_s": tokens / total,
-            "systems": max(ph.systems for ph in phases), "phases": rows}
+            "systems": max(ph.systems for ph in phases), "generation": rows[-1]["generation"],
+            "energy_j": sum(r["energy_j"] for r in rows),
+            "system_hours": sum(r["time_s"] * r["systems"] for r in rows) / 3600, "phases": rows}
 
 
 def complexity(plan: dict) -> dict:
@@ -169,7 +181,8 @@ def gpu_time_to_train(model: ModelSpec, phases: list[Phase], *, gpus: int, gpu: 
                      "regime": r.regime.get("status"),
                      # the fastest plan inside a validated regime, when the fastest is not in one
                      "validated_step_time_s": r.step_time_s if r.regime.get("validated")
-                     else (alt["step_time_s"] if alt else None)})
+                     else (alt["step_time_s"] if alt else None),
+                     "power_w": r.power_w, "energy_j": ph.steps * r.energy_per_step_j})
     total = sum(r["time_s"] for r in rows)
     tokens = sum(ph.steps * ph.batch_seqs * seq for ph in phases)
     main = max(rows, key=lambda r: r["time_s"])  # the phase that dominates names the plan
@@ -177,6 +190,8 @@ def gpu_time_to_train(model: ModelSpec, phases: list[Phase], *, gpus: int, gpu: 
             "plan": main["plan"], "complexity": main["complexity"], "mfu": main["mfu"],
             "model_tflops_per_gpu": main["model_tflops_per_gpu"],
             "memory_per_gpu_bytes": main["memory_per_gpu_bytes"], "regime": main["regime"],
+            "power_w": main["power_w"], "energy_j": sum(r["energy_j"] for r in rows),
+            "device_hours": gpus * total / 3600,
             "validated_time_to_train_s": None if any(r["validated_step_time_s"] is None for r in rows)
             else sum(r["steps"] * r["validated_step_time_s"] for r in rows),
             "phases": rows}
@@ -240,7 +255,8 @@ class CompareReport:
 def compare(model: ModelSpec | str, *, phases: list[Phase] | None = None, seq: int = 2048,
             cluster: ClusterSpec | str = "cs2", gpu=GPUS_DEFAULT, gpus: int | None = None,
             micro_batching: str | int = "best", method: str = "engine", grid=GPU_GRID,
-            max_gpus: int | None = None, switch_fraction: float = 0.5) -> CompareReport:
+            max_gpus: int | None = None, switch_fraction: float = 0.5,
+            prices: PriceTable | None = None) -> CompareReport:
     """CS-2 cluster vs GPUs for the same batches and steps.
 
     ``gpus=None``: for each GPU type, the smallest count in ``grid`` matching the CS-2 time to
@@ -279,11 +295,16 @@ def compare(model: ModelSpec | str, *, phases: list[Phase] | None = None, seq: i
         if r.get("time_to_train_s"):
             r["time_ratio_gpu_over_cs2"] = r["time_to_train_s"] / cs2["time_to_train_s"]
         rows.append(r)
+    prices = prices if prices is not None else PriceTable()
+    cs2["cost"] = cost(cs2["energy_j"], cs2["generation"], cs2["system_hours"], prices)
+    for r in rows:
+        if r.get("energy_j") is not None:
+            r["cost"] = cost(r["energy_j"], r["gpu"], r["device_hours"], prices)
     tokens = cs2["tokens"]
     return CompareReport(model=model.name, params=model.params, seq=seq, tokens=tokens,
                          model_flops=model.flops_per_token(seq) * tokens,
                          micro_batching=str(micro_batching), method=method, cs2=cs2, gpu=rows,
-                         accounting=ACCOUNTING)
+                         accounting=ACCOUNTING, extra={"prices": prices.to_dict()})
 
 
 def phases_from(batch: int, systems: int, *, steps: int | None = None, tokens: float | None = None,

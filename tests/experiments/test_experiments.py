@@ -29,6 +29,7 @@ OUTPUTS = {
     "inference": ["inference.csv", "inference.png"],
     "sweep_demo": ["sweep.csv", "sweep_resume.csv", "sweep.png"],
     "sparsity": ["sparsity.csv", "sparsity.png"],
+    "energy": ["energy.csv", "energy.png"],
 }
 
 

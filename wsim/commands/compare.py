@@ -5,6 +5,7 @@ from __future__ import annotations
 from models import zoo
 from wsim.commands.common import cluster_help, add_json_arg, add_model_args, model_from_args
 from wsim.compare import GPU_GRID, GPUS_DEFAULT, METHODS, compare, phases_from, published_phases
+from wsim.cost import load as load_prices
 from wsim.errors import ConfigError
 
 
@@ -37,6 +38,10 @@ def register(sub) -> None:
     p.add_argument("--switch-fraction", type=float, default=0.5,
                    help="13B only: share of the published steps before the 720 -> 1080 batch switch "
                         "(an assumption; default 0.5)")
+    p.add_argument("--prices", metavar="PRICES.json",
+                   help="price table: electricity_usd_per_kwh (default 0.0806, EIA 2023 US industrial), "
+                        "pue (default 1), usd_per_device_hour {\"cs2\": .., \"a100-80gb\": ..} "
+                        "(default none: hardware cost not reported)")
     add_json_arg(p)
     p.set_defaults(func=run, human=human)
 
@@ -68,8 +73,16 @@ def run(args) -> dict:
         raise ConfigError(f"--gpu {args.gpu!r}: unknown GPU type(s) {bad}; known: {', '.join(sorted(GPUS))}")
     report = compare(model, phases=phases, seq=args.seq, cluster=args.cluster, gpu=gpus,
                      gpus=args.gpus, micro_batching=args.micro_batching, method=args.method,
-                     max_gpus=args.max_gpus)
+                     max_gpus=args.max_gpus, prices=load_prices(args.prices))
     return report.to_dict()
+
+
+def _cost(c: dict | None) -> str:
+    if not c:
+        return ""
+    hw = (f", hardware ${c['hardware_usd']:,.0f} ({c['device_hours']:,.0f} {c['device']}-hours)"
+          if c["hardware_usd"] is not None else f" (no {c['device']} hourly price given)")
+    return f"  energy {c['energy_kwh']:,.0f} kWh, ${c['energy_usd']:,.0f} of electricity{hw}"
 
 
 def _days(seconds: float) -> str:
@@ -77,9 +90,11 @@ def _days(seconds: float) -> str:
 
 
 def _plan(p: dict) -> str:
-    return (f"tp {p['tp']} x pp {p['pp']} x dp {p['dp']}, micro-batch {p['micro_batch']}, "
+    cp = f" x cp {p['cp']}" if p.get("cp", 1) > 1 else ""
+    return (f"tp {p['tp']} x pp {p['pp']} x dp {p['dp']}{cp}, micro-batch {p['micro_batch']}, "
             f"interleave {p['interleave']}, recompute {p['recompute']}, "
-            f"SP {'on' if p['sequence_parallel'] else 'off'}, ZeRO {p['zero']}")
+            f"SP {'on' if p['sequence_parallel'] else 'off'}, ZeRO {p['zero']}"
+            + (f", {p['stack']}" if p.get("stack") else ""))
 
 
 def human(r: dict) -> str:
@@ -92,6 +107,7 @@ def human(r: dict) -> str:
         lines.append(f"  {ph['steps']} steps x batch {ph['batch_seqs']} on {ph['systems']} CS-2: step "
                      f"{ph['step_time_s']:.4g} s, {ph['micro_batches']} micro-batches"
                      f"{' (recompute)' if ph['recompute'] else ''}, bottleneck {ph['bottleneck']}")
+    lines.append(_cost(c.get("cost")))
     for g in r["gpu"]:
         if g.get("gpus") is None:
             f = g.get("fastest_tried")
@@ -103,7 +119,8 @@ def human(r: dict) -> str:
                      f"(x{g['time_ratio_gpu_over_cs2']:.2f} of CS-2), MFU {100 * g['mfu']:.1f}%")
         lines.append(f"  plan: {_plan(g['plan'])}; complexity: {g['complexity']['parallel_dims']} "
                      f"parallel dims, model-parallel degree {g['complexity']['model_parallel']}, "
-                     f"{g['complexity']['knobs']} knobs")
+                     f"{g['complexity']['knobs']} knobs; regime {g.get('regime')}")
+        lines.append(_cost(g.get("cost")))
         m = g.get("cs2_match")
         if m is not None:
             lines.append(f"  fewest CS-2 as fast: {m['systems']} (step {m['step_time_s']:.4g} s)")
