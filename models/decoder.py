@@ -150,6 +150,9 @@ class DecoderConfig:
     ARCHITECTURE: ClassVar[str]
     EMBEDDING_WEIGHT: ClassVar[str]  # the token embedding matrix (the head's matrix when tied)
     LM_HEAD: ClassVar[str] = "lm_head.weight"  # the untied head matrix
+    DROPOUT_KEYS: ClassVar[tuple[str, ...]] = ()  # config.json dropout probabilities
+    CHECKPOINT_IGNORED: ClassVar[tuple[str, ...]] = ()  # non-parameter buffers old checkpoints carry
+    CHECKPOINT_RENAMES: ClassVar[dict[str, str]] = {}  # other tensor names transformers loads -> ours
 
     # -- implemented by each family --
     n_layers: int  # the family's layer count under a common name (a property of the HF field)
@@ -205,6 +208,24 @@ class DecoderConfig:
         return self.initializer_range
 
     # -- shared --
+    @classmethod
+    def hf_dropout(cls, d: dict) -> bool:
+        """Whether a config.json trains with dropout (the cost model's activation bytes; the
+        functional mode has none)."""
+        return max((float(d.get(k, 0.0) or 0.0) for k in cls.DROPOUT_KEYS), default=0.0) > 0.0
+
+    def normalise_checkpoint(self, raw: dict[str, Tensor]) -> dict[str, Tensor]:
+        """A checkpoint's tensors under our names: buffers dropped, older names renamed, and a tied
+        head's duplicate matrix dropped (transformers ties it to the embedding whatever it holds)."""
+        out = {}
+        for name, t in raw.items():
+            if name.endswith(self.CHECKPOINT_IGNORED):
+                continue
+            out[self.CHECKPOINT_RENAMES.get(name, name)] = t
+        if self.tie_word_embeddings:
+            out.pop(self.LM_HEAD, None)
+        return out
+
     @classmethod
     def from_spec(cls, spec, **overrides) -> DecoderConfig:
         """From a ``models.spec.ModelSpec`` of this family; keyword ``overrides`` replace any field."""

@@ -1,4 +1,4 @@
-"""Registry of named models, and models read from a Hugging Face GPT-2 ``config.json``.
+"""Registry of named models, and models read from a Hugging Face ``config.json``.
 
 Cerebras-GPT rows are exactly FACTS.md's table (Dey et al. 2023, arXiv 2304.03208, Table 1;
 Cerebras modelzoo README): sequence 2048, vocabulary 50,257, learned positions, tied embeddings,
@@ -198,7 +198,11 @@ def get(name: str) -> ModelSpec:
 
 
 def from_hf_config(path: str | Path) -> ModelSpec:
-    """A ``ModelSpec`` from a Hugging Face GPT-2 ``config.json`` (file or checkpoint folder)."""
+    """A ``ModelSpec`` from a Hugging Face ``config.json`` (file or checkpoint folder) of any
+    supported family, dispatching on its ``model_type``; named after the config itself
+    (``_name_or_path`` or the architecture), never after its folder."""
+    from models.registry import spec_from_hf_dict
+
     p = Path(path)
     if p.is_dir():
         p = p / "config.json"
@@ -211,22 +215,6 @@ def from_hf_config(path: str | Path) -> ModelSpec:
     if not isinstance(cfg, dict):
         raise ValueError(f"model config {str(p)!r} is not a JSON object")
     try:
-        hidden = int(cfg["n_embd"])
-        pdrop = max(float(cfg.get(k, 0.0) or 0.0) for k in ("resid_pdrop", "embd_pdrop", "attn_pdrop"))
-        return ModelSpec(
-            name=str(cfg.get("_name_or_path") or p.parent.name or "hf-model"),
-            layers=int(cfg["n_layer"]),
-            hidden=hidden,
-            heads=int(cfg["n_head"]),
-            ffn=int(cfg.get("n_inner") or 4 * hidden),
-            vocab=int(cfg["vocab_size"]),
-            positions=int(cfg.get("n_positions", 1024)),
-            tied_embeddings=bool(cfg.get("tie_word_embeddings", True)),
-            activation=str(cfg.get("activation_function", "gelu_new")),
-            dropout=pdrop > 0.0,
-            source=f"Hugging Face config {p}",
-        )
-    except KeyError as exc:
-        raise ValueError(f"model config {str(p)!r} lacks the GPT-2 key {exc.args[0]!r}") from None
+        return spec_from_hf_dict(cfg, source=f"Hugging Face config {p}")
     except (TypeError, ValueError) as exc:
         raise ValueError(f"model config {str(p)!r}: {exc}") from None

@@ -67,7 +67,7 @@ def parse_betas(text: str) -> tuple[float, float]:
 def load_model(args):
     import torch
 
-    from models import gpt, hf, zoo
+    from models import hf, registry, zoo
 
     if bool(args.checkpoint) == bool(args.model):
         raise ConfigError("give exactly one of --checkpoint DIR or --model NAME")
@@ -75,8 +75,8 @@ def load_model(args):
         if args.checkpoint:
             cfg, weights = hf.load_checkpoint(args.checkpoint)
         else:
-            cfg = gpt.GPTConfig.from_spec(zoo.get(args.model))
-            weights = gpt.init_weights(cfg, args.init_seed, torch.float32)
+            cfg = registry.config_from_spec(zoo.get(args.model))
+            weights = cfg.init_weights(args.init_seed, torch.float32)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     return cfg, weights

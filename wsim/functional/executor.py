@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from models import gpt
+from models.decoder import DecoderConfig
 from wsim.functional.reference import adamw_param_groups, step_batch
 from wsim.functional.streamed import StreamedLayer
 from wsim.memory import split
@@ -38,7 +38,7 @@ class _SystemState:
 
 
 class TrainingPayload:
-    def __init__(self, cfg: gpt.GPTConfig, weights: dict[str, Tensor], data: Tensor, batch: int,
+    def __init__(self, cfg: DecoderConfig, weights: dict[str, Tensor], data: Tensor, batch: int,
                  systems: int, micro_batch_seqs: list[int], lr: float, betas, eps: float,
                  weight_decay: float, dtype: torch.dtype, grad_clip: float | None = None,
                  first_step: int = 0, optimizer_state: dict | None = None):
@@ -46,9 +46,9 @@ class TrainingPayload:
         self.dtype = dtype
         self.first_step = first_step
         self.grad_clip = grad_clip
-        self.names = gpt.layer_names(cfg)
+        self.names = cfg.layer_names()
         self.master = {n: w.detach().to(dtype).clone().requires_grad_(True) for n, w in weights.items()}
-        self.streamed = [gpt.layer_param_names(cfg, l) for l in self.names]
+        self.streamed = [cfg.layer_param_names(l) for l in self.names]
         owned_seen: set[str] = set()
         self.owned: list[list[str]] = []
         for names in self.streamed:
@@ -148,14 +148,14 @@ class TrainingPayload:
         if name == "embedding":
             idx, _ = self._rows(p.step, system, p.micro_batch)
             inp = None
-            out = layer.forward(lambda ws: gpt.embedding_forward(idx, ws, cfg), weights, self.dtype)
+            out = layer.forward(lambda ws: cfg.layer_forward(name, idx, ws), weights, self.dtype)
         else:
             inp = st.x.detach().requires_grad_(True)
             if name == "head":
                 _, targets = self._rows(p.step, system, p.micro_batch)
 
                 def fn(ws):
-                    logits = gpt.head_forward(inp, ws, cfg)  # (b, T, V)
+                    logits = cfg.layer_forward(name, inp, ws)  # (b, T, V)
                     # this CS-2's share of the step's mean loss
                     return F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1),
                                            reduction="sum") / self.tokens
@@ -164,8 +164,7 @@ class TrainingPayload:
                 prev = self.losses.get(p.step)
                 self.losses[p.step] = out.detach() if prev is None else prev + out.detach()
             else:
-                out = layer.forward(lambda ws: gpt.block_forward(inp, ws, cfg, layer_idx=p.layer - 1),
-                                    weights, self.dtype)
+                out = layer.forward(lambda ws: cfg.layer_forward(name, inp, ws), weights, self.dtype)
         st.layers[p.layer] = (layer, inp, out)
         st.x = out
         self.fwd_weight_refs[(system, p.micro_batch, p.layer)] = [weakref.ref(w) for w in weights.values()]
