@@ -108,9 +108,12 @@ def causal_mask(T: int, P: int, device) -> Tensor:
 
 
 def concat_cache(k: Tensor, v: Tensor, past_kv):
-    """Append this call's keys and values (B, kv_heads, T, d) to the cache (B, kv_heads, P, d)."""
+    """Append this call's keys and values (B, kv_heads, T, d) to the cache (B, kv_heads, P, d).
+    Without a cache the result is a contiguous copy, as transformers' ``DynamicCache`` (which its
+    models create even in training) returns: GPT-J's float32 score product then runs on the same
+    memory layout, hence the same summation order, as transformers'."""
     if past_kv is None:
-        return k, v
+        return k.contiguous(), v.contiguous()
     return torch.cat([past_kv[0], k], dim=2), torch.cat([past_kv[1], v], dim=2)
 
 
@@ -254,8 +257,9 @@ class DecoderConfig:
             own = list(self.head_shapes())
             if not self.tie_word_embeddings:
                 return own
-            # the tied matrix sits where the untied one would (after the norm, before a head bias)
-            n_norm = sum(1 for n in own if not n.startswith("lm_head."))
+            # the tied matrix sits where the untied one would: after the norm, before a head bias
+            head_module = self.LM_HEAD.rsplit(".", 1)[0] + "."
+            n_norm = sum(1 for n in own if not n.startswith(head_module))
             return own[:n_norm] + [self.EMBEDDING_WEIGHT] + own[n_norm:]
         prefix = self.block_prefix(self.block_index(layer))
         return [prefix + n for n in self.block_shapes()]

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 from models.decoder import DecoderConfig
 from models.gpt import GPTConfig
+from models.gpt_neox import GPTNeoXConfig
+from models.gptj import GPTJConfig
+from models.llama import LlamaConfig
 
-FAMILIES: dict[str, type[DecoderConfig]] = {c.MODEL_TYPE: c for c in (GPTConfig,)}
+FAMILIES: dict[str, type[DecoderConfig]] = {
+    c.MODEL_TYPE: c for c in (GPTConfig, LlamaConfig, GPTJConfig, GPTNeoXConfig)}
 
 
 def supported() -> str:

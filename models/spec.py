@@ -238,7 +238,8 @@ class ModelSpec:
     @property
     def rotary_dims(self) -> int:
         """Rotated dimensions of each head (transformers: int(head_dim x partial_rotary_factor))."""
-        return int(self.head_dim * self.rotary_fraction) if self.positional == "rotary" else 0
+        # (+1e-9: a fraction given as rotary_dim / head_dim must give rotary_dim back, not one less)
+        return int(self.head_dim * self.rotary_fraction + 1e-9) if self.positional == "rotary" else 0
 
     @property
     def mlp_matrices(self) -> int:
