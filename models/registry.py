@@ -34,7 +34,7 @@ def config_from_hf_dict(d) -> DecoderConfig:
         raise ValueError(f"a model config must be a JSON object, got {type(d).__name__}")
     model_type = d.get("model_type", "gpt2")
     if model_type not in FAMILIES:
-        raise ValueError(f"config model_type {model_type!r} is not supported; supported: {supported()}")
+        raise ValueError(f"model_type {model_type!r} is not supported; supported: {supported()}")
     return FAMILIES[model_type].from_hf_dict(d)
 
 
