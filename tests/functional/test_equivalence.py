@@ -55,7 +55,7 @@ def test_float64_matches_reference(systems, micro_batches, activation):
     assert max(max_rel_diff(r.final_weights, ref_w).values()) < 1e-9
     for got, want in zip(r.losses, ref_losses, strict=True):
         assert got == pytest.approx(want, rel=1e-10)
-    assert r.weights_held_between_passes == 0
+    assert r.weights_held_between_passes == 0 and r.weight_bytes_held_between_passes == 0
 
 
 def test_untied_head_and_grad_clip_match():
@@ -98,14 +98,15 @@ def test_a_broken_schedule_fails_the_equivalence(fault):
 
 def test_weights_pass_through_within_the_prefetch_bound():
     """No CS-2 keeps weights between a layer's forward and backward (weak references to the
-    forward's weights are dead when the backward starts) and the weight bytes held on a CS-2
+    forward's weights are dead when the backward starts, and the graph saved no copy of them: the
+    guard's negative test is in test_family_equivalence.py) and the weight bytes held on a CS-2
     never exceed the buffer (engine instrumentation, sampled at every arrival)."""
     cfg, weights, data = setup("gelu")
     layer_bytes = 2 * (4 * 32 * 32 + 2 * 32 * 128 + 128 + 9 * 32)  # one block, 16-bit on the wafer
     base = hardware.preset("cs2", 4)
     cluster = dataclasses.replace(base, cs2=dataclasses.replace(base.cs2, weight_buffer_bytes=3 * layer_bytes))
     r = train(cfg, weights, data, systems=4, steps=2, batch=BATCH, dtype="float64", cluster=cluster, **HYPER)
-    assert r.weights_held_between_passes == 0
+    assert r.weights_held_between_passes == 0 and r.weight_bytes_held_between_passes == 0
     assert 0 < r.peak_weight_bytes_per_cs2 <= 3 * layer_bytes
     # the event log shows each layer's backward after its forward on every CS-2, the update after
     # the last backward of the layer, and the next step's forward of a layer after its update

@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from wsim.engine.run import SimOptions
+from wsim.functional.executor import TrainingPayload
 from wsim.functional.train import train
-from tests.tiny_models import NEW_FAMILIES, hf_model, hf_name, perturbed, tiny
+from tests.tiny_models import FAMILIES, NEW_FAMILIES, hf_model, hf_name, perturbed, tiny
 
 STEPS, BATCH, SEQ = 4, 8, 16  # 8 rows divide over 1, 2 and 4 systems
 HYPER = dict(lr=2e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
@@ -69,7 +70,7 @@ def test_float64_matches_transformers(family, systems):
     r = train(cfg, w, data, systems=systems, steps=STEPS, batch=BATCH, dtype="float64", **HYPER)
     dl, dw = worst(r, ref)
     assert dl < 1e-10 and dw < 1e-9, (dl, dw)
-    assert r.weights_held_between_passes == 0
+    assert r.weights_held_between_passes == 0 and r.weight_bytes_held_between_passes == 0
     # the training moved every tensor well beyond the tolerance
     assert min(((t - w[n]).abs().max() / w[n].abs().max()).item() for n, t in ref[1].items()) > 1e-4
 
@@ -93,3 +94,23 @@ def test_a_broken_schedule_fails_the_equivalence(family, fault):
               options=SimOptions(**{fault: True}), **HYPER)
     _, dw = worst(r, transformers_trained(family))
     assert dw > 1e-3
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_the_weight_holding_guard_fires_on_a_layer_that_keeps_weight_copies(family, monkeypatch):
+    """A layer computing on ``weight * 1.0`` makes autograd keep a copy of every matrix until the
+    backward. The result is still right (the equivalence cannot see it) and the streamed tensors
+    are gone (weak references cannot see it); the saved-tensor guard counts the copies' bytes: at
+    least every block matrix and the head matrix, per CS-2 and step."""
+    cfg, w, data = setup(family)
+    steps, systems = 2, 2
+    kw = dict(systems=systems, steps=steps, batch=BATCH, dtype="float64", **HYPER)
+    clean = train(cfg, w, data, **kw)
+    assert clean.weights_held_between_passes == 0 and clean.weight_bytes_held_between_passes == 0
+    monkeypatch.setattr(TrainingPayload, "copy_weights_fault", True)
+    leaky = train(cfg, w, data, **kw)
+    assert leaky.losses == pytest.approx(clean.losses, rel=1e-12)  # the math is unchanged
+    matrices = [n for n, s in cfg.param_shapes().items() if len(s) == 2 and n != cfg.EMBEDDING_WEIGHT]
+    per_pass = sum(torch.Size(cfg.param_shapes()[n]).numel() * 8 for n in matrices)  # float64 bytes
+    assert leaky.weight_bytes_held_between_passes >= steps * systems * per_pass
+    assert leaky.weights_held_between_passes >= steps * systems * len(matrices)

@@ -26,6 +26,17 @@ from wsim.functional.streamed import StreamedLayer
 from wsim.memory import split
 
 
+class _CopyingWeights:
+    """Test-only (``TrainingPayload.copy_weights_fault``): layers that compute on copies of their
+    weights, the leak that weak references to the streamed tensors cannot see."""
+
+    def __init__(self, cfg: DecoderConfig):
+        self.cfg = cfg
+
+    def layer_forward(self, layer: str, inp, ws: dict[str, Tensor], **kwargs):
+        return self.cfg.layer_forward(layer, inp, {n: w * 1.0 for n, w in ws.items()}, **kwargs)
+
+
 class _SystemState:
     """One CS-2's activations for one micro-batch: per layer, the graph and its input."""
 
@@ -38,6 +49,10 @@ class _SystemState:
 
 
 class TrainingPayload:
+    # test-only fault switch: every layer computes on copies of its weights (``w * 1.0``), which the
+    # autograd graph then keeps until the backward; the weight-holding guard must report them
+    copy_weights_fault = False
+
     def __init__(self, cfg: DecoderConfig, weights: dict[str, Tensor], data: Tensor, batch: int,
                  systems: int, micro_batch_seqs: list[int], lr: float, betas, eps: float,
                  weight_decay: float, dtype: torch.dtype, grad_clip: float | None = None,
@@ -70,9 +85,11 @@ class TrainingPayload:
         self.states: dict[tuple[int, int], _SystemState] = {}
         self.losses: dict[int, Tensor] = {}
         self.clipped_steps: set[int] = set()
-        # instrumentation: weights a CS-2 used in forward must be gone before its backward
+        # instrumentation: weights a CS-2 used in forward must be gone before its backward, neither
+        # alive (weak references) nor kept by the graph in another form (saved-tensor hooks)
         self.fwd_weight_refs: dict[tuple[int, int, int], list] = {}
-        self.weights_held_between_passes = 0
+        self.weights_held_between_passes = 0  # weight tensors (or copies) held, summed over passes
+        self.weight_bytes_held_between_passes = 0  # bytes of the copies the graphs saved
         self.log: list[tuple] = []  # (event, step, micro-batch, layer, system) in engine order
         self.updates_done: dict[int, int] = {}
         self.on_step_end = None  # callback(step, loss) once every layer of a step is updated
@@ -145,6 +162,8 @@ class TrainingPayload:
         name = self.names[p.layer]
         layer = StreamedLayer()
         cfg = self.cfg
+        if self.copy_weights_fault:
+            cfg = _CopyingWeights(cfg)
         if name == "embedding":
             idx, _ = self._rows(p.step, system, p.micro_batch)
             inp = None
@@ -174,6 +193,8 @@ class TrainingPayload:
         refs = self.fwd_weight_refs.pop((system, p.micro_batch, p.layer), [])
         self.weights_held_between_passes += sum(r() is not None for r in refs)
         layer, inp, out = st.layers.pop(p.layer)
+        self.weights_held_between_passes += layer.held_tensors
+        self.weight_bytes_held_between_passes += layer.held_bytes
         grad_out = None if self.names[p.layer] == "head" else st.grad
         grads = layer.backward(out, grad_out, [inp], weights)
         st.grad = inp.grad if inp is not None else None

@@ -39,7 +39,9 @@ class TrainReport:
     simulated_tokens_per_s: float
     functional_events: int
     wall_s: float
-    weights_held_between_passes: int  # weight tensors still alive at a layer's backward: must be 0
+    # weight tensors still alive at a layer's backward, or copies of weights its graph saved: must be 0
+    weights_held_between_passes: int
+    weight_bytes_held_between_passes: int  # the bytes of those saved copies: must be 0
     peak_weight_bytes_per_cs2: float
     weight_buffer_bytes: float
     final_weights: dict = field(repr=False, compare=False, default_factory=dict)
@@ -132,6 +134,7 @@ def train(cfg: DecoderConfig, weights: dict[str, Tensor], data: Tensor, *, syste
         micro_batches=sim.plan.micro_batches, simulated_step_time_s=timing.step_time_s,
         simulated_tokens_per_s=timing.tokens_per_s, functional_events=sim.events, wall_s=wall,
         weights_held_between_passes=payload.weights_held_between_passes,
+        weight_bytes_held_between_passes=payload.weight_bytes_held_between_passes,
         peak_weight_bytes_per_cs2=max(c.peak_held_bytes for c in sim.cs2s),
         weight_buffer_bytes=cluster.cs2.weight_buffer_bytes,
         final_weights=payload.weights(), optimizer_state=payload.optimizer_state(),
