@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import transformers
 
 from models import hf
 from models.gpt import GPTConfig, init_weights
@@ -38,7 +39,6 @@ def test_train_json_and_save(capsys, checkpoint, tokens, tmp_path):
     data = json.loads(out)
     assert len(data["losses"]) == 3 and data["systems"] == 2 and data["simulated_step_time_s"] > 0
     assert "step 3/3" in err  # progress on stderr
-    transformers = pytest.importorskip("transformers")
     model = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "out")
     assert sum(p.numel() for p in model.parameters()) > 0
 
@@ -87,7 +87,6 @@ def test_train_each_family_from_a_checkpoint_and_save(capsys, tokens, tmp_path, 
     CS-2s, and --save writes a checkpoint that the family's transformers class loads whole."""
     import torch
 
-    transformers = pytest.importorskip("transformers")
     cfg = tiny(family)
     hf.save_checkpoint(tmp_path / "in", cfg, perturbed(cfg, torch.float32))
     losses = []

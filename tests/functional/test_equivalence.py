@@ -5,6 +5,7 @@ import dataclasses
 
 import pytest
 import torch
+import transformers
 
 from models.gpt import GPTConfig, init_weights
 from wsim import hardware
@@ -121,7 +122,6 @@ def test_weights_pass_through_within_the_prefetch_bound():
 
 def test_matches_hugging_face_after_save(tmp_path):
     """The trained weights, saved, load into transformers and give the same loss."""
-    transformers = pytest.importorskip("transformers")
     from models import hf
 
     cfg, weights, data = setup("gelu_new")
@@ -135,3 +135,4 @@ def test_matches_hugging_face_after_save(tmp_path):
 
     ours, _ = GPT(cfg, r.final_weights, dtype=torch.float64)(x)
     assert torch.allclose(logits, ours, rtol=1e-10, atol=1e-12)
+
