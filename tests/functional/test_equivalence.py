@@ -136,3 +136,25 @@ def test_matches_hugging_face_after_save(tmp_path):
     ours, _ = GPT(cfg, r.final_weights, dtype=torch.float64)(x)
     assert torch.allclose(logits, ours, rtol=1e-10, atol=1e-12)
 
+
+def test_simulated_step_time_is_the_callers_job_cluster_and_options():
+    """``simulated_step_time_s`` is one step of the same job on the caller's cluster and systems,
+    with the run's plan (micro-batches) and the caller's SimOptions, from the timing engine."""
+    from wsim.engine.run import simulate
+    from wsim.functional.train import spec_from_config
+    from wsim.job import TrainingJob
+
+    cfg, weights, data = setup("gelu")
+    base = hardware.preset("cs2", 2)
+    slow = dataclasses.replace(base, memoryx=dataclasses.replace(base.memoryx, stream_bytes_per_s=20e9))
+    options = SimOptions(global_update=True)
+    r = train(cfg, weights, data, systems=2, steps=1, batch=BATCH, micro_batches=3, cluster=slow,
+              options=options, **HYPER)
+    job = TrainingJob(spec_from_config(cfg), seq=SEQ, batch_seqs=BATCH, micro_batches=3)
+    want = simulate(job, slow, options)
+    assert r.micro_batches == 3
+    assert r.simulated_step_time_s == want.step_time_s and r.simulated_tokens_per_s == want.tokens_per_s
+    # each of these matters, so a timing run that dropped one would be caught
+    assert want.step_time_s != simulate(job, slow).step_time_s  # the options
+    assert want.step_time_s != simulate(job, base, options).step_time_s  # the cluster
+    assert want.step_time_s != simulate(dataclasses.replace(job, micro_batches=1), slow, options).step_time_s

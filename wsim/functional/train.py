@@ -3,8 +3,10 @@ through the engine, on the CPU.
 
 The engine runs with tensors on its events (``TrainingPayload``) and every CS-2 simulated
 separately; the order of streaming, compute, reduction and update is the engine's event order.
-The report's ``simulated_step_time_s`` is the hardware step time of the same job on the chosen
-cluster from the timing engine (its usual chunk grain; the functional run moves whole layers).
+The report's ``simulated_step_time_s`` is the hardware time of one step of the same job from the
+timing engine: the caller's cluster and systems, the functional run's plan (micro-batches) and the
+caller's ``SimOptions`` (gradient clipping's global update included), at the engine's usual chunk
+grain (the functional run moves whole layers, which changes no tensor but would change the time).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from torch import Tensor
 from models.decoder import DecoderConfig
 from models.spec import ModelSpec
 from wsim import hardware
-from wsim.engine.run import SimOptions, Simulation, simulate
+from wsim.engine.run import SimOptions, Simulation
 from wsim.errors import ConfigError, positive, require
 from wsim.functional.executor import TrainingPayload
 from wsim.job import TrainingJob
@@ -127,8 +129,9 @@ def train(cfg: DecoderConfig, weights: dict[str, Tensor], data: Tensor, *, syste
         payload.on_step_end = report_step
     sim.run()
     wall = time.perf_counter() - t0
-    timing = simulate(TrainingJob(job.model, seq=seq, batch_seqs=batch, micro_batches=micro_batches),
-                      cluster)
+    # one step of the same job, plan and options, timed at the engine's own chunk grain
+    timing = Simulation(TrainingJob(job.model, seq=seq, batch_seqs=batch, micro_batches=micro_batches),
+                        cluster, options, plan=sim.plan).run()
     return TrainReport(
         losses=payload.step_losses(), systems=systems, steps=steps, batch=batch, seq=seq,
         micro_batches=sim.plan.micro_batches, simulated_step_time_s=timing.step_time_s,
