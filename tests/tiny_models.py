@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import transformers
 
-from models.decoder import CausalLM, DecoderConfig
+from models.decoder import DecoderConfig
 from models.gpt import GPTConfig
 from models.gpt_neox import GPTNeoXConfig
 from models.gptj import GPTJConfig
@@ -68,10 +68,6 @@ def hf_model(cfg: DecoderConfig, weights: dict[str, torch.Tensor] | None = None,
         assert res.unexpected_keys == [], res.unexpected_keys
         assert res.missing_keys == ([hf_name(cfg, cfg.LM_HEAD)] if cfg.tie_word_embeddings else []), res.missing_keys
     return model
-
-
-def ours(cfg: DecoderConfig, weights: dict[str, torch.Tensor]) -> CausalLM:
-    return CausalLM(cfg, weights)
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:

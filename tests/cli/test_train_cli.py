@@ -4,10 +4,12 @@ import json
 
 import numpy as np
 import pytest
+import torch
 import transformers
 
 from models import hf
 from models.gpt import GPTConfig, init_weights
+from tests.tiny_models import NEW_FAMILIES, perturbed, tiny
 from wsim.cli import main
 
 
@@ -78,15 +80,12 @@ def test_bad_data_files(capsys, checkpoint, tmp_path):
 
 
 # ---- every family --------------------------------------------------------------------------------
-from tests.tiny_models import NEW_FAMILIES, perturbed, tiny  # noqa: E402
 
 
 @pytest.mark.parametrize("family", NEW_FAMILIES)
 def test_train_each_family_from_a_checkpoint_and_save(capsys, tokens, tmp_path, family):
     """A Llama / GPT-J / GPT-NeoX checkpoint trains through the CLI, the same losses on 1 and 4
     CS-2s, and --save writes a checkpoint that the family's transformers class loads whole."""
-    import torch
-
     cfg = tiny(family)
     hf.save_checkpoint(tmp_path / "in", cfg, perturbed(cfg, torch.float32))
     losses = []
