@@ -72,13 +72,27 @@ def require_keys(d: dict, keys: tuple[str, ...], model_type: str) -> None:
                          + (f" (and {', '.join(map(repr, missing[1:]))})" if missing[1:] else ""))
 
 
-def single_eos(model_type: str, value):
-    """``eos_token_id`` may be a list in config.json; the decoder stops on the first (as HF pads)."""
+def given(d: dict, key: str, default):
+    """``d[key]``, or ``default`` when absent or null (configs write ``"bos_token_id": null``)."""
+    value = d.get(key)
+    return default if value is None else value
+
+
+def eos_ids(value):
+    """config.json's ``eos_token_id``: one id, or a list of ids (Llama 3 instruct ends on either of
+    two): kept as an int or a tuple, whose first id pads finished rows (as transformers does)."""
     if isinstance(value, list):
-        if len(value) != 1:
-            raise ValueError(f"config eos_token_id {value!r}: {model_type} support here takes one eos id")
-        return value[0]
+        return tuple(value) if len(value) != 1 else value[0]
     return value
+
+
+def check_eos(cls: str, value, vocab: int) -> None:
+    for v in value if isinstance(value, tuple) and value else (value,):
+        token_id(cls, "eos_token_id", v, vocab)
+
+
+def eos_json(value):
+    return list(value) if isinstance(value, tuple) else value
 
 
 # ---- activations (transformers/activations.py ACT2FN, the names configs use) --------------------
@@ -164,7 +178,7 @@ class DecoderConfig:
     tie_word_embeddings: bool
     initializer_range: float
     bos_token_id: int
-    eos_token_id: int
+    eos_token_id: int | tuple[int, ...]  # generation stops on any of them; the first pads
 
     @classmethod
     def from_hf_dict(cls, d: dict) -> DecoderConfig:  # pragma: no cover - abstract

@@ -22,8 +22,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from models.decoder import (
-    CausalLM, DecoderConfig, activation, boolean, causal_mask, concat_cache, one_of, positive_float,
-    positive_int, require_keys, rope_cos_sin, rotate_half, single_eos, token_id,
+    CausalLM, DecoderConfig, activation, boolean, causal_mask, check_eos, concat_cache, eos_ids,
+    eos_json, given, one_of, positive_float, positive_int, require_keys, rope_cos_sin, rotate_half,
+    token_id,
 )
 
 EMBED, FINAL_LN = "gpt_neox.embed_in.weight", ("gpt_neox.final_layer_norm.weight", "gpt_neox.final_layer_norm.bias")
@@ -59,7 +60,7 @@ class GPTNeoXConfig(DecoderConfig):
     attention_bias: bool = True
     tie_word_embeddings: bool = False
     bos_token_id: int = 0  # GPTNeoXConfig's defaults
-    eos_token_id: int = 2
+    eos_token_id: int | tuple[int, ...] = 2  # a tuple: stop on any, pad with the first
     initializer_range: float = 0.02
 
     def __post_init__(self) -> None:
@@ -80,8 +81,8 @@ class GPTNeoXConfig(DecoderConfig):
             positive_float(_C, name, getattr(self, name))
         for name in ("use_parallel_residual", "attention_bias", "tie_word_embeddings"):
             boolean(_C, name, getattr(self, name))
-        for name in ("bos_token_id", "eos_token_id"):
-            token_id(_C, name, getattr(self, name), self.vocab_size)
+        token_id(_C, "bos_token_id", self.bos_token_id, self.vocab_size)
+        check_eos(_C, self.eos_token_id, self.vocab_size)
 
     @property
     def head_dim(self) -> int:
@@ -121,7 +122,7 @@ class GPTNeoXConfig(DecoderConfig):
             layer_norm_eps=d.get("layer_norm_eps", 1e-5),
             use_parallel_residual=d.get("use_parallel_residual", True),
             attention_bias=d.get("attention_bias", True), tie_word_embeddings=d.get("tie_word_embeddings", False),
-            bos_token_id=d.get("bos_token_id", 0), eos_token_id=single_eos("gpt_neox", d.get("eos_token_id", 2)),
+            bos_token_id=given(d, "bos_token_id", 0), eos_token_id=eos_ids(given(d, "eos_token_id", 2)),
             initializer_range=d.get("initializer_range", 0.02),
         )
 
@@ -136,7 +137,7 @@ class GPTNeoXConfig(DecoderConfig):
             "max_position_embeddings": self.max_position_embeddings, "layer_norm_eps": self.layer_norm_eps,
             "use_parallel_residual": self.use_parallel_residual, "attention_bias": self.attention_bias,
             "tie_word_embeddings": self.tie_word_embeddings, "bos_token_id": self.bos_token_id,
-            "eos_token_id": self.eos_token_id, "initializer_range": self.initializer_range,
+            "eos_token_id": eos_json(self.eos_token_id), "initializer_range": self.initializer_range,
             "hidden_dropout": 0.0, "attention_dropout": 0.0, "use_cache": True,
         }
 

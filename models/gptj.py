@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from models.decoder import (
-    CausalLM, DecoderConfig, activation, boolean, causal_mask, concat_cache, one_of, positive_float,
-    positive_int, require_keys, single_eos, token_id,
+    CausalLM, DecoderConfig, activation, boolean, causal_mask, check_eos, concat_cache, eos_ids,
+    eos_json, given, one_of, positive_float, positive_int, require_keys, token_id,
 )
 
 WTE, LN_F = "transformer.wte.weight", ("transformer.ln_f.weight", "transformer.ln_f.bias")
@@ -52,7 +52,7 @@ class GPTJConfig(DecoderConfig):
     layer_norm_epsilon: float = 1e-5
     tie_word_embeddings: bool = False
     bos_token_id: int = 50256  # GPTJConfig's defaults (GPT-2's <|endoftext|>)
-    eos_token_id: int = 50256
+    eos_token_id: int | tuple[int, ...] = 50256  # a tuple: stop on any, pad with the first
     initializer_range: float = 0.02
 
     def __post_init__(self) -> None:
@@ -70,8 +70,8 @@ class GPTJConfig(DecoderConfig):
         for name in ("layer_norm_epsilon", "initializer_range"):
             positive_float(_C, name, getattr(self, name))
         boolean(_C, "tie_word_embeddings", self.tie_word_embeddings)
-        for name in ("bos_token_id", "eos_token_id"):
-            token_id(_C, name, getattr(self, name), self.vocab_size)
+        token_id(_C, "bos_token_id", self.bos_token_id, self.vocab_size)
+        check_eos(_C, self.eos_token_id, self.vocab_size)
 
     @property
     def head_dim(self) -> int:
@@ -97,8 +97,8 @@ class GPTJConfig(DecoderConfig):
             n_inner=d.get("n_inner"), activation_function=d.get("activation_function", "gelu_new"),
             layer_norm_epsilon=d.get("layer_norm_epsilon", 1e-5),
             tie_word_embeddings=d.get("tie_word_embeddings", False),
-            bos_token_id=d.get("bos_token_id", 50256),
-            eos_token_id=single_eos("gptj", d.get("eos_token_id", 50256)),
+            bos_token_id=given(d, "bos_token_id", 50256),
+            eos_token_id=eos_ids(given(d, "eos_token_id", 50256)),
             initializer_range=d.get("initializer_range", 0.02),
         )
 
@@ -110,7 +110,7 @@ class GPTJConfig(DecoderConfig):
             "n_head": self.n_head, "n_positions": self.n_positions, "rotary_dim": self.rotary_dim,
             "n_inner": self.n_inner, "activation_function": self.activation_function,
             "layer_norm_epsilon": self.layer_norm_epsilon, "tie_word_embeddings": self.tie_word_embeddings,
-            "bos_token_id": self.bos_token_id, "eos_token_id": self.eos_token_id,
+            "bos_token_id": self.bos_token_id, "eos_token_id": eos_json(self.eos_token_id),
             "initializer_range": self.initializer_range,
             "attn_pdrop": 0.0, "embd_pdrop": 0.0, "resid_pdrop": 0.0, "use_cache": True,
         }

@@ -24,8 +24,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from models.decoder import (
-    CausalLM, DecoderConfig, activation, boolean, causal_mask, concat_cache, positive_float, positive_int,
-    repeat_kv, require_keys, rope_cos_sin, rotate_half, single_eos, token_id,
+    CausalLM, DecoderConfig, activation, boolean, causal_mask, check_eos, concat_cache, eos_ids,
+    eos_json, given, positive_float, positive_int, repeat_kv, require_keys, rope_cos_sin, rotate_half,
+    token_id,
 )
 
 EMBED, NORM = "model.embed_tokens.weight", "model.norm.weight"
@@ -56,7 +57,7 @@ class LlamaConfig(DecoderConfig):
     tie_word_embeddings: bool = False
     hidden_act: str = "silu"
     bos_token_id: int = 1  # LlamaConfig's defaults
-    eos_token_id: int = 2
+    eos_token_id: int | tuple[int, ...] = 2  # a tuple: stop on any, pad with the first
     initializer_range: float = 0.02
 
     def __post_init__(self) -> None:
@@ -81,8 +82,8 @@ class LlamaConfig(DecoderConfig):
             boolean(_C, name, getattr(self, name))
         if self.hidden_act != "silu":
             raise ValueError(f"{_C}.hidden_act {self.hidden_act!r} is not supported (Llama's SwiGLU uses 'silu')")
-        for name in ("bos_token_id", "eos_token_id"):
-            token_id(_C, name, getattr(self, name), self.vocab_size)
+        token_id(_C, "bos_token_id", self.bos_token_id, self.vocab_size)
+        check_eos(_C, self.eos_token_id, self.vocab_size)
 
     @property
     def head_dim(self) -> int:
@@ -121,7 +122,7 @@ class LlamaConfig(DecoderConfig):
             rms_norm_eps=d.get("rms_norm_eps", 1e-6), rope_theta=theta,
             attention_bias=d.get("attention_bias", False), mlp_bias=d.get("mlp_bias", False),
             tie_word_embeddings=d.get("tie_word_embeddings", False), hidden_act=d.get("hidden_act", "silu"),
-            bos_token_id=d.get("bos_token_id", 1), eos_token_id=single_eos("llama", d.get("eos_token_id", 2)),
+            bos_token_id=given(d, "bos_token_id", 1), eos_token_id=eos_ids(given(d, "eos_token_id", 2)),
             initializer_range=d.get("initializer_range", 0.02),
         )
 
@@ -136,7 +137,7 @@ class LlamaConfig(DecoderConfig):
             "rms_norm_eps": self.rms_norm_eps, "rope_theta": self.rope_theta, "rope_scaling": None,
             "attention_bias": self.attention_bias, "mlp_bias": self.mlp_bias,
             "tie_word_embeddings": self.tie_word_embeddings, "hidden_act": self.hidden_act,
-            "bos_token_id": self.bos_token_id, "eos_token_id": self.eos_token_id,
+            "bos_token_id": self.bos_token_id, "eos_token_id": eos_json(self.eos_token_id),
             "initializer_range": self.initializer_range, "attention_dropout": 0.0, "pretraining_tp": 1,
             "use_cache": True,
         }

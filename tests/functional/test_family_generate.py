@@ -53,3 +53,21 @@ def test_grouped_kv_cache_is_what_the_timing_counts():
     per_token = 2 * cfg.n_layers * cfg.num_key_value_heads * cfg.head_dim * 2  # K and V, 16-bit
     assert r.kv_cache_bytes == per_token * r.rows * 6
     assert cfg.num_key_value_heads < cfg.num_attention_heads
+
+
+def test_two_eos_ids_stop_generation_as_in_transformers():
+    """Llama 3 instruct ends on either of two eos ids (config.json holds a list): rows stop on any,
+    finished rows are padded with the first, as transformers' generate does."""
+    cfg = tiny("llama", eos_token_id=(EOS, 99))
+    assert cfg.to_hf_dict()["eos_token_id"] == [EOS, 99]
+    w = {n: t * 4 if t.dim() == 2 else t for n, t in cfg.init_weights(5).items()}
+    w[cfg.head_weight_name][99] *= 3.0  # make the second eos likely
+    ref = hf_model(cfg, w, torch.float32).eval()
+    prompts = torch.randint(0, 99, (3, 4), generator=torch.Generator().manual_seed(5))
+    for kwargs in (dict(num_beams=1), dict(num_beams=3, no_repeat_ngram_size=2)):
+        ours = generate(cfg, w, prompts, max_new_tokens=10, **kwargs)
+        with torch.no_grad():
+            theirs = ref.generate(prompts, max_new_tokens=10, do_sample=False,
+                                  attention_mask=torch.ones_like(prompts), **kwargs)
+        assert ours.token_ids == theirs.tolist()
+    assert any(99 in row[4:] for row in ours.token_ids)

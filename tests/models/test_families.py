@@ -216,3 +216,12 @@ def test_spec_names_come_from_the_config_not_its_folder(tmp_path):
     (folder / "config.json").write_text(json.dumps({**cfg.to_hf_dict(), "_name_or_path": "meta-llama/tiny"}))
     spec = zoo.from_hf_config(folder / "config.json")
     assert spec.name == "meta-llama/tiny" and spec.kv_heads == 2 and spec.gated_mlp and spec.norm == "rmsnorm"
+
+
+def test_eos_lists_and_null_token_ids_in_config_json():
+    d = {**tiny("llama").to_hf_dict(), "eos_token_id": [100, 99], "bos_token_id": None}
+    cfg = registry.config_from_hf_dict(d)
+    assert cfg.eos_token_id == (100, 99) and cfg.bos_token_id == 1  # null: LlamaConfig's default
+    assert cfg.to_hf_dict()["eos_token_id"] == [100, 99]
+    with pytest.raises(ValueError, match="eos_token_id"):
+        registry.config_from_hf_dict({**d, "eos_token_id": [100, 101]})

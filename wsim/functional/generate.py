@@ -114,10 +114,12 @@ def generate(cfg: DecoderConfig, weights: dict[str, Tensor], prompt_ids: Tensor,
     require(batch % systems == 0, f"batch {batch} is not divisible by systems {systems}")
     lo, hi = int(prompt_ids.min()), int(prompt_ids.max())
     require(lo >= 0 and hi < cfg.vocab_size, f"prompt ids span [{lo}, {hi}], outside [0, {cfg.vocab_size})")
+    eos = cfg.eos_token_id
+    first_eos = eos[0] if isinstance(eos, tuple) else eos  # transformers pads with the first eos
     try:
         gen = GenerationConfig(max_new_tokens=max_new_tokens, max_length=max_length, num_beams=num_beams,
                                no_repeat_ngram_size=no_repeat_ngram_size, early_stopping=early_stopping,
-                               eos_token_id=cfg.eos_token_id, pad_token_id=cfg.eos_token_id)
+                               eos_token_id=cfg.eos_token_id, pad_token_id=first_eos)
         total = gen.total_length(prompt_len)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
