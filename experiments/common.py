@@ -103,3 +103,12 @@ def params_str(p: float) -> str:
         if p >= scale:
             return f"{p / scale:.3g}{unit}"
     return f"{p:.3g}"
+
+
+BOUNDS = {"cs2_compute": "compute", "weight_stream": "weight-stream", "gradient_stream": "gradient-stream",
+          "memoryx_optimizer": "MemoryX-optimizer"}
+
+
+def bound(bottleneck: str) -> str:
+    """'compute-bound', 'weight-stream-bound', ... from a report's ``bottleneck`` key."""
+    return f"{BOUNDS.get(bottleneck, bottleneck)}-bound"

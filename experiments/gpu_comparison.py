@@ -27,14 +27,15 @@ from wsim.gpu import estimate, search
 GPUS = ("a100-80gb", "h100-80gb")
 COLUMNS = ["model", "params", "cs2_systems", "cs2_days", "gpu", "matched", "gpus", "gpu_days",
            "time_ratio", "tp", "pp", "dp", "micro_batch", "interleave", "recompute",
-           "sequence_parallel", "zero", "parallel_dims", "model_parallel", "knobs", "mfu",
-           "memory_per_gpu_gib"]
+           "sequence_parallel", "zero", "cp", "stack", "parallel_dims", "model_parallel", "knobs", "mfu",
+           "memory_per_gpu_gib", "regime", "validated_gpu_days"]
 CURVE_COLUMNS = ["model", "gpu", "gpus", "time_to_train_days", "cs2_days"]
 SEED_COLUMNS = ["case", "model", "batch", "gpu", "gpus", "plan_source", "tp", "pp", "dp", "micro_batch",
-                "interleave", "recompute", "sequence_parallel", "zero", "gpu_step_s", "gpu_tokens_per_s",
-                "model_tflops_per_gpu", "published_tflops_per_gpu", "cs2_systems", "cs2_step_s",
+                "interleave", "recompute", "sequence_parallel", "zero", "cp", "stack", "gpu_step_s",
+                "gpu_tokens_per_s", "model_tflops_per_gpu", "published_tflops_per_gpu", "cs2_systems", "cs2_step_s",
                 "cs2_tokens_per_s", "cs2_bottleneck"]
-PLAN_KEYS = ("tp", "pp", "dp", "micro_batch", "interleave", "recompute", "sequence_parallel", "zero")
+PLAN_KEYS = ("tp", "pp", "dp", "micro_batch", "interleave", "recompute", "sequence_parallel", "zero",
+             "cp", "stack")
 
 
 def model_rows(name: str) -> tuple[list[dict], list[dict]]:
@@ -47,7 +48,9 @@ def model_rows(name: str) -> tuple[list[dict], list[dict]]:
                "gpu": g["gpu"], "matched": g["matched"], "gpus": g["gpus"]}
         if g["matched"]:
             row |= {"gpu_days": days(g["time_to_train_s"]), "time_ratio": g["time_ratio_gpu_over_cs2"],
-                    "mfu": g["mfu"], "memory_per_gpu_gib": g["memory_per_gpu_bytes"] / 2**30}
+                    "mfu": g["mfu"], "memory_per_gpu_gib": g["memory_per_gpu_bytes"] / 2**30,
+                    "regime": g["regime"], "validated_gpu_days": days(g["validated_time_to_train_s"])
+                    if g["validated_time_to_train_s"] is not None else None}
             row |= {k: g["plan"][k] for k in PLAN_KEYS} | g["complexity"]
         rows.append(row)
         curves += [{"model": name, "gpu": g["gpu"], "gpus": c["gpus"], "cs2_days": cs2_days,
@@ -188,6 +191,10 @@ def _plan(r: dict) -> str:
         extras.append("SP")
     if r["zero"]:
         extras.append(f"ZeRO-{r['zero']}")
+    if r.get("cp") and r["cp"] > 1:
+        extras.append(f"CP {r['cp']}")
+    if r.get("stack"):
+        extras.append(str(r["stack"]))
     return f"{r['tp']}x{r['pp']}x{r['dp']} ({', '.join(extras)})"
 
 
@@ -211,18 +218,23 @@ def reading(out: Path) -> str:
              "[gpu_seed_points.csv](gpu_seed_points.csv). CS-2: engine, published batch/count/steps, "
              "best micro-batching. GPU: `wsim.gpu.search` (fastest plan that fits) at the same batches "
              "and steps, smallest count in {1, 2, 4, 8, 16, 24, 32, 48, ...} that is as fast. "
-             "Plan: TP x PP x DP. Complexity: parallel dimensions > 1 / model-parallel degree "
-             "(tp x pp) / knobs away from plain data parallelism (the CS-2 cluster: 1 / 1 / 0).", "",
-             "| model | CS-2 | CS-2 days | GPU | GPUs | GPU days | plan | complexity | MFU |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "Plan: TP x PP x DP (CP, stack and knobs in brackets). Complexity: parallel dimensions > 1 "
+             "/ model-parallel degree (tp x pp) / knobs away from plain data parallelism (the CS-2 "
+             "cluster: 1 / 1 / 0). Regime: whether the GPU model was validated on runs like this plan "
+             "(`wsim.gpu.regimes`: validated, checked, extrapolated); 'validated days' is the same "
+             "GPU count with its fastest plan inside a validated regime.", "",
+             "| model | CS-2 | CS-2 days | GPU | GPUs | GPU days | plan | complexity | MFU | regime | "
+             "validated days |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if not r["matched"]:
             lines.append(f"| {r['model']} | {r['cs2_systems']} | {r['cs2_days']:.3g} | {r['gpu']} | "
-                         f"none in grid | | | | |")
+                         f"none in grid | | | | | | |")
             continue
         lines.append(f"| {r['model']} | {r['cs2_systems']} | {r['cs2_days']:.3g} | {r['gpu']} | "
                      f"{r['gpus']} | {r['gpu_days']:.3g} | {_plan(r)} | {r['parallel_dims']} / "
-                     f"{r['model_parallel']} / {r['knobs']} | {r['mfu']:.0%} |")
+                     f"{r['model_parallel']} / {r['knobs']} | {r['mfu']:.0%} | {r['regime']} | "
+                     + (f"{r['validated_gpu_days']:.3g} |" if r["validated_gpu_days"] is not None else "none |"))
     lines += ["", "Seed points (per step):", "",
               "| case | GPUs | plan (source) | GPU step (s) | model TFLOP/s per GPU (published) | "
               "CS-2 count (as fast / given) | CS-2 step (s) |", "|---|---|---|---|---|---|---|"]
@@ -246,7 +258,10 @@ def reading(out: Path) -> str:
               f"parallelism (tp x pp > 1), up to tp x pp = "
               f"{max((r['model_parallel'] for r in mp), default=1)}, and most add ZeRO, sequence "
               f"parallelism or recompute on top; the CS-2 cluster runs every model as the same "
-              f"data-parallel job.{_seed_reading(seeds)}", ""]
+              f"data-parallel job. Of the matching GPU plans "
+              + ", ".join(f"{sum(r['regime'] == k for r in a100 + h100)} are {k}"
+                          for k in ("validated", "checked", "extrapolated"))
+              + f" (the cost model's own verdict on how far it was tested there).{_seed_reading(seeds)}", ""]
     return "\n".join(lines)
 
 

@@ -15,11 +15,11 @@ from pathlib import Path
 from experiments.common import RESULTS, log
 
 # Question order of the scaling study (issue 5): one script each.
-SCRIPTS = ["cluster_scaling", "model_scaling", "training_budget", "gpu_comparison", "sensitivity",
+SCRIPTS = ["wafer_validation", "cluster_scaling", "model_scaling", "training_budget", "gpu_comparison", "gpu_validation", "sensitivity",
            "equivalence", "inference", "sweep_demo"]
 # The CSV whose presence means a script's section can be written.
-PRIMARY = {"cluster_scaling": "cluster_scaling.csv", "model_scaling": "model_scaling.csv",
-           "training_budget": "training_budget.csv", "gpu_comparison": "gpu_comparison.csv",
+PRIMARY = {"wafer_validation": "wafer_validation.csv", "cluster_scaling": "cluster_scaling.csv", "model_scaling": "model_scaling.csv",
+           "training_budget": "training_budget.csv", "gpu_comparison": "gpu_comparison.csv", "gpu_validation": "gpu_validation.csv",
            "sensitivity": "sensitivity.csv", "equivalence": "equivalence_losses.csv",
            "inference": "inference.csv", "sweep_demo": "sweep.csv"}
 
@@ -27,16 +27,19 @@ INTRO = """# wsim scaling study
 
 What a Cerebras CS-2 cluster in weight-streaming mode does as clusters and models grow, how it compares
 with GPU clusters, and how much the conclusions depend on the numbers Cerebras did not publish. Every
-number below is read from the CSV next to its figure; sources of the inputs are in `../shared/FACTS.md`
-and the comments of `wsim/hardware.py` and `models/zoo.py`.
+number below is read from the CSV next to its figure. The design, the CLI/JSON/Python contract and the
+sources of every input are in the project's `docs/` ([design](../docs/design.md),
+[contract](../docs/contract.md), [sources](../docs/sources.md), [wafer model](../docs/wafer-model.md))
+and in the comments of `wsim/hardware.py` and `models/zoo.py`.
 
 Which model produced what: **engine** = the simpy discrete-event simulator (`wsim.simulate`);
 **closed form** = `wsim.analytic.step_time` (within 1% of the engine without contention, ~1000x
 faster) for dense curves; **GPU** = the Megatron-LM/ZeRO cost model and plan search (`wsim.gpu`).
-CS-2 micro-batching is **best** unless said otherwise: the faster of the engine's own `auto` plan
-(fewest micro-batches without activation recompute) and the fewest micro-batches with recompute
-(`wsim.compare.choose_job`), the like-for-like choice against a GPU plan search that also picks
-recompute.
+How fast a CS-2 computes a layer is the wafer compute model (`wsim/wafer.py`), calibrated on measured
+CS-2 throughput (section 0). CS-2 micro-batching is the simulator's default, **best**, unless said
+otherwise: the micro-batch count and activation recompute chosen jointly for the shortest step by the
+closed form (`wsim.analytic.choose_plan`), the like-for-like choice against a GPU plan search that also
+picks recompute; **fit** is the fewest micro-batches that fit without recompute.
 """
 
 

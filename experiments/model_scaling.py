@@ -140,7 +140,7 @@ def reading(out: Path) -> str:
              "![model scaling](model_scaling.png)", "",
              f"Data: [model_scaling.csv](model_scaling.csv). Engine (simpy) at every point; "
              f"{small['systems']} CS-2, {small['batch_seqs'] // small['systems']} sequences of 2048 "
-             f"tokens per CS-2; micro-batching: best of `auto` and recompute.", "",
+             f"tokens per CS-2; micro-batching: the default `best`.", "",
              "| model | params | step (s) | % of peak | micro-batches | recompute | wafer GB/CS-2 | "
              "MemoryX TB | balance tokens | tokens/micro-batch | bottleneck |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -156,9 +156,11 @@ def reading(out: Path) -> str:
               f"{min(wafer) / 1e9:.1f} and {max(wafer) / 1e9:.1f} GB (under the 40 GB SRAM), while "
               f"MemoryX grows from {small['memoryx_bytes'] / 1e12:.3g} to {big['memoryx_bytes'] / 1e12:.3g} TB, "
               f"and the same 16-CS-2 data-parallel job runs every model with no model parallelism. "
-              f"The tokens per CS-2 needed to stay compute bound barely move ({fmt_n(min(bal))} to "
-              f"{fmt_n(max(bal))}: it is peak FLOP/s over stream bandwidth, per byte of weight), so "
-              f"cluster size and model size scale independently -- as long as the wafer can hold that "
+              f"The tokens per CS-2 needed to stay compute bound grow only "
+              f"{max(bal) / min(bal):.1f}x over that range ({fmt_n(min(bal))} to {fmt_n(max(bal))}): "
+              f"a layer's weight bytes and its FLOPs per token grow together, so the balance is the "
+              f"wafer's sustained FLOP/s over the stream bandwidth, per byte of weight, moved only by "
+              f"the wafer's better use of wider layers; so cluster size and model size scale independently -- as long as the wafer can hold that "
               f"many tokens of activations. It cannot for the largest models: what fits per "
               f"micro-batch falls as layers get wider and deeper"
               + (f", and from {first_bound['model']} ({params_str(first_bound['params'])}) up the "

@@ -1,7 +1,7 @@
 """``wsim sweep`` at work: a CS-2 and GPU throughput grid, in parallel processes, resumed.
 
 The grid (``wsim.sweep.grid``): Cerebras-GPT 1.3B and 6.7B (FACTS.md table) at a global batch of
-1536 sequences of 2048 tokens, on 4 ... 192 CS-2 (engine, ``auto`` micro-batching) and on 32 ...
+1536 sequences of 2048 tokens, on 4 ... 192 CS-2 (engine, the default ``best`` micro-batching) and on 32 ...
 1536 A100-80GB / H100-80GB (best plan by ``wsim.gpu.search``). It runs through
 ``wsim.sweep.run_grid`` with ``--jobs`` worker processes, into ``results/sweep.csv``; then the same
 grid runs again to show that finished points are read back, not recomputed
@@ -58,9 +58,9 @@ def reading(out: Path) -> str:
     runs = read_csv(Path(out) / "sweep_resume.csv")
     lines = ["## 8. Sweeps (`wsim sweep`)", "", "![sweep](sweep.png)", "",
              "Data: [sweep.csv](sweep.csv) (written by `wsim.sweep.run_grid`, the API behind "
-             "`wsim sweep`), [sweep_resume.csv](sweep_resume.csv). CS-2 points: engine with `auto` "
-             "micro-batching (the sweep runs the engine as `wsim simulate` would); GPU points: the "
-             "fastest plan by `wsim.gpu.search`.", ""]
+             "`wsim sweep`), [sweep_resume.csv](sweep_resume.csv). CS-2 points: engine with the default "
+             "`best` micro-batching (the sweep runs the engine as `wsim simulate` would); GPU points: "
+             "the fastest plan by `wsim.gpu.search`.", ""]
     for r in runs:
         lines.append(f"- run {r['run']}: {r['points']} points, {r['computed']} computed, "
                      f"{r['reused']} read back from the file")
@@ -77,13 +77,18 @@ def reading(out: Path) -> str:
             na, nb = a["gpus"] or a["systems"], b["gpus"] or b["systems"]
             eff = (b["tokens_per_s"] / a["tokens_per_s"]) / (nb / na)
             how = (b["bottleneck"] if dev == "CS-2" else
-                   f"tp {b['tp']} x pp {b['pp']} x dp {b['dp']}, ZeRO-{b['zero']}")
+                   f"tp {b['tp']} x pp {b['pp']} x dp {b['dp']}"
+                   + (f" x cp {b['cp']}" if b.get("cp") and b["cp"] > 1 else "")
+                   + f", ZeRO-{b['zero']}" + (f", {b['gpu_stack']}" if b.get("gpu_stack") else ""))
             lines.append(f"| {m} | {dev} | {na} -> {nb} | {a['tokens_per_s']:.3g} -> "
                          f"{b['tokens_per_s']:.3g} | {eff:.0%} | {how} |")
-    lines += ["", "Reading: with the global batch fixed, the CS-2 curve bends once each system's "
-              "share is too small to hide the weight stream (the engine's `auto` plan; see section 1 "
-              "for the best micro-batching); the GPU curves keep the batch per GPU shrinking too, "
-              "and their efficiency is in the table. Run it yourself with `wsim sweep --models ... "
+    cs2 = [r for r in rows if r["kind"] == "simulate"]
+    last = {m: max((r for r in cs2 if r["model"] == m), key=lambda r: r["systems"]) for m in {r["model"] for r in cs2}}
+    lines += ["", "Reading: with the global batch fixed, each CS-2 added shrinks every system's share; "
+              "at the largest count the CS-2 step is "
+              + ", ".join(f"{b['bottleneck']}-bound for {m}" for m, b in sorted(last.items()))
+              + " (section 1 gives the knees and their causes); the GPU curves keep the batch per "
+              "GPU shrinking too, and their efficiency is in the table. Run it yourself with `wsim sweep --models ... "
               "--systems ... --jobs 2 --out results/sweep.csv`, or on a Dask cluster with "
               "`--scheduler tcp://HOST:PORT`; rerunning skips the points already in the file.", ""]
     return "\n".join(lines)

@@ -8,8 +8,9 @@ Accounting:
   published batch and CS-2 count. 13B switched 720 -> 1080 sequences and 8 -> 12 CS-2; the paper
   does not say when, so we *assume* half of the steps in each phase (``--switch-fraction``). Both
   phases give every CS-2 90 sequences, so the split does not move the time, only the tokens;
-- micro-batching: ``best`` (the engine's ``auto`` plan or activation recompute, whichever is
-  faster: ``wsim.compare.choose_job``) and, for reference, the engine's ``auto`` alone;
+- micro-batching: the default ``best`` (micro-batch count and activation recompute chosen jointly
+  for the shortest step, ``wsim.analytic.choose_plan``) and, for reference, ``fit`` (the fewest
+  micro-batches without recompute: the simulator's default before the wafer model);
 - FLOPs: ``ModelSpec.flops_per_token(2048)`` (forward + backward = 3x forward, attention scores and
   the LM head included, no recompute) x the published tokens, against the published column; also
   6 x parameters x tokens ("Transformer Math 101", FACTS.md) for reference.
@@ -19,15 +20,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from experiments.common import (CGPT, QUICK_CGPT, Timer, days, log, params_str, parser, progress,
+from experiments.common import (CGPT, QUICK_CGPT, Timer, bound, days, log, params_str, parser, progress,
                                 read_csv, write_csv)
 from models import zoo
 from wsim.compare import cs2_time_to_train, published_phases
 
 COLUMNS = ["model", "params", "phases", "steps", "batch_seqs", "systems", "cs2_label", "published_tokens",
            "simulated_tokens", "step_time_s", "micro_batches", "recompute", "bottleneck",
-           "compute_utilization", "time_to_train_s", "time_to_train_days", "time_to_train_days_auto",
-           "flops_per_token", "model_flops", "published_flops", "flops_ratio", "six_nd_flops",
+           "compute_utilization", "time_to_train_s", "time_to_train_days", "time_to_train_days_fit",
+           "micro_batches_fit", "bottleneck_fit", "flops_per_token", "model_flops", "published_flops", "flops_ratio", "six_nd_flops",
            "six_nd_ratio"]
 
 
@@ -36,7 +37,7 @@ def point(name: str, switch_fraction: float) -> dict:
     pub = zoo.CEREBRAS_GPT_TRAINING[name]
     phases = published_phases(name, switch_fraction)
     best = cs2_time_to_train(model, phases, micro_batching="best")
-    auto = cs2_time_to_train(model, phases, micro_batching="auto")
+    fit = cs2_time_to_train(model, phases, micro_batching="fit")
     last = best["phases"][-1]
     fpt = model.flops_per_token(2048)
     return {
@@ -50,7 +51,8 @@ def point(name: str, switch_fraction: float) -> dict:
         "recompute": last["recompute"], "bottleneck": last["bottleneck"],
         "compute_utilization": last["compute_utilization"],
         "time_to_train_s": best["time_to_train_s"], "time_to_train_days": days(best["time_to_train_s"]),
-        "time_to_train_days_auto": days(auto["time_to_train_s"]),
+        "time_to_train_days_fit": days(fit["time_to_train_s"]),
+        "micro_batches_fit": fit["phases"][-1]["micro_batches"], "bottleneck_fit": fit["phases"][-1]["bottleneck"],
         "flops_per_token": fpt, "model_flops": fpt * pub.tokens, "published_flops": pub.training_flops,
         "flops_ratio": fpt * pub.tokens / pub.training_flops,
         "six_nd_flops": 6 * model.params * pub.tokens,
@@ -68,7 +70,7 @@ def plot(rows: list[dict], out: Path) -> str:
     names = [short(r["model"]) for r in rows]
     w = 0.38
     a1.bar(x - w / 2, [r["time_to_train_days"] for r in rows], w, label="best micro-batching")
-    a1.bar(x + w / 2, [r["time_to_train_days_auto"] for r in rows], w, label="engine 'auto' plan",
+    a1.bar(x + w / 2, [r["time_to_train_days_fit"] for r in rows], w, label="'fit' plan (no recompute)",
            color="tab:gray")
     for xi, r in zip(x, rows):
         a1.annotate(r["cs2_label"], (xi - w / 2, r["time_to_train_days"]), xytext=(0, 3),
@@ -122,13 +124,13 @@ def reading(out: Path) -> str:
              "half the steps in each (both give 90 sequences per CS-2: same step time, so the split "
              "moves tokens, not time). FLOPs = wsim model FLOPs per token (3x forward incl. attention "
              "and the LM head, no recompute) x published tokens.", "",
-             "| model | params | phases | step (s) | plan | days (best) | days (auto) | wsim FLOPs | "
+             "| model | params | phases | step (s) | plan | days (best) | days (fit) | wsim FLOPs | "
              "paper FLOPs | ratio | 6ND ratio |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         plan = f"{r['micro_batches']} mb{' + recompute' if r['recompute'] else ''}, {r['bottleneck']}"
         lines.append(f"| {r['model']} | {params_str(r['params'])} | {r['phases']} | {r['step_time_s']:.3g} | "
-                     f"{plan} | {r['time_to_train_days']:.3g} | {r['time_to_train_days_auto']:.3g} | "
+                     f"{plan} | {r['time_to_train_days']:.3g} | {r['time_to_train_days_fit']:.3g} | "
                      f"{r['model_flops']:.3g} | {r['published_flops']:.3g} | {r['flops_ratio']:.2f} | "
                      f"{r['six_nd_ratio']:.2f} |")
     thirteen = [r for r in rows if r["model"].endswith("13b")]
@@ -139,10 +141,11 @@ def reading(out: Path) -> str:
                  f"published {t['published_tokens']:.3g}: the published steps x 720 sequences alone "
                  f"already make the published tokens, so the 1080 phase must have been short (or the "
                  f"step count is quoted at batch 720); the time to train does not depend on it.")
-        if t["time_to_train_days_auto"] > 1.5 * t["time_to_train_days"]:
-            extra += (f" The engine's `auto` plan (no recompute, one sequence per micro-batch) would "
-                      f"take {t['time_to_train_days_auto']:.3g} days: {t['time_to_train_days_auto'] / t['time_to_train_days']:.1f}x "
-                      f"longer, weight-stream bound.")
+        if t["time_to_train_days_fit"] > 1.5 * t["time_to_train_days"]:
+            extra += (f" The `fit` plan (the fewest micro-batches without recompute: "
+                      f"{t['micro_batches_fit']} per step) would take {t['time_to_train_days_fit']:.3g} "
+                      f"days: {t['time_to_train_days_fit'] / t['time_to_train_days']:.1f}x longer, "
+                      f"{bound(t['bottleneck_fit'])}.")
     by_size = sorted(rows, key=lambda r: r["params"])
     trend = ("rises with model size" if all(a["flops_ratio"] <= b["flops_ratio"]
                                             for a, b in zip(by_size, by_size[1:])) else "varies")

@@ -204,6 +204,14 @@ class ModelSpec:
                      "mlp_bias", "head_bias"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"model {name} must be a bool, got {getattr(self, name)!r}")
+        # specs written before these fields existed carried them in ``extra`` (wsim.gpu's adapter
+        # reads either): take them from there when the field was not given
+        legacy = self.extra if isinstance(self.extra, dict) else {}
+        if self.kv_heads == 0 and legacy.get("kv_heads") is not None:
+            object.__setattr__(self, "kv_heads", legacy["kv_heads"])
+        if not self.gated_mlp and (legacy.get("gated_mlp") is True or
+                                   str(legacy.get("mlp", "")).lower() in ("swiglu", "geglu", "gated")):
+            object.__setattr__(self, "gated_mlp", True)
         kv = self.kv_heads
         if not isinstance(kv, int) or isinstance(kv, bool) or kv < 0:
             raise ValueError(f"model kv_heads must be a positive integer (or 0 for heads), got {kv!r}")

@@ -53,17 +53,22 @@ def _one_torch_thread(request):
 
 
 # ---- a tally of generated inputs by outcome (tests/reliability) -----------------------------------
-# Property tests record each generated input's outcome with ``tally(property, outcome)`` (the
-# ``outcomes`` fixture); the counts are printed in pytest's terminal summary (no ``-s`` needed) and
-# written to ``$WSIM_RELIABILITY_COUNTS`` when that variable names a file. Under pytest-xdist each
+# Property tests record each input they actually ran, and its outcome, with
+# ``tally(property, outcome, example)`` (the ``outcomes`` fixture): the counts are the examples
+# Hypothesis drew and executed (not its ``max_examples``), and ``distinct`` counts different inputs
+# among them (Hypothesis may draw the same input twice). They are printed in pytest's terminal
+# summary (no ``-s`` needed) and written to ``$WSIM_RELIABILITY_COUNTS`` when that variable names a
+# file. Under pytest-xdist each
 # worker sends its counts to the controller (``workeroutput``), which prints the sum. These hooks
 # live here, not in tests/reliability/conftest.py: an xdist controller collects nothing, so it
 # loads only this top-level conftest.
 OUTCOMES: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+DISTINCT: dict[str, set] = collections.defaultdict(set)
 
 
-def tally(prop: str, outcome: str) -> None:
+def tally(prop: str, outcome: str, example=None) -> None:
     OUTCOMES[prop][outcome] += 1
+    DISTINCT[prop].add(hash(repr(example)) if example is not None else len(DISTINCT[prop]))
 
 
 @pytest.fixture(scope="session")
@@ -75,6 +80,7 @@ def pytest_sessionfinish(session):
     workeroutput = getattr(session.config, "workeroutput", None)
     if workeroutput is not None:  # an xdist worker: hand the counts to the controller
         workeroutput["wsim_outcomes"] = json.dumps({k: dict(v) for k, v in OUTCOMES.items()})
+        workeroutput["wsim_distinct"] = json.dumps({k: sorted(v) for k, v in DISTINCT.items()})
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -82,6 +88,9 @@ def pytest_testnodedown(node, error):
     counts = getattr(node, "workeroutput", {}).get("wsim_outcomes")
     for prop, by_outcome in json.loads(counts or "{}").items():
         OUTCOMES[prop].update(by_outcome)
+    distinct = getattr(node, "workeroutput", {}).get("wsim_distinct")
+    for prop, hashes in json.loads(distinct or "{}").items():
+        DISTINCT[prop].update(hashes)
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -89,13 +98,14 @@ def pytest_terminal_summary(terminalreporter):
         return
     tr = terminalreporter
     tr.section("generated inputs by outcome (tests/reliability)")
+    tr.write_line(f"{'property':<40} {'drawn':>6} {'distinct':>8}  outcomes")
     total = collections.Counter()
     for prop in sorted(OUTCOMES):
         counts = OUTCOMES[prop]
         total.update(counts)
-        tr.write_line(f"{prop:<34} {sum(counts.values()):>6}  " +
+        tr.write_line(f"{prop:<40} {sum(counts.values()):>6} {len(DISTINCT[prop]):>8}  " +
                       ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
-    tr.write_line(f"{'TOTAL':<34} {sum(total.values()):>6}  " +
+    tr.write_line(f"{'TOTAL':<40} {sum(total.values()):>6} {sum(len(v) for v in DISTINCT.values()):>8}  " +
                   ", ".join(f"{k} {v}" for k, v in sorted(total.items())))
     path = os.environ.get("WSIM_RELIABILITY_COUNTS")
     if path:

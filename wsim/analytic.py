@@ -4,7 +4,7 @@ With no contention a step is a three-stage pipeline over the step's layer passes
 down, the CS-2 computes, gradients stream up), each pass taking S, C and G on the three stages:
 
     T_step = flow_shop(S, C, G over the passes) + bubble   (<= sum of per-pass max(C, S, G) + bubble)
-    C = FLOPs of the pass on one CS-2 / (peak x efficiency)
+    C = the pass's time on one CS-2 by the wafer compute model (wsim/wafer.py)
     S = weight bytes / B_down  (0 for an embedding's backward)
     G = gradient bytes / B_up  (backward only)
     B_down, B_up = the slowest link from MemoryX to a CS-2 (cut-through at line rate)
@@ -18,16 +18,27 @@ shows where they part: a slow optimizer (updates queue), a half-duplex MemoryX, 
 ``balance_tokens_per_system``: the tokens per micro-batch at which a block's compute equals its
 weight stream. Below it a CS-2 waits for weights, so adding systems at a fixed global batch (fewer
 tokens each) stops scaling linearly: the point the scaling study looks for.
+
+The closed form also *chooses* the plan (``choose_plan``): with the default policy ``best`` the
+micro-batch count and activation recompute are chosen jointly for the shortest step. For either
+recompute setting the step time does not fall with more micro-batches than the fewest that fit
+(each adds a full weight stream and a pass overhead per layer and removes no compute; a test checks
+it on a grid), so the candidates are the fewest micro-batches without recompute and the fewest with
+it; the faster wins, and the report says which and why.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
+from wsim import memory
 from wsim.engine.schedule import BWD, FWD, RECOMPUTE, check_work, chunk_passes
+from wsim.errors import ConfigError
 from wsim.hardware import ClusterSpec
 from wsim.job import TrainingJob
-from wsim.memory import WaferPlan, check_memoryx, plan as plan_wafer
+from wsim.memory import WaferPlan, check_memoryx
+from wsim.wafer import PassTimer
 
 
 # The closed form lists every layer pass of a step (about 1 us each): refuse more than this.
@@ -54,8 +65,10 @@ class AnalyticReport:
         return self.__dict__.copy()
 
 
+@functools.lru_cache(maxsize=256)
 def bandwidths(cluster: ClusterSpec) -> tuple[float, float, int]:
-    """(B_down, B_up, hops): the slowest link each way and the hops from MemoryX to a CS-2."""
+    """(B_down, B_up, hops): the slowest link each way and the hops from MemoryX to a CS-2 (cached:
+    the plan chooser asks for every candidate plan; a ClusterSpec is frozen)."""
     from wsim import topology
 
     g = topology.build(cluster)
@@ -70,9 +83,11 @@ def bandwidths(cluster: ClusterSpec) -> tuple[float, float, int]:
 def balance_tokens(job: TrainingJob, cluster: ClusterSpec) -> float:
     """Tokens per CS-2 per micro-batch where a block's forward compute equals its weight stream."""
     down, _, _ = bandwidths(cluster)
-    block = next(l for l in job.layers() if l.kind == "block")
-    stream_s = block.params * job.bytes_per_element / down
-    return stream_s * cluster.cs2.sustained_flops_per_s / block.fwd_flops_per_token
+    layers = job.layers()
+    i = next(i for i, l in enumerate(layers) if l.kind == "block")
+    timer = PassTimer(layers[i:i + 1], cluster.cs2)
+    stream_s = layers[i].params * job.bytes_per_element / down
+    return max(0.0, stream_s - timer.overhead_s) / timer.per_token[0][FWD]
 
 
 def passes(job: TrainingJob, cluster: ClusterSpec, plan: WaferPlan) -> list[tuple[float, float, float]]:
@@ -82,20 +97,20 @@ def passes(job: TrainingJob, cluster: ClusterSpec, plan: WaferPlan) -> list[tupl
                unit="layer passes", limit_name="the closed form's MAX_LAYER_PASSES",
                hint="use fewer sequences per system")
     down, up, _ = bandwidths(cluster)
-    rate = cluster.cs2.sustained_flops_per_s
     layers = job.layers()
+    timer = PassTimer(layers, cluster.cs2)
     out = []
     for seqs in plan.micro_batch_seqs:
         tokens = seqs * job.seq
-        for layer in layers:
-            out.append((layer.params * job.bytes_per_element / down,
-                        layer.fwd_flops_per_token * tokens / rate, 0.0))
-        for layer in reversed(layers):
+        for i, layer in enumerate(layers):
+            out.append((layer.params * job.bytes_per_element / down, timer.seconds(i, FWD, tokens), 0.0))
+        for i in reversed(range(len(layers))):
+            layer = layers[i]
             s = layer.params * job.bytes_per_element / down
             if plan.recompute and layer.kind == "block":
-                out.append((s, layer.fwd_flops_per_token * tokens / rate, 0.0))
+                out.append((s, timer.seconds(i, RECOMPUTE, tokens), 0.0))
             out.append((s if layer.needs_weights_in_backward else 0.0,
-                        layer.bwd_flops_per_token * tokens / rate,
+                        timer.seconds(i, BWD, tokens),
                         layer.params * job.grad_bytes_per_param / up))
     return out
 
@@ -124,8 +139,15 @@ def flow_shop_s(work: list[tuple[float, float, float]]) -> float:
 
 
 def step_time(job: TrainingJob, cluster: ClusterSpec, plan: WaferPlan | None = None) -> AnalyticReport:
+    """The closed-form step of ``job`` on ``cluster``, with ``plan`` or the one the job's policy
+    chooses (``choose_plan``)."""
     check_memoryx(job, cluster)
-    plan = plan or plan_wafer(job, cluster)
+    if plan is None:
+        return choose_plan(job, cluster).report
+    return _step_time(job, cluster, plan)
+
+
+def _step_time(job: TrainingJob, cluster: ClusterSpec, plan: WaferPlan) -> AnalyticReport:
     _, _, hops = bandwidths(cluster)
     work = passes(job, cluster, plan)
     flow = flow_shop_s(work)
@@ -151,4 +173,75 @@ def step_time(job: TrainingJob, cluster: ClusterSpec, plan: WaferPlan | None = N
     )
 
 
-__all__ = ["AnalyticReport", "step_time", "balance_tokens", "bandwidths", "FWD", "BWD", "RECOMPUTE"]
+@dataclass(frozen=True)
+class PlanChoice:
+    """The plan a policy chose, its closed-form step, the alternatives weighed and why."""
+
+    policy: str
+    plan: WaferPlan
+    report: AnalyticReport
+    alternatives: tuple  # ((micro_batches, recompute, closed-form step s or None, note), ...)
+    reason: str
+
+    def to_dict(self) -> dict:
+        return {"policy": self.policy, "micro_batches": self.plan.micro_batches,
+                "recompute": self.plan.recompute, "seqs_per_micro_batch": self.plan.seqs_per_micro_batch,
+                "closed_form_step_time_s": self.report.step_time_s,
+                "alternatives": [{"micro_batches": m, "recompute": r, "closed_form_step_time_s": t,
+                                  "note": note} for m, r, t, note in self.alternatives],
+                "reason": self.reason}
+
+
+def _bound(rep: AnalyticReport) -> str:
+    parts = {"compute": rep.compute_s, "weight-stream": rep.stream_s, "gradient-stream": rep.gradient_s}
+    return max(parts, key=parts.get) + "-bound"
+
+
+def _describe(plan: WaferPlan) -> str:
+    mb = "micro-batch" if plan.micro_batches == 1 else "micro-batches"
+    return (f"{plan.micro_batches} {mb} of {plan.seqs_per_micro_batch} sequence(s) "
+            f"{'with' if plan.recompute else 'without'} activation recompute")
+
+
+def choose_plan(job: TrainingJob, cluster: ClusterSpec) -> PlanChoice:
+    """The job's plan under its policy (``TrainingJob.micro_batches``), with the closed-form step.
+
+    ``best``: the shortest closed-form step over the fewest micro-batches that fit without
+    recompute and the fewest that fit with it. ``fit`` (alias ``auto``): the fewest that fit
+    without recompute, recompute only when one sequence does not fit. An integer M: M micro-batches,
+    recompute only if they do not fit without."""
+    policy = job.micro_batches
+    if policy != "best":
+        plan = memory.plan(job, cluster)
+        rep = _step_time(job, cluster, plan)
+        why = ("the policy 'fit': the fewest micro-batches that fit the wafer" if policy in ("fit", "auto")
+               else f"{policy} micro-batch(es) as asked")
+        return PlanChoice(str(policy), plan, rep, (), f"{_describe(plan)}: {why}")
+    tried = []
+    for recompute in (False, True):
+        try:
+            plan = memory.fewest(job, cluster, recompute)
+        except ConfigError as exc:
+            tried.append((None, recompute, None, str(exc)))
+            continue
+        tried.append((plan, recompute, _step_time(job, cluster, plan), ""))
+    ok = [t for t in tried if t[2] is not None]
+    if not ok:
+        raise ConfigError(tried[-1][3])
+    plan, _, rep, _ = min(ok, key=lambda t: t[2].step_time_s)
+    alternatives = tuple(
+        (p.micro_batches if p else None, r, rp.step_time_s if rp else None,
+         note or (f"{_bound(rp)}" + (f", {rp.step_time_s / rep.step_time_s - 1:+.1%}" if p is not plan else "")))
+        for p, r, rp, note in tried)
+    others = [f"{_describe(p)} takes {rp.step_time_s:.4g} s ({_bound(rp)})" for p, _, rp, _ in ok
+              if p is not plan]
+    reason = f"{_describe(plan)}: {rep.step_time_s:.4g} s per step by the closed form ({_bound(rep)})"
+    if others:
+        reason += "; " + "; ".join(others)
+    else:
+        reason += "; " + "; ".join(t[3] for t in tried if t[2] is None)
+    return PlanChoice("best", plan, rep, alternatives, reason)
+
+
+__all__ = ["AnalyticReport", "PlanChoice", "step_time", "choose_plan", "balance_tokens", "bandwidths",
+           "FWD", "BWD", "RECOMPUTE"]

@@ -9,10 +9,10 @@ Accounting (stated in every report):
 - time to train = sum over phases of steps x step time; the GPU cluster trains the same batches for
   the same steps (same tokens, same optimisation trajectory), each phase with its fastest plan
   (``wsim.gpu.search``);
-- CS-2 micro-batching: ``best`` tries the engine's own ``auto`` plan (fewest micro-batches without
-  activation recompute) and the fewest micro-batches *with* recompute, and keeps the faster by the
-  closed-form model; ``auto`` keeps the engine default. The GPU side searches recompute too, so
-  ``best`` is the like-for-like choice;
+- CS-2 micro-batching: ``best`` (the simulator's default) chooses the micro-batch count and
+  activation recompute jointly for the shortest step by the closed form
+  (``wsim.analytic.choose_plan``); ``fit`` takes the fewest micro-batches without recompute. The
+  GPU side searches recompute too, so ``best`` is the like-for-like choice;
 - matching: the smallest GPU count in a geometric grid whose best plan reaches the CS-2 time to
   train; ``complexity`` counts the plan's parallelism dimensions and non-default knobs (a CS-2
   cluster is data parallel only: 1 dimension, no knobs).
@@ -28,8 +28,7 @@ from models.spec import ModelSpec
 from wsim import analytic, hardware
 from wsim.errors import ConfigError, positive, require
 from wsim.hardware import ClusterSpec
-from wsim.job import TrainingJob
-from wsim.memory import activation_bytes_per_seq
+from wsim.job import MICRO_BATCH_POLICIES, TrainingJob
 
 # Powers of 2 and 1.5 x powers of 2 (multiples of 8 from 8 up): the GPU counts tried when matching.
 GPU_GRID = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048,
@@ -38,7 +37,7 @@ GPUS_DEFAULT = ("a100-80gb", "h100-80gb")
 # The module docstring's accounting paragraph, carried in every report.
 ACCOUNTING = " ".join(__doc__.split("Accounting (stated in every report):")[1].split())
 METHODS = ("engine", "analytic")
-POLICIES = ("best", "auto")
+POLICIES = MICRO_BATCH_POLICIES
 
 
 @dataclass(frozen=True)
@@ -83,37 +82,12 @@ def cluster_for(cluster: ClusterSpec | str, systems: int) -> ClusterSpec:
     return cluster.with_systems(systems)
 
 
-def _micro_batch_options(job: TrainingJob, cluster: ClusterSpec) -> list:
-    """``auto`` and the fewest micro-batches that fit with activation recompute (wsim.memory)."""
-    seqs = job.seqs_per_system(cluster.systems)
-    usable = cluster.cs2.usable_sram_bytes - cluster.cs2.weight_buffer_bytes
-    fit = int(usable // activation_bytes_per_seq(job, recompute=True)) if usable > 0 else 0
-    options: list = ["auto"]
-    if fit >= 1:
-        options.append(-(-seqs // min(fit, seqs)))
-    return options
-
-
 def choose_job(model: ModelSpec, *, seq: int, batch: int, cluster: ClusterSpec,
                micro_batching: str | int = "best") -> tuple[TrainingJob, analytic.AnalyticReport]:
-    """The job to run (its ``micro_batches`` fixed by the policy) and its closed-form step."""
-    if micro_batching not in POLICIES:
-        job = TrainingJob(model, seq=seq, batch_seqs=batch, micro_batches=micro_batching)
-        return job, analytic.step_time(job, cluster)
-    base = TrainingJob(model, seq=seq, batch_seqs=batch)
-    best = None
-    options = _micro_batch_options(base, cluster) if micro_batching == "best" else ["auto"]
-    for m in options:
-        job = base if m == "auto" else TrainingJob(model, seq=seq, batch_seqs=batch, micro_batches=m)
-        try:
-            rep = analytic.step_time(job, cluster)
-        except ConfigError:
-            if m == "auto":
-                raise
-            continue
-        if best is None or rep.step_time_s < best[1].step_time_s:
-            best = (job, rep)
-    return best
+    """The job under the micro-batch policy (``best``, ``fit`` or a count) and its closed-form step;
+    the engine, given the job, makes the same choice (``wsim.analytic.choose_plan``)."""
+    job = TrainingJob(model, seq=seq, batch_seqs=batch, micro_batches=micro_batching)
+    return job, analytic.step_time(job, cluster)
 
 
 def _analytic_bottleneck(rep: analytic.AnalyticReport) -> str:
@@ -168,10 +142,11 @@ def cs2_time_to_train(model: ModelSpec, phases: list[Phase], *, seq: int = 2048,
 
 def complexity(plan: dict) -> dict:
     """How much a GPU plan asks of its user: dimensions > 1 and knobs away from plain DP."""
-    dims = sum(plan[k] > 1 for k in ("tp", "pp", "dp"))
-    knobs = sum([plan["tp"] > 1, plan["pp"] > 1, plan["dp"] > 1, plan["interleave"] > 1,
+    cp = plan.get("cp", 1)  # context parallelism (wsim.gpu plans since issue 12)
+    dims = sum(plan[k] > 1 for k in ("tp", "pp", "dp")) + (cp > 1)
+    knobs = sum([plan["tp"] > 1, plan["pp"] > 1, plan["dp"] > 1, plan["interleave"] > 1, cp > 1,
                  plan["recompute"] != "none", bool(plan["sequence_parallel"]), plan["zero"] > 0])
-    return {"parallel_dims": dims, "model_parallel": plan["tp"] * plan["pp"], "knobs": knobs}
+    return {"parallel_dims": dims, "model_parallel": plan["tp"] * cp * plan["pp"], "knobs": knobs}
 
 
 def gpu_time_to_train(model: ModelSpec, phases: list[Phase], *, gpus: int, gpu: str,
@@ -186,17 +161,25 @@ def gpu_time_to_train(model: ModelSpec, phases: list[Phase], *, gpus: int, gpu: 
         except ConfigError:
             return None
         plan = r.plan.to_dict()
+        alt = (r.search or {}).get("validated_alternative")
         rows.append({"batch_seqs": ph.batch_seqs, "steps": ph.steps, "step_time_s": r.step_time_s,
                      "time_s": ph.steps * r.step_time_s, "plan": plan, "mfu": r.mfu,
                      "model_tflops_per_gpu": r.model_tflops_per_gpu,
-                     "memory_per_gpu_bytes": r.memory.total_bytes, "complexity": complexity(plan)})
+                     "memory_per_gpu_bytes": r.memory.total_bytes, "complexity": complexity(plan),
+                     "regime": r.regime.get("status"),
+                     # the fastest plan inside a validated regime, when the fastest is not in one
+                     "validated_step_time_s": r.step_time_s if r.regime.get("validated")
+                     else (alt["step_time_s"] if alt else None)})
     total = sum(r["time_s"] for r in rows)
     tokens = sum(ph.steps * ph.batch_seqs * seq for ph in phases)
     main = max(rows, key=lambda r: r["time_s"])  # the phase that dominates names the plan
     return {"gpu": gpu, "gpus": gpus, "time_to_train_s": total, "tokens_per_s": tokens / total,
             "plan": main["plan"], "complexity": main["complexity"], "mfu": main["mfu"],
             "model_tflops_per_gpu": main["model_tflops_per_gpu"],
-            "memory_per_gpu_bytes": main["memory_per_gpu_bytes"], "phases": rows}
+            "memory_per_gpu_bytes": main["memory_per_gpu_bytes"], "regime": main["regime"],
+            "validated_time_to_train_s": None if any(r["validated_step_time_s"] is None for r in rows)
+            else sum(r["steps"] * r["validated_step_time_s"] for r in rows),
+            "phases": rows}
 
 
 def match_gpus(model: ModelSpec, phases: list[Phase], target_s: float, *, gpu: str, seq: int = 2048,

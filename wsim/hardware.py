@@ -17,13 +17,39 @@ from wsim.errors import ConfigError, positive, non_negative, require
 
 @dataclass(frozen=True)
 class CS2Spec:
-    """One CS-2 system (WSE-2)."""
+    """One CS-2 system (WSE-2): its published structure and the wafer compute model's parameters.
 
-    # Estimate: Andromeda is quoted at 120 PFLOP/s dense 16-bit for 16 CS-2 (press release 2022-11).
+    How a layer's time follows from these is ``wsim/wafer.py``. Structure is sourced; the two
+    matmul peak fraction is *fitted* (global, on the development set stated there, leave-one-out
+    errors in ``experiments/wafer_validation.py``); the rest are assumptions, named as such.
+    """
+
+    # Estimate: Andromeda is quoted at 120 PFLOP/s dense 16-bit for 16 CS-2 (press release 2022-11);
+    # Zhang et al. 2024 (HPEC, arXiv 2409.00287) Table I: 7.5 PFLOP/s.
     peak_flops_per_s: float = 7.5e15
-    # Assumption: no published CS-2 utilisation for GPT training; 50% of peak is a round middle value
-    # for matmul-dominated work and is one of the knobs of the sensitivity study.
-    compute_efficiency: float = 0.5
+    # CS-2 product page; Tom's Hardware on Andromeda (2022-11): 850,000 cores.
+    cores: int = 850_000
+    # Zhang et al. 2024 Table I: 1.1 GHz.
+    clock_hz: float = 1.1e9
+    # CS-2 product page: 20 PB/s on-chip memory bandwidth (about 21 bytes per core per cycle).
+    sram_bytes_per_s: float = 20e15
+    # FITTED (the only fitted parameter): the fraction of the FP16 peak a large matrix product
+    # sustains inside a training step (wsim/wafer.py; development set and leave-one-out errors there).
+    matmul_peak_fraction: float = 0.4597
+    # Hockney's half-performance length n_1/2 of a product's dimension on the wafer. None (default):
+    # the side of the core grid, sqrt(cores) = 922 for the WSE-2 (structure; wsim/wafer.py).
+    matmul_half_dim: float | None = None
+    # Derived, an assumption on issue rate: the 8 FLOPs per core per cycle of the FP16 peak
+    # (7.5e15 / (850,000 x 1.1e9)) are 4 fused multiply-adds, a 4-wide 16-bit SIMD; other
+    # element-wise operations (LayerNorm, GeLU, softmax, adds) are taken to issue 4 per cycle too,
+    # unless SRAM bandwidth binds first (wsim/wafer.py: it does not at 20 PB/s).
+    elementwise_ops_per_core_per_cycle: float = 4.0
+    # Assumption: a layer pass starts by filling the wafer and ends by draining it: data crosses the
+    # 2-D mesh of ~sqrt(850,000) = 922 cores each way, one hop per cycle, about 1.7 us per pass.
+    pass_overhead_cycles: float = 2 * 922.0
+    # What-if override (not a default): when set, every FLOP runs at peak x this fraction and the
+    # shape model above is ignored, as wsim did before the wafer model. None: the wafer model.
+    compute_efficiency: float | None = None
     # CS-2 product page; Tom's Hardware on Andromeda (2022-11): 40 GB on-chip SRAM.
     sram_bytes: float = 40e9
     # Assumption: SRAM the compiled kernels, I/O buffers and runtime keep for themselves.
@@ -36,12 +62,26 @@ class CS2Spec:
 
     def __post_init__(self) -> None:
         positive("cs2.peak_flops_per_s", self.peak_flops_per_s)
-        positive("cs2.compute_efficiency", self.compute_efficiency)
-        require(self.compute_efficiency <= 1.0,
-                f"cs2.compute_efficiency must be at most 1, got {self.compute_efficiency!r}")
-        require(self.sustained_flops_per_s > 0,
-                f"cs2.peak_flops_per_s x cs2.compute_efficiency underflows to 0 "
-                f"({self.peak_flops_per_s!r} x {self.compute_efficiency!r})")
+        positive("cs2.cores", self.cores, integer=True)
+        positive("cs2.clock_hz", self.clock_hz)
+        positive("cs2.sram_bytes_per_s", self.sram_bytes_per_s)
+        positive("cs2.matmul_peak_fraction", self.matmul_peak_fraction)
+        require(self.matmul_peak_fraction <= 1.0,
+                f"cs2.matmul_peak_fraction must be at most 1, got {self.matmul_peak_fraction!r}")
+        if self.matmul_half_dim is not None:
+            non_negative("cs2.matmul_half_dim", self.matmul_half_dim)
+        positive("cs2.elementwise_ops_per_core_per_cycle", self.elementwise_ops_per_core_per_cycle)
+        non_negative("cs2.pass_overhead_cycles", self.pass_overhead_cycles)
+        if self.compute_efficiency is not None:
+            positive("cs2.compute_efficiency", self.compute_efficiency)
+            require(self.compute_efficiency <= 1.0,
+                    f"cs2.compute_efficiency must be at most 1 (or null for the wafer model), "
+                    f"got {self.compute_efficiency!r}")
+        for name in ("matmul_peak_fraction", "compute_efficiency"):
+            value = getattr(self, name)
+            require(value is None or self.peak_flops_per_s * value > 0,
+                    f"cs2.peak_flops_per_s x cs2.{name} underflows to 0 "
+                    f"({self.peak_flops_per_s!r} x {value!r})")
         positive("cs2.sram_bytes", self.sram_bytes)
         non_negative("cs2.sram_reserved_bytes", self.sram_reserved_bytes)
         require(self.sram_reserved_bytes < self.sram_bytes,
@@ -49,10 +89,6 @@ class CS2Spec:
                 f"({self.sram_bytes:g})")
         positive("cs2.io_bytes_per_s", self.io_bytes_per_s)
         positive("cs2.weight_buffer_bytes", self.weight_buffer_bytes)
-
-    @property
-    def sustained_flops_per_s(self) -> float:
-        return self.peak_flops_per_s * self.compute_efficiency
 
     @property
     def usable_sram_bytes(self) -> float:

@@ -8,12 +8,18 @@ from models.spec import LayerSpec, ModelSpec
 from wsim.errors import ConfigError, positive, require
 
 
+MICRO_BATCH_POLICIES = ("best", "fit", "auto")
+
+
 @dataclass(frozen=True)
 class TrainingJob:
     model: ModelSpec
     seq: int = 2048
     batch_seqs: int = 1  # global batch, in sequences
-    micro_batches: int | str = "auto"  # per system; "auto" picks the fewest that fit the wafer
+    # per system: "best" (the shortest step, micro-batch count and recompute chosen jointly by the
+    # closed form, wsim.analytic.choose_plan), "fit" (the fewest that fit without recompute; "auto"
+    # is its older name) or a count
+    micro_batches: int | str = "best"
     steps: int = 1
     # 16-bit weights and activations (Cerebras-GPT trains in mixed precision, Dey et al. 2023 sec. 3).
     bytes_per_element: int = 2
@@ -30,7 +36,11 @@ class TrainingJob:
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         positive("batch", self.batch_seqs, integer=True)
-        if self.micro_batches != "auto":
+        if isinstance(self.micro_batches, str):
+            require(self.micro_batches in MICRO_BATCH_POLICIES,
+                    f"micro_batches must be a positive integer or one of {', '.join(MICRO_BATCH_POLICIES)}, "
+                    f"got {self.micro_batches!r}")
+        else:
             positive("micro_batches", self.micro_batches, integer=True)
         positive("steps", self.steps, integer=True)
         require(self.bytes_per_element in (1, 2, 4),

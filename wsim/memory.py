@@ -80,14 +80,7 @@ def split(seqs: int, parts: int) -> list[int]:
     return [base + 1] * extra + [base] * (parts - extra)
 
 
-def plan(job: TrainingJob, cluster: ClusterSpec) -> WaferPlan:
-    """Choose micro-batching (and recompute) so that activations fit the wafer.
-
-    ``auto``: the fewest micro-batches that fit without recompute (the largest micro-batch that
-    fits, the system's sequences split evenly, so sizes may differ by one); activation
-    checkpointing only when even one sequence does not fit. A forced count M splits the system's
-    sequences into M micro-batches the same way."""
-    seqs = job.seqs_per_system(cluster.systems)
+def _usable(cluster: ClusterSpec) -> float:
     buffer = cluster.cs2.weight_buffer_bytes
     usable = cluster.cs2.usable_sram_bytes - buffer
     if usable <= 0:
@@ -95,23 +88,51 @@ def plan(job: TrainingJob, cluster: ClusterSpec) -> WaferPlan:
             f"cs2.weight_buffer_bytes ({buffer:g}) leaves no SRAM for activations "
             f"(usable {cluster.cs2.usable_sram_bytes:g} bytes)"
         )
+    return usable
+
+
+def _make(job: TrainingJob, cluster: ClusterSpec, m: int, recompute: bool) -> WaferPlan:
+    seqs = job.seqs_per_system(cluster.systems)
+    per = activation_bytes_per_seq(job, recompute)
+    largest = -(-seqs // m)
+    return WaferPlan(seqs, m, largest, recompute, per * largest, cluster.cs2.weight_buffer_bytes,
+                     _usable(cluster))
+
+
+def fewest(job: TrainingJob, cluster: ClusterSpec, recompute: bool) -> WaferPlan:
+    """The fewest micro-batches that fit the wafer with (or without) activation recompute: the
+    largest micro-batch that fits, the system's sequences split evenly (sizes may differ by one)."""
+    seqs = job.seqs_per_system(cluster.systems)
+    usable = _usable(cluster)
+    per = activation_bytes_per_seq(job, recompute)
+    fit = int(usable // per)
+    if fit < 1:
+        how = "even with activation recompute" if recompute else "without activation recompute"
+        raise ConfigError(
+            f"one sequence of {job.seq} tokens needs {per / 1e9:.3g} GB of activations {how}, more "
+            f"than the wafer's {usable / 1e9:.3g} GB usable SRAM"
+            + (": shorten --seq" if recompute else ""))
+    return _make(job, cluster, -(-seqs // min(fit, seqs)), recompute)
+
+
+def plan(job: TrainingJob, cluster: ClusterSpec) -> WaferPlan:
+    """Micro-batching (and recompute) for the policies that need no timing: ``fit`` (alias
+    ``auto``), the fewest micro-batches that fit without recompute, with activation checkpointing
+    only when even one sequence does not fit; or a forced count M, the system's sequences split
+    into M micro-batches, recompute only if they do not fit without. The default policy ``best``
+    weighs step times: ``wsim.analytic.choose_plan``."""
+    if job.micro_batches == "best":
+        raise ConfigError("the micro-batch policy 'best' is chosen by the closed form: "
+                          "use wsim.analytic.choose_plan")
+    seqs = job.seqs_per_system(cluster.systems)
+    usable = _usable(cluster)
+    if job.micro_batches in ("fit", "auto"):
+        try:
+            return fewest(job, cluster, recompute=False)
+        except ConfigError:
+            return fewest(job, cluster, recompute=True)
     full = activation_bytes_per_seq(job, recompute=False)
     ckpt = activation_bytes_per_seq(job, recompute=True)
-
-    def make(m: int, recompute: bool) -> WaferPlan:
-        per = ckpt if recompute else full
-        largest = -(-seqs // m)
-        return WaferPlan(seqs, m, largest, recompute, per * largest, buffer, usable)
-
-    if job.micro_batches == "auto":
-        for per, recompute in ((full, False), (ckpt, True)):
-            fit = int(usable // per)
-            if fit >= 1:
-                return make(-(-seqs // min(fit, seqs)), recompute)
-        raise ConfigError(
-            f"one sequence of {job.seq} tokens needs {ckpt / 1e9:.3g} GB of activations even with "
-            f"checkpointing, more than the wafer's {usable / 1e9:.3g} GB usable SRAM: shorten --seq"
-        )
     m = job.micro_batches
     if m > seqs:
         raise ConfigError(
@@ -120,11 +141,11 @@ def plan(job: TrainingJob, cluster: ClusterSpec) -> WaferPlan:
         )
     largest = -(-seqs // m)
     if full * largest <= usable:
-        return make(m, False)
+        return _make(job, cluster, m, False)
     if ckpt * largest <= usable:
-        return make(m, True)
+        return _make(job, cluster, m, True)
     fit = int(usable // ckpt)
-    hint = f"use --micro-batches {-(-seqs // fit)} or more, or auto" if fit else "shorten --seq"
+    hint = f"use --micro-batches {-(-seqs // fit)} or more, or best" if fit else "shorten --seq"
     raise ConfigError(
         f"micro_batches {m}: {largest} sequences need {ckpt * largest / 1e9:.3g} GB of "
         f"activations even with checkpointing, over the wafer's {usable / 1e9:.3g} GB: {hint}"

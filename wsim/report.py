@@ -31,6 +31,7 @@ class StepReport:
     breakdown: dict  # seconds per step by phase, on the busiest CS-2; they sum to step_time_s
     chunk_bytes: float
     cluster: str
+    plan_choice: dict = field(default_factory=dict)  # the micro-batch policy, its choice and why
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -106,6 +107,9 @@ def build_report(sim) -> StepReport:
         breakdown=breakdown,
         chunk_bytes=sim.schedule.chunk_bytes,
         cluster=cluster.name,
+        plan_choice=sim.choice.to_dict() if sim.choice is not None else
+        {"policy": "given", "micro_batches": plan.micro_batches, "recompute": plan.recompute,
+         "seqs_per_micro_batch": plan.seqs_per_micro_batch, "reason": "a plan given by the caller"},
         extra={
             "seqs_per_system": plan.seqs_per_system,
             "tokens_per_system": plan.seqs_per_system * job.seq,

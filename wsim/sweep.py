@@ -29,7 +29,7 @@ COLUMNS = [
     "seqs_per_system", "cluster", "micro_batches", "step_time_s", "tokens_per_s",
     "model_flops_per_s", "compute_utilization", "bottleneck", "recompute", "wafer_memory_bytes",
     "memoryx_bytes", "balance_tokens_per_system", "tp", "pp", "dp", "micro_batch", "interleave",
-    "gpu_recompute", "sequence_parallel", "zero", "mfu", "memory_per_gpu_bytes",
+    "gpu_recompute", "sequence_parallel", "zero", "mfu", "memory_per_gpu_bytes", "cp", "gpu_stack",
 ]
 
 
@@ -44,7 +44,7 @@ class Point:
     seq: int = 2048
     cluster: str = "cs2"
     gpu: str = "a100-80gb"
-    micro_batches: str = "auto"
+    micro_batches: str = "best"
 
     def __post_init__(self) -> None:
         require(self.kind in KINDS, f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
@@ -61,7 +61,7 @@ class Point:
 
 def grid(models, systems, *, kind: str = "simulate", seqs_per_system=None, batch=None,
          seq: int = 2048, cluster: str = "cs2", gpu="a100-80gb",
-         micro_batches: str = "auto") -> list[Point]:
+         micro_batches: str = "best") -> list[Point]:
     """The cross product models x systems x (seqs_per_system | batch) x gpu types, in that order."""
     require((seqs_per_system is None) != (batch is None), "give seqs_per_system or batch (one of them)")
     models, systems = _as_list(models, "models"), _as_list(systems, "systems")
@@ -105,11 +105,11 @@ def _model(name: str):
 
 def _cs2_row(p: Point) -> dict:
     from wsim import analytic, hardware
-    from wsim.job import TrainingJob
+    from wsim.job import MICRO_BATCH_POLICIES, TrainingJob
 
     model = _model(p.model)
     cluster = hardware.load(p.cluster, p.systems)
-    mb = p.micro_batches if p.micro_batches == "auto" else int(p.micro_batches)
+    mb = p.micro_batches if p.micro_batches in MICRO_BATCH_POLICIES else int(p.micro_batches)
     job = TrainingJob(model, seq=p.seq, batch_seqs=p.batch, micro_batches=mb)
     a = analytic.step_time(job, cluster)
     row = {"params": model.params, "systems": p.systems, "cluster": p.cluster,
@@ -143,7 +143,7 @@ def _gpu_row(p: Point) -> dict:
             "memory_per_gpu_bytes": r.memory.total_bytes, "tp": plan.tp, "pp": plan.pp,
             "dp": plan.dp, "micro_batch": plan.micro_batch, "interleave": plan.interleave,
             "gpu_recompute": plan.recompute, "sequence_parallel": plan.sequence_parallel,
-            "zero": plan.zero}
+            "zero": plan.zero, "cp": plan.cp, "gpu_stack": plan.stack}
 
 
 # ---- output files --------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ def test_published_run_json(capsys):
         assert g["matched"] is True and g["time_to_train_s"] <= cs2["time_to_train_s"]
         assert {"tp", "pp", "dp", "micro_batch", "interleave", "recompute", "zero"} <= g["plan"].keys()
         assert {"parallel_dims", "model_parallel", "knobs"} <= g["complexity"].keys()
-        assert g["plan"]["tp"] * g["plan"]["pp"] * g["plan"]["dp"] == g["gpus"]
+        assert g["plan"]["tp"] * g["plan"]["cp"] * g["plan"]["pp"] * g["plan"]["dp"] == g["gpus"]
     assert out.count("\n") == 1  # exactly one JSON object
 
 

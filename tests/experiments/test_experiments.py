@@ -15,11 +15,15 @@ ROOT = Path(__file__).resolve().parents[2]
 PNG = b"\x89PNG\r\n\x1a\n"
 # script -> files its quick mode must write
 OUTPUTS = {
+    "wafer_validation": ["wafer_validation.csv", "wafer_loo.csv", "wafer_fit.csv", "wafer_batch_curve.csv",
+                         "wafer_validation.png"],
     "cluster_scaling": ["cluster_scaling.csv", "cluster_scaling_strong.png", "cluster_scaling_weak.png"],
     "model_scaling": ["model_scaling.csv", "model_scaling.png"],
     "training_budget": ["training_budget.csv", "training_budget.png"],
     "gpu_comparison": ["gpu_comparison.csv", "gpu_comparison_curves.csv", "gpu_seed_points.csv",
                        "gpu_comparison.png"],
+    "gpu_validation": ["gpu_validation.csv", "gpu_validation_groups.csv", "gpu_validation_alternatives.csv",
+                       "gpu_validation.png"],
     "sensitivity": ["sensitivity.csv", "sensitivity.png"],
     "equivalence": ["equivalence_losses.csv", "equivalence_params.csv", "equivalence.png"],
     "inference": ["inference.csv", "inference.png"],

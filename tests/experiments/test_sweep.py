@@ -33,7 +33,7 @@ def test_rows_valid_and_invalid(tmp_path):
     bad = run_grid(grid(["cerebras-gpt-111m"], [4], batch=[6]), progress=False).rows[0]
     assert bad["status"] == "invalid" and "divisible" in bad["error"]
     gpu = res.rows[-1]
-    assert gpu["kind"] == "gpu" and gpu["gpus"] == 8 and gpu["tp"] * gpu["pp"] * gpu["dp"] == 8
+    assert gpu["kind"] == "gpu" and gpu["gpus"] == 8 and gpu["tp"] * gpu["cp"] * gpu["pp"] * gpu["dp"] == 8
 
 
 def test_resume_recomputes_only_missing_and_failed_rows(tmp_path):

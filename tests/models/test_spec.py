@@ -214,3 +214,13 @@ def test_activation_bytes_per_family():
 def test_bad_family_fields(kwargs, needle):
     with pytest.raises(ValueError, match=needle):
         ModelSpec(**(dict(name="x", layers=2, hidden=64, heads=4) | kwargs))
+
+
+def test_family_fields_given_in_extra_are_the_fields():
+    """Specs written before kv_heads / gated_mlp were fields carried them in ``extra`` (the GPU
+    adapter's convention): they mean the same as the fields, for every cost."""
+    old = ModelSpec("x", layers=2, hidden=4096, heads=32, ffn=14336, extra={"kv_heads": 8, "mlp": "swiglu"})
+    new = ModelSpec("x", layers=2, hidden=4096, heads=32, ffn=14336, kv_heads=8, gated_mlp=True)
+    assert (old.kv_heads, old.gated_mlp, old.block_params) == (8, True, new.block_params)
+    with pytest.raises(ValueError, match="kv_heads"):
+        ModelSpec("x", layers=2, hidden=64, heads=4, extra={"kv_heads": 3})

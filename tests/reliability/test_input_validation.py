@@ -103,15 +103,17 @@ systems_st = st.one_of(st.integers(1, 20), st.integers(1, 20), st.integers(1, 20
 
 
 def _python_case(outcomes, prop, model_kw, job_kw, systems, preset="cs2"):
+    example = (model_kw, job_kw, systems, preset)
     try:
         run_python(model_kw, job_kw, systems, preset)
     except ConfigError:
-        outcomes(prop, "ConfigError")
-        return
+        outcomes(prop, "ConfigError", example)
+        return "ConfigError"
     except Exception:
-        outcomes(prop, "UNCAUGHT")
+        outcomes(prop, "UNCAUGHT", example)
         raise
-    outcomes(prop, "ran")
+    outcomes(prop, "ran", example)
+    return "ran"
 
 
 @FAST
@@ -131,7 +133,10 @@ def test_model_job_cluster_run_or_config_error_many(outcomes, model_kw, job_kw, 
 # 1e-300 and 5e-324 (positive, so accepted) are left to test_extreme_values_are_refused
 bad_bw = st.sampled_from([0.0, -1.0, math.inf, math.nan, -math.inf])  # extremes: see above
 CLUSTER_VALID = {
-    "cs2": {"peak_flops_per_s": st.floats(1e12, 1e17), "compute_efficiency": st.floats(0.05, 1.0),
+    "cs2": {"peak_flops_per_s": st.floats(1e12, 1e17), "compute_efficiency": st.one_of(st.none(), st.floats(0.05, 1.0)),
+            "matmul_peak_fraction": st.floats(0.05, 1.0), "matmul_half_dim": st.one_of(st.none(), st.floats(0, 1e4)),
+            "cores": st.integers(1000, 2_000_000), "clock_hz": st.floats(1e8, 5e9),
+            "elementwise_ops_per_core_per_cycle": st.floats(0.5, 16), "pass_overhead_cycles": st.floats(0, 1e5),
             "sram_bytes": st.floats(4e9, 1e11), "sram_reserved_bytes": st.floats(0, 2e9),
             "io_bytes_per_s": st.floats(1e9, 1e12), "weight_buffer_bytes": st.floats(1e6, 1e9)},
     "memoryx": {"capacity_bytes": st.floats(1e9, 1e16), "bytes_per_param": st.floats(2, 40),
@@ -142,6 +147,9 @@ CLUSTER_VALID = {
 }
 CLUSTER_INVALID = {
     "cs2": {"peak_flops_per_s": st.one_of(bad_bw, junk), "compute_efficiency": st.floats(-1, 3),
+            "matmul_peak_fraction": st.one_of(st.floats(-1, 0), st.floats(1.01, 3), junk),
+            "matmul_half_dim": st.one_of(st.floats(-1e3, -1e-3), bad_bw), "cores": st.one_of(st.integers(-2, 0), junk),
+            "clock_hz": st.one_of(bad_bw, junk), "pass_overhead_cycles": st.one_of(st.floats(-10, -0.1), junk),
             "sram_bytes": st.one_of(bad_bw, st.floats(1, 2e9)), "sram_reserved_bytes": st.floats(-1, 1e12),
             "io_bytes_per_s": st.one_of(bad_bw, junk), "weight_buffer_bytes": st.one_of(bad_bw, st.floats(1e10, 1e12))},
     "memoryx": {"capacity_bytes": st.one_of(bad_bw, st.floats(1, 1e6)), "bytes_per_param": st.one_of(bad_bw, junk),
@@ -183,26 +191,27 @@ def _cluster_case(outcomes, prop, data):
     try:
         cluster = hardware.from_dict(data)
     except ConfigError:
-        outcomes(prop, "ConfigError (from_dict)")
-        return
+        outcomes(prop, "ConfigError (from_dict)", data)
+        return "ConfigError (from_dict)"
     except Exception:
-        outcomes(prop, "UNCAUGHT")
+        outcomes(prop, "UNCAUGHT", data)
         raise
     try:
         model = ModelSpec("tiny", layers=2, hidden=64, heads=4, vocab=500, positions=64)
         job = TrainingJob(model, seq=32, batch_seqs=2 * cluster.systems, steps=2)
         report = Simulation(job, cluster, SimOptions()).run()
     except ConfigError:
-        outcomes(prop, "ConfigError (simulate)")
-        return
+        outcomes(prop, "ConfigError (simulate)", data)
+        return "ConfigError (simulate)"
     except Exception:
-        outcomes(prop, "UNCAUGHT")
+        outcomes(prop, "UNCAUGHT", data)
         raise
     # a cluster that validates must give a finite, positive step time (no silent inf/nan)
     if not (math.isfinite(report.step_time_s) and report.step_time_s > 0):
-        outcomes(prop, "NON-FINITE RESULT")
+        outcomes(prop, "NON-FINITE RESULT", data)
         raise AssertionError(f"cluster {data!r} validated but the step time is {report.step_time_s!r}")
-    outcomes(prop, "ran")
+    outcomes(prop, "ran", data)
+    return "ran"
 
 
 @FAST
@@ -303,9 +312,9 @@ def _cli_case(outcomes, prop, argv):
     try:
         code, out, err = run_cli(argv)
     except BaseException as exc:  # SystemExit or anything else escaping main() is a contract break
-        outcomes(prop, f"UNCAUGHT {type(exc).__name__}")
+        outcomes(prop, f"UNCAUGHT {type(exc).__name__}", argv)
         raise AssertionError(f"wsim {' '.join(argv)} raised {exc!r}") from exc
-    outcomes(prop, f"exit {code}")
+    outcomes(prop, f"exit {code}", argv)
     assert code in (0, 2), (argv, code, err)
     assert "Traceback" not in err, (argv, err)
     if code == 2:

@@ -28,8 +28,10 @@ def register(sub) -> None:
                    help="fix the GPU count (and report the CS-2 count that matches it); default: "
                         "the smallest count in a geometric grid that matches the CS-2 cluster")
     p.add_argument("--max-gpus", type=int, default=GPU_GRID[-1], help="largest GPU count tried")
-    p.add_argument("--micro-batching", default="best", choices=["best", "auto"],
-                   help="CS-2 micro-batching: best of auto and recompute (default), or auto only")
+    p.add_argument("--micro-batching", default="best", choices=["best", "fit", "auto"],
+                   help="CS-2 micro-batching: best (default: count and recompute chosen jointly for "
+                        "the shortest step) or fit (the fewest micro-batches without recompute; "
+                        "'auto' is its older name)")
     p.add_argument("--method", default="engine", choices=METHODS,
                    help="CS-2 step time from the simpy engine (default) or the closed form")
     p.add_argument("--switch-fraction", type=float, default=0.5,

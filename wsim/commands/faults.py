@@ -22,8 +22,8 @@ def register(sub) -> None:
     p.add_argument("--batch", type=int, default=None, help="global batch (default: 8 per system)")
     p.add_argument("--systems", type=int, default=None)
     p.add_argument("--cluster", default="cs2", help="preset or cluster .json")
-    p.add_argument("--micro-batches", default="auto", help="per system: an integer, auto or best "
-                                                           "(as in wsim simulate)")
+    p.add_argument("--micro-batches", default="best", help="per system: best (default), fit or an "
+                                                           "integer (as in wsim simulate)")
     p.add_argument("--straggler", action="append", default=[], metavar="I:FACTOR",
                    help="CS-2 I computes FACTOR times slower (repeatable)")
     p.add_argument("--degraded-link", action="append", default=[], metavar="NODE:FACTOR",

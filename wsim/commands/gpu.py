@@ -6,23 +6,33 @@ import argparse
 
 from wsim.commands.common import add_json_arg, add_model_args, int_or_word, model_from_args
 from wsim.errors import ConfigError
-from wsim.gpu import GPUS, RECOMPUTE, estimate, search
+from wsim.gpu import ATTENTION, GPUS, PRECISION, RECOMPUTE, STACKS, estimate, search
+from wsim.gpu.specs import ALIASES
 
 GIB = 2**30
 
 
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "gpu", help="GPU cluster step time by cost model (Megatron PTD-P, ZeRO/FSDP)",
-        description="Step time, TFLOP/s and memory per GPU of a tensor/pipeline/data-parallel plan; "
-                    "--search finds the fastest plan that fits.")
+        "gpu", help="GPU cluster step time by cost model (Megatron, DeepSpeed, FSDP)",
+        description="Step time, TFLOP/s and memory per GPU of a tensor/context/pipeline/data-parallel "
+                    "plan; --search finds the fastest plan that fits and says which validated regime "
+                    "of the cost model it falls in.")
     add_model_args(p)
     p.add_argument("--seq", type=int, default=2048, help="sequence length (default 2048)")
     p.add_argument("--batch", type=int, required=True, help="global batch, in sequences")
     p.add_argument("--gpus", type=int, required=True, help="number of GPUs")
-    p.add_argument("--gpu", default="a100-80gb", choices=sorted(GPUS))
+    p.add_argument("--gpu", default="a100-80gb", choices=sorted(GPUS) + sorted(ALIASES))
     p.add_argument("--tp", type=int, help="tensor-parallel size (default 1; searched with --search)")
     p.add_argument("--pp", type=int, help="pipeline-parallel size (default 1; searched with --search)")
+    p.add_argument("--cp", type=int, help="context-parallel size (default 1; searched with --search)")
     p.add_argument("--search", action="store_true", help="find the fastest plan that fits")
     p.add_argument("--micro-batch", default="auto", help="sequences per micro-batch, or auto")
     p.add_argument("--interleave", type=int, help="model chunks per stage (default: best that fits)")
@@ -32,45 +42,99 @@ def register(subparsers) -> None:
                    help="Megatron sequence parallelism (searched with --search unless given)")
     p.add_argument("--zero", type=int, choices=(0, 1, 2, 3),
                    help="ZeRO stage / FSDP (3) (default 0; searched with --search)")
+    p.add_argument("--distributed-optimizer", action="store_true",
+                   help="Megatron's distributed optimizer: --zero 1 on a Megatron stack")
+    p.add_argument("--stack", choices=tuple(STACKS),
+                   help="software stack (default: the fastest that runs the plan)")
+    p.add_argument("--attention", choices=ATTENTION, default="eager",
+                   help="eager (s x s scores stored) or flash (FlashAttention-2); default eager")
+    p.add_argument("--precision", choices=PRECISION, default="bf16",
+                   help="GEMM precision: bf16, or fp8 (Transformer Engine; H100/H200/B200)")
+    p.add_argument("--dropout", type=_float, metavar="P",
+                   help="dropout probability (0 = none); default: the model's own (zoo / config)")
+    p.add_argument("--nic-gbit-s", type=_float, metavar="GBIT_S",
+                   help="each GPU's own NIC, Gb/s per direction (default: the GPU preset's node)")
+    p.add_argument("--nvlink-gbyte-s", type=_float, metavar="GBYTE_S",
+                   help="NVLink per GPU, GB/s per direction (default: the GPU preset's)")
     p.add_argument("--allow-oom", action="store_true",
                    help="report a plan that does not fit instead of failing")
     add_json_arg(p)
     p.set_defaults(func=run, human=human)
 
 
+def _options(args: argparse.Namespace) -> dict:
+    zero, stack = args.zero, args.stack
+    if args.distributed_optimizer:
+        if zero not in (None, 1):
+            raise ConfigError(f"--distributed-optimizer is ZeRO-1; it contradicts --zero {zero}")
+        if stack is not None and not stack.startswith("megatron"):
+            raise ConfigError(f"--distributed-optimizer is Megatron's; it contradicts --stack {stack}")
+        zero, stack = 1, stack or "megatron-core"
+    nic = None if args.nic_gbit_s is None else args.nic_gbit_s * 1e9 / 8
+    nvlink = None if args.nvlink_gbyte_s is None else args.nvlink_gbyte_s * 1e9
+    for flag, value in (("--nic-gbit-s", args.nic_gbit_s), ("--nvlink-gbyte-s", args.nvlink_gbyte_s)):
+        if value is not None and not 0 < value < float("inf"):
+            raise ConfigError(f"{flag} must be a positive number, got {value!r}")
+    return dict(zero=zero, stack=stack, attention=args.attention, precision=args.precision,
+                dropout=args.dropout, nic_bytes_per_s=nic, nvlink_bytes_per_s=nvlink)
+
+
 def run(args: argparse.Namespace) -> dict:
     model = model_from_args(args, seq=args.seq)
+    opts = _options(args)
     if args.search:
         if args.micro_batch not in (None, "auto") or args.interleave is not None:
             raise ConfigError("--search chooses --micro-batch and --interleave itself; drop them")
         report = search(model, seq=args.seq, batch=args.batch, gpus=args.gpus, gpu=args.gpu,
-                        tp=args.tp, pp=args.pp, recompute=args.recompute,
-                        sequence_parallel=args.sequence_parallel, zero=args.zero)
+                        tp=args.tp, pp=args.pp, cp=args.cp, recompute=args.recompute,
+                        sequence_parallel=args.sequence_parallel, **opts)
     else:
+        opts["zero"] = opts["zero"] or 0
         report = estimate(model, seq=args.seq, batch=args.batch, gpus=args.gpus, gpu=args.gpu,
-                          tp=args.tp or 1, pp=args.pp or 1,
+                          tp=args.tp or 1, pp=args.pp or 1, cp=args.cp or 1,
                           micro_batch=int_or_word(args.micro_batch or "auto", "--micro-batch", ("auto",)),
                           interleave=args.interleave,
                           recompute=args.recompute or "full",
-                          sequence_parallel=bool(args.sequence_parallel), zero=args.zero or 0,
-                          allow_oom=args.allow_oom)
+                          sequence_parallel=bool(args.sequence_parallel),
+                          allow_oom=args.allow_oom, **opts)
     return report.to_dict()
+
+
+def _regime_lines(reg: dict) -> list[str]:
+    if not reg:
+        return []
+    if reg.get("status") == "extrapolated":
+        lines = ["regime: OUTSIDE every validated regime (an extrapolation of the cost model)"]
+        if reg.get("nearest"):
+            lines.append(f"  nearest: {reg['nearest']}; outside because: "
+                         + "; ".join(reg.get("outside_because", [])))
+        return lines
+    word = "validated" if reg.get("validated") else "CHECKED, NOT WITHIN 15%"
+    return [f"regime: {word}: {reg['name']}, {reg['rows']} published rows, mean error "
+            f"{100 * reg['mean_abs_error']:.1f}%, worst {100 * reg['worst_error']:+.1f}%"]
 
 
 def human(r: dict) -> str:
     p = r["plan"]
     chosen = f" (chosen: {', '.join(p['chosen'])})" if p["chosen"] else ""
+    net = r["network"]
     lines = [
-        f"{r['model']} on {r['gpus']} x {r['gpu']}, batch {r['batch']} x {r['seq']}",
-        f"plan: tp {p['tp']} x pp {p['pp']} x dp {p['dp']}, micro-batch {p['micro_batch']}, "
-        f"interleave {p['interleave']}, recompute {p['recompute']}, "
-        f"sequence-parallel {'on' if p['sequence_parallel'] else 'off'}, zero {p['zero']}{chosen}",
+        f"{r['model']} on {r['gpus']} x {r['gpu']}, batch {r['batch']} x {r['seq']}, "
+        f"{r['attention']} attention, {r['precision']}, dropout {'on' if r['dropout'] else 'off'}",
+        f"network: NIC {8 * net['nic_bytes_per_s'] / 1e9:.0f} Gb/s per GPU, NVLink "
+        f"{net['nvlink_bytes_per_s'] / 1e9:.0f} GB/s per direction, {net['gpus_per_node']} GPUs per node",
+        f"plan: tp {p['tp']} x cp {p['cp']} x pp {p['pp']} x dp {p['dp']}, micro-batch "
+        f"{p['micro_batch']}, interleave {p['interleave']}, recompute {p['recompute']}, "
+        f"sequence-parallel {'on' if p['sequence_parallel'] else 'off'}, zero {p['zero']}, "
+        f"stack {p['stack']}{chosen}",
+        *_regime_lines(r.get("regime", {})),
         f"step time       {r['step_time_s']:10.3f} s   ({r['tokens_per_s']:,.0f} tokens/s)",
         f"model TFLOP/s   {r['model_tflops_per_gpu']:10.1f} per GPU  (MFU {100 * r['mfu']:.1f}%)",
         f"hardware TFLOP/s{r['hardware_tflops_per_gpu']:10.1f} per GPU  (HFU {100 * r['hfu']:.1f}%)",
         f"bubble fraction {r['bubble_fraction']:10.3f}   ({r['micro_batches']} micro-batches)",
         f"memory per GPU  {r['memory_per_gpu_bytes'] / GIB:10.1f} GiB of "
         f"{r['memory_capacity_bytes'] / GIB:.0f}  ({'fits' if r['fits'] else 'DOES NOT FIT'})",
+        f"power           {r['power_w'] / 1e3:10.1f} kW  ({r['energy_per_step_j'] / 3.6e6:.3f} kWh per step)",
         "step time breakdown:",
     ]
     for key, value in r["breakdown"].items():
@@ -85,4 +149,13 @@ def human(r: dict) -> str:
         lines.append(f"search: {s['evaluations']} plans evaluated in {s['wall_s']:.2f} s "
                      f"({s['evaluations_per_s']:,.0f}/s), {s['pruned_memory']} subtrees pruned by "
                      f"memory, {s['pruned_compute']} by compute bound")
+        alt = s.get("validated_alternative")
+        if alt:
+            a = alt["plan"]
+            lines.append(f"fastest plan inside a validated regime: tp {a['tp']} x cp {a['cp']} x pp "
+                         f"{a['pp']} x dp {a['dp']}, micro-batch {a['micro_batch']}, interleave "
+                         f"{a['interleave']}, recompute {a['recompute']}, zero {a['zero']}, stack "
+                         f"{a['stack']}: {alt['step_time_s']:.3f} s ({alt['model_tflops_per_gpu']:.1f} "
+                         f"model TFLOP/s per GPU, {100 * alt['slower_than_best']:.1f}% slower), "
+                         f"regime {alt['regime']}")
     return "\n".join(lines)

@@ -8,7 +8,7 @@ from wsim import faults as F
 from wsim import hardware
 from wsim.commands.common import add_json_arg, add_model_args, int_or_word, model_from_args
 from wsim.errors import ConfigError
-from wsim.job import TrainingJob
+from wsim.job import MICRO_BATCH_POLICIES, TrainingJob
 
 
 def register(sub) -> None:
@@ -20,9 +20,10 @@ def register(sub) -> None:
                    help="global batch in sequences (default: 8 per system)")
     p.add_argument("--systems", type=int, default=None, help="number of CS-2 (overrides the preset)")
     p.add_argument("--cluster", default="cs2", help="preset (cs2, andromeda, cs2-192) or a .json file")
-    p.add_argument("--micro-batches", default="auto",
-                   help="micro-batches per system, auto (fewest without recompute) or best (the "
-                        "faster, by the closed form, of auto and the fewest with recompute)")
+    p.add_argument("--micro-batches", default="best",
+                   help="micro-batches per system: best (default: the shortest step, the count and "
+                        "activation recompute chosen jointly by the closed form), fit (the fewest "
+                        "that fit without recompute; 'auto' is its older name) or an integer")
     p.add_argument("--steps", type=int, default=1)
     p.add_argument("--chunk-bytes", type=float, default=None,
                    help="simulation grain: bytes per weight chunk (default: auto)")
@@ -40,20 +41,15 @@ def register(sub) -> None:
     p.set_defaults(func=run, human=human)
 
 
-def parse_micro_batches(text: str, *, allow_best: bool = False):
-    return int_or_word(text, "--micro-batches", ("auto", "best") if allow_best else ("auto",))
+def parse_micro_batches(text: str):
+    return int_or_word(text, "--micro-batches", MICRO_BATCH_POLICIES)
 
 
 def job_and_cluster(args) -> tuple[TrainingJob, hardware.ClusterSpec]:
     model = model_from_args(args, seq=args.seq)
     cluster = hardware.load(args.cluster, args.systems)
     batch = args.batch if args.batch is not None else 8 * cluster.systems
-    micro_batches = parse_micro_batches(args.micro_batches, allow_best=True)
-    if micro_batches == "best":
-        from wsim.compare import choose_job
-
-        chosen, _ = choose_job(model, seq=args.seq, batch=batch, cluster=cluster, micro_batching="best")
-        micro_batches = chosen.micro_batches
+    micro_batches = parse_micro_batches(args.micro_batches)
     job = TrainingJob(model, seq=args.seq, batch_seqs=batch, micro_batches=micro_batches,
                       steps=args.steps)
     return job, cluster
@@ -98,6 +94,7 @@ def human(r: dict) -> str:
         f"  bottleneck         {r['bottleneck']}   "
         + ", ".join(f"{k} {v:.0%}" for k, v in r["utilization_by_resource"].items()),
         f"  micro-batches      {r['micro_batches']}{'  (activation recompute)' if r['recompute'] else ''}",
+        f"  plan ({r['plan_choice'].get('policy')})".ljust(21) + r["plan_choice"].get("reason", ""),
         f"  wafer memory       {r['wafer_memory_bytes'] / 1e9:.2f} GB per CS-2 (activations + weight buffer)",
         f"  MemoryX            {r['memoryx_bytes'] / 1e12:.3g} TB (weights + optimizer state)",
         "  breakdown (s)      " + ", ".join(f"{k[:-2]} {v:.4g}" for k, v in b.items()),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from wsim.errors import ConfigError
+from wsim.job import MICRO_BATCH_POLICIES
 from wsim.sweep import KINDS
 
 
@@ -24,7 +25,8 @@ def register(sub) -> None:
     p.add_argument("--seq", type=int, default=2048)
     p.add_argument("--cluster", default="cs2", help="preset or cluster .json (simulate/analytic)")
     p.add_argument("--gpu", default="a100-80gb", help="comma-separated GPU types (kind gpu)")
-    p.add_argument("--micro-batches", default="auto", help="micro-batches per system, or auto")
+    p.add_argument("--micro-batches", default="best",
+                   help="micro-batches per system: best (default), fit or an integer (as in simulate)")
     p.add_argument("--out", default="results/sweep.csv", help="output .csv or .json (resumable)")
     p.add_argument("--no-resume", action="store_true", help="recompute rows already in --out")
     p.add_argument("--jobs", type=int, default=1, help="local worker processes (default 1)")
@@ -75,7 +77,7 @@ def run(args) -> dict:
         hardware.load(args.cluster, 1)  # a bad preset or file fails here, once, not per point
     if args.jobs <= 0:
         raise ConfigError(f"--jobs must be a positive integer, got {args.jobs}")
-    if args.micro_batches != "auto":
+    if args.micro_batches not in MICRO_BATCH_POLICIES:
         _ints(args.micro_batches, "--micro-batches")
     if args.batch:
         sizes = {"batch": _ints(args.batch, "--batch")}

@@ -8,7 +8,7 @@ bounds the batch. With few tokens per call a CS-2 waits for weights: the stream 
 
     tokens/s <= rows per call x B_down / (weight bytes)      (one full stream per decoding step)
 
-and the compute bound is N x peak x efficiency / (FLOPs per token).
+and the compute bound is N x the wafer compute model's tokens per second (wsim/wafer.py).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from wsim.engine import schedule as sched
 from wsim.engine.run import SimOptions, Simulation
 from wsim.errors import ConfigError, positive, require
 from wsim.hardware import ClusterSpec
+from wsim.wafer import PassTimer, tokens_per_s as wafer_tokens_per_s
 
 
 @dataclass(frozen=True)
@@ -112,13 +113,15 @@ def build_schedule(model: ModelSpec, calls: list[ForwardCall], cluster: ClusterS
     passes = []
     for k, c in enumerate(calls):
         at_context = model.layer_specs(seq=c.context, bytes_per_element=bytes_per_element)
+        timer = PassTimer(at_context, cluster.cs2)
         tokens = c.rows // n * c.new_tokens
         for li, layer in enumerate(at_context):
             chunks = sched.layer_chunks(layer_bytes[li], chunk_bytes)
             passes.append(sched.Pass(step=k, micro_batch=0, phase=sched.FWD, layer=li, chunks=chunks,
                                      streams_weights=True, weight_chunk_bytes=layer_bytes[li] / chunks,
                                      grad_chunk_bytes=0.0,
-                                     flops_per_system=layer.fwd_flops_per_token * tokens))
+                                     flops_per_system=layer.fwd_flops_per_token * tokens,
+                                     compute_s=timer.seconds(li, sched.FWD, tokens)))
     deps, sources = sched.update_dependencies(layers, model.tied_embeddings)
     return sched.Schedule(passes, layers, deps, sources, chunk_bytes, 1, len(calls), training=False)
 
@@ -143,8 +146,8 @@ def _report(sim: Simulation, model: ModelSpec, calls: list[ForwardCall], cluster
     streamed = sum(l.params for l in sim.schedule.layers) * bytes_per_element  # tied head: wte twice
     down, _, _ = analytic.bandwidths(cluster)
     stream_bound = rows * down / streamed
-    flops_per_token = sum(l.fwd_flops_per_token for l in model.layer_specs(seq=calls[-1].context))
-    compute_bound = cluster.systems * cluster.cs2.sustained_flops_per_s / flops_per_token
+    compute_bound = cluster.systems * wafer_tokens_per_s(model.layer_specs(seq=calls[-1].context),
+                                                         cluster.cs2, training=False)
     busy = cs2.busy_by_phase["fwd"]
     stream_busy = sim.memoryx.egress.busy_s
     return InferenceReport(

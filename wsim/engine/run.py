@@ -17,7 +17,7 @@ from heapq import heappush
 import simpy
 from simpy.events import NORMAL, Event
 
-from wsim import topology
+from wsim import analytic, topology
 from wsim.engine import schedule as sched
 from wsim.engine.cs2 import CS2
 from wsim.engine.fabric import Link
@@ -26,7 +26,7 @@ from wsim.engine.swarmx import SwarmX
 from wsim.errors import ConfigError, positive
 from wsim.hardware import ClusterSpec
 from wsim.job import TrainingJob
-from wsim.memory import WaferPlan, check_memoryx, plan as plan_wafer
+from wsim.memory import WaferPlan, check_memoryx
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,11 @@ class Simulation:
         self.trace = options.trace
         if schedule is None:
             check_memoryx(job, cluster)
-            self.plan = plan or plan_wafer(job, cluster)
+            self.choice = None
+            if plan is None:
+                self.choice = analytic.choose_plan(job, cluster)
+                plan = self.choice.plan
+            self.plan = plan
             if self.functional:
                 chunk = float("inf")  # one chunk per layer: a layer's tensors travel whole
             elif options.chunk_bytes is not None:
@@ -141,7 +145,6 @@ class Simulation:
 
     def _flatten(self) -> None:
         """Per-chunk arrays: the hot loop reads lists, not objects."""
-        rate = self.cluster.cs2.sustained_flops_per_s
         self.stream_bytes, self.stream_pass, self.stream_first, self.stream_label = [], [], [], []
         self.item_pass, self.item_stream, self.item_seconds, self.item_last, self.item_grad = [], [], [], [], []
         self.grad_bytes, self.grad_pass, self.grad_label, self.pass_label = [], [], [], []
@@ -149,7 +152,7 @@ class Simulation:
         for pi, p in enumerate(self.passes):
             label = f"{p.phase} {names[p.layer]} s{p.step} mb{p.micro_batch}"
             self.pass_label.append(label)
-            seconds = p.flops_per_system / p.chunks / rate
+            seconds = p.compute_s / p.chunks
             for c in range(p.chunks):
                 if p.streams_weights:
                     self.item_stream.append(len(self.stream_bytes))

@@ -20,6 +20,7 @@ from wsim.errors import ConfigError
 from wsim.hardware import ClusterSpec
 from wsim.job import TrainingJob
 from wsim.memory import WaferPlan
+from wsim.wafer import PassTimer
 
 FWD, RECOMPUTE, BWD = "fwd", "recompute", "bwd"
 
@@ -37,6 +38,7 @@ class Pass:
     weight_chunk_bytes: float
     grad_chunk_bytes: float  # bwd only
     flops_per_system: float  # for this pass, this micro-batch, one CS-2
+    compute_s: float  # the pass on one CS-2, by the wafer compute model (wsim/wafer.py)
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,7 @@ def build(job: TrainingJob, cluster: ClusterSpec, plan: WaferPlan, chunk_bytes: 
                    f"{job.model.name}: {steps} step(s) x {plan.micro_batches} micro-batch(es) x "
                    f"{job.model.layers + 2} layers at {chunk_bytes:.3g}-byte chunks")
     layers = job.layers()
+    timer = PassTimer(layers, cluster.cs2)
     mb_tokens = [n * job.seq for n in plan.micro_batch_seqs]
     passes: list[Pass] = []
 
@@ -127,7 +130,7 @@ def build(job: TrainingJob, cluster: ClusterSpec, plan: WaferPlan, chunk_bytes: 
             step=step, micro_batch=mb, phase=phase, layer=li, chunks=chunks, streams_weights=streams,
             weight_chunk_bytes=wbytes / chunks,
             grad_chunk_bytes=layer.params * job.grad_bytes_per_param / chunks if phase == BWD else 0.0,
-            flops_per_system=flops * tokens,
+            flops_per_system=flops * tokens, compute_s=timer.seconds(li, phase, tokens),
         ))
 
     for step in range(steps):

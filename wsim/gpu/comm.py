@@ -1,17 +1,31 @@
-"""Collective and point-to-point costs: an alpha-beta model of NCCL ring algorithms.
+"""Collectives from first principles: ring and tree algorithms over NVLink and InfiniBand.
 
-Ring all-reduce of S bytes over n ranks moves 2(n-1)/n * S through each rank's link
-(Patarasuk & Yuan 2009; nccl-tests "bus bandwidth"); reduce-scatter and all-gather move half that.
-A group inside one node runs on NVLink. A group spanning nodes runs hierarchically: with g members
-per node, its inter-node traffic shares those g NICs, so its bus bandwidth is
-``min(NVLink, g * NIC)`` (the node's 8 NICs serve one ring each, NCCL's multi-rail layout).
+A collective over a group of ``n`` ranks, ``g`` of them per node on ``N = n / g`` nodes:
 
-Placement follows Megatron-LM's rank order: tensor ranks are adjacent, then data, then pipeline.
+- **bandwidth** (alpha-beta model; Patarasuk & Yuan 2009, nccl-tests "bus bandwidth"): a ring
+  all-reduce of S bytes moves ``2 (n-1)/n S`` through every rank's link, a reduce-scatter or an
+  all-gather ``(n-1)/n S``; a tree all-reduce moves ``2 S`` (NCCL: algorithm bandwidth = half the
+  bus bandwidth, 0.92 of it, src/graph/tuning.cc). Inside one node the link is NVLink; across nodes
+  the slowest hop is the network, whose bandwidth per rank is ``nics x NIC``: NCCL spreads a ring's
+  channels over the NICs of the group's members in the node (multi-rail: ``nics = g``), unless a
+  rank's traffic crosses the network alone through its own NIC (``nics = 1``).
+- **latency** (NCCL's own tuning model, src/graph/tuning.cc, v2.9.9): ring = base + NVLink hops +
+  network hops, one hop per step (``n-1`` steps for all-gather / reduce-scatter, ``2(n-1)`` for
+  all-reduce, of which ``N-1`` resp. ``2(N-1)`` cross nodes): it grows linearly with the group;
+  tree all-reduce = base + 2 ((g-1) NVLink hops + log2 N network hops). NCCL picks the faster.
+
+Placement follows Megatron-Core's rank order: tensor ranks are adjacent, then context, then data,
+then pipeline (``tp-cp-dp-pp``), which decides how many members of each group share a node.
 """
 
 from __future__ import annotations
 
-from wsim.gpu.specs import Efficiency, GpuSpec
+import math
+
+from wsim.gpu.calibration import Efficiency
+from wsim.gpu.specs import GpuSpec
+
+TREE_BW_FACTOR = 0.92  # NCCL tuning.cc: "if (a == NCCL_ALGO_TREE) busBw = min(busBw*.92, ...)"
 
 
 def members_per_node(group: int, stride: int, gpus_per_node: int) -> int:
@@ -21,28 +35,61 @@ def members_per_node(group: int, stride: int, gpus_per_node: int) -> int:
     return max(1, min(group, gpus_per_node // stride))
 
 
-def bus_bytes_per_s(gpu: GpuSpec, eff: Efficiency, group: int, per_node: int) -> float:
-    """Per-rank bus bandwidth of a collective over ``group`` ranks, ``per_node`` of them per node."""
-    nvlink = gpu.nvlink_bytes_per_s * eff.nvlink_efficiency
-    if group <= per_node:
-        return nvlink
-    return min(nvlink, per_node * gpu.nic_bytes_per_s * eff.ib_efficiency)
+class Group:
+    """A communicator: its size, layout over nodes, bus bandwidth and latencies (plain floats)."""
 
+    __slots__ = ("size", "per_node", "nodes", "bw", "nics", "base", "nv_hop", "net_hop")
 
-def all_reduce_s(nbytes: float, group: int, bw: float, latency_s: float) -> float:
-    if group <= 1 or nbytes <= 0:
-        return 0.0
-    return latency_s + 2.0 * (group - 1) / group * nbytes / bw
+    def __init__(self, gpu: GpuSpec, eff: Efficiency, size: int, stride: int, *,
+                 single_nic: bool = False) -> None:
+        self.size = size
+        self.per_node = members_per_node(size, stride, gpu.gpus_per_node)
+        self.nodes = max(1, -(-size // self.per_node))
+        nvlink = gpu.nvlink_bytes_per_s * eff.nvlink_efficiency
+        self.nics = 1 if single_nic else self.per_node
+        if self.nodes == 1:
+            self.bw = nvlink
+        else:
+            self.bw = min(nvlink, self.nics * gpu.nic_bytes_per_s * eff.ib_efficiency)
+        self.base = eff.collective_base_latency_s
+        self.nv_hop = eff.nvlink_hop_latency_s
+        self.net_hop = eff.network_hop_latency_s
 
+    # ---- latency ---------------------------------------------------------------------------
+    def ring_latency_s(self, passes: int) -> float:
+        """NCCL's ring latency: ``passes`` = 1 (all-gather, reduce-scatter) or 2 (all-reduce)."""
+        steps = passes * (self.size - 1)
+        inter = passes * (self.nodes - 1)
+        return self.base + (steps - inter) * self.nv_hop + inter * self.net_hop
 
-def reduce_scatter_s(nbytes: float, group: int, bw: float, latency_s: float) -> float:
-    """Reduce-scatter (or all-gather) of a tensor of ``nbytes`` in full over ``group`` ranks."""
-    if group <= 1 or nbytes <= 0:
-        return 0.0
-    return latency_s + (group - 1) / group * nbytes / bw
+    def tree_latency_s(self) -> float:
+        return self.base + 2.0 * ((self.per_node - 1) * self.nv_hop
+                                  + math.log2(self.nodes) * self.net_hop)
 
+    # ---- collectives -----------------------------------------------------------------------
+    def all_reduce_s(self, nbytes: float) -> float:
+        """The faster of NCCL's ring and tree all-reduce of ``nbytes``."""
+        n = self.size
+        if n <= 1 or nbytes <= 0:
+            return 0.0
+        ring = self.ring_latency_s(2) + 2.0 * (n - 1) / n * nbytes / self.bw
+        if self.nodes == 1:
+            return ring  # NCCL trees pay off across nodes; inside one it rings
+        tree = self.tree_latency_s() + 2.0 * nbytes / (self.bw * TREE_BW_FACTOR)
+        return min(ring, tree)
 
-all_gather_s = reduce_scatter_s
+    def reduce_scatter_s(self, nbytes: float) -> float:
+        """Reduce-scatter of a tensor of ``nbytes`` in full (each rank keeps 1/n of it)."""
+        n = self.size
+        if n <= 1 or nbytes <= 0:
+            return 0.0
+        return self.ring_latency_s(1) + (n - 1) / n * nbytes / self.bw
+
+    all_gather_s = reduce_scatter_s  # the same traffic, the other way
+
+    def to_dict(self) -> dict:
+        return {"size": self.size, "per_node": self.per_node, "nodes": self.nodes,
+                "nics": self.nics, "bus_bytes_per_s": self.bw}
 
 
 def p2p_s(nbytes: float, bw: float, latency_s: float) -> float:
@@ -51,27 +98,32 @@ def p2p_s(nbytes: float, bw: float, latency_s: float) -> float:
     return latency_s + nbytes / bw
 
 
-def tp_bus_bytes_per_s(gpu: GpuSpec, eff: Efficiency, tp: int) -> float:
-    return bus_bytes_per_s(gpu, eff, tp, members_per_node(tp, 1, gpu.gpus_per_node))
-
-
-def dp_bus_bytes_per_s(gpu: GpuSpec, eff: Efficiency, tp: int, dp: int) -> float:
-    return bus_bytes_per_s(gpu, eff, dp, members_per_node(dp, tp, gpu.gpus_per_node))
-
-
-def pp_p2p_bytes_per_s(gpu: GpuSpec, eff: Efficiency, tp: int, dp: int) -> float:
-    """Per-GPU bandwidth between neighbouring stages (stride tp*dp ranks)."""
-    if tp * dp < gpu.gpus_per_node and gpu.gpus_per_node % (tp * dp) == 0:
-        return gpu.nvlink_bytes_per_s * eff.nvlink_efficiency
-    return gpu.nic_bytes_per_s * eff.ib_efficiency
-
-
-def pp_send_s(nbytes: float, gpu: GpuSpec, eff: Efficiency, tp: int, dp: int) -> float:
-    """One activation (or gradient) send between stages. With tp > 1 Megatron's scatter/gather
-    optimisation (SC21 sec. 4.1) sends 1/tp of it from each tensor rank over its own link, then
-    all-gathers it over NVLink on the receiving node."""
-    bw = pp_p2p_bytes_per_s(gpu, eff, tp, dp)
-    t = p2p_s(nbytes / tp, bw, eff.p2p_latency_s)
-    if tp > 1:
-        t += all_gather_s(nbytes, tp, tp_bus_bytes_per_s(gpu, eff, tp), eff.collective_latency_s)
+def pp_send_s(nbytes: float, gpu: GpuSpec, eff: Efficiency, stride: int, tp: Group) -> float:
+    """One activation (or gradient) send between pipeline stages ``stride`` ranks apart. With
+    tp > 1 Megatron's scatter/gather optimisation (SC21 sec. 4.1) sends 1/tp of it from each tensor
+    rank over its own link, then all-gathers it over NVLink on the receiving node."""
+    same_node = stride < gpu.gpus_per_node and gpu.gpus_per_node % stride == 0
+    if same_node:
+        bw = gpu.nvlink_bytes_per_s * eff.nvlink_efficiency
+        lat = eff.collective_base_latency_s + eff.nvlink_hop_latency_s
+    else:
+        bw = gpu.nic_bytes_per_s * eff.ib_efficiency
+        lat = eff.collective_base_latency_s + eff.network_hop_latency_s
+    t = p2p_s(nbytes / tp.size, bw, lat)
+    if tp.size > 1:
+        t += tp.all_gather_s(nbytes)
     return t
+
+
+# Closed forms kept as plain functions (tests check the classes against them).
+def ring_all_reduce_s(nbytes: float, n: int, bw: float, latency_s: float) -> float:
+    """``2(n-1)/n S / B`` plus a latency term: the textbook ring all-reduce."""
+    if n <= 1 or nbytes <= 0:
+        return 0.0
+    return latency_s + 2.0 * (n - 1) / n * nbytes / bw
+
+
+def ring_reduce_scatter_s(nbytes: float, n: int, bw: float, latency_s: float) -> float:
+    if n <= 1 or nbytes <= 0:
+        return 0.0
+    return latency_s + (n - 1) / n * nbytes / bw

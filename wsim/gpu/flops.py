@@ -2,8 +2,9 @@
 
 Conventions (the same as ``models.spec``): a multiply-add is 2 FLOPs, attention is counted
 non-causal (full s x s scores), backward is 2x forward, element-wise work and the embedding lookup
-are not counted. Per token and per block the forward is ``2(4h^2 + 2hf) + 4sh`` FLOPs (QKV, output
-projection, MLP, then scores and the value product), the LM head ``2Vh``.
+are not counted. Per token and per block the forward is ``2 (linear parameters) + 4 s h`` FLOPs
+(QKV, output projection, MLP, then scores and the value product), the LM head ``2 V h``; for a
+GPT block (f = 4h, no grouped-query attention) the linear part is ``2 (4h^2 + 2hf)``.
 
 - **model FLOPs** count each matmul 3x its forward (no recompute). For f = 4h this is
   ``72 B s l h^2 (1 + s/(6h) + V/(12 l h))`` (Korthikanti et al. 2022, arXiv 2205.05198, sec. 6).
@@ -11,20 +12,72 @@ projection, MLP, then scores and the value product), the LM head ``2Vh``.
   (Narayanan et al. SC21 eq. (3): ``96 B s l h^2 (1 + s/(6h) + V/(16 l h))``, the formula of
   SC21 Table 1; the LM head is not recomputed), the attention core (``4 s h`` per token per layer,
   scores and value product) for ``selective``, nothing for ``none``.
+
+What the hardware *spends time on* differs from these counts: a causal FlashAttention kernel skips
+the masked half of the scores (``step``), and its backward recomputes the scores (FA-2 paper
+sec. 3.1); those are timing effects, the FLOP counts above stay the published conventions.
+
+``block_shape`` is the one place that reads a model's attention and MLP layout: grouped-query
+attention (``kv_heads``) and gated MLPs (SwiGLU: three matrices) when ``models.spec`` provides them
+(as an attribute or in ``ModelSpec.extra``), plain GPT blocks otherwise.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from models.spec import ModelSpec
 
+GATED = ("swiglu", "geglu", "silu_glu", "gated")
 
-def block_fwd_flops_per_token(model: ModelSpec, seq: int) -> float:
-    h, f = model.hidden, model.ffn
-    return 2.0 * (4 * h * h + 2 * h * f) + 4.0 * seq * h
+
+@dataclass(frozen=True)
+class BlockShape:
+    hidden: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    ffn: int
+    gated: bool
+
+    @property
+    def qkv_out(self) -> int:
+        """Width of the fused QKV projection's output: h + 2 kv_heads x head_dim."""
+        return self.hidden + 2 * self.kv_heads * self.head_dim
+
+    @property
+    def linear_params(self) -> int:
+        """Weights of the block's matmuls (no biases, no norms)."""
+        h, f = self.hidden, self.ffn
+        return h * self.qkv_out + h * h + (3 if self.gated else 2) * h * f
+
+
+def _extra(model: ModelSpec, name: str, default=None):
+    value = getattr(model, name, None)
+    if value is None:
+        value = (model.extra or {}).get(name, default)
+    return default if value is None else value
+
+
+def block_shape(model: ModelSpec) -> BlockShape:
+    h, a = model.hidden, model.heads
+    kv = int(_extra(model, "kv_heads", a) or a)
+    mlp = str(_extra(model, "mlp", "") or "").lower()
+    gated = mlp in GATED or str(model.activation).lower() in GATED or bool(_extra(model, "gated_mlp",
+                                                                                False))
+    return BlockShape(hidden=h, heads=a, kv_heads=kv, head_dim=h // a, ffn=model.ffn, gated=gated)
+
+
+def linear_fwd_flops_per_token(model: ModelSpec) -> float:
+    return 2.0 * block_shape(model).linear_params
 
 
 def attention_core_fwd_flops_per_token(model: ModelSpec, seq: int) -> float:
     return 4.0 * seq * model.hidden
+
+
+def block_fwd_flops_per_token(model: ModelSpec, seq: int) -> float:
+    return linear_fwd_flops_per_token(model) + attention_core_fwd_flops_per_token(model, seq)
 
 
 def head_fwd_flops_per_token(model: ModelSpec) -> float:

@@ -2,18 +2,23 @@
 
 - Model states (ZeRO, Rajbhandari et al. 2020, arXiv 1910.02054, sec. 3.1): mixed-precision Adam
   keeps 2 bytes of 16-bit weights, 2 of 16-bit gradients and 12 of fp32 master weights, momentum and
-  variance per parameter. ZeRO-1 shards the 12 over data-parallel ranks, ZeRO-2 also the gradients,
-  ZeRO-3 (FSDP) also the weights, keeping two gathered layers (the one computing and the prefetched).
+  variance per parameter. Megatron-Core accumulates gradients in fp32 (4 bytes; its docs' table
+  "bf16 param, fp32 grads: 18 bytes, distributed optimizer 6 + 12/d"). ZeRO-1 (Megatron's
+  distributed optimizer) shards the 12 over the data-parallel ranks (x context-parallel ranks, the
+  group Megatron-Core reduces over), ZeRO-2 also the gradients, ZeRO-3/FSDP also the weights, keeping
+  two gathered blocks (the one computing and the prefetched one) and one block's unsharded gradient.
+  FP8 (Transformer Engine) keeps an FP8 copy of each local weight: 1 more byte (assumption).
 - Activations per block, per token, 16-bit (Korthikanti et al. 2022, arXiv 2205.05198, sec. 4),
-  generalised to FFN width f as in ``models.spec``: a part replicated across tensor ranks unless
-  sequence parallelism splits it (LayerNorm inputs, dropout masks, inputs of QKV and the first MLP
-  matmul: 10h with dropout, 8h without), a part split by tensor parallelism (8h + 4f) and the
-  attention scores part split too (5as with dropout, 2as without), which selective recompute drops.
-  Full recompute keeps only each block's input (2h, split by sequence parallelism) plus, during
-  backward, one block's full activations for one micro-batch.
+  generalised to FFN width f, grouped-query attention and gated MLPs: a part replicated across
+  tensor ranks unless sequence parallelism splits it (LayerNorm inputs, dropout masks, inputs of QKV
+  and of the first MLP matmul: 10h with dropout, 8h without), a part split by tensor parallelism
+  (Q, K, V and the projection input: 4h + 4 kv_heads x head_dim; the MLP: 4f, or 6f gated) and the
+  attention-scores part (5as with dropout, 2as without), which selective recompute drops and which
+  FlashAttention never stores (it keeps a float32 log-sum-exp per head: 4a bytes). Full recompute
+  keeps only each block's input (2h, split by sequence parallelism) plus, during backward, one
+  block's full activations for one micro-batch. Context parallelism splits every token count by cp.
 - Micro-batches in flight on the first stage: min(m, p) for 1F1B; for the interleaved schedule
-  Megatron-LM's warm-up keeps (v-1)p + 2(p-1) + 1 chunks of L/(pv) layers, i.e. Korthikanti's factor
-  1 + (p-1)/(pv) over 1F1B.
+  Megatron-LM's warm-up keeps (v-1)p + 2(p-1) + 1 chunks of L/(pv) layers.
 - The last stage also holds the logits: 2 bytes (16-bit) + 4 bytes (fp32 copy for the cross-entropy,
   Megatron's vocab-parallel loss) per token per vocabulary entry / tp.
 """
@@ -23,8 +28,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 WEIGHT_BYTES = 2.0  # 16-bit weights (ZeRO sec. 3.1)
-GRAD_BYTES = 2.0  # 16-bit gradients (ZeRO sec. 3.1)
+GRAD_BYTES = 2.0  # 16-bit gradients (ZeRO sec. 3.1); Megatron-Core: Stack.grad_reduce_bytes = 4
 OPTIMIZER_BYTES = 12.0  # fp32 master weights + Adam momentum + variance (ZeRO sec. 3.1)
+FP8_WEIGHT_BYTES = 1.0  # Transformer Engine's FP8 weight copy (assumption)
 LOGIT_BYTES = 6.0  # 16-bit logits + fp32 copy in the loss (Megatron vocab-parallel cross entropy)
 
 
@@ -55,11 +61,14 @@ class MemoryBreakdown:
         return d
 
 
-def state_bytes_per_param(zero: int, dp: int) -> tuple[float, float, float]:
+def state_bytes_per_param(zero: int, shards: int, grad_bytes: float = GRAD_BYTES,
+                          fp8: bool = False) -> tuple[float, float, float]:
     """(weights, gradients, optimizer) bytes per local parameter under ZeRO stage ``zero``."""
-    w = WEIGHT_BYTES / dp if zero >= 3 else WEIGHT_BYTES
-    g = GRAD_BYTES / dp if zero >= 2 else GRAD_BYTES
-    o = OPTIMIZER_BYTES / dp if zero >= 1 else OPTIMIZER_BYTES
+    w = WEIGHT_BYTES / shards if zero >= 3 else WEIGHT_BYTES
+    if fp8:
+        w += FP8_WEIGHT_BYTES / shards if zero >= 3 else FP8_WEIGHT_BYTES
+    g = grad_bytes / shards if zero >= 2 else grad_bytes
+    o = OPTIMIZER_BYTES / shards if zero >= 1 else OPTIMIZER_BYTES
     return w, g, o
 
 
@@ -70,6 +79,8 @@ def act_bytes_per_token_layer(c, tp: int, recompute: str, sp: bool) -> float:
         return 2.0 * c.h / rep_div
     par = c.act_par / tp
     if recompute == "none":
+        par += c.act_attn / tp
+    elif c.flash:  # selective recompute has nothing to drop under FlashAttention
         par += c.act_attn / tp
     return c.act_rep / rep_div + par
 
@@ -85,17 +96,27 @@ def inflight_layers(layers_per_stage: int, pp: int, v: int, m: int) -> float:
 
 
 def memory(c, tp: int, pp: int, dp: int, b: int, v: int, recompute: str, sp: bool, zero: int,
-           m: int) -> MemoryBreakdown:
+           m: int, cp: int = 1, stack=None) -> MemoryBreakdown:
     """The fullest stage's memory for this plan (``c`` is a ``step.Consts``)."""
-    L = c.layers // pp
-    w, g, o = state_bytes_per_param(zero, dp)
-    tokens = b * c.seq
+    L = -(-c.layers // pp)  # the fullest stage (uneven stages: DeepSpeed)
+    grad_bytes = stack.grad_reduce_bytes if stack is not None else GRAD_BYTES
+    w, g, o = state_bytes_per_param(zero, dp * cp, grad_bytes, c.fp8)
+    tokens = b * c.seq / cp
     per_layer_full = tokens * act_bytes_per_token_layer(c, tp, "none", sp)
     stored = tokens * act_bytes_per_token_layer(c, tp, recompute, sp)
     working = per_layer_full if recompute == "full" else 0.0
-    if recompute == "selective":
+    if recompute == "selective" and not c.flash:
         working = tokens * c.act_attn / tp  # one block's attention core, recomputed in backward
-    gathered = 2 * c.block_params / tp * WEIGHT_BYTES if zero >= 3 else 0.0
+    # ZeRO-3 / FSDP: the computing and the prefetched block gathered, one block's full gradient
+    # (DeepSpeed: at most its live-parameter limit gathered, gradients in buckets)
+    gathered = 0.0
+    if zero >= 3:
+        block = c.block_params / tp
+        live = 2 * block if stack is None or stack.zero3_live_params is None \
+            else min(2 * block, stack.zero3_live_params)
+        bucket = block if stack is None or stack.zero3_grad_bucket is None \
+            else min(block, stack.zero3_grad_bucket)
+        gathered = live * WEIGHT_BYTES + bucket * grad_bytes
     logits = tokens * c.vocab / tp * LOGIT_BYTES
 
     body = L * c.block_params / tp
@@ -116,9 +137,10 @@ def memory(c, tp: int, pp: int, dp: int, b: int, v: int, recompute: str, sp: boo
     return best
 
 
-def states_lower_bound(c, tp: int, pp: int, dp: int, zero: int) -> float:
-    """A lower bound on any plan's memory with this tp, pp, dp and ZeRO stage (for pruning)."""
-    w, g, o = state_bytes_per_param(zero, dp)
-    L = c.layers // pp
+def states_lower_bound(c, tp: int, pp: int, dp: int, zero: int, cp: int = 1,
+                       grad_bytes: float = GRAD_BYTES) -> float:
+    """A lower bound on any plan's memory with this layout and ZeRO stage (for pruning)."""
+    w, g, o = state_bytes_per_param(zero, dp * cp, min(grad_bytes, GRAD_BYTES), c.fp8)
+    L = -(-c.layers // pp)  # the fullest stage (uneven stages: DeepSpeed)
     params = L * c.block_params / tp + min(c.embed_params_tp(tp), c.head_params_tp(tp, pp))
     return params * (w + g + o) + c.reserved_bytes

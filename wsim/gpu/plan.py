@@ -1,11 +1,13 @@
 """How a training step is executed on GPUs: the parallel plan, and its checks against a model.
 
-A ``Plan`` is Megatron-LM's PTD-P (Narayanan et al., SC21, arXiv 2104.04473) plus ZeRO/FSDP:
-``tp`` tensor-parallel ranks (within a node when tp <= 8), ``pp`` pipeline stages, ``dp`` data-parallel
-replicas (gpus = tp * pp * dp), ``micro_batch`` sequences per micro-batch, ``interleave`` model chunks
-per stage (1 = plain 1F1B), ``recompute`` of activations, Megatron sequence parallelism, ZeRO stage.
-Rank order is tensor-fastest, then data, then pipeline (Megatron's default), which decides which
-groups share a node.
+A ``Plan`` is Megatron-LM's PTD-P (Narayanan et al., SC21, arXiv 2104.04473) plus ZeRO/FSDP and
+context parallelism: ``tp`` tensor-parallel ranks (within a node when tp <= 8), ``cp`` context-parallel
+ranks (each holds 1/cp of every sequence; Megatron-Core), ``pp`` pipeline stages, ``dp`` data-parallel
+replicas (gpus = tp * cp * pp * dp), ``micro_batch`` sequences per micro-batch, ``interleave`` model
+chunks per stage (1 = plain 1F1B), ``recompute`` of activations, Megatron sequence parallelism, ZeRO
+stage (1 under Megatron = its distributed optimizer), and the software ``stack`` that runs it
+(``wsim.gpu.calibration.STACKS``). Rank order is tensor-fastest, then context, data, pipeline
+(Megatron-Core's ``tp-cp-dp-pp``), which decides which groups share a node.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from dataclasses import asdict, dataclass
 
 from models.spec import ModelSpec
 from wsim.errors import ConfigError, positive
+from wsim.gpu.calibration import STACKS
+from wsim.gpu.flops import block_shape
 
 RECOMPUTE = ("none", "selective", "full")
 ZERO_STAGES = (0, 1, 2, 3)
@@ -29,9 +33,11 @@ class Plan:
     recompute: str = "full"
     sequence_parallel: bool = False
     zero: int = 0
+    cp: int = 1
+    stack: str = "megatron"
 
     def __post_init__(self) -> None:
-        for name in ("tp", "pp", "dp", "micro_batch", "interleave"):
+        for name in ("tp", "pp", "dp", "micro_batch", "interleave", "cp"):
             positive(f"plan.{name}", getattr(self, name), integer=True)
         if self.recompute not in RECOMPUTE:
             raise ConfigError(f"plan.recompute {self.recompute!r} is not one of {', '.join(RECOMPUTE)}")
@@ -48,10 +54,25 @@ class Plan:
                               "micro-batches (DeepSpeed refuses it); use zero 0 or 1, or pp 1")
         if self.sequence_parallel and self.tp == 1:
             raise ConfigError("plan.sequence_parallel needs tensor parallelism (tp > 1)")
+        if self.stack not in STACKS:
+            raise ConfigError(f"plan.stack {self.stack!r} is not one of {', '.join(STACKS)}")
+        st = STACKS[self.stack]
+        if self.zero not in st.zero_stages:
+            raise ConfigError(f"plan.zero {self.zero} is not run by stack {self.stack} (it runs ZeRO "
+                              f"{', '.join(map(str, st.zero_stages))}); choose another --zero or --stack")
+        if self.pp > 1 and not st.pipeline:
+            raise ConfigError(f"stack {self.stack} has no pipeline parallelism (pp {self.pp}); "
+                              "use pp 1 or stack megatron, megatron-core or deepspeed")
+        if self.interleave > 1 and not st.interleave:
+            raise ConfigError(f"stack {self.stack} has no interleaved schedule (interleave "
+                              f"{self.interleave}); use interleave 1 or stack megatron/megatron-core")
+        if self.cp > 1 and not st.context_parallel:
+            raise ConfigError(f"stack {self.stack} has no context parallelism (cp {self.cp}); "
+                              "use cp 1 or stack megatron-core")
 
     @property
     def gpus(self) -> int:
-        return self.tp * self.pp * self.dp
+        return self.tp * self.cp * self.pp * self.dp
 
     def micro_batches(self, batch: int) -> int:
         return batch // (self.dp * self.micro_batch)
@@ -60,25 +81,33 @@ class Plan:
         return asdict(self)
 
 
-def check_plan(plan: Plan, model: ModelSpec, *, batch: int, gpus: int) -> None:
+def check_plan(plan: Plan, model: ModelSpec, *, batch: int, gpus: int, seq: int = 2048) -> None:
     """Raise ConfigError naming the first way ``plan`` cannot run ``model`` with this batch and GPUs."""
     if plan.gpus != gpus:
-        raise ConfigError(f"gpus {gpus} is not tp x pp x dp = {plan.tp} x {plan.pp} x {plan.dp} = "
-                          f"{plan.gpus}; choose tp and pp whose product divides the GPU count")
+        raise ConfigError(f"gpus {gpus} is not tp x cp x pp x dp = {plan.tp} x {plan.cp} x {plan.pp} "
+                          f"x {plan.dp} = {plan.gpus}; choose tp, cp and pp whose product divides the "
+                          "GPU count")
     if model.heads % plan.tp:
         raise ConfigError(f"tp {plan.tp} does not divide the model's {model.heads} attention heads; "
                           f"allowed tp: {', '.join(map(str, divisors(model.heads)))}")
+    kv = block_shape(model).kv_heads
+    if kv % plan.tp:
+        raise ConfigError(f"tp {plan.tp} does not divide the model's {kv} key/value heads; "
+                          f"allowed tp: {', '.join(map(str, divisors(kv)))}")
     if model.ffn % plan.tp:
         raise ConfigError(f"tp {plan.tp} does not divide the model's FFN width {model.ffn}")
-    if model.layers % plan.pp:
+    if model.layers % plan.pp and not STACKS[plan.stack].uneven_stages:
         raise ConfigError(f"pp {plan.pp} does not divide the model's {model.layers} layers; "
                           f"allowed pp: {', '.join(map(str, divisors(model.layers)))}")
-    per_stage = model.layers // plan.pp
+    per_stage = -(-model.layers // plan.pp)
     if per_stage % plan.interleave:
         raise ConfigError(f"interleave {plan.interleave} does not divide the {per_stage} layers per "
                           f"pipeline stage; allowed: {', '.join(map(str, divisors(per_stage)))}")
+    if plan.cp > 1 and seq % (2 * plan.cp):
+        raise ConfigError(f"cp {plan.cp} needs the sequence ({seq}) to split into 2 x cp = "
+                          f"{2 * plan.cp} equal chunks (Megatron-Core's load-balanced causal split)")
     if batch % plan.dp:
-        raise ConfigError(f"batch {batch} is not divisible by dp {plan.dp} (= gpus / (tp x pp))")
+        raise ConfigError(f"batch {batch} is not divisible by dp {plan.dp} (= gpus / (tp x cp x pp))")
     local = batch // plan.dp
     if local % plan.micro_batch:
         raise ConfigError(f"micro_batch {plan.micro_batch} does not divide the {local} sequences per "

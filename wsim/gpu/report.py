@@ -17,6 +17,8 @@ class GpuReport:
     ``model_tflops_per_gpu`` counts model FLOPs (3x forward, no recompute);
     ``hardware_tflops_per_gpu`` adds the recomputed forward work (SC21 Table 1 counts these).
     ``bubble_fraction`` is Megatron's (p-1)/(v m): bubble time over the ideal (bubble-free) time.
+    ``regime`` says which validated regime of the cost model the plan falls in (None: outside all
+    of them, the prediction is an extrapolation; ``wsim.gpu.regimes``).
     """
 
     model: str
@@ -35,6 +37,13 @@ class GpuReport:
     memory: MemoryBreakdown
     chosen: tuple = ()  # plan options chosen by wsim (not given by the user)
     search: dict = field(default_factory=dict)  # search statistics, when from ``search``
+    attention: str = "eager"
+    precision: str = "bf16"
+    dropout: bool = False
+    network: dict = field(default_factory=dict)
+    node_power_w: float = 0.0
+    gpus_per_node: int = 8
+    regime: dict = field(default_factory=dict)
 
     @property
     def model_tflops_per_gpu(self) -> float:
@@ -60,12 +69,27 @@ class GpuReport:
     def tokens_per_s(self) -> float:
         return self.batch * self.seq / self.step_time_s
 
+    @property
+    def power_w(self) -> float:
+        """Maximum power of the nodes the job occupies (node datasheet figure x nodes)."""
+        return self.node_power_w * self.gpus / self.gpus_per_node
+
+    @property
+    def energy_per_step_j(self) -> float:
+        return self.power_w * self.step_time_s
+
+    @property
+    def validated(self) -> bool:
+        return bool(self.regime.get("validated"))
+
     def to_dict(self) -> dict:
         plan = self.plan.to_dict()
         plan["chosen"] = list(self.chosen)
         d = {
             "model": self.model, "gpu": self.gpu, "gpus": self.gpus, "seq": self.seq,
             "batch": self.batch,
+            "attention": self.attention, "precision": self.precision, "dropout": self.dropout,
+            "network": dict(self.network),
             "step_time_s": self.step_time_s,
             "tokens_per_s": self.tokens_per_s,
             "model_flops_per_step": self.model_flops_per_step,
@@ -81,6 +105,9 @@ class GpuReport:
             "plan": plan,
             "breakdown": dict(self.breakdown_s),
             "memory": self.memory.to_dict(),
+            "power_w": self.power_w,
+            "energy_per_step_j": self.energy_per_step_j,
+            "regime": dict(self.regime),
         }
         if self.search:
             d["search"] = dict(self.search)
@@ -88,18 +115,26 @@ class GpuReport:
 
 
 def build_report(c: Consts, plan: Plan, ev: Evaluation, chosen=(), search=None) -> GpuReport:
+    from wsim.gpu.regimes import classify  # the validated regimes read the published rows
+
     model = c.model
     breakdown = {
         "compute_s": ev.compute_s, "recompute_s": ev.recompute_s, "tp_comm_s": ev.tp_comm_s,
-        "pp_comm_s": ev.pp_comm_s, "bubble_s": ev.bubble_s, "dp_comm_s": ev.dp_comm_s,
-        "optimizer_s": ev.optimizer_s,
+        "cp_comm_s": ev.cp_comm_s, "pp_comm_s": ev.pp_comm_s, "bubble_s": ev.bubble_s,
+        "dp_comm_s": ev.dp_comm_s, "optimizer_s": ev.optimizer_s,
     }
+    network = {"nic_bytes_per_s": c.gpu.nic_bytes_per_s,
+               "nvlink_bytes_per_s": c.gpu.nvlink_bytes_per_s,
+               "gpus_per_node": c.gpu.gpus_per_node}
     return GpuReport(
         model=model.name, gpu=c.gpu.name, gpus=c.gpus, seq=c.seq, batch=c.batch, plan=plan,
         step_time_s=ev.step_s,
         model_flops_per_step=model_flops_per_step(model, seq=c.seq, batch=c.batch),
         hardware_flops_per_step=hardware_flops_per_step(model, seq=c.seq, batch=c.batch,
                                                         recompute=plan.recompute),
-        peak_flops_per_s=c.peak, bubble_fraction=ev.bubble_fraction, micro_batches=ev.m,
-        breakdown_s=breakdown, memory=ev.memory, chosen=tuple(chosen), search=dict(search or {}),
+        peak_flops_per_s=c.gpu.peak_for(c.precision), bubble_fraction=ev.bubble_fraction,
+        micro_batches=ev.m, breakdown_s=breakdown, memory=ev.memory, chosen=tuple(chosen),
+        search=dict(search or {}), attention=c.attention, precision=c.precision,
+        dropout=bool(model.dropout), network=network, node_power_w=c.gpu.node_power_w,
+        gpus_per_node=c.gpu.gpus_per_node, regime=classify(c, plan),
     )

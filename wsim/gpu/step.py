@@ -1,21 +1,22 @@
-"""Step time of one plan: compute at shape-dependent GEMM efficiency, tensor-parallel collectives,
-pipeline sends and bubble, data-parallel gradient reduction (or ZeRO/FSDP traffic), optimizer.
+"""Step time of one plan: compute at shape-dependent GEMM efficiency, attention (eager or flash),
+tensor- and context-parallel communication, pipeline sends and bubble, data parallelism (DDP,
+ZeRO-1/2/3, FSDP: ``dataparallel``), optimizer.
 
-Per micro-batch, each stage runs forward (f), backward (2f of matmuls) and recomputation, each block
-doing 2 all-reduces of b*s*h 16-bit activations in forward and 2 in backward (Megatron-LM SC21
-sec. 3.3; with sequence parallelism a reduce-scatter + all-gather pair of the same volume,
-Korthikanti et al. 2022 sec. 4.2.2), and 2 more when full recompute reruns the forward. With
-``tau`` the time one stage spends per micro-batch (all its v chunks, sends included) the
-pipeline takes ``m * tau_max + (p - 1) / v * tau_mean``: for equal stages Megatron's bubble
-``(p-1)/(v m)`` (SC21 sec. 2.2), matched by the simpy schedule in ``pipeline_sim``. The last stage
-also runs the LM head (not recomputed), which makes it the slowest.
-
-Data parallelism: ZeRO-0 all-reduces 16-bit gradients once per step, overlapped with the last
-micro-batch's backward (``Efficiency.dp_overlap_fraction``); ZeRO-1 reduce-scatters them the same
-way and all-gathers the updated weights after the optimizer; ZeRO-2 reduce-scatters every
-micro-batch under its backward; ZeRO-3/FSDP also all-gathers the weights before each layer's forward
-and backward, hidden under compute where bandwidth allows. The optimizer (Adam) reads and writes its
-16 bytes of state per local parameter once (memory-bound, HBM bandwidth).
+Per micro-batch each stage runs forward, backward and recomputation. A block's forward is its linear
+GEMMs (BF16, or FP8 at the FP8 peak with Transformer Engine's casts), its attention core and its
+memory-bound element-wise kernels; backward is 2x the linear GEMMs and element-wise traffic, and
+its own attention backward: eager attention 2x its two GEMMs, FlashAttention-2 five GEMM-sized
+products (2.5x its forward, FA-2 paper sec. 3.1) at its own efficiency, skipping the causally
+masked half (FA-2 sec. 3.1.1, "causal masking"; Megatron-Core's context parallelism balances it).
+Each block does 2 all-reduces of b*s*h 16-bit activations in forward and 2 in backward (Megatron-LM
+SC21 sec. 3.3; with sequence parallelism a reduce-scatter + all-gather pair of the same volume,
+Korthikanti et al. 2022 sec. 4.2.2), and 2 more when full recompute reruns the forward. Context
+parallelism passes K and V around a ring of cp ranks, overlapped with the attention core
+(Megatron-Core docs, "context parallelism"). With ``tau`` the time one stage spends per micro-batch
+(all its v chunks, sends included) the pipeline takes ``m * tau_max + (p - 1) / v * tau_mean``: for
+equal stages Megatron's bubble ``(p-1)/(v m)`` (SC21 sec. 2.2), matched by the simpy schedule in
+``pipeline_sim``. The last stage also runs the LM head (not recomputed). A stack's layers run at its
+``kernel_efficiency`` relative to Megatron-LM's.
 
 ``wsim.gpu`` never imports ``wsim.engine`` (rule of the house).
 """
@@ -24,38 +25,64 @@ from __future__ import annotations
 
 from models.spec import ModelSpec
 from wsim.gpu import comm
-from wsim.gpu.flops import block_fwd_flops_per_token
-from wsim.gpu.memory import GRAD_BYTES, LOGIT_BYTES, OPTIMIZER_BYTES, WEIGHT_BYTES, memory
-from wsim.gpu.specs import Efficiency, GpuSpec
+from wsim.gpu.calibration import STACKS, Efficiency, Stack
+from wsim.gpu.dataparallel import data_parallel
+from wsim.gpu.flops import block_fwd_flops_per_token, block_shape, model_flops_per_step
+from wsim.gpu.memory import LOGIT_BYTES, memory
+from wsim.gpu.specs import GpuSpec, generation
 
-ADAM_BYTES_PER_PARAM = 2 * (WEIGHT_BYTES + GRAD_BYTES + OPTIMIZER_BYTES)  # read + write, assumption
+ATTENTION = ("eager", "flash")
+PRECISION = ("bf16", "fp8")
 
 
 class Consts:
     """Everything that does not depend on the plan, computed once (plain floats for speed)."""
 
-    __slots__ = ("model", "gpu", "eff", "seq", "batch", "gpus", "h", "f", "a", "vocab", "layers",
-                 "block_params", "positions_params", "act_rep", "act_par", "act_attn",
-                 "reserved_bytes", "capacity_bytes", "peak", "tied", "block_fwd_flops", "_gemm")
+    __slots__ = ("model", "gpu", "eff", "seq", "batch", "gpus", "h", "f", "a", "kv", "hd", "gated",
+                 "qkv_out", "mlp_in", "vocab", "layers", "block_params", "positions_params",
+                 "act_rep", "act_par", "act_attn", "reserved_bytes", "capacity_bytes", "peak",
+                 "peak16", "tied", "flash", "fp8", "attention", "precision", "block_fwd_flops",
+                 "linear_fwd_flops", "params", "generation", "model_flops", "_gemm", "_ew",
+                 "_groups")
 
     def __init__(self, model: ModelSpec, gpu: GpuSpec, eff: Efficiency, *, seq: int, batch: int,
-                 gpus: int) -> None:
+                 gpus: int, attention: str = "eager", precision: str = "bf16") -> None:
         self.model, self.gpu, self.eff = model, gpu, eff
         self.seq, self.batch, self.gpus = seq, batch, gpus
+        self.attention, self.precision = attention, precision
+        self.flash, self.fp8 = attention == "flash", precision == "fp8"
+        shape = block_shape(model)
         self.h, self.f, self.a = model.hidden, model.ffn, model.heads
+        self.kv, self.hd, self.gated = shape.kv_heads, shape.head_dim, shape.gated
+        self.qkv_out = shape.qkv_out
+        self.mlp_in = model.ffn * (2 if shape.gated else 1)  # gate and up projections side by side
         self.vocab, self.layers = model.vocab, model.layers
-        self.block_params = float(model.block_params)
+        self.block_params = float(model.block_params) if shape.kv_heads == model.heads and \
+            not shape.gated else float(shape.linear_params + 4 * model.hidden)
         self.positions_params = float(model.embedding_params - model.vocab * model.hidden)
         h, f, a = self.h, self.f, self.a
-        self.act_rep = 10.0 * h if model.dropout else 8.0 * h  # Korthikanti sec. 4 (see memory.py)
-        self.act_par = 8.0 * h + 4.0 * f
-        self.act_attn = (5.0 if model.dropout else 2.0) * a * seq
+        # Korthikanti et al. 2022 sec. 4, generalised (see memory.py)
+        self.act_rep = 10.0 * h if model.dropout else 8.0 * h
+        self.act_par = 4.0 * h + 4.0 * self.kv * self.hd + (6.0 if self.gated else 4.0) * f
+        if self.flash:
+            self.act_attn = 4.0 * a  # FlashAttention keeps only a float32 log-sum-exp per head
+        else:
+            self.act_attn = (5.0 if model.dropout else 2.0) * a * seq
         self.reserved_bytes = eff.reserved_bytes
         self.capacity_bytes = gpu.hbm_bytes
-        self.peak = gpu.peak_flops_per_s
+        self.peak16 = gpu.peak_flops_per_s
+        self.peak = gpu.peak_for(precision) * (eff.fp8_gemm_relative if self.fp8 else 1.0)
         self.tied = model.tied_embeddings
         self.block_fwd_flops = block_fwd_flops_per_token(model, seq)
+        self.linear_fwd_flops = self.block_fwd_flops - 4.0 * seq * h
+        # unique parameters (what ModelSpec.params sums layer by layer, in closed form: speed)
+        self.params = (self.layers * self.block_params + model.embedding_params + 2.0 * h
+                       + (0.0 if model.tied_embeddings else model.vocab * h))
+        self.model_flops = model_flops_per_step(model, seq=seq, batch=batch)
+        self.generation = generation(gpu)
         self._gemm: dict = {}
+        self._ew: dict = {}
+        self._groups: dict = {}
 
     def embed_params_tp(self, tp: int) -> float:
         """First stage: vocab-parallel word embedding plus (replicated) learned positions."""
@@ -68,141 +95,165 @@ class Consts:
             head += self.vocab * self.h / tp
         return head
 
-    def gemm_times(self, tp: int, b: int) -> tuple[float, float, float]:
-        """Forward seconds per micro-batch of one block, of its attention core, and of the LM head."""
-        key = (tp, b)
+    def group(self, size: int, stride: int, single_nic: bool = False) -> comm.Group:
+        key = (size, stride, single_nic)
+        g = self._groups.get(key)
+        if g is None:
+            g = self._groups[key] = comm.Group(self.gpu, self.eff, size, stride,
+                                               single_nic=single_nic)
+        return g
+
+    def gemm_times(self, tp: int, b: int, cp: int = 1) -> tuple[float, float, float, float]:
+        """Seconds per micro-batch of one block's linear GEMMs (forward), its attention core
+        forward and backward, and the LM head's forward, at the kernels' own efficiencies."""
+        key = (tp, b, cp)
         hit = self._gemm.get(key)
         if hit is not None:
             return hit
         e = self.eff.gemm_efficiency
-        s, h, f, a, V = self.seq, self.h, self.f, self.a, self.vocab
-        T = b * s
-        peak = self.peak
-        hd = h / a
-        dense = (2.0 * T * h * 3 * h / tp / e(T, 3 * h / tp, h)      # QKV
-                 + 2.0 * T * h * h / tp / e(T, h, h / tp)            # attention output projection
-                 + 2.0 * T * h * f / tp / e(T, f / tp, h)            # MLP up
-                 + 2.0 * T * f * h / tp / e(T, h, f / tp)) / peak    # MLP down
-        core = (2.0 * T * s * h / tp / e(s, s, hd)                   # scores Q K^T, per head
-                + 2.0 * T * s * h / tp / e(s, hd, s)) / peak         # scores x V
-        head = 2.0 * T * h * V / tp / e(T, V / tp, h) / peak         # LM head (vocab-parallel)
-        hit = (dense + core, core, head)
+        s, h, V = self.seq, self.h, self.vocab
+        T = b * s / cp  # tokens on this GPU
+        q = s / cp  # queries per sequence on this GPU
+        hd = self.hd
+        linear = (2.0 * T * h * self.qkv_out / tp / e(T, self.qkv_out / tp, h)   # QKV
+                  + 2.0 * T * h * h / tp / e(T, h, h / tp)                       # output projection
+                  + 2.0 * T * h * self.mlp_in / tp / e(T, self.mlp_in / tp, h)   # MLP up (and gate)
+                  + 2.0 * T * self.f * h / tp / e(T, h, self.f / tp)) / self.peak  # MLP down
+        flops = 2.0 * T * s * h / tp  # one of the two attention products (scores, x V), non-causal
+        if self.flash:
+            base = e(q, s, hd)
+            fwd = 2.0 * flops * 0.5 / (self.peak16 * base * self.eff.flash_forward_efficiency)
+            bwd = 5.0 * flops * 0.5 / (self.peak16 * base * self.eff.flash_backward_efficiency)
+        else:
+            fwd = (flops / e(q, s, hd) + flops / e(q, hd, s)) / self.peak16
+            bwd = 2.0 * fwd
+        head = 2.0 * T * h * V / tp / e(T, V / tp, h) / self.peak16  # LM head (vocab-parallel)
+        hit = (linear, fwd, bwd, head)
         self._gemm[key] = hit
         return hit
 
-    def elementwise_times(self, tp: int, b: int, sp: bool) -> tuple[float, float, float]:
+    def elementwise_times(self, tp: int, b: int, sp: bool, cp: int = 1) -> tuple[float, float, float]:
         """Forward seconds per micro-batch of the memory-bound element-wise kernels: one block,
-        its attention core (softmax, dropout), the LM head's loss; HBM traffic is
-        ``Efficiency.elementwise_passes`` times the bytes Korthikanti et al. count as stored."""
-        k = self.eff.elementwise_passes * b * self.seq / self.gpu.hbm_bytes_per_s
-        block = k * (self.act_rep / (tp if sp else 1) + (self.act_par + self.act_attn) / tp)
-        core = k * self.act_attn / tp
+        its attention core (softmax, dropout; none under FlashAttention), the LM head's loss; HBM
+        traffic is ``Efficiency.elementwise_passes`` times the bytes Korthikanti et al. count as
+        stored, plus Transformer Engine's FP8 casts (activations and weights)."""
+        key = (tp, b, sp, cp)
+        hit = self._ew.get(key)
+        if hit is not None:
+            return hit
+        tokens = b * self.seq / cp
+        hbm = self.gpu.hbm_bytes_per_s
+        k = self.eff.elementwise_passes * tokens / hbm
+        core = 0.0 if self.flash else k * self.act_attn / tp
+        block = k * (self.act_rep / (tp if sp else 1) + self.act_par / tp) + core
+        if self.fp8:  # cast each GEMM input; weights once per micro-batch
+            block += self.eff.fp8_cast_bytes * (tokens * (3 * self.h + self.f)
+                                                + self.block_params) / tp / hbm
         head = k * self.vocab / tp * LOGIT_BYTES
-        return block, core, head
+        hit = (block, core, head)
+        self._ew[key] = hit
+        return hit
 
 
 class Evaluation:
     """One plan's timing and memory (plain attributes; ``report.GpuReport`` is the public view)."""
 
-    __slots__ = ("step_s", "compute_s", "recompute_s", "tp_comm_s", "pp_comm_s", "dp_comm_s",
-                 "bubble_s", "optimizer_s", "bubble_fraction", "memory", "m")
+    __slots__ = ("step_s", "compute_s", "recompute_s", "tp_comm_s", "cp_comm_s", "pp_comm_s",
+                 "dp_comm_s", "bubble_s", "optimizer_s", "bubble_fraction", "memory", "m")
 
 
 def evaluate(c: Consts, tp: int, pp: int, dp: int, b: int, v: int, recompute: str, sp: bool,
-             zero: int) -> Evaluation:
-    """Time and memory of one (already validated) plan."""
+             zero: int, cp: int = 1, stack: Stack | None = None) -> Evaluation:
+    """Time and memory of one (already validated) plan (``stack`` None: Megatron-LM)."""
+    st = stack if stack is not None else STACKS["megatron"]
     gpu, eff = c.gpu, c.eff
     m = c.batch // (dp * b)
-    L = c.layers // pp
-    fwd, core, head = c.gemm_times(tp, b)
-    ew, ew_core, ew_head = c.elementwise_times(tp, b, sp)
-    act_bytes = b * c.seq * c.h * 2.0
-    ar = comm.all_reduce_s(act_bytes, tp, comm.tp_bus_bytes_per_s(gpu, eff, tp),
-                           eff.collective_latency_s) if tp > 1 else 0.0
+    L = -(-c.layers // pp)  # the fullest stage (uneven stages: DeepSpeed)
+    ke = st.kernel_efficiency
+    linear, core_f, core_b, head = c.gemm_times(tp, b, cp)
+    ew, ew_core, ew_head = c.elementwise_times(tp, b, sp, cp)
+    tpg = c.group(tp, 1)
+    act_bytes = b * c.seq / cp * c.h * 2.0
+    ar = tpg.all_reduce_s(act_bytes) if tp > 1 else 0.0
 
-    # per micro-batch, per stage (all v chunks)
-    compute = L * 3.0 * (fwd + ew)
-    tp_comm = L * 4.0 * ar
+    # per micro-batch, per layer
+    fwd = (linear + core_f + ew) / ke
+    bwd = (2.0 * linear + core_b + 2.0 * ew) / ke
     if recompute == "full":
-        rec, tp_comm = L * (fwd + ew), tp_comm + L * 2.0 * ar
+        rec, rec_ar = fwd, 2.0 * ar
     elif recompute == "selective":
-        rec = L * (core + ew_core)
+        rec, rec_ar = (core_f + ew_core) / ke, 0.0
     else:
-        rec = 0.0
-    send = 2.0 * v * comm.pp_send_s(act_bytes, gpu, eff, tp, dp) if pp > 1 else 0.0
-    head = head + ew_head
-    head_extra = 3.0 * head + ar  # LM head fwd + bwd; its input-gradient all-reduce
+        rec, rec_ar = 0.0, 0.0
+    cp_exposed = 0.0
+    if cp > 1:
+        cpg = c.group(cp, tp)
+        kv_bytes = b * c.seq / cp * 2.0 * c.kv * c.hd * 2.0 / tp  # K and V, 16-bit
+        hop = kv_bytes / cpg.bw + eff.collective_base_latency_s
+        cp_f = (cp - 1) * hop  # forward: K, V once around the ring; backward: K, V and dK, dV
+        fwd_exposed = max(0.0, cp_f - core_f / ke)
+        cp_exposed = fwd_exposed * (2.0 if recompute == "full" else 1.0) \
+            + max(0.0, 2.0 * cp_f - core_b / ke)
+    layer_fwd = fwd + 2.0 * ar
+    layer_bwd = bwd + rec + 2.0 * ar + rec_ar
+
+    # the stage's micro-batch time (all v chunks)
+    compute = L * (fwd + bwd)
+    tp_comm = L * (4.0 * ar + rec_ar)
+    send = 2.0 * v * comm.pp_send_s(act_bytes, gpu, eff, tp * cp * dp, tpg) if pp > 1 else 0.0
+    head_t = (head + ew_head) / ke
+    head_extra = 3.0 * head_t + ar  # LM head fwd + bwd; its input-gradient all-reduce
     embed_extra = ar  # vocab-parallel embedding all-reduce in forward
-    tau = compute + rec + tp_comm + send
+    tau = compute + L * rec + tp_comm + L * cp_exposed + send
     if pp == 1:
         tau_max = tau_mean = tau + head_extra + embed_extra
     else:
         tau_max = tau + max(head_extra, embed_extra)
         tau_mean = tau + (head_extra + embed_extra) / pp
+
+    dpres = data_parallel(c, st, tp=tp, pp=pp, dp=dp, cp=cp, m=m, L=L, zero=zero,
+                          recompute=recompute, layer_fwd=layer_fwd, layer_bwd=layer_bwd,
+                          stage_bwd=L * layer_bwd + (2.0 * head_t if pp == 1 else 0.0),
+                          stage_fwd=L * layer_fwd, head_s=3.0 * head_t)
+    tau_max += dpres.per_micro_batch_s
+    tau_mean += dpres.per_micro_batch_s
     bubble = (pp - 1) / v * tau_mean
     pipe = m * tau_max + bubble
 
-    # data parallelism
-    params = L * c.block_params / tp + (c.head_params_tp(tp, pp) if pp > 1
-                                        else c.head_params_tp(tp, pp) + c.embed_params_tp(tp))
-    grad_bytes = params * GRAD_BYTES
-    dp_exposed = 0.0
-    if dp > 1:
-        bw = comm.dp_bus_bytes_per_s(gpu, eff, tp, dp)
-        half = comm.reduce_scatter_s(grad_bytes, dp, bw, eff.collective_latency_s)
-        bwd_time = 2.0 * L * (fwd + ew) + rec + L * 2.0 * ar + (2.0 * head if pp == 1 else 0.0)
-        bwd_window = eff.dp_overlap_fraction * bwd_time  # Megatron DDP (ZeRO 0/1) overlap
-        k = eff.overlap_compute_penalty
-        if zero == 0:
-            dp_exposed = _overlap(2.0 * half, bwd_window, k)
-        elif zero == 1:
-            dp_exposed = _overlap(half, bwd_window, k) + half
-        elif zero == 2:  # DeepSpeed overlap_comm: each micro-batch's reduce-scatter under its backward
-            dp_exposed = m * _overlap(half, bwd_time, k) + half
-        else:  # FSDP / ZeRO-3 prefetch: gathers and reduce-scatters run under the layers' compute
-            dp_exposed = m * (_overlap(3.0 * half, tau_max, k) + half / L)
-    shard = dp if zero >= 1 else 1
-    optimizer = params / shard * ADAM_BYTES_PER_PARAM / gpu.hbm_bytes_per_s
-
     ev = Evaluation()
     ev.m = m
-    ev.compute_s = m * (compute + 3.0 * head)  # the last stage (head_extra >= embed_extra)
-    ev.recompute_s = m * rec
+    ev.compute_s = m * (compute + 3.0 * head_t)  # the last stage (head_extra >= embed_extra)
+    ev.recompute_s = m * L * rec
     ev.tp_comm_s = m * (tp_comm + (ar if pp > 1 else 2.0 * ar))
+    ev.cp_comm_s = m * L * cp_exposed
     ev.pp_comm_s = m * send
     ev.bubble_s = bubble
-    ev.dp_comm_s = dp_exposed
-    ev.optimizer_s = optimizer
-    ev.step_s = pipe + dp_exposed + optimizer
+    ev.dp_comm_s = dpres.exposed_s + m * dpres.per_micro_batch_s
+    ev.optimizer_s = dpres.optimizer_s
+    ev.step_s = pipe + dpres.exposed_s + dpres.optimizer_s
     ev.bubble_fraction = (pp - 1) / (v * m)
-    ev.memory = memory(c, tp, pp, dp, b, v, recompute, sp, zero, m)
+    ev.memory = memory(c, tp, pp, dp, b, v, recompute, sp, zero, m, cp, st)
     return ev
 
 
-def _overlap(comm_s: float, window_s: float, penalty: float) -> float:
-    """Time added by ``comm_s`` of communication overlapped with ``window_s`` of compute: the part
-    that does not fit under it, plus the compute slowdown while both run."""
-    hidden = min(comm_s, window_s)
-    return comm_s - hidden + penalty * hidden
+def compute_lower_bound_s(c: Consts, tp: int, pp: int, dp: int, cp: int = 1) -> float:
+    """No plan with this layout is faster: the fullest stage's linear GEMMs at the best GEMM
+    efficiency, the attention core causally halved at the 16-bit peak, no recompute, no
+    communication, no bubble, the fastest stack."""
+    tokens = c.batch / dp * c.seq / cp
+    core = 4.0 * c.seq * c.h * 0.5
+    per_token = 3.0 * (c.layers / pp * c.linear_fwd_flops + 2.0 * c.vocab * c.h / pp) / c.peak \
+        + 3.0 * c.layers / pp * core / c.peak16
+    return tokens * per_token / tp / c.eff.matmul_peak_fraction
 
 
-def compute_lower_bound_s(c: Consts, tp: int, pp: int, dp: int) -> float:
-    """No plan with this tp/pp/dp is faster: model FLOPs of the fullest stage at the best GEMM
-    efficiency any shape reaches, no recompute, no communication, no bubble."""
-    tokens = c.batch / dp * c.seq
-    flops = tokens * 3.0 * (c.layers / pp * c.block_fwd_flops + 2.0 * c.vocab * c.h / pp) / tp
-    return flops / (c.peak * c.eff.matmul_peak_fraction)
-
-
-def step_lower_bound_s(c: Consts, tp: int, pp: int, dp: int, b: int) -> float:
-    """No plan with this tp/pp/dp and micro-batch ``b`` is faster, whatever its recompute, sequence
-    parallelism, ZeRO stage or interleaving: the last stage's forward and backward GEMMs and
-    element-wise kernels (at their sequence-parallel minimum) and its 4 all-reduces per layer."""
+def step_lower_bound_s(c: Consts, tp: int, pp: int, dp: int, b: int, cp: int = 1) -> float:
+    """No plan with this layout and micro-batch ``b`` is faster, whatever its recompute, sequence
+    parallelism, ZeRO stage, interleaving or stack: the last stage's forward and backward work
+    (at sequence-parallel minimum and the fastest stack) and its 4 all-reduces per layer."""
     m = c.batch // (dp * b)
-    L = c.layers // pp
-    fwd, _, head = c.gemm_times(tp, b)
-    ew, _, ew_head = c.elementwise_times(tp, b, tp > 1)
-    ar = comm.all_reduce_s(b * c.seq * c.h * 2.0, tp, comm.tp_bus_bytes_per_s(c.gpu, c.eff, tp),
-                           c.eff.collective_latency_s) if tp > 1 else 0.0
-    return m * (L * (3.0 * (fwd + ew) + 4.0 * ar) + 3.0 * (head + ew_head))
-
+    L = -(-c.layers // pp)  # the fullest stage (uneven stages: DeepSpeed)
+    linear, core_f, core_b, head = c.gemm_times(tp, b, cp)
+    ew, _, ew_head = c.elementwise_times(tp, b, tp > 1, cp)
+    ar = c.group(tp, 1).all_reduce_s(b * c.seq / cp * c.h * 2.0) if tp > 1 else 0.0
+    return m * (L * (3.0 * (linear + ew) + core_f + core_b + 4.0 * ar) + 3.0 * (head + ew_head))

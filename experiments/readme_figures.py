@@ -1,0 +1,128 @@
+"""The README's validation figures, computed rather than typed: ``--write`` puts them in README.md.
+
+Every figure in the README's "Validation" block comes from here, by running the code the block
+names. ``python -m experiments.readme_figures --write`` regenerates the block between the markers;
+``--check`` exits 1 if the README differs from what the code gives now (a slow test runs it), so a
+figure cannot drift from the code. Each figure is also pinned, at the precision printed, by the
+test named next to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+BEGIN, END = "<!-- validation figures: begin (python -m experiments.readme_figures --write) -->", \
+    "<!-- validation figures: end -->"
+
+
+def wafer() -> dict:
+    from wsim.calibration import fit as F
+    from wsim.calibration import measured
+    from wsim.hardware import CS2Spec
+
+    zhang = [r for r in measured.rows() if "Zhang" in r.source]
+    engine = [F.predict(r, method="engine").error for r in zhang]
+    loo = [p.error for _, _, p, _ in F.leave_one_out(measured.rows("development"))]
+    other = {r.label: F.predict(r, method="engine").error for r in measured.rows() if "Zhang" not in r.source}
+    return {"eta": CS2Spec().matmul_peak_fraction, "worst": max(map(abs, engine)), "n": len(zhang),
+            "loo": max(map(abs, loo)), "other": other}
+
+
+def scaling_13() -> dict:
+    from models import zoo
+    from wsim import hardware
+    from wsim.engine.run import simulate
+    from wsim.job import TrainingJob
+
+    job = TrainingJob(zoo.get("cerebras-gpt-1.3b"), seq=2048, batch_seqs=528)
+    one, sixteen = simulate(job, hardware.preset("cs2", 1)), simulate(job, hardware.preset("cs2", 16))
+    return {"t1": one.step_time_s, "t16": sixteen.step_time_s, "speedup": one.step_time_s / sixteen.step_time_s,
+            "mb16": sixteen.micro_batches, "rc16": sixteen.recompute}
+
+
+def time_to_train_13b() -> dict:
+    from models import zoo
+    from wsim.compare import cs2_time_to_train, published_phases
+
+    r = cs2_time_to_train(zoo.get("cerebras-gpt-13b"), published_phases("cerebras-gpt-13b"))
+    last = r["phases"][-1]
+    return {"days": r["time_to_train_s"] / 86400, "step": last["step_time_s"], "mb": last["micro_batches"],
+            "rc": last["recompute"]}
+
+
+def trillion() -> dict:
+    from models.spec import ModelSpec
+    from wsim import hardware
+    from wsim.engine.run import simulate
+    from wsim.job import TrainingJob
+
+    r = simulate(TrainingJob(ModelSpec("1t", layers=128, hidden=25600, heads=160), seq=2048, batch_seqs=1),
+                 hardware.preset("cs2", 1))
+    return {"params": r.params, "wafer_gb": r.wafer_memory_bytes / 1e9, "memoryx_tb": r.memoryx_bytes / 1e12,
+            "recompute": r.recompute}
+
+
+def compute() -> dict:
+    return {"wafer": wafer(), "scaling": scaling_13(), "ttt13": time_to_train_13b(), "trillion": trillion()}
+
+
+def render(f: dict) -> str:
+    w, s, t, tr = f["wafer"], f["scaling"], f["ttt13"], f["trillion"]
+    other = "; ".join(f"{k} {v:+.1%}" for k, v in w["other"].items())
+    lines = [
+        f"- Measured CS-2 throughput (`python -m experiments.wafer_validation`, `tests/calibration/`): "
+        f"all {w['n']} points of Zhang et al. 2024 (six models, batches 128 and 256, one CS-2) within "
+        f"{w['worst']:.1%} with `wsim simulate` defaults, one fitted parameter "
+        f"(`matmul_peak_fraction` = {w['eta']:.4g}); leave-one-model-out within {w['loo']:.1%}. "
+        f"Validation on another release: {other}.",
+        f"- Cerebras-GPT 1.3B at its batch 528 × 2048 (`tests/engine/test_engine.py`): "
+        f"{s['t1']:.4g} s per step on 1 CS-2, {s['t16']:.4g} s on 16: speedup {s['speedup']:.3g} "
+        f"({s['mb16']} micro-batches per CS-2 on 16{' with recompute' if s['rc16'] else ''}).",
+        f"- Cerebras-GPT 13B on its published 8 → 12 CS-2 with default options "
+        f"(`tests/engine/test_engine.py`): {t['days']:.3g} days ({t['step']:.4g} s per step, "
+        f"{t['mb']} micro-batches{' with recompute' if t['rc'] else ''}).",
+        f"- A {tr['params'] / 1e12:.3g}-trillion-parameter model (128 × 25,600) runs on one CS-2 "
+        f"(`tests/engine/test_engine.py`): {tr['wafer_gb']:.4g} GB of wafer memory"
+        f"{' with activation recompute' if tr['recompute'] else ''}, {tr['memoryx_tb']:.3g} TB in MemoryX.",
+    ]
+    return "\n".join(lines)
+
+
+def block(text: str) -> str:
+    return f"{BEGIN}\n{text}\n{END}"
+
+
+def current(readme: str) -> str:
+    if BEGIN not in readme or END not in readme:
+        raise SystemExit(f"README.md lacks the markers {BEGIN!r} ... {END!r}")
+    return readme[readme.index(BEGIN):readme.index(END) + len(END)]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m experiments.readme_figures", description=__doc__.splitlines()[0])
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--write", action="store_true", help="regenerate the README block")
+    g.add_argument("--check", action="store_true", help="exit 1 if the README block is stale")
+    g.add_argument("--print", action="store_true", help="print the block")
+    args = p.parse_args(argv)
+    new = block(render(compute()))
+    if args.print:
+        print(new)
+        return 0
+    readme = README.read_text()
+    old = current(readme)
+    if args.check:
+        if old != new:
+            print("README.md's validation figures are stale: run python -m experiments.readme_figures "
+                  "--write\n--- README\n" + old + "\n--- code\n" + new, file=sys.stderr)
+            return 1
+        return 0
+    README.write_text(readme.replace(old, new))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

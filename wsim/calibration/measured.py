@@ -1,0 +1,92 @@
+"""Published measurements of GPT training throughput on CS-2 systems, with their sources.
+
+Each row is what a paper printed, converted to samples per second by the stated rule; nothing here
+is estimated. ``role`` says how the wafer model uses the row: ``development`` rows are fitted on,
+``validation`` rows are only compared with.
+
+Zhang, Parikh, Zhang, Prasanna, "Benchmarking the Performance of Large Language Models on the
+Cerebras Wafer Scale Engine", IEEE HPEC 2024, arXiv 2409.00287: one CS-2, sequence 2048, GPT-3
+shapes of their Table III (the Cerebras-GPT shapes; 20B: 44 layers, d_model 6144, 64 heads). Their
+Table V gives projected hours per Pile epoch (211,043,181 samples) from the measured throughput of
+their Fig. 5, so samples/s = 211,043,181 / (hours x 3600). Precision and software release are not
+stated. The hours are printed to 3-4 significant figures: the conversion is good to about 0.3%.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from models import zoo
+from models.spec import ModelSpec
+from wsim.errors import positive, require
+
+PILE_SAMPLES = 211_043_181  # Zhang et al. 2024, Table V caption: samples in one Pile epoch
+ZHANG_2024 = "Zhang et al. 2024 (HPEC, arXiv 2409.00287) Table V"
+ROLES = ("development", "validation")
+
+# Zhang et al. Table III: the 20B shape (not a Cerebras-GPT model); vocabulary and FFN as GPT-3.
+GPT_20B = ModelSpec(name="gpt-20b-hpec", layers=44, hidden=6144, heads=64, vocab=50257, positions=2048,
+                    tied_embeddings=True, dropout=False, source="Zhang et al. 2024 Table III")
+
+
+@dataclass(frozen=True)
+class MeasuredRun:
+    """One published throughput: ``samples_per_s`` of ``model`` at ``batch`` x ``seq`` on ``systems``."""
+
+    label: str
+    model: ModelSpec
+    systems: int
+    batch: int
+    seq: int
+    samples_per_s: float
+    role: str
+    source: str
+    printed: str  # the figure as the source printed it
+    release: str = "not stated"  # the Cerebras software release, where the source names it
+
+    def __post_init__(self) -> None:
+        positive("measured.systems", self.systems, integer=True)
+        positive("measured.batch", self.batch, integer=True)
+        positive("measured.samples_per_s", self.samples_per_s)
+        require(self.role in ROLES, f"measured.role must be one of {ROLES}, got {self.role!r}")
+
+
+def _zhang(tag: str, model: ModelSpec, batch: int, hours: float, role: str) -> MeasuredRun:
+    return MeasuredRun(f"{tag} b{batch}", model, 1, batch, 2048, PILE_SAMPLES / (hours * 3600), role,
+                       ZHANG_2024, f"{hours:g} h per Pile epoch")
+
+
+# (tag, model, hours at batch 128, hours at batch 256): Zhang et al. 2024 Table V.
+TABLE_V = [
+    ("256M", zoo.get("cerebras-gpt-256m"), 157, 157),
+    ("590M", zoo.get("cerebras-gpt-590m"), 294, 290),
+    ("2.7B", zoo.get("cerebras-gpt-2.7b"), 1258, 1252),
+    ("6.7B", zoo.get("cerebras-gpt-6.7b"), 2586, 2581),
+    ("13B", zoo.get("cerebras-gpt-13b"), 4943, 4939),
+    ("20B", GPT_20B, 7613, 7594),
+]
+
+# Development set: batch 256, every model. Validation: batch 128 (same models, another batch).
+ZHANG_ROWS = [_zhang(tag, m, 256, h256, "development") for tag, m, _, h256 in TABLE_V] + \
+             [_zhang(tag, m, 128, h128, "validation") for tag, m, h128, _ in TABLE_V]
+
+
+ALCF_GPT2 = ("ALCF ai-science-training-series, 07_ AITestbeds/Cerebras/gpt2.md (commit 548f22f1, "
+             "log of 2024-03-14)")
+# GPT-2 small (Radford et al. 2019: 12 layers, d_model 768, 12 heads) with 2048 positions, as the
+# run's modelzoo config sets max_position_embeddings 2048; data train_8M_msl2048.
+GPT2_SMALL_2048 = ModelSpec(name="gpt2-small-msl2048", layers=12, hidden=768, heads=12, vocab=50257,
+                            positions=2048, tied_embeddings=True, dropout=False,
+                            source="GPT-2 small, Radford et al. 2019; ALCF run config")
+
+ALCF_ROWS = [
+    # "Effective batch size is 112", "Gradient accumulation disabled", 1 CSX;
+    # "Rate=494.25 samples/sec, GlobalRate=494.51 samples/sec" at step 3000.
+    MeasuredRun("GPT-2 small b112 (ALCF)", GPT2_SMALL_2048, 1, 112, 2048, 494.51, "validation",
+                ALCF_GPT2, "GlobalRate=494.51 samples/sec", release="R2.0.3"),
+]
+
+
+def rows(role: str | None = None) -> list[MeasuredRun]:
+    """Every measured row (or those of one ``role``)."""
+    return [r for r in ZHANG_ROWS + ALCF_ROWS if role is None or r.role == role]

@@ -1,0 +1,201 @@
+"""The GPU cost model's global parameter set, and the software stacks that execute a plan.
+
+ONE parameter set for every GPU, model and published run. Each parameter is one of
+- **sourced**: a published measurement or the code of the system modelled, cited at the value;
+- **fitted**: chosen by ``wsim.gpu.validation.fit`` on the development set stated in
+  ``docs/gpu-model.md`` (SC21 Tables 1 and 2, MT-NLG, BLOOM, OPT, GPT-NeoX), never per row;
+- **assumption**: a stated guess with its reason, varied in the documentation's sensitivity notes.
+Every parameter states its validity range: the span of the published runs that constrain it.
+
+A software stack (Megatron-LM, Megatron-Core, Megatron-DeepSpeed, PyTorch FSDP) is a named set of
+behaviours taken from its documentation and code (which schedules it has, what it overlaps, how
+ZeRO-3 gathers), plus one fitted number: the speed of its layers relative to Megatron-LM's fused
+kernels (``Stack.kernel_efficiency``). A per-row constant is not allowed anywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from wsim.errors import ConfigError, non_negative, positive, require
+
+GIB = 2**30
+
+
+@dataclass(frozen=True)
+class Efficiency:
+    """What fraction of the hardware's peaks kernels and collectives reach (global, all GPUs).
+
+    GEMM efficiency for a matmul of dimensions (M, N, K) is
+    ``matmul_peak_fraction * prod(d / (d + gemm_half_dim) for d in (M, N, K))``: a large GEMM runs
+    at the achievable peak and each small dimension (tile quantisation, too few thread blocks, low
+    arithmetic intensity) pulls it down smoothly: one curve for every GEMM of every model.
+    """
+
+    # FITTED (development set; validity: A100, GEMM dimensions 64 .. 51,200): the fraction of dense
+    # peak that a large 16-bit GEMM sustains *inside a training step* (kernel gaps and clock
+    # throttling under load included). Isolated cuBLAS runs reach ~0.85-0.9 of peak; in a step less.
+    # Used on every GPU as a fraction of that GPU's peak: on Hopper/Blackwell an *assumption* that
+    # the validation rows test.
+    matmul_peak_fraction: float = 0.662
+    # FITTED (validity as above): the dimension at which a GEMM runs at half speed along it. The
+    # development set constrains it weakly (anything in 0..40 fits); it matters for small heads.
+    gemm_half_dim: float = 11.0
+    # FITTED (validity: A100/H100 HBM, hidden 1,024 .. 25,600): HBM traffic of the memory-bound
+    # element-wise kernels (LayerNorm, GeLU, bias, dropout, residual, softmax) per byte of stored
+    # activation (Korthikanti et al. 2022, arXiv 2205.05198, sec. 4 counts) in one forward; the
+    # backward moves twice that. 2.0 would be "each stored tensor written once and read once".
+    elementwise_passes: float = 1.97
+    # SOURCED: NCCL caps the all-reduce bus bandwidth of an A100 node at 235 GB/s of the 300 GB/s
+    # NVLink per direction (NCCL 2.9.9 src/graph/tuning.cc, "if (compCap80) busBw = min(busBw,
+    # 235)"); nccl-tests on DGX A100 measure ~230 GB/s: 0.78. Used for every NVLink generation.
+    nvlink_efficiency: float = 0.78
+    # SOURCED: multi-node NCCL reaches 0.85-0.96 of InfiniBand line rate (nccl-tests issue #119:
+    # 85-96 GB/s of 100 on 4 HDR NICs; NCCL maintainers, nccl-tests issue #290: "46-48 GB/s per
+    # NIC" for 400 Gb/s NDR): 0.92.
+    ib_efficiency: float = 0.92
+    # SOURCED (NCCL 2.9.9 src/graph/tuning.cc, Simple protocol): a collective's base latency 8.4 us,
+    # each ring hop over NVLink 3.4 us and over the network 9.6 us; NCCL's own model of a ring
+    # collective is base + (nsteps - nInterSteps) x NVLink hop + nInterSteps x network hop, with
+    # nsteps = n-1 (all-gather, reduce-scatter) or 2(n-1) (all-reduce); a tree all-reduce pays
+    # 2 x ((ranks per node - 1) x NVLink hop + log2(nodes) x network hop) (hops as for the ring:
+    # assumption; NCCL's Simple-tree figures include a 256 kB chunk).
+    collective_base_latency_s: float = 8.4e-6
+    nvlink_hop_latency_s: float = 3.4e-6
+    network_hop_latency_s: float = 9.6e-6
+    # ASSUMPTION (derived, not fitted): while a collective overlaps compute, NCCL's kernels hold SMs
+    # (one CTA per channel; 8-16 channels on DGX A100 of 108 SMs): compute slows by this fraction of
+    # the overlapped communication time.
+    overlap_compute_penalty: float = 0.15
+    # ASSUMPTION from FlashAttention-2 (Dao 2023, arXiv 2307.08691, abstract and sec. 4.1): FA-2
+    # reaches 50-73% of A100 peak (forward up to 73%, backward lower) where large GEMMs reach
+    # ~80-90% in the same benchmarks: relative to the GEMM efficiency, forward 0.85, backward 0.70.
+    flash_forward_efficiency: float = 0.85
+    flash_backward_efficiency: float = 0.70
+    # ASSUMPTION (Transformer Engine FP8 recipe): FP8 GEMMs reach the same fraction of the FP8 peak
+    # as BF16 GEMMs of the BF16 peak; each GEMM input and output gradient is cast (read 2 bytes,
+    # write 1 byte and 1 byte transposed): 4 bytes of HBM traffic per element, memory-bound.
+    fp8_gemm_relative: float = 1.0
+    fp8_cast_bytes: float = 4.0
+    # ASSUMPTION: HBM that the CUDA context, NCCL buffers, cuBLAS workspace and allocator
+    # fragmentation keep from the model (a few GiB is what PyTorch jobs typically lose).
+    reserved_bytes: float = 3 * GIB
+
+    def __post_init__(self) -> None:
+        for name in ("matmul_peak_fraction", "nvlink_efficiency", "ib_efficiency",
+                     "flash_forward_efficiency", "flash_backward_efficiency", "fp8_gemm_relative"):
+            value = getattr(self, name)
+            positive(f"efficiency.{name}", value)
+            require(value <= 1.0, f"efficiency.{name} must be at most 1, got {value!r}")
+        for name in ("gemm_half_dim", "elementwise_passes", "collective_base_latency_s",
+                     "nvlink_hop_latency_s", "network_hop_latency_s", "reserved_bytes",
+                     "fp8_cast_bytes"):
+            non_negative(f"efficiency.{name}", getattr(self, name))
+        non_negative("efficiency.overlap_compute_penalty", self.overlap_compute_penalty)
+        require(self.overlap_compute_penalty <= 1.0, "efficiency.overlap_compute_penalty must be at "
+                f"most 1, got {self.overlap_compute_penalty!r}")
+
+    def gemm_efficiency(self, m: float, n: float, k: float) -> float:
+        d = self.gemm_half_dim
+        return self.matmul_peak_fraction * (m / (m + d)) * (n / (n + d)) * (k / (k + d))
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+EFFICIENCY = Efficiency()
+
+
+def efficiency_for(gpu=None, efficiency: Efficiency | None = None) -> Efficiency:
+    """The global parameter set (one for every GPU), or ``efficiency`` if given."""
+    if efficiency is not None:
+        if not isinstance(efficiency, Efficiency):
+            raise ConfigError(f"efficiency must be a wsim.gpu.Efficiency, got {type(efficiency).__name__}")
+        return efficiency
+    return EFFICIENCY
+
+
+@dataclass(frozen=True)
+class Stack:
+    """How a software stack executes a plan (from its documentation and code) + one fitted speed."""
+
+    name: str
+    zero_stages: tuple  # ZeRO stages it runs (1 = ZeRO-1 / Megatron's distributed optimizer)
+    interleave: bool  # Megatron's interleaved 1F1B (SC21 sec. 2.2.2)
+    pipeline: bool  # pipeline parallelism at all
+    context_parallel: bool
+    fp8: bool  # Transformer Engine FP8
+    dp_overlap: float  # fraction of the last backward that hides ZeRO-0/1 gradient reduction
+    param_gather_overlap: bool  # ZeRO-1 / distributed optimizer all-gather under the next forward
+    zero3_regather_on_recompute: bool  # ZeRO-3 gathers a layer again for its recomputed forward
+    grad_reduce_bytes: float  # bytes per gradient element reduced across data parallelism
+    kernel_efficiency: float  # FITTED: layer speed relative to Megatron-LM's fused kernels
+    source: str
+    uneven_stages: bool = False  # pipeline stages of unequal layer counts (the fullest decides)
+    # ZeRO-3 parameter gathers / gradient reduce-scatters cross the network through the rank's own
+    # NIC only ("gpu"), or spread over the NICs of the group's members in the node as NCCL's
+    # multi-rail ring does for one large collective ("node"). See the stacks below.
+    sharded_nics: str = "node"
+    # ZeRO-3 memory: parameters gathered at once (None: the computing and the prefetched block,
+    # FSDP's unit) and the gradient bucket (None: one block's gradient)
+    zero3_live_params: float | None = None
+    zero3_grad_bucket: float | None = None
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+STACKS: dict[str, Stack] = {
+    # Megatron-LM as in SC21 (arXiv 2104.04473) and its April 2021 README: PTD-P, interleaving, fused
+    # kernels; its local DDP all-reduced gradients after the pipeline flush (training.py calls
+    # allreduce_gradients after forward_backward_func): no overlap. zero 1 = a sharded optimizer
+    # (Megatron's later distributed optimizer). The reference stack: kernel_efficiency 1 by
+    # definition (the GEMM fraction is fitted on it).
+    "megatron": Stack("megatron", (0, 1), True, True, False, False, 0.0, False, False, 2.0, 1.0,
+                      "Megatron-LM SC21 (arXiv 2104.04473); github.com/NVIDIA/Megatron-LM (2021)"),
+    # Megatron-Core (2023+): --overlap-grad-reduce reduces gradient buckets as the last backward
+    # finalises them, --overlap-param-gather all-gathers updated parameters under the next forward
+    # (Megatron-LM docs, "distributed optimizer"); context parallelism and Transformer Engine FP8.
+    # Gradients reduced in fp32 (--accumulate-allreduce-grads-in-fp32, the default with bf16).
+    # kernel_efficiency 1.0: ASSUMPTION (the same fused kernels as Megatron-LM; no development row).
+    "megatron-core": Stack("megatron-core", (0, 1), True, True, True, True, 1.0, True, False, 4.0,
+                           1.0, "Megatron-LM/Megatron-Core docs: distributed optimizer, "
+                           "--overlap-grad-reduce, --overlap-param-gather, context parallelism"),
+    # Megatron-DeepSpeed (MT-NLG, BLOOM, GPT-NeoX): Megatron's kernels in DeepSpeed's pipeline engine
+    # (plain 1F1B, no interleaving: deepspeed/runtime/pipe/schedule.py TrainSchedule, whose
+    # ReduceGrads runs after the last backward), ZeRO 1-3 (ZeRO-2/3 only without pipeline
+    # parallelism). overlap_comm (gradient buckets reduced during the backward) defaults to true for
+    # ZeRO-3 only (deepspeed/runtime/zero/config.py, overlap_comm_valid): dp_overlap 0. ZeRO-3
+    # (2021: stage3.py) releases each module's parameters after its forward and gathers them again
+    # when activation checkpointing reruns it; it keeps at most stage3_max_live_parameters = 1e9
+    # gathered and reduces gradients in buckets of reduce_bucket_size = 5e8 elements (DeepSpeed
+    # config docs, defaults). Its PipelineModule partitions layers unevenly when pp does not divide
+    # them (BLOOM: 70 layers on 12 stages).
+    # sharded_nics "gpu" is FITTED (structural, on SC21 Table 2): its ZeRO-3 step time is the same on
+    # 768 and 1,536 GPUs (and on 1,120 and 2,240), a per-GPU volume bound at 21-24 GB/s per GPU: one
+    # 25 GB/s NIC per GPU, not the node's eight ("node" misses those rows by up to +250%).
+    # kernel_efficiency FITTED (MT-NLG, BLOOM, GPT-NeoX, the ZeRO-3 rows).
+    "deepspeed": Stack("deepspeed", (0, 1, 2, 3), False, True, False, False, 0.0, False, True, 2.0,
+                       0.880, "DeepSpeed docs (ZeRO, overlap_comm, pipeline engine); "
+                       "github.com/microsoft/DeepSpeed stage3.py (2021)", uneven_stages=True,
+                       sharded_nics="gpu", zero3_live_params=1e9, zero3_grad_bucket=5e8),
+    # PyTorch FSDP (FULL_SHARD = ZeRO-3, SHARD_GRAD_OP = ZeRO-2), with or without Megatron-style
+    # tensor parallelism (OPT's metaseq, MosaicML LLM Foundry, torchtitan): one flat parameter per
+    # wrapped block, all-gathered once per forward and once per backward (backward_prefetch =
+    # BACKWARD_PRE, forward_prefetch), gradients reduce-scattered per block (PyTorch FSDP docs). A
+    # checkpointed block recomputes inside its backward, after the backward all-gather: no extra
+    # gather. No pipeline parallelism modelled. Its block all-gathers are single large NCCL collectives:
+# multi-rail over the node's NICs (sharded_nics "node", from NCCL's ring; the MosaicML rows need it:
+# 70B on 32 A100 moves 381 GB per GPU per micro-batch in 11 s, more than one 25 GB/s NIC can).
+# kernel_efficiency FITTED (OPT-175B).
+    "fsdp": Stack("fsdp", (2, 3), False, False, False, True, 1.0, False, False, 2.0, 0.928,
+                  "PyTorch FSDP docs (ShardingStrategy, BackwardPrefetch, forward_prefetch)"),
+}
+
+
+def stack_spec(name: str | Stack) -> Stack:
+    if isinstance(name, Stack):
+        return name
+    if name not in STACKS:
+        raise ConfigError(f"stack {name!r} is not one of {', '.join(STACKS)}")
+    return STACKS[name]

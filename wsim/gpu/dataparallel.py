@@ -1,0 +1,95 @@
+"""Data parallelism: gradient reduction, ZeRO-1/2/3 and FSDP traffic, and the optimizer step.
+
+Per step, on every pipeline stage at once, over the data-parallel group (x the context-parallel
+ranks under Megatron-Core, which reduces gradients over both):
+
+- **ZeRO-0** (DDP): one all-reduce of the gradients; the stack's ``dp_overlap`` fraction of the last
+  micro-batch's backward hides it (Megatron-LM 2021 and DeepSpeed's defaults: none; Megatron-Core
+  --overlap-grad-reduce: all of it), at a compute slowdown while both run.
+- **ZeRO-1** / Megatron's distributed optimizer: a reduce-scatter of the gradients (hidden the same
+  way) and, after the optimizer, an all-gather of the updated 16-bit weights, hidden under the next
+  forward with Megatron-Core's --overlap-param-gather, exposed otherwise.
+- **ZeRO-2** (DeepSpeed, FSDP SHARD_GRAD_OP): every micro-batch reduce-scatters its gradients,
+  under its own backward where the stack overlaps (FSDP; DeepSpeed only with overlap_comm, off by
+  default below ZeRO-3); the updated weights are all-gathered once per step.
+- **ZeRO-3** (DeepSpeed stage 3, FSDP FULL_SHARD): per block and per micro-batch, an all-gather of
+  its weights before the forward and before the backward (again before a recomputed forward when
+  the stack releases them after the forward: DeepSpeed 2021), and a reduce-scatter of its
+  gradients after the backward. Both stacks prefetch the next block's gather while the current one
+  computes (DeepSpeed ``stage3_prefetch_bucket_size``; FSDP ``forward_prefetch`` and
+  ``BackwardPrefetch.BACKWARD_PRE``): per block the time is max(compute, communication) plus the
+  compute slowdown while they overlap; the first gather of each micro-batch is exposed. At one
+  sequence per GPU a block's compute shrinks with the GPU count while its gather does not: the
+  collapse of SC21 Table 2.
+
+Bucketed reductions (ZeRO-0/1/2) use NCCL's rings over the group's members in each node
+(multi-rail); ZeRO-3/FSDP gathers use the stack's ``sharded_nics``. One collective per block and
+pass: FSDP's flat parameter; DeepSpeed gathers per module, but with NCCL's ring latency paid per
+module the SC21 rows at 1,536 GPUs would come out ~27% slower than measured, so its prefetched
+module gathers are modelled as one per block. The optimizer (Adam) reads
+and writes its state once per local (sharded) parameter: memory-bound.
+"""
+
+from __future__ import annotations
+
+from wsim.gpu.calibration import Stack
+from wsim.gpu.memory import GRAD_BYTES, OPTIMIZER_BYTES, WEIGHT_BYTES
+
+ADAM_BYTES_PER_PARAM = 2 * (WEIGHT_BYTES + GRAD_BYTES + OPTIMIZER_BYTES)  # read + write, assumption
+
+
+class DataParallel:
+    __slots__ = ("per_micro_batch_s", "exposed_s", "optimizer_s")
+
+
+def _overlap(comm_s: float, window_s: float, penalty: float) -> float:
+    """Time added by ``comm_s`` of communication overlapped with ``window_s`` of compute: the part
+    that does not fit under it, plus the compute slowdown while both run."""
+    hidden = min(comm_s, window_s)
+    return comm_s - hidden + penalty * hidden
+
+
+def data_parallel(c, st: Stack, *, tp: int, pp: int, dp: int, cp: int, m: int, L: int, zero: int,
+                  recompute: str, layer_fwd: float, layer_bwd: float, stage_bwd: float,
+                  stage_fwd: float, head_s: float) -> DataParallel:
+    eff = c.eff
+    k = eff.overlap_compute_penalty
+    edge = c.head_params_tp(tp, pp) if pp > 1 else c.head_params_tp(tp, pp) + c.embed_params_tp(tp)
+    params = L * c.block_params / tp + edge
+    reduce_over = dp * (cp if st.context_parallel else 1)
+    out = DataParallel()
+    out.per_micro_batch_s = 0.0
+    out.exposed_s = 0.0
+    shards = reduce_over if zero >= 1 else 1
+    out.optimizer_s = params / shards * ADAM_BYTES_PER_PARAM / c.gpu.hbm_bytes_per_s
+    if reduce_over <= 1:
+        return out
+    grad_bytes = params * st.grad_reduce_bytes
+    if zero == 3:
+        g = c.group(dp, tp * cp, single_nic=st.sharded_nics == "gpu")
+        gather = g.all_gather_s(c.block_params / tp * WEIGHT_BYTES)
+        scatter = g.reduce_scatter_s(c.block_params / tp * st.grad_reduce_bytes)
+        regather = gather if (st.zero3_regather_on_recompute and recompute == "full") else 0.0
+        back = gather + regather + scatter
+        edge_comm = g.all_gather_s(edge * WEIGHT_BYTES) * (2 if st.zero3_regather_on_recompute
+                                                           else 1) \
+            + g.reduce_scatter_s(edge * st.grad_reduce_bytes)
+        per_mb = gather  # the first block's gather has nothing to hide under
+        per_mb += L * (_overlap(gather, layer_fwd, k) + _overlap(back, layer_bwd, k))
+        per_mb += _overlap(edge_comm, head_s, k)
+        out.per_micro_batch_s = per_mb
+        return out
+    g = c.group(reduce_over, tp)
+    if zero == 2:  # each micro-batch's reduce-scatter (under its backward if the stack overlaps)
+        out.per_micro_batch_s = _overlap(g.reduce_scatter_s(grad_bytes), st.dp_overlap * stage_bwd, k)
+        out.exposed_s = g.all_gather_s(params * WEIGHT_BYTES)
+        return out
+    window = st.dp_overlap * stage_bwd
+    if zero == 0:
+        out.exposed_s = _overlap(g.all_reduce_s(grad_bytes), window, k)
+        return out
+    rs = g.reduce_scatter_s(grad_bytes)
+    ag = g.all_gather_s(params * WEIGHT_BYTES)
+    out.exposed_s = _overlap(rs, window, k) + _overlap(ag, stage_fwd if st.param_gather_overlap
+                                                         else 0.0, k)
+    return out

@@ -1,0 +1,176 @@
+"""Validated regimes: where the cost model has been checked against published runs, and how well.
+
+A regime is a family of published rows (``wsim.gpu.published``) run the same way: one software
+stack, one class of data parallelism (DDP/ZeRO-1, ZeRO-2, ZeRO-3), one GPU generation, one
+attention kind and precision; its recompute policies and sequence-parallel settings are those its
+rows used. Its numeric ranges are the span of its rows: tensor, context and pipeline parallel
+sizes, sequence length and tokens per GPU per micro-batch exactly as observed (these decide where
+communication stops hiding), GPU count and model size within a factor of 2 (scale alone changes
+little once the per-GPU work is inside the range). Its errors are those of the shipped parameter
+set. A plan's ``status``:
+
+- ``validated``: inside a regime whose worst error is within ``TOLERANCE``;
+- ``checked``: inside a regime, but that regime's worst error is larger (the errors say how much);
+- ``extrapolated``: outside every regime; the nearest one and why the plan is not in it are given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SCALE_SLACK = 2.0  # GPU count and model size: within a factor of 2 of the regime's rows
+TOLERANCE = 0.15  # a regime whose worst error is within this counts as validated
+
+
+def zero_class(zero: int) -> str:
+    return {0: "ddp", 1: "ddp", 2: "zero2", 3: "zero3"}[zero]
+
+
+@dataclass(frozen=True)
+class Features:
+    stack: str
+    zero: str
+    generation: str
+    attention: str
+    precision: str
+    recompute: str
+    sequence_parallel: bool
+    tp: int
+    cp: int
+    pp: int
+    seq: int
+    tokens_per_micro_batch: float  # per GPU: micro_batch x seq / cp
+    gpus: int
+    params: float
+
+
+def features(c, plan) -> Features:
+    return Features(plan.stack, zero_class(plan.zero), c.generation, c.attention, c.precision,
+                    plan.recompute, plan.sequence_parallel, plan.tp, plan.cp, plan.pp, c.seq,
+                    plan.micro_batch * c.seq / plan.cp, c.gpus, c.params)
+
+
+@dataclass(frozen=True)
+class Regime:
+    name: str
+    groups: tuple
+    role: str  # development | validation | both
+    rows: int
+    mean_abs_error: float
+    worst_error: float
+    stack: str
+    zero: str
+    generation: str
+    attention: str
+    precision: str
+    recompute: tuple  # the policies its rows used
+    sequence_parallel: tuple
+    ranges: dict  # name -> (lo, hi)
+
+    @property
+    def status(self) -> str:
+        return "validated" if abs(self.worst_error) <= TOLERANCE else "checked"
+
+    def misses(self, f: Features) -> list[str]:
+        out = []
+        for name in ("stack", "zero", "generation", "attention", "precision"):
+            if getattr(f, name) != getattr(self, name):
+                out.append(f"{name} {getattr(f, name)} (regime: {getattr(self, name)})")
+        for name in ("recompute", "sequence_parallel"):
+            if getattr(f, name) not in getattr(self, name):
+                allowed = ", ".join(map(str, getattr(self, name)))
+                out.append(f"{name} {getattr(f, name)} (regime: {allowed})")
+        for name, (lo, hi) in self.ranges.items():
+            value = getattr(f, name)
+            if name in ("gpus", "params"):
+                lo, hi = lo / SCALE_SLACK, hi * SCALE_SLACK
+            if not lo <= value <= hi:
+                out.append(f"{name} {value:g} outside {lo:g}..{hi:g}")
+        return out
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "groups": list(self.groups), "role": self.role,
+                "rows": self.rows, "mean_abs_error": self.mean_abs_error,
+                "worst_error": self.worst_error,
+                "status": self.status,
+                "conditions": {"stack": self.stack, "zero": self.zero,
+                               "generation": self.generation, "attention": self.attention,
+                               "precision": self.precision, "recompute": list(self.recompute),
+                               "sequence_parallel": list(self.sequence_parallel),
+                               **{k: list(v) for k, v in self.ranges.items()}}}
+
+
+_REGIMES: list | None = None
+_BUILDING = False
+
+
+def regimes() -> list[Regime]:
+    """The validated regimes, from the published rows and the shipped parameters (computed once)."""
+    global _REGIMES, _BUILDING
+    if _REGIMES is None:
+        _BUILDING = True
+        try:
+            _REGIMES = _build()
+        finally:
+            _BUILDING = False
+    return _REGIMES
+
+
+def _build() -> list[Regime]:
+    from wsim.gpu.estimate import make_consts
+    from wsim.gpu.validation import current
+
+    families: dict = {}
+    for p in current():
+        r = p.report
+        c = make_consts(p.row.model, seq=p.row.seq, batch=p.row.batch, gpus=p.row.gpus,
+                        gpu=p.row.gpu, efficiency=None, attention=r.attention,
+                        precision=r.precision)
+        f = features(c, r.plan)
+        key = (f.stack, f.zero, f.generation, f.attention, f.precision)
+        families.setdefault(key, []).append((p, f))
+    out = []
+    for key, members in families.items():
+        preds = [p for p, _ in members]
+        fs = [f for _, f in members]
+        groups = tuple(sorted({p.row.group for p in preds}))
+        roles = {p.row.role for p in preds}
+        ranges = {name: (min(getattr(f, name) for f in fs), max(getattr(f, name) for f in fs))
+                  for name in ("tp", "cp", "pp", "seq", "tokens_per_micro_batch", "gpus", "params")}
+        errors = [p.error for p in preds]
+        name = "/".join(key) + " (" + ", ".join(groups) + ")"
+        out.append(Regime(name=name, groups=groups,
+                          role=roles.pop() if len(roles) == 1 else "both", rows=len(preds),
+                          mean_abs_error=sum(abs(e) for e in errors) / len(errors),
+                          worst_error=max(errors, key=abs), stack=key[0], zero=key[1],
+                          generation=key[2], attention=key[3], precision=key[4],
+                          recompute=tuple(sorted({f.recompute for f in fs})),
+                          sequence_parallel=tuple(sorted({f.sequence_parallel for f in fs})),
+                          ranges=ranges))
+    return out
+
+
+def classify_features(f: Features) -> dict:
+    """``validated`` (bool), ``status`` and the regime's name, rows, errors and conditions; or,
+    outside every regime, the nearest one and the conditions the plan misses."""
+    if _BUILDING:
+        return {}
+    best = None
+    for reg in regimes():
+        miss = reg.misses(f)
+        if not miss:
+            return {"validated": reg.status == "validated", **reg.to_dict()}
+        if best is None or len(miss) < len(best[1]):
+            best = (reg, miss)
+    out = {"validated": False, "status": "extrapolated", "name": None}
+    if best is not None:
+        out["nearest"] = best[0].name
+        out["outside_because"] = best[1]
+    return out
+
+
+def classify(c, plan) -> dict:
+    """Which validated regime ``plan`` (run under ``c``) falls in; ``validated`` False if none."""
+    if _BUILDING:
+        return {}
+    return classify_features(features(c, plan))

@@ -1,0 +1,139 @@
+"""How long one CS-2 takes for a layer pass: the wafer compute model.
+
+A layer pass (forward, recomputed forward or backward of one layer for one micro-batch) costs
+
+    t = sum over matrix products   tokens x FLOPs / (peak x eta(k, n))
+      + sum over element-wise ops   tokens x operations / (cores x clock x r_ew)
+      + pass_overhead_cycles / clock
+
+- ``eta(k, n) = matmul_peak_fraction x k / (k + n_half) x n / (n + n_half)``: Hockney's
+  (r_inf, n_1/2) model of a pipelined vector machine (Hockney & Jesshope, "Parallel Computers 2",
+  1988) applied to both dimensions of a (1 x k) @ (k x n) product spread over the wafer's 2-D core
+  grid: a large product runs at ``matmul_peak_fraction`` of the FP16 peak, and a dimension as short
+  as ``n_half`` halves it. ``n_half`` is the side of the core grid, sqrt(cores) = 922 on the WSE-2
+  (structure, not fitted): a dimension laid along an axis shorter than the axis leaves cores idle,
+  a longer one folds over it. Attention's per-head activation products (scores: k = head dim,
+  n = sequence; values: k = sequence, n = head dim) lie side by side along their shorter dimension
+  (heads x head dim = hidden). So utilisation depends on hidden size, FFN width, sequence and
+  vocabulary. (Fitted freely, n_half comes out at 910 on the development set: the structural value
+  is what the data say; ``experiments/wafer_validation.py`` reports it.)
+- Element-wise work (LayerNorm, GeLU, softmax, bias and residual adds; ``models.spec.ElementwiseOp``)
+  runs at ``r_ew`` operations per core per cycle, or at the rate SRAM bandwidth allows if lower
+  (4 bytes per operation: a 16-bit read and a 16-bit write).
+- Backward passes cost twice the forward, matrix products and element-wise alike (the weight and
+  the input gradient; the element-wise derivatives read the saved input and the incoming gradient).
+- ``pass_overhead_cycles``: filling and draining the wafer once per pass, so a pass of few tokens
+  (decoding, tiny micro-batches) runs below the large-pass rate.
+
+The time is linear in tokens: ``t = tokens x seconds_per_token + overhead``. ``CS2Spec.compute_
+efficiency``, when set, replaces all of this with FLOPs / (peak x efficiency) (the pre-model what-if).
+
+Calibration (``experiments/wafer_validation.py`` regenerates every figure): one parameter,
+``matmul_peak_fraction``, is fitted, by least squares on the log of samples/s, on one CS-2
+measurements of
+Zhang, Parikh, Zhang, Prasanna, "Benchmarking the Performance of Large Language Models on the
+Cerebras Wafer Scale Engine", IEEE HPEC 2024 (arXiv 2409.00287), Table V, batch 256 (development
+set), with ``wsim``'s own default micro-batching choosing each plan; batch 128 and leave-one-out
+errors are reported as validation. The rest is structure (sourced) or assumption (named).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from models.spec import LayerSpec, MatmulOp
+from wsim.hardware import CS2Spec
+
+BWD_FACTOR = 2.0  # backward = 2 x forward (weight and input gradients), models.spec's convention
+BYTES_PER_ELEMENTWISE_OP = 4.0  # a 16-bit operand read and a 16-bit result written
+
+
+def half_dim(cs2: CS2Spec) -> float:
+    """n_1/2: ``cs2.matmul_half_dim``, or by default the side of the core grid, sqrt(cores)."""
+    return cs2.matmul_half_dim if cs2.matmul_half_dim is not None else math.sqrt(cs2.cores)
+
+
+def product_dims(op: MatmulOp) -> tuple[int, int]:
+    """The two dimensions a product spreads over the core grid: (k, n) for one product; ``count``
+    independent products (attention heads) lie side by side along the shorter one."""
+    if op.k <= op.n:
+        return op.k * op.count, op.n
+    return op.k, op.n * op.count
+
+
+def matmul_efficiency(op: MatmulOp, cs2: CS2Spec) -> float:
+    """Fraction of the FP16 peak a (1 x k) @ (k x n) product sustains on the wafer."""
+    half = half_dim(cs2)
+    a, b = product_dims(op)
+    return cs2.matmul_peak_fraction * (a / (a + half)) * (b / (b + half))
+
+
+def elementwise_ops_per_s(cs2: CS2Spec) -> float:
+    """Element-wise operations per second over the wafer: issue rate, or SRAM bandwidth if lower."""
+    issue = cs2.cores * cs2.clock_hz * cs2.elementwise_ops_per_core_per_cycle
+    return min(issue, cs2.sram_bytes_per_s / BYTES_PER_ELEMENTWISE_OP)
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    """One layer's forward cost per token, split by kind of work (seconds per token)."""
+
+    matmul_s: float
+    elementwise_s: float
+
+    @property
+    def forward_s(self) -> float:
+        return self.matmul_s + self.elementwise_s
+
+
+def layer_cost(layer: LayerSpec, cs2: CS2Spec) -> LayerCost:
+    """Seconds per token of ``layer``'s forward on one CS-2."""
+    if cs2.compute_efficiency is not None:
+        return LayerCost(layer.fwd_flops_per_token / (cs2.peak_flops_per_s * cs2.compute_efficiency), 0.0)
+    peak = cs2.peak_flops_per_s
+    mm = sum(op.flops_per_token / (peak * matmul_efficiency(op, cs2)) for op in layer.matmuls)
+    ops = sum(op.ops_per_token for op in layer.elementwise)
+    if not layer.matmuls and not layer.elementwise:  # a layer that lists no ops: its FLOPs at peak
+        mm = layer.fwd_flops_per_token / (peak * cs2.matmul_peak_fraction)
+    return LayerCost(mm, ops / elementwise_ops_per_s(cs2))
+
+
+def pass_overhead_s(cs2: CS2Spec) -> float:
+    return 0.0 if cs2.compute_efficiency is not None else cs2.pass_overhead_cycles / cs2.clock_hz
+
+
+def seconds_per_token(layer: LayerSpec, phase: str, cs2: CS2Spec) -> float:
+    """Seconds per token of one pass of ``layer``: ``fwd``, ``recompute`` or ``bwd``."""
+    fwd = layer_cost(layer, cs2).forward_s
+    if phase == "bwd":
+        if cs2.compute_efficiency is not None:
+            return layer.bwd_flops_per_token / (cs2.peak_flops_per_s * cs2.compute_efficiency)
+        return BWD_FACTOR * fwd
+    return fwd
+
+
+class PassTimer:
+    """Pass times of a job's layers, computed once per distinct layer shape (blocks repeat)."""
+
+    def __init__(self, layers: list[LayerSpec], cs2: CS2Spec):
+        self.cs2 = cs2
+        self.overhead_s = pass_overhead_s(cs2)
+        cache: dict = {}
+        self.per_token: list[dict[str, float]] = []
+        for layer in layers:
+            key = (layer.kind, layer.matmuls, layer.elementwise, layer.fwd_flops_per_token,
+                   layer.bwd_flops_per_token)
+            if key not in cache:
+                cache[key] = {ph: seconds_per_token(layer, ph, cs2) for ph in ("fwd", "recompute", "bwd")}
+            self.per_token.append(cache[key])
+
+    def seconds(self, layer_index: int, phase: str, tokens: float) -> float:
+        return tokens * self.per_token[layer_index][phase] + self.overhead_s
+
+
+def tokens_per_s(layers: list[LayerSpec], cs2: CS2Spec, *, training: bool = True) -> float:
+    """Large-batch tokens per second of one CS-2 (forward + backward, or forward only): the
+    compute bound, ignoring weight streaming and per-pass overheads."""
+    phases = ("fwd", "bwd") if training else ("fwd",)
+    return 1.0 / sum(seconds_per_token(l, ph, cs2) for l in layers for ph in phases)
