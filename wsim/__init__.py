@@ -1,10 +1,12 @@
 """wsim: a simulator of Cerebras weight-streaming training, with GPU cost models to compare."""
 
 from wsim.errors import ConfigError
-from wsim.hardware import ClusterSpec, CS2Spec, MemoryXSpec, SwarmXSpec
+from wsim.hardware import ClusterSpec, CS2Spec, MemoryXSpec, PowerSpec, SwarmXSpec
 from wsim.job import TrainingJob
+from wsim.sparsity import Density
 
-__all__ = ["ConfigError", "ClusterSpec", "CS2Spec", "MemoryXSpec", "SwarmXSpec", "TrainingJob"]
+__all__ = ["ConfigError", "ClusterSpec", "CS2Spec", "MemoryXSpec", "PowerSpec", "SwarmXSpec", "TrainingJob",
+           "Density"]
 __version__ = "0.1.0"
 
 

@@ -71,13 +71,12 @@ def bandwidths(cluster: ClusterSpec) -> tuple[float, float, int]:
     the plan chooser asks for every candidate plan; a ClusterSpec is frozen)."""
     from wsim import topology
 
-    g = topology.build(cluster)
     sx = cluster.swarmx.link_bytes_per_s
     leaf = min(sx, cluster.cs2.io_bytes_per_s)
     mx = cluster.memoryx
     down = min(mx.stream_bytes_per_s, sx, leaf)
     up = min(mx.ingest_bytes_per_s, sx, leaf)
-    return down, up, topology.depth(g)
+    return down, up, topology.swarmx_levels(cluster.systems, cluster.swarmx.fanout) + 1
 
 
 def balance_tokens(job: TrainingJob, cluster: ClusterSpec) -> float:
@@ -85,33 +84,34 @@ def balance_tokens(job: TrainingJob, cluster: ClusterSpec) -> float:
     down, _, _ = bandwidths(cluster)
     layers = job.layers()
     i = next(i for i, l in enumerate(layers) if l.kind == "block")
-    timer = PassTimer(layers[i:i + 1], cluster.cs2)
-    stream_s = layers[i].params * job.bytes_per_element / down
+    timer = PassTimer(layers[i:i + 1], cluster.cs2, job.layer_densities()[i:i + 1])
+    stream_s = job.traffic(cluster.memoryx)[i].weight_bytes / down
     return max(0.0, stream_s - timer.overhead_s) / timer.per_token[0][FWD]
 
 
 def passes(job: TrainingJob, cluster: ClusterSpec, plan: WaferPlan) -> list[tuple[float, float, float]]:
     """(S, C, G) seconds of every layer pass of one step, in stream order."""
-    check_work(chunk_passes(job, plan, float("inf"), 1), MAX_LAYER_PASSES,
+    check_work(chunk_passes(job, plan, float("inf"), 1, cluster), MAX_LAYER_PASSES,
                f"{job.model.name}: {plan.micro_batches} micro-batch(es) x {job.model.layers + 2} layers",
                unit="layer passes", limit_name="the closed form's MAX_LAYER_PASSES",
                hint="use fewer sequences per system")
     down, up, _ = bandwidths(cluster)
     layers = job.layers()
-    timer = PassTimer(layers, cluster.cs2)
+    traffic = job.traffic(cluster.memoryx)
+    timer = PassTimer(layers, cluster.cs2, job.layer_densities())
     out = []
     for seqs in plan.micro_batch_seqs:
         tokens = seqs * job.seq
         for i, layer in enumerate(layers):
-            out.append((layer.params * job.bytes_per_element / down, timer.seconds(i, FWD, tokens), 0.0))
+            out.append((traffic[i].weight_bytes / down, timer.seconds(i, FWD, tokens), 0.0))
         for i in reversed(range(len(layers))):
             layer = layers[i]
-            s = layer.params * job.bytes_per_element / down
+            s = traffic[i].weight_bytes / down
             if plan.recompute and layer.kind == "block":
                 out.append((s, timer.seconds(i, RECOMPUTE, tokens), 0.0))
             out.append((s if layer.needs_weights_in_backward else 0.0,
                         timer.seconds(i, BWD, tokens),
-                        layer.params * job.grad_bytes_per_param / up))
+                        traffic[i].grad_bytes / up))
     return out
 
 
@@ -151,7 +151,7 @@ def _step_time(job: TrainingJob, cluster: ClusterSpec, plan: WaferPlan) -> Analy
     _, _, hops = bandwidths(cluster)
     work = passes(job, cluster, plan)
     flow = flow_shop_s(work)
-    owned = job.layers()[0].owned_params  # the embedding: the last gradient in, the first weights out
+    owned = job.traffic(cluster.memoryx)[0].update_params  # the embedding: last gradient in, first weights out
     bubble = 2 * hops * cluster.swarmx.hop_latency_s + owned / cluster.memoryx.optimizer_params_per_s
     t = flow + bubble
     model_flops = job.model_flops_per_step()

@@ -1,6 +1,7 @@
 """What hardware runs the job: CS-2, MemoryX, SwarmX and the cluster, in SI units.
 
-Every default carries its source (FACTS.md) or the word *assumption* and why. Cerebras has not
+Every default carries its source or the word *assumption* and why. The defaults here are the
+CS-2's; the CS-3's, and the named clusters (presets), are in ``wsim/generations.py``. Cerebras has not
 published MemoryX or SwarmX speeds (Microprocessor Report, Sep 2021), so those are assumptions meant
 to be varied (``experiments/sensitivity.py``).
 """
@@ -13,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wsim.errors import ConfigError, positive, non_negative, require
+
+GENERATION_NAMES = ("cs2", "cs3")  # the systems wsim has figures for (wsim/generations.py)
 
 
 @dataclass(frozen=True)
@@ -59,8 +62,21 @@ class CS2Spec:
     # Assumption: SRAM set aside for weights that arrive ahead of compute (the prefetch bound);
     # half a gigabyte is ~3 ms of stream at 150 GB/s, ample to hide SwarmX latency.
     weight_buffer_bytes: float = 512e6
+    # VENDOR CLAIM, not an independent measurement: the fraction of the matrix-product time that
+    # unstructured weight sparsity saves, relative to the FLOPs it removes (1 = a layer at density d
+    # takes d of its dense weight-product time). Cerebras: the CS-2 "accelerat[es] unstructured
+    # sparsity" (blog "Harnessing the Power of Sparsity for Large GPT AI Models", 2022; Thangarasa et
+    # al., "SPDF", arXiv 2303.10464); the WSE's cores skip multiplications by zero (Lie, Hot Chips 34,
+    # 2022; Zhang et al. 2024). No published measurement of the realised fraction: vary it
+    # (experiments/sparsity.py). wsim/sparsity.py applies it.
+    sparse_flop_efficiency: float = 1.0
+    # Which system this is: "cs2" (WSE-2) or "cs3" (WSE-3); the figures above are the CS-2's, the
+    # CS-3's are in wsim/generations.py. A label for reports and cluster files, not a switch.
+    generation: str = "cs2"
 
     def __post_init__(self) -> None:
+        require(self.generation in GENERATION_NAMES,
+                f"cs2.generation must be one of {', '.join(GENERATION_NAMES)}, got {self.generation!r}")
         positive("cs2.peak_flops_per_s", self.peak_flops_per_s)
         positive("cs2.cores", self.cores, integer=True)
         positive("cs2.clock_hz", self.clock_hz)
@@ -89,6 +105,15 @@ class CS2Spec:
                 f"({self.sram_bytes:g})")
         positive("cs2.io_bytes_per_s", self.io_bytes_per_s)
         positive("cs2.weight_buffer_bytes", self.weight_buffer_bytes)
+        non_negative("cs2.sparse_flop_efficiency", self.sparse_flop_efficiency)
+        require(self.sparse_flop_efficiency <= 1.0,
+                f"cs2.sparse_flop_efficiency must be at most 1 (the whole FLOP saving), "
+                f"got {self.sparse_flop_efficiency!r}")
+
+    @property
+    def label(self) -> str:
+        """``CS-2`` or ``CS-3``."""
+        return self.generation.upper().replace("CS", "CS-")
 
     @property
     def usable_sram_bytes(self) -> float:
@@ -117,6 +142,12 @@ class MemoryXSpec:
     # MemoryX, SwarmX and input workers together, press release 2022-11).
     optimizer_params_per_s: float = 1e11
     full_duplex: bool = True  # glossary "SwarmX": bidirectional links; False shares one direction
+    # Assumption (Cerebras has not published its sparse weight format): a sparse layer is stored and
+    # streamed as its nonzero values plus a bitmap of 1 bit per weight position (smaller than a 16-bit
+    # index per nonzero above 1/16 density); ``sparse_index_bits_per_nonzero`` models an index format
+    # instead (set the bitmap to 0). Gradients need neither: MemoryX knows the mask and the order.
+    sparse_mask_bits_per_weight: float = 1.0
+    sparse_index_bits_per_nonzero: float = 0.0
 
     def __post_init__(self) -> None:
         positive("memoryx.capacity_bytes", self.capacity_bytes)
@@ -126,6 +157,8 @@ class MemoryXSpec:
         positive("memoryx.optimizer_params_per_s", self.optimizer_params_per_s)
         require(isinstance(self.full_duplex, bool),
                 f"memoryx.full_duplex must be true or false, got {self.full_duplex!r}")
+        non_negative("memoryx.sparse_mask_bits_per_weight", self.sparse_mask_bits_per_weight)
+        non_negative("memoryx.sparse_index_bits_per_nonzero", self.sparse_index_bits_per_nonzero)
 
 
 @dataclass(frozen=True)
@@ -155,14 +188,45 @@ class SwarmXSpec:
 
 
 @dataclass(frozen=True)
+class PowerSpec:
+    """Electrical power of the cluster, per CS system (wsim/power.py adds it up).
+
+    The CS-2 figures add up to Andromeda's published 500 kW for 16 CS-2 (Tom's Hardware, 2022-11-14):
+    16 x 23 kW systems + 16 x 17.75 x 400 W servers + 16 x 1,150 W network = 500 kW. A system is
+    taken to draw this power throughout a step, busy or waiting (no idle figure is published)."""
+
+    # CS-2 whitepaper: power supplies "deliver up to 23,000 watts" per CS-2 (a rating: the wafer
+    # itself draws 15 kW, Tom's Hardware on Andromeda, 2022-11-14). The system's draw.
+    system_w: float = 23_000.0
+    # EnterpriseAI (2022-11-14): Andromeda's 16 CS-2 are fed by 284 single-socket AMD EPYC 7713
+    # servers (MemoryX, SwarmX, input workers): 17.75 per system. Condor Galaxy 1 agrees: "over
+    # 72,000" EPYC cores for 64 CS-2 (vendor blog, 2023-07) is 17.6 64-core CPUs per system.
+    servers_per_system: float = 17.75
+    # Assumption: one such server at load: EPYC 7713 TDP 225 W (AMD datasheet), 128 GB DRAM, 3 NVMe
+    # drives, 2 x 100 GbE NICs, fans and power-supply loss: about 400 W.
+    server_w: float = 400.0
+    # Derived: Andromeda's 500 kW less 16 x 23 kW less 284 x 400 W, per system: the 100 GbE
+    # switches (and whatever the two figures above miss).
+    network_w_per_system: float = 1_150.0
+
+    def __post_init__(self) -> None:
+        non_negative("power.system_w", self.system_w)
+        non_negative("power.servers_per_system", self.servers_per_system)
+        non_negative("power.server_w", self.server_w)
+        non_negative("power.network_w_per_system", self.network_w_per_system)
+
+
+@dataclass(frozen=True)
 class ClusterSpec:
     name: str = "cs2"
     systems: int = 1
-    cs2: CS2Spec = field(default_factory=CS2Spec)
+    cs2: CS2Spec = field(default_factory=CS2Spec)  # the CS system (a CS-3 too: cs2.generation)
     memoryx: MemoryXSpec = field(default_factory=MemoryXSpec)
     swarmx: SwarmXSpec = field(default_factory=SwarmXSpec)
-    # Glossary "SwarmX" / Wafer-Scale Cluster page: up to 192 CS-2 in one cluster.
+    # Glossary "SwarmX" / Wafer-Scale Cluster page: up to 192 CS-2 in one cluster (CS-3: 2048,
+    # wsim/generations.py).
     max_systems: int = 192
+    power: PowerSpec = field(default_factory=PowerSpec)
 
     def __post_init__(self) -> None:
         positive("systems", self.systems, integer=True)
@@ -171,37 +235,51 @@ class ClusterSpec:
                 f"systems {self.systems} exceeds the cluster's max_systems {self.max_systems} "
                 f"(a cluster JSON may raise max_systems to extrapolate)")
 
+    @property
+    def generation(self) -> str:
+        return self.cs2.generation
+
     def with_systems(self, systems: int) -> "ClusterSpec":
         return dataclasses.replace(self, systems=systems)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return {"generation": self.generation} | dataclasses.asdict(self)
 
 
-PRESETS = {
-    "cs2": 1,  # one CS-2 with its MemoryX and SwarmX
-    "andromeda": 16,  # Andromeda: 16 CS-2 (press release 2022-11)
-    "cs2-192": 192,  # the largest supported cluster (glossary "SwarmX")
-}
-
-_SECTIONS = {"cs2": CS2Spec, "memoryx": MemoryXSpec, "swarmx": SwarmXSpec}
+_SECTIONS = {"cs2": CS2Spec, "memoryx": MemoryXSpec, "swarmx": SwarmXSpec, "power": PowerSpec}
 
 
 def preset(name: str, systems: int | None = None) -> ClusterSpec:
-    if name not in PRESETS:
-        raise ConfigError(f"unknown cluster preset {name!r}; known: {', '.join(sorted(PRESETS))} "
-                          f"or a cluster .json file")
-    return ClusterSpec(name=name, systems=PRESETS[name] if systems is None else systems)
+    """A named cluster (``wsim.generations.PRESETS``: cs2, andromeda, cs2-192, cg1, cs3, cs3-64,
+    cs3-2048) with its generation's figures; ``systems`` overrides the count."""
+    from wsim import generations
+
+    return generations.preset(name, systems)
 
 
 def from_dict(data: dict, name: str = "custom") -> ClusterSpec:
-    """A cluster from a JSON-like dict; every key optional, unknown keys refused."""
+    """A cluster from a JSON-like dict; every key optional, unknown keys refused.
+
+    ``generation`` ("cs2", the default, or "cs3") picks the figures every section starts from; the
+    sections (``cs2`` — the CS system, whichever generation —, ``memoryx``, ``swarmx``, ``power``)
+    override single fields."""
+    from wsim import generations
+
     if not isinstance(data, dict):
         raise ConfigError(f"cluster description must be a JSON object, got {type(data).__name__}")
-    known = {f.name for f in dataclasses.fields(ClusterSpec)}
+    known = {f.name for f in dataclasses.fields(ClusterSpec)} | {"generation"}
     unknown = set(data) - known
     require(not unknown, f"unknown cluster key(s) {sorted(unknown)}; allowed: {sorted(known)}")
-    kwargs = {"name": data.get("name", name)}
+    system = data.get("cs2", {})
+    inner = system.get("generation") if isinstance(system, dict) else None
+    gen_name = data.get("generation", inner if inner is not None else "cs2")
+    require(isinstance(gen_name, str) and gen_name in GENERATION_NAMES,
+            f"cluster generation must be one of {', '.join(GENERATION_NAMES)}, got {gen_name!r}")
+    require(inner is None or inner == gen_name,
+            f"cluster generation {gen_name!r} and cs2.generation {inner!r} disagree")
+    gen = generations.GENERATIONS[gen_name]
+    base = {"cs2": gen.system, "memoryx": gen.memoryx, "swarmx": gen.swarmx, "power": gen.power}
+    kwargs = {"name": data.get("name", name), "max_systems": gen.max_systems}
     for key in ("systems", "max_systems"):
         if key in data:
             kwargs[key] = data[key]
@@ -212,7 +290,7 @@ def from_dict(data: dict, name: str = "custom") -> ClusterSpec:
         allowed = {f.name for f in dataclasses.fields(cls)}
         bad = set(section) - allowed
         require(not bad, f"unknown {key} key(s) {sorted(bad)}; allowed: {sorted(allowed)}")
-        kwargs[key] = cls(**section)
+        kwargs[key] = dataclasses.replace(base[key], **section)
     return ClusterSpec(**kwargs)
 
 

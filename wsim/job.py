@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from models.spec import LayerSpec, ModelSpec
+from wsim import sparsity
 from wsim.errors import ConfigError, positive, require
+from wsim.hardware import MemoryXSpec
+from wsim.sparsity import Density, LayerTraffic
 
 
 MICRO_BATCH_POLICIES = ("best", "fit", "auto")
@@ -26,6 +30,9 @@ class TrainingJob:
     # Assumption: gradients leave the wafer in the same 16-bit format (SwarmX sums them in floating
     # point at line rate, glossary "SwarmX"); set 4 to model fp32 gradients.
     grad_bytes_per_param: int = 2
+    # Nonzero fraction of the weight matrices (wsim/sparsity.py): one number for every layer kind,
+    # a mapping {"embedding" | "block" | "head": d}, or a Density; 1 is dense. Stored as a Density.
+    density: float | dict | Density = 1.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, ModelSpec):
@@ -47,16 +54,53 @@ class TrainingJob:
                 f"bytes_per_element must be 1, 2 or 4, got {self.bytes_per_element!r}")
         require(self.grad_bytes_per_param in (1, 2, 4),
                 f"grad_bytes_per_param must be 1, 2 or 4, got {self.grad_bytes_per_param!r}")
+        object.__setattr__(self, "density", Density.of(self.density))
+        sparsity.check_tied(self.density, self.model)
 
     @property
     def tokens_per_step(self) -> int:
         return self.seq * self.batch_seqs
 
+    @cached_property
+    def _layer_specs(self) -> tuple[LayerSpec, ...]:
+        return tuple(self.model.layer_specs(self.seq, self.bytes_per_element))
+
     def layers(self) -> list[LayerSpec]:
-        return self.model.layer_specs(self.seq, self.bytes_per_element)
+        return list(self._layer_specs)
+
+    def layer_densities(self) -> list[float]:
+        """Each layer's weight density, in layer order."""
+        return sparsity.densities(self.layers(), self.density)
+
+    def traffic(self, memoryx: MemoryXSpec | None = None) -> list[LayerTraffic]:
+        """Each layer's streamed, gradient and MemoryX bytes and updated parameters at the job's
+        density, in ``memoryx``'s sparse format (default: MemoryXSpec's)."""
+        mx = memoryx if memoryx is not None else MemoryXSpec()
+        key = (mx.bytes_per_param, mx.sparse_mask_bits_per_weight, mx.sparse_index_bits_per_nonzero)
+        if key not in self._traffic:
+            self._traffic[key] = tuple(
+                sparsity.layer_traffic(l, self.model, d, bytes_per_element=self.bytes_per_element,
+                                       grad_bytes_per_param=self.grad_bytes_per_param,
+                                       bytes_per_param=mx.bytes_per_param,
+                                       mask_bits=mx.sparse_mask_bits_per_weight,
+                                       index_bits=mx.sparse_index_bits_per_nonzero)
+                for l, d in zip(self.layers(), self.layer_densities()))
+        return list(self._traffic[key])
+
+    @cached_property
+    def _traffic(self) -> dict:
+        return {}
 
     def model_flops_per_step(self) -> float:
-        """Forward + backward, no recompute: the FLOPs that MFU-style utilisation counts."""
+        """Forward + backward, no recompute: the FLOPs that MFU-style utilisation counts; a sparse
+        model counts its nonzero weights only (``dense_model_flops_per_step`` counts them all)."""
+        if self.density.dense:
+            return self.dense_model_flops_per_step()
+        per_token = sum(sparsity.flops_per_token(l, d, "fwd") + sparsity.flops_per_token(l, d, "bwd")
+                        for l, d in zip(self.layers(), self.layer_densities()))
+        return per_token * self.tokens_per_step
+
+    def dense_model_flops_per_step(self) -> float:
         return self.model.flops_per_token(self.seq) * self.tokens_per_step
 
     def seqs_per_system(self, systems: int) -> int:

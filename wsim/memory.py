@@ -61,7 +61,10 @@ def activation_bytes_per_seq(job: TrainingJob, recompute: bool) -> float:
 
 
 def memoryx_bytes(job: TrainingJob, cluster: ClusterSpec) -> float:
-    return job.model.params * cluster.memoryx.bytes_per_param
+    """Weights and optimizer state in MemoryX (a sparse job: its nonzeros and mask, wsim/sparsity.py)."""
+    if job.density.dense:
+        return job.model.params * cluster.memoryx.bytes_per_param
+    return sum(t.memoryx_bytes for t in job.traffic(cluster.memoryx))
 
 
 def check_memoryx(job: TrainingJob, cluster: ClusterSpec) -> None:
@@ -69,7 +72,8 @@ def check_memoryx(job: TrainingJob, cluster: ClusterSpec) -> None:
     if need > cluster.memoryx.capacity_bytes:
         raise ConfigError(
             f"model {job.model.name} needs {need / 1e12:.4g} TB of MemoryX "
-            f"({job.model.params:.4g} params x {cluster.memoryx.bytes_per_param:g} B) but memoryx."
+            f"({job.model.params:.4g} params x {cluster.memoryx.bytes_per_param:g} B"
+            f"{'' if job.density.dense else ', at its density'}) but memoryx."
             f"capacity_bytes is {cluster.memoryx.capacity_bytes / 1e12:.4g} TB"
         )
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from wsim import power
+from wsim.memory import memoryx_bytes
+
 
 @dataclass(frozen=True)
 class StepReport:
@@ -31,6 +34,10 @@ class StepReport:
     breakdown: dict  # seconds per step by phase, on the busiest CS-2; they sum to step_time_s
     chunk_bytes: float
     cluster: str
+    generation: str  # "cs2" or "cs3"
+    density: dict  # weight density per layer kind (wsim/sparsity.py); all 1.0 when dense
+    power_w: float  # the cluster's draw: systems, MemoryX/SwarmX/input servers, network (wsim/power.py)
+    energy_per_step_j: float  # power_w x step_time_s
     plan_choice: dict = field(default_factory=dict)  # the micro-batch policy, its choice and why
     extra: dict = field(default_factory=dict)
 
@@ -75,6 +82,7 @@ def build_report(sim) -> StepReport:
         util["weight_stream"] = util["gradient_stream"] = max(util["weight_stream"], util["gradient_stream"])
     bottleneck = max(util, key=util.get)
     model_flops = job.model_flops_per_step()
+    power_w = power.cluster_power_w(cluster)
     hw_flops = model_flops + sum(
         p.flops_per_system for p in sim.passes if p.phase == "recompute" and p.step == 0
     ) * cluster.systems
@@ -100,13 +108,17 @@ def build_report(sim) -> StepReport:
         utilization_by_resource=util,
         wafer_memory_bytes=plan.activation_bytes + peak_held,
         wafer_memory=wafer,
-        memoryx_bytes=job.model.params * cluster.memoryx.bytes_per_param,
+        memoryx_bytes=memoryx_bytes(job, cluster),
         micro_batches=plan.micro_batches,
         recompute=plan.recompute,
         events=sim.events,
         breakdown=breakdown,
         chunk_bytes=sim.schedule.chunk_bytes,
         cluster=cluster.name,
+        generation=cluster.generation,
+        density=job.density.to_dict(),
+        power_w=power_w,
+        energy_per_step_j=power_w * step_time,
         plan_choice=sim.choice.to_dict() if sim.choice is not None else
         {"policy": "given", "micro_batches": plan.micro_batches, "recompute": plan.recompute,
          "seqs_per_micro_batch": plan.seqs_per_micro_batch, "reason": "a plan given by the caller"},
@@ -118,5 +130,8 @@ def build_report(sim) -> StepReport:
             "memoryx_stream_bytes_per_step": sim.memoryx.egress.bytes / steps,
             "memoryx_ingest_bytes_per_step": sim.memoryx.ingress.bytes / steps
             if cluster.memoryx.full_duplex else None,
+            "dense_model_flops_per_step": job.dense_model_flops_per_step(),
+            "power_breakdown_w": power.power_breakdown_w(cluster),
+            "engine_calls": sim.calls,
         },
     )

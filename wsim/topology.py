@@ -66,6 +66,17 @@ def build(cluster: ClusterSpec) -> nx.DiGraph:
     return g
 
 
+def swarmx_levels(systems: int, fanout: int) -> int:
+    """SwarmX levels of the tree ``build`` makes for ``systems`` CS-2s, without building it:
+    ceil(log_fanout systems), at least 1."""
+    level, n = 0, systems
+    while True:
+        level += 1
+        n = max(1, math.ceil(n / fanout))
+        if n == 1:
+            return level
+
+
 def validate(g: nx.DiGraph, fanout: int) -> None:
     """A rooted tree from MemoryX, every CS-2 a leaf at one depth, no node over its fan-out."""
     if not nx.is_arborescence(g):

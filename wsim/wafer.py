@@ -87,12 +87,23 @@ class LayerCost:
         return self.matmul_s + self.elementwise_s
 
 
-def layer_cost(layer: LayerSpec, cs2: CS2Spec) -> LayerCost:
-    """Seconds per token of ``layer``'s forward on one CS-2."""
+def sparse_time_factor(cs2: CS2Spec, density: float) -> float:
+    """What a weight product's time becomes at ``density``: 1 - e (1 - d), e the realised share
+    of the FLOP saving (``cs2.sparse_flop_efficiency``; wsim/sparsity.py)."""
+    return 1.0 - cs2.sparse_flop_efficiency * (1.0 - density) if density != 1 else 1.0
+
+
+def layer_cost(layer: LayerSpec, cs2: CS2Spec, density: float = 1.0) -> LayerCost:
+    """Seconds per token of ``layer``'s forward on one CS-2, its weight matrices at ``density``."""
+    sparse = sparse_time_factor(cs2, density)
     if cs2.compute_efficiency is not None:
-        return LayerCost(layer.fwd_flops_per_token / (cs2.peak_flops_per_s * cs2.compute_efficiency), 0.0)
+        flops = layer.fwd_flops_per_token
+        if sparse != 1.0:
+            flops -= (1.0 - sparse) * sum(op.flops_per_token for op in layer.matmuls if op.weight)
+        return LayerCost(flops / (cs2.peak_flops_per_s * cs2.compute_efficiency), 0.0)
     peak = cs2.peak_flops_per_s
-    mm = sum(op.flops_per_token / (peak * matmul_efficiency(op, cs2)) for op in layer.matmuls)
+    mm = sum(op.flops_per_token / (peak * matmul_efficiency(op, cs2)) * (sparse if op.weight else 1.0)
+             for op in layer.matmuls)
     ops = sum(op.ops_per_token for op in layer.elementwise)
     if not layer.matmuls and not layer.elementwise:  # a layer that lists no ops: its FLOPs at peak
         mm = layer.fwd_flops_per_token / (peak * cs2.matmul_peak_fraction)
@@ -103,29 +114,38 @@ def pass_overhead_s(cs2: CS2Spec) -> float:
     return 0.0 if cs2.compute_efficiency is not None else cs2.pass_overhead_cycles / cs2.clock_hz
 
 
-def seconds_per_token(layer: LayerSpec, phase: str, cs2: CS2Spec) -> float:
+def seconds_per_token(layer: LayerSpec, phase: str, cs2: CS2Spec, density: float = 1.0) -> float:
     """Seconds per token of one pass of ``layer``: ``fwd``, ``recompute`` or ``bwd``."""
-    fwd = layer_cost(layer, cs2).forward_s
+    fwd = layer_cost(layer, cs2, density).forward_s
     if phase == "bwd":
         if cs2.compute_efficiency is not None:
-            return layer.bwd_flops_per_token / (cs2.peak_flops_per_s * cs2.compute_efficiency)
+            flops = layer.bwd_flops_per_token
+            sparse = sparse_time_factor(cs2, density)
+            if sparse != 1.0:  # the backward's weight products are twice the forward's
+                flops -= BWD_FACTOR * (1.0 - sparse) * sum(op.flops_per_token for op in layer.matmuls
+                                                           if op.weight)
+            return flops / (cs2.peak_flops_per_s * cs2.compute_efficiency)
         return BWD_FACTOR * fwd
     return fwd
 
 
 class PassTimer:
-    """Pass times of a job's layers, computed once per distinct layer shape (blocks repeat)."""
+    """Pass times of a job's layers, computed once per distinct layer shape (blocks repeat).
+    ``densities``: each layer's weight density (wsim/sparsity.py); None: dense."""
 
-    def __init__(self, layers: list[LayerSpec], cs2: CS2Spec):
+    def __init__(self, layers: list[LayerSpec], cs2: CS2Spec, densities: list[float] | None = None):
         self.cs2 = cs2
         self.overhead_s = pass_overhead_s(cs2)
         cache: dict = {}
         self.per_token: list[dict[str, float]] = []
-        for layer in layers:
-            key = (layer.kind, layer.matmuls, layer.elementwise, layer.fwd_flops_per_token,
-                   layer.bwd_flops_per_token)
+        for i, layer in enumerate(layers):
+            d = 1.0 if densities is None else densities[i]
+            # by identity: a model's blocks share one tuple of products (equal tuples that are not the
+            # same object are timed again, to the same result); hashing their contents costs more
+            key = (layer.kind, id(layer.matmuls), id(layer.elementwise), layer.fwd_flops_per_token,
+                   layer.bwd_flops_per_token, d)
             if key not in cache:
-                cache[key] = {ph: seconds_per_token(layer, ph, cs2) for ph in ("fwd", "recompute", "bwd")}
+                cache[key] = {ph: seconds_per_token(layer, ph, cs2, d) for ph in ("fwd", "recompute", "bwd")}
             self.per_token.append(cache[key])
 
     def seconds(self, layer_index: int, phase: str, tokens: float) -> float:

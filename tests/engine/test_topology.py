@@ -14,14 +14,15 @@ def leaves(cls):
     return [leaf for child, _, _ in cls.children for leaf in leaves(child)]
 
 
-@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 7, 16, 17, 64, 100, 192])
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 7, 16, 17, 64, 100, 192, 1000, 2048])
 @pytest.mark.parametrize("fanout", [2, 4])
 def test_tree_shape(n, fanout):
-    cluster = hardware.ClusterSpec(systems=n, swarmx=hardware.SwarmXSpec(fanout=fanout))
+    cluster = hardware.ClusterSpec(systems=n, swarmx=hardware.SwarmXSpec(fanout=fanout), max_systems=2048)
     g = topology.build(cluster)
-    topology.validate(g, fanout)
+    topology.validate(g, fanout)  # the engine relies on build's trees being valid
     levels = max(1, math.ceil(math.log(n, fanout) - 1e-12))
     assert topology.depth(g) == levels + 1  # SwarmX levels + the MemoryX hop
+    assert topology.swarmx_levels(n, fanout) == levels  # the closed form's count, without the graph
     swarmx = [v for v in g if g.nodes[v]["kind"] == "swarmx"]
     # linear in N: sum over levels of ceil(n / fanout^k) <= n / (fanout - 1) + levels
     assert len(swarmx) <= n / (fanout - 1) + levels

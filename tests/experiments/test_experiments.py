@@ -28,6 +28,7 @@ OUTPUTS = {
     "equivalence": ["equivalence_losses.csv", "equivalence_params.csv", "equivalence.png"],
     "inference": ["inference.csv", "inference.png"],
     "sweep_demo": ["sweep.csv", "sweep_resume.csv", "sweep.png"],
+    "sparsity": ["sparsity.csv", "sparsity.png"],
 }
 
 

@@ -1,25 +1,32 @@
-"""``wsim simulate``: one (or ``--steps K``) weight-streaming step of a job on a CS-2 cluster."""
+"""``wsim simulate``: one (or ``--steps K``) weight-streaming step of a job on a CS-2 or CS-3 cluster."""
 
 from __future__ import annotations
 
 import sys
 
 from wsim import faults as F
-from wsim import hardware
+from wsim import generations, hardware
 from wsim.commands.common import add_json_arg, add_model_args, int_or_word, model_from_args
 from wsim.errors import ConfigError
 from wsim.job import MICRO_BATCH_POLICIES, TrainingJob
+from wsim.sparsity import Density
 
 
 def register(sub) -> None:
-    p = sub.add_parser("simulate", help="simulate weight-streaming training steps on a CS-2 cluster",
-                       description="Simulate weight-streaming training steps on a CS-2 cluster.")
+    p = sub.add_parser("simulate", help="simulate weight-streaming training steps on a CS-2 or CS-3 cluster",
+                       description="Simulate weight-streaming training steps on a CS-2 or CS-3 cluster.")
     add_model_args(p)
     p.add_argument("--seq", type=int, default=2048, help="sequence length (tokens)")
     p.add_argument("--batch", type=int, default=None,
                    help="global batch in sequences (default: 8 per system)")
-    p.add_argument("--systems", type=int, default=None, help="number of CS-2 (overrides the preset)")
-    p.add_argument("--cluster", default="cs2", help="preset (cs2, andromeda, cs2-192) or a .json file")
+    p.add_argument("--systems", type=int, default=None,
+                   help="number of CS systems (overrides the preset; up to 192 CS-2 or 2048 CS-3)")
+    p.add_argument("--cluster", default="cs2",
+                   help="a preset: " + generations.describe() + "; or a cluster .json file "
+                        "(its \"generation\": cs2 or cs3 picks the figures it starts from)")
+    p.add_argument("--density", default=None, metavar="D|KIND=D,...",
+                   help="weight density (sparse weight streaming): one number in (0, 1] for every "
+                        "weight matrix, or per layer kind, e.g. block=0.5,head=1 (default 1: dense)")
     p.add_argument("--micro-batches", default="best",
                    help="micro-batches per system: best (default: the shortest step, the count and "
                         "activation recompute chosen jointly by the closed form), fit (the fewest "
@@ -50,8 +57,10 @@ def job_and_cluster(args) -> tuple[TrainingJob, hardware.ClusterSpec]:
     cluster = hardware.load(args.cluster, args.systems)
     batch = args.batch if args.batch is not None else 8 * cluster.systems
     micro_batches = parse_micro_batches(args.micro_batches)
+    density_text = getattr(args, "density", None)
+    density = Density.parse(density_text) if density_text is not None else 1.0
     job = TrainingJob(model, seq=args.seq, batch_seqs=batch, micro_batches=micro_batches,
-                      steps=args.steps)
+                      steps=args.steps, density=density)
     return job, cluster
 
 
@@ -86,17 +95,23 @@ def run(args) -> dict:
 
 def human(r: dict) -> str:
     b = r["breakdown"]
+    system = r["generation"].upper().replace("CS", "CS-")
+    density = r["density"]
+    sparse = "" if all(v == 1 for v in density.values()) else \
+        "   density " + ", ".join(f"{k} {v:g}" for k, v in density.items())
     lines = [
-        f"{r['model']} ({r['params'] / 1e9:.3g}B params) on {r['systems']} CS-2, batch "
-        f"{r['batch_seqs']} x {r['seq']}",
+        f"{r['model']} ({r['params'] / 1e9:.3g}B params) on {r['systems']} {system}, batch "
+        f"{r['batch_seqs']} x {r['seq']}{sparse}",
         f"  step time          {r['step_time_s']:.4g} s   ({r['tokens_per_s']:.4g} tokens/s)",
         f"  model FLOP/s       {r['model_flops_per_s']:.4g}   utilization {r['compute_utilization']:.1%}",
         f"  bottleneck         {r['bottleneck']}   "
         + ", ".join(f"{k} {v:.0%}" for k, v in r["utilization_by_resource"].items()),
         f"  micro-batches      {r['micro_batches']}{'  (activation recompute)' if r['recompute'] else ''}",
         f"  plan ({r['plan_choice'].get('policy')})".ljust(21) + r["plan_choice"].get("reason", ""),
-        f"  wafer memory       {r['wafer_memory_bytes'] / 1e9:.2f} GB per CS-2 (activations + weight buffer)",
+        f"  wafer memory       {r['wafer_memory_bytes'] / 1e9:.2f} GB per {system} (activations + weight buffer)",
         f"  MemoryX            {r['memoryx_bytes'] / 1e12:.3g} TB (weights + optimizer state)",
+        f"  power              {r['power_w'] / 1e3:.4g} kW (systems, servers, network)   energy "
+        f"{r['energy_per_step_j'] / 3.6e6:.4g} kWh per step",
         "  breakdown (s)      " + ", ".join(f"{k[:-2]} {v:.4g}" for k, v in b.items()),
         f"  simpy events       {r['events']}",
     ]

@@ -32,6 +32,7 @@ class MemoryX:
         self.mb_done: dict[tuple[int, int], int] = {}
         self.update_end: dict[tuple[int, int], float] = {}
         self.deferred: list[tuple[int, int]] = []
+        self.updated = self._updated  # one bound method: the event loop batches calls of one callback
 
     # ---- weights out --------------------------------------------------------------------------
     def stream(self):
@@ -41,7 +42,7 @@ class MemoryX:
         # inference has no updates to wait for; the stale-weight fault (tests only) ignores them
         stale = sim.options.stale_weights_fault or not sim.schedule.training
         root = sim.swarmx.root
-        broadcast = sim.swarmx.broadcast
+        broadcast = sim.broadcast
         for j, nbytes in enumerate(sim.stream_bytes):
             while self.inflight_bytes > 0 and self.inflight_bytes + nbytes > self.buffer_bytes:
                 self.wake = env.event()
@@ -104,12 +105,14 @@ class MemoryX:
 
     def _book(self, step: int, layer: int) -> None:
         sim = self.sim
-        seconds = sim.schedule.layers[layer].owned_params / sim.cluster.memoryx.optimizer_params_per_s
+        params = sim.schedule.update_params
+        owned = params[layer] if params is not None else sim.schedule.layers[layer].owned_params
+        seconds = owned / sim.cluster.memoryx.optimizer_params_per_s
         end = self.optimizer.book(sim.env.now, seconds, f"update {sim.schedule.layers[layer].name}")
-        sim.at(end, self._updated, (step, layer))
+        sim.at(end, self.updated, (step, layer))
 
-    def _updated(self, ev) -> None:
-        step, layer = ev._value
+    def _updated(self, value) -> None:
+        step, layer = value
         sim = self.sim
         if sim.functional:
             sim.payload.update(step, layer)

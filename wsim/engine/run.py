@@ -1,9 +1,11 @@
 """Run the weight-streaming engine: ``simulate(job, cluster) -> StepReport``.
 
 The engine is callback-driven simpy: every hop of a chunk, every compute item and every update is
-one simpy event (a ``Timeout`` whose callback moves the chunk on); the MemoryX stream is a simpy
-process that blocks on the prefetch bound and on updates. Identical CS-2 subtrees are simulated
-once (``symmetry``), which changes no timing; functional mode turns it off and carries tensors.
+one call booked on simpy's event queue (``wsim.engine.events``: calls of one callback at one
+instant, booked back to back, share one queue entry; the order is simpy's); the MemoryX stream is a
+simpy process that blocks on the prefetch bound and on updates. Identical CS-2 subtrees are
+simulated once (``symmetry``), which changes no timing; functional mode turns it off and carries
+tensors.
 """
 
 from __future__ import annotations
@@ -12,14 +14,13 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from heapq import heappush
-
 import simpy
-from simpy.events import NORMAL, Event
 
 from wsim import analytic, topology
 from wsim.engine import schedule as sched
-from wsim.engine.cs2 import CS2
+from wsim.engine import cs2 as cs2_model
+from wsim.engine.cs2 import CS2, PHASES
+from wsim.engine.events import EventLoop
 from wsim.engine.fabric import Link
 from wsim.engine.memoryx import MemoryX
 from wsim.engine.swarmx import SwarmX
@@ -72,28 +73,6 @@ class NullPayload:
         pass
 
 
-class _Hop(Event):
-    """A triggered event carrying its value and its one callback: a lean ``simpy.Timeout`` (the
-    environment's ``step`` reads only ``callbacks`` and ``_ok``; the callback reads ``_value``)."""
-
-    _ok = True
-
-    def __init__(self, value, callback):
-        self.callbacks = [callback]
-        self._value = value
-
-
-def _scheduler(env: simpy.Environment):
-    """``at(t, callback, value)``: one event at absolute time t, pushed as ``env.schedule`` would."""
-    queue, eid = env._queue, env._eid
-
-    def at(t: float, callback, value) -> None:
-        now = env._now
-        heappush(queue, (t if t > now else now, NORMAL, next(eid), _Hop(value, callback)))
-
-    return at
-
-
 class Simulation:
     def __init__(self, job: TrainingJob | None, cluster: ClusterSpec, options: SimOptions = SimOptions(),
                  payload=None, plan: WaferPlan | None = None, graph=None,
@@ -125,9 +104,13 @@ class Simulation:
         self.passes = self.schedule.passes
         self._flatten()
         self.env = simpy.Environment()
-        self.at = _scheduler(self.env)
-        self.graph = graph if graph is not None else topology.build(cluster)
-        topology.validate(self.graph, cluster.swarmx.fanout)
+        self.loop = EventLoop(self.env)
+        self.at = self.loop.at
+        if graph is None:
+            self.graph = topology.build(cluster)  # a valid tree by construction (tests/engine/test_topology.py)
+        else:
+            self.graph = graph
+            topology.validate(graph, cluster.swarmx.fanout)
         quotient = topology.symmetry_classes(self.graph, options.symmetry and not self.functional)
         mx = cluster.memoryx
         # MemoryX's own links come from the graph's memoryx edge (built from cluster.memoryx), so a
@@ -139,40 +122,63 @@ class Simulation:
         ingress = egress if not mx.full_duplex else Link(
             "MemoryX ingress", edge.get("up_bytes_per_s", edge["bytes_per_s"]), lat, self.trace)
         self.swarmx = SwarmX(self, quotient, egress, ingress)
+        self.broadcast, self.reduce = self.swarmx.callbacks()
+        self.start, self.arrive, self.done = cs2_model.callbacks(self)
         self.cs2s = [CS2(self, leaf) for leaf in self.swarmx.leaves]
         self.n_leaves = len(self.cs2s)
         self.memoryx = MemoryX(self, egress, ingress)
 
     def _flatten(self) -> None:
-        """Per-chunk arrays: the hot loop reads lists, not objects."""
+        """Per-chunk arrays: the hot loop reads lists, not objects (built a pass at a time)."""
         self.stream_bytes, self.stream_pass, self.stream_first, self.stream_label = [], [], [], []
         self.item_pass, self.item_stream, self.item_seconds, self.item_last, self.item_grad = [], [], [], [], []
+        self.item_phase = []  # index into wsim.engine.cs2.PHASES
         self.grad_bytes, self.grad_pass, self.grad_label, self.pass_label = [], [], [], []
         names = [l.name for l in self.schedule.layers]
+        pass_start = []  # each pass's first item
         for pi, p in enumerate(self.passes):
             label = f"{p.phase} {names[p.layer]} s{p.step} mb{p.micro_batch}"
             self.pass_label.append(label)
-            seconds = p.compute_s / p.chunks
-            for c in range(p.chunks):
-                if p.streams_weights:
-                    self.item_stream.append(len(self.stream_bytes))
-                    self.stream_bytes.append(p.weight_chunk_bytes)
-                    self.stream_pass.append(pi)
-                    self.stream_first.append(c == 0)
-                    self.stream_label.append(label)
-                else:
-                    self.item_stream.append(-1)
-                if p.phase == sched.BWD:
-                    self.item_grad.append(len(self.grad_bytes))
-                    self.grad_bytes.append(p.grad_chunk_bytes)
-                    self.grad_pass.append(pi)
-                    self.grad_label.append(label)
-                else:
-                    self.item_grad.append(-1)
-                self.item_pass.append(pi)
-                self.item_seconds.append(seconds)
-                self.item_last.append(c == p.chunks - 1)
-        self.n_items = len(self.item_pass)
+            n = p.chunks
+            pass_start.append(len(self.item_pass))
+            if p.streams_weights:
+                first = len(self.stream_bytes)
+                self.item_stream.extend(range(first, first + n))
+                self.stream_bytes.extend([p.weight_chunk_bytes] * n)
+                self.stream_pass.extend([pi] * n)
+                self.stream_first.extend([True] + [False] * (n - 1))
+                self.stream_label.extend([label] * n)
+            else:
+                self.item_stream.extend([-1] * n)
+            if p.phase == sched.BWD:
+                first = len(self.grad_bytes)
+                self.item_grad.extend(range(first, first + n))
+                self.grad_bytes.extend([p.grad_chunk_bytes] * n)
+                self.grad_pass.extend([pi] * n)
+                self.grad_label.extend([label] * n)
+            else:
+                self.item_grad.extend([-1] * n)
+            self.item_pass.extend([pi] * n)
+            self.item_phase.extend([PHASES.index(p.phase)] * n)
+            self.item_seconds.extend([p.compute_s / n] * n)
+            self.item_last.extend([False] * (n - 1) + [True])
+        self.n_items = n = len(self.item_pass)
+        # the step an item opens or closes (-1: none): the CS-2 records only those times
+        self.item_first_of_step, self.item_last_of_step, self.item_last_bwd_of_step = [-1] * n, [-1] * n, [-1] * n
+        seen_first, seen_last, seen_bwd = set(), set(), set()
+        for pi, p in enumerate(self.passes):
+            if p.step not in seen_first:
+                seen_first.add(p.step)
+                self.item_first_of_step[pass_start[pi]] = p.step
+        for pi in reversed(range(len(self.passes))):
+            p = self.passes[pi]
+            last = pass_start[pi] + p.chunks - 1
+            if p.step not in seen_last:
+                seen_last.add(p.step)
+                self.item_last_of_step[last] = p.step
+            if p.phase == sched.BWD and p.step not in seen_bwd:
+                seen_bwd.add(p.step)
+                self.item_last_bwd_of_step[last] = p.step
         owners: list[list[int]] = [[] for _ in self.schedule.layers]
         for owner, sources in enumerate(self.schedule.grad_sources):
             for s in sources:
@@ -183,7 +189,7 @@ class Simulation:
         """Run to the end; a training schedule returns its ``StepReport``, others return None (read
         the simulation's state, as ``wsim.engine.inference`` does)."""
         self.env.process(self.memoryx.stream())
-        self.env.run()
+        self.loop.run()
         if not self.schedule.training:
             return None
         if self.memoryx.update_end.keys() != {(s, l) for s in range(self.schedule.steps)
@@ -199,8 +205,13 @@ class Simulation:
 
     @property
     def events(self) -> int:
-        """simpy events processed: simpy numbers every scheduled event with ``_eid``."""
-        return next(self.env._eid)
+        """simpy queue entries processed (``wsim.engine.events``: a batch of calls is one)."""
+        return self.loop.events
+
+    @property
+    def calls(self) -> int:
+        """Engine callbacks run: every hop, compute item and update (batched or not)."""
+        return self.loop.calls
 
 
 def simulate(job: TrainingJob, cluster: ClusterSpec, options: SimOptions | None = None, **kwargs):

@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass
 
 from models.spec import LayerSpec
+from wsim import sparsity
 from wsim.errors import ConfigError
 from wsim.hardware import ClusterSpec
 from wsim.job import TrainingJob
@@ -51,6 +52,7 @@ class Schedule:
     micro_batches: int
     steps: int
     training: bool = True  # False: forward passes only, no gradients, no updates, no gating
+    update_params: list | None = None  # per layer, what the optimizer updates (None: owned_params)
 
 
 def update_dependencies(layers: list[LayerSpec], tied: bool) -> tuple[list, list]:
@@ -72,8 +74,7 @@ def choose_chunk_bytes(job: TrainingJob, cluster: ClusterSpec, plan: WaferPlan,
     step has about ``target_chunk_passes`` chunk passes, but never over a quarter of the wafer's
     weight buffer (so that at least four chunks can be in flight and the stream never idles on a
     grain the hardware does not have)."""
-    layers = job.layers()
-    weight_bytes = [l.params * job.bytes_per_element for l in layers]
+    weight_bytes = [t.weight_bytes for t in job.traffic(cluster.memoryx)]
     passes = (3 if plan.recompute else 2) * plan.micro_batches
     total = sum(weight_bytes) * passes
     chunk = max(max(weight_bytes) / max_chunks_per_layer, total / target_chunk_passes)
@@ -85,14 +86,17 @@ def layer_chunks(weight_bytes: float, chunk_bytes: float) -> int:
     return max(1, math.ceil(weight_bytes / chunk_bytes - 1e-9))
 
 
-def chunk_passes(job: TrainingJob, plan: WaferPlan, chunk_bytes: float, steps: int) -> int:
+def chunk_passes(job: TrainingJob, plan: WaferPlan, chunk_bytes: float, steps: int,
+                 cluster: ClusterSpec | None = None) -> int:
     """How many chunk passes ``build`` would make, counted without building them: every layer's
     chunks once forward and once backward (plus once recomputed, for blocks under checkpointing),
-    per micro-batch, per step. The engine's work and memory grow with this count."""
+    per micro-batch, per step. The engine's work and memory grow with this count. (A sparse job's
+    streamed bytes depend on the cluster's sparse format: pass ``cluster``.)"""
     per_mb = 0
-    for layer in job.layers():
+    traffic = job.traffic(cluster.memoryx if cluster is not None else None)
+    for layer, t in zip(job.layers(), traffic):
         passes = 3 if plan.recompute and layer.kind == "block" else 2
-        per_mb += passes * layer_chunks(layer.params * job.bytes_per_element, chunk_bytes)
+        per_mb += passes * layer_chunks(t.weight_bytes, chunk_bytes)
     return steps * plan.micro_batches * per_mb
 
 
@@ -111,25 +115,27 @@ def build(job: TrainingJob, cluster: ClusterSpec, plan: WaferPlan, chunk_bytes: 
     if not chunk_bytes > 0:
         raise ConfigError(f"chunk_bytes must be positive, got {chunk_bytes!r}")
     if max_chunk_passes is not None:
-        check_work(chunk_passes(job, plan, chunk_bytes, steps), max_chunk_passes,
+        check_work(chunk_passes(job, plan, chunk_bytes, steps, cluster), max_chunk_passes,
                    f"{job.model.name}: {steps} step(s) x {plan.micro_batches} micro-batch(es) x "
                    f"{job.model.layers + 2} layers at {chunk_bytes:.3g}-byte chunks")
     layers = job.layers()
-    timer = PassTimer(layers, cluster.cs2)
+    density = job.layer_densities()
+    traffic = job.traffic(cluster.memoryx)
+    timer = PassTimer(layers, cluster.cs2, density)
     mb_tokens = [n * job.seq for n in plan.micro_batch_seqs]
     passes: list[Pass] = []
 
     def add(step: int, mb: int, phase: str, li: int) -> None:
         tokens = mb_tokens[mb]
-        layer = layers[li]
-        wbytes = layer.params * job.bytes_per_element
+        layer, t = layers[li], traffic[li]
+        wbytes = t.weight_bytes
         chunks = layer_chunks(wbytes, chunk_bytes)
         streams = phase != BWD or layer.needs_weights_in_backward
-        flops = layer.bwd_flops_per_token if phase == BWD else layer.fwd_flops_per_token
+        flops = sparsity.flops_per_token(layer, density[li], phase)
         passes.append(Pass(
             step=step, micro_batch=mb, phase=phase, layer=li, chunks=chunks, streams_weights=streams,
             weight_chunk_bytes=wbytes / chunks,
-            grad_chunk_bytes=layer.params * job.grad_bytes_per_param / chunks if phase == BWD else 0.0,
+            grad_chunk_bytes=t.grad_bytes / chunks if phase == BWD else 0.0,
             flops_per_system=flops * tokens, compute_s=timer.seconds(li, phase, tokens),
         ))
 
@@ -142,4 +148,5 @@ def build(job: TrainingJob, cluster: ClusterSpec, plan: WaferPlan, chunk_bytes: 
                     add(step, mb, RECOMPUTE, li)
                 add(step, mb, BWD, li)
     deps, sources = update_dependencies(layers, job.model.tied_embeddings)
-    return Schedule(passes, layers, deps, sources, chunk_bytes, plan.micro_batches, steps)
+    return Schedule(passes, layers, deps, sources, chunk_bytes, plan.micro_batches, steps,
+                    update_params=[t.update_params for t in traffic])
