@@ -4,6 +4,8 @@ Weight streaming (DESIGN.md) computes one layer at a time with weights that arri
 and are dropped afterwards, so every layer here is a plain function ``f(input, w, cfg)`` where ``w``
 maps Hugging Face parameter names to tensors. ``GPT`` (an ``nn.Module``) only holds the parameters and
 chains the same functions, so the streamed executor and the reference trainer run identical math.
+``GPTConfig`` is this family's ``models.decoder.DecoderConfig``: the interface the functional
+executor uses for every family.
 
 Architecture: GPT-2 (Radford et al. 2019, "Language Models are Unsupervised Multitask Learners",
 sec. 2.3: pre-LayerNorm blocks, a final LayerNorm, learned positions), which Cerebras-GPT reuses
@@ -16,13 +18,15 @@ There is no dropout (Cerebras-GPT trains without it; a checkpoint's p_drop value
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
+
+from models.decoder import CausalLM, DecoderConfig, activation, causal_mask, concat_cache
+from models.decoder import loss_fn  # noqa: F401  (part of this module's public names)
 
 ACTIVATIONS = ("gelu", "gelu_new", "relu")
 WTE, WPE, LM_HEAD = "transformer.wte.weight", "transformer.wpe.weight", "lm_head.weight"
@@ -41,8 +45,15 @@ def _positive_int(name: str, value) -> None:
 
 
 @dataclass(frozen=True)
-class GPTConfig:
+class GPTConfig(DecoderConfig):
     """A GPT-2 decoder; field names and meanings are those of Hugging Face ``GPT2Config``."""
+
+    MODEL_TYPE = "gpt2"
+    ARCHITECTURE = "GPT2LMHeadModel"
+    EMBEDDING_WEIGHT = WTE
+    DROPOUT_KEYS = ("resid_pdrop", "embd_pdrop", "attn_pdrop")
+    # the causal-mask buffers transformers 4.x saved in .bin files (Cerebras-GPT's checkpoints)
+    CHECKPOINT_IGNORED = (".attn.bias", ".attn.masked_bias")
 
     n_layer: int
     n_embd: int
@@ -88,6 +99,14 @@ class GPTConfig:
     def head_dim(self) -> int:
         return self.n_embd // self.n_head
 
+    @property
+    def n_layers(self) -> int:
+        return self.n_layer
+
+    @property
+    def max_positions(self) -> int:
+        return self.n_positions
+
     @classmethod
     def from_hf_dict(cls, d: dict) -> GPTConfig:
         """From a Hugging Face GPT-2 ``config.json`` dict (Cerebras-GPT publishes this format)."""
@@ -101,7 +120,8 @@ class GPTConfig:
             if bool(d.get(key, plain)) != plain:
                 raise ValueError(f"config {key}={d[key]!r} is not supported (plain GPT-2 has {plain})")
         try:
-            n_positions = d["n_positions"] if "n_positions" in d else d["n_ctx"]
+            # GPT2Config's default context is 1024; older configs name it n_ctx
+            n_positions = d["n_positions"] if "n_positions" in d else d.get("n_ctx", 1024)
             return cls(
                 n_layer=d["n_layer"], n_embd=d["n_embd"], n_head=d["n_head"],
                 vocab_size=d["vocab_size"], n_positions=n_positions, n_inner=d.get("n_inner"),
@@ -129,100 +149,107 @@ class GPTConfig:
             "reorder_and_upcast_attn": False, "use_cache": True,
         }
 
+    def normalise_checkpoint(self, raw: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Also adds the ``transformer.`` prefix of checkpoints saved from ``GPT2Model`` (OpenAI's
+        gpt2, some Cerebras-GPT uploads)."""
+        raw = {n if n == LM_HEAD or n.startswith("transformer.") else "transformer." + n: t
+               for n, t in raw.items()}
+        return super().normalise_checkpoint(raw)
+
+    @classmethod
+    def _from_spec_fields(cls, spec) -> dict:
+        return dict(n_layer=spec.layers, n_embd=spec.hidden, n_head=spec.heads, vocab_size=spec.vocab,
+                    n_positions=spec.positions, n_inner=spec.ffn, activation_function=spec.activation,
+                    tie_word_embeddings=spec.tied_embeddings)
+
     @classmethod
     def from_spec(cls, spec, **overrides) -> GPTConfig:
         """From a ``models.spec.ModelSpec``; keyword ``overrides`` replace any field."""
         if spec.positional != "learned":
             raise ValueError(f"model {spec.name!r} uses {spec.positional} positions; GPT-2 has learned ones")
-        fields = dict(n_layer=spec.layers, n_embd=spec.hidden, n_head=spec.heads, vocab_size=spec.vocab,
-                      n_positions=spec.positions, n_inner=spec.ffn, activation_function=spec.activation,
-                      tie_word_embeddings=spec.tied_embeddings)
-        return cls(**{**fields, **overrides})
+        return super().from_spec(spec, **overrides)
+
+    def spec(self, name: str = "gpt2", **overrides):
+        """The ``models.spec.ModelSpec`` of this shape; ``overrides`` (e.g. dropout) replace fields."""
+        from models.spec import ModelSpec
+
+        return ModelSpec(**{**dict(
+            name=name, layers=self.n_layer, hidden=self.n_embd, heads=self.n_head, ffn=self.n_inner,
+            vocab=self.vocab_size, positions=self.n_positions, tied_embeddings=self.tie_word_embeddings,
+            activation=self.activation_function, family="gpt2"), **overrides})
+
+    # ---- the DecoderConfig interface ----
+    def embedding_shapes(self):
+        return {WTE: (self.vocab_size, self.n_embd), WPE: (self.n_positions, self.n_embd)}
+
+    def block_prefix(self, i: int) -> str:
+        return f"transformer.h.{i}."
+
+    def block_shapes(self):
+        C, Fi = self.n_embd, self.n_inner  # Conv1D weights are stored (in, out)
+        shapes = ((C,), (C,), (C, 3 * C), (3 * C,), (C, C), (C,), (C,), (C,), (C, Fi), (Fi,), (Fi, C), (C,))
+        return dict(zip(BLOCK_PARAMS, shapes))
+
+    def head_shapes(self):
+        shapes = {LN_F[0]: (self.n_embd,), LN_F[1]: (self.n_embd,)}
+        if not self.tie_word_embeddings:
+            shapes[LM_HEAD] = (self.vocab_size, self.n_embd)
+        return shapes
+
+    def init_std(self, name: str) -> float:
+        # GPT-2 sec. 2.3: residual projections scaled by 1/sqrt(N) for N residual layers (2 per block)
+        if name.endswith("c_proj.weight"):
+            return self.initializer_range / math.sqrt(2 * self.n_layer)
+        return self.initializer_range
+
+    def embedding_forward(self, idx, w, pos_offset=0):
+        return embedding_forward(idx, w, self, pos_offset)
+
+    def block_forward(self, x, w, layer_idx, past_kv=None, use_cache=False, pos_offset=None):
+        return block_forward(x, w, self, past_kv=past_kv, use_cache=use_cache, layer_idx=layer_idx)
+
+    def head_forward(self, x, w):
+        return head_forward(x, w, self)
 
 
-# ---- names and shapes ----------------------------------------------------------------------------
+# ---- names, shapes and init as module functions (the interface above, for this module's callers) --
 
 def layer_names(cfg: GPTConfig) -> list[str]:
     """The streamed layers, in forward order: embedding, block0 … block{L-1}, head."""
-    return ["embedding", *(f"block{i}" for i in range(cfg.n_layer)), "head"]
-
-
-def _block_index(cfg: GPTConfig, layer: str) -> int:
-    if layer.startswith("block") and layer[5:].isdigit() and int(layer[5:]) < cfg.n_layer:
-        return int(layer[5:])
-    raise ValueError(f"unknown layer {layer!r}; layers are embedding, block0..block{cfg.n_layer - 1}, head")
+    return cfg.layer_names()
 
 
 def head_weight_name(cfg: GPTConfig) -> str:
     """The LM head matrix: the token embedding itself when tied (Press & Wolf 2017)."""
-    return WTE if cfg.tie_word_embeddings else LM_HEAD
+    return cfg.head_weight_name
 
 
 def layer_param_names(cfg: GPTConfig, layer: str) -> list[str]:
     """HF names of the tensors ``layer`` needs; a tied ``wte`` appears in embedding and head."""
-    if layer == "embedding":
-        return [WTE, WPE]
-    if layer == "head":
-        return [*LN_F, head_weight_name(cfg)]
-    i = _block_index(cfg, layer)
-    return [f"transformer.h.{i}.{p}" for p in BLOCK_PARAMS]
+    return cfg.layer_param_names(layer)
 
 
 def param_shapes(cfg: GPTConfig) -> dict[str, tuple[int, ...]]:
     """Every unique parameter with its shape, as ``GPT2LMHeadModel`` names them (Conv1D: in, out)."""
-    C, V, Fi = cfg.n_embd, cfg.vocab_size, cfg.n_inner
-    shapes = {WTE: (V, C), WPE: (cfg.n_positions, C)}
-    block = (
-        (C,), (C,), (C, 3 * C), (3 * C,), (C, C), (C,), (C,), (C,), (C, Fi), (Fi,), (Fi, C), (C,)
-    )
-    for i in range(cfg.n_layer):
-        shapes.update({f"transformer.h.{i}.{p}": s for p, s in zip(BLOCK_PARAMS, block)})
-    shapes.update({LN_F[0]: (C,), LN_F[1]: (C,)})
-    if not cfg.tie_word_embeddings:
-        shapes[LM_HEAD] = (V, C)
-    return shapes
+    return cfg.param_shapes()
 
 
 def check_weights(cfg: GPTConfig, w: dict[str, Tensor], where: str = "weights") -> None:
     """Raise ``ValueError`` unless ``w`` holds exactly the model's tensors with the right shapes."""
-    shapes = param_shapes(cfg)
-    for kind, names in (("missing", [n for n in shapes if n not in w]),
-                        ("unexpected", [n for n in w if n not in shapes])):
-        if names:
-            raise ValueError(f"{where}: {kind} tensor(s) {names[:5]}{' ...' if len(names) > 5 else ''}")
-    for n, s in shapes.items():
-        if tuple(w[n].shape) != s:
-            raise ValueError(f"{where}: tensor {n!r} has shape {tuple(w[n].shape)}, the config needs {s}")
-
-
-# ---- init (GPT-2 paper sec. 2.3; HF GPT2PreTrainedModel._init_weights) --------------------------
-
-def _init_tensor(cfg: GPTConfig, name: str, seed: int, dtype: torch.dtype) -> Tensor:
-    shape = param_shapes(cfg)[name]
-    if name.endswith(("ln_1.weight", "ln_2.weight", "ln_f.weight")):
-        return torch.ones(shape, dtype=dtype)
-    if name.endswith(".bias"):
-        return torch.zeros(shape, dtype=dtype)
-    std = cfg.initializer_range
-    if name.endswith("c_proj.weight"):  # residual projections scaled by 1/sqrt(2 L): 2 per block
-        std /= math.sqrt(2 * cfg.n_layer)
-    # One generator per tensor, seeded from (seed, name): any layer can be drawn on its own, in any
-    # order, with the same values. Drawn in float32 so float32 and float64 runs start identical.
-    digest = hashlib.sha256(f"{seed}/{name}".encode()).digest()
-    g = torch.Generator().manual_seed(int.from_bytes(digest[:7], "big"))
-    return torch.empty(shape, dtype=torch.float32).normal_(0.0, std, generator=g).to(dtype)
+    cfg.check_weights(w, where)
 
 
 def init_layer_weights(cfg: GPTConfig, layer: str, seed: int,
                        dtype: torch.dtype = torch.float32) -> dict[str, Tensor]:
     """GPT-2 init of one layer's tensors (the same values ``init_weights`` gives them)."""
-    return {n: _init_tensor(cfg, n, seed, dtype) for n in layer_param_names(cfg, layer)}
+    return cfg.init_layer_weights(layer, seed, dtype)
 
 
 def init_weights(cfg: GPTConfig, seed: int, dtype: torch.dtype = torch.float32) -> dict[str, Tensor]:
-    """GPT-2 init: N(0, 0.02) for matrices and embeddings, c_proj weights N(0, 0.02/sqrt(2 L)),
-    zero biases, unit LayerNorm weights. Deterministic for ``seed``; keys in HF order."""
-    return {n: _init_tensor(cfg, n, seed, dtype) for n in param_shapes(cfg)}
+    """GPT-2 init (sec. 2.3; HF GPT2PreTrainedModel._init_weights): N(0, 0.02) for matrices and
+    embeddings, c_proj weights N(0, 0.02/sqrt(2 L)), zero biases, unit LayerNorm weights.
+    Deterministic for ``seed``; keys in HF order."""
+    return cfg.init_weights(seed, dtype)
 
 
 # ---- layers --------------------------------------------------------------------------------------
@@ -234,11 +261,8 @@ def conv1d(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
 
 
 def gelu(x: Tensor, kind: str) -> Tensor:
-    if kind == "gelu":  # exact erf form (Hendrycks & Gimpel 2016); Cerebras-GPT's choice
-        return F.gelu(x)
-    if kind == "gelu_new":  # tanh approximation of the original GPT-2 code (HF NewGELUActivation)
-        return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
-    return F.relu(x)
+    """'gelu' exact erf GELU (Cerebras-GPT's choice), 'gelu_new' the original GPT-2 tanh form, 'relu'."""
+    return activation(x, kind)
 
 
 def embedding_forward(idx: Tensor, w: dict[str, Tensor], cfg: GPTConfig, pos_offset: int = 0) -> Tensor:
@@ -270,14 +294,10 @@ def attention(x: Tensor, w: dict[str, Tensor], p: str, cfg: GPTConfig, past_kv=N
     q = q.view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
     k = k.view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
     v = v.view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
-    if past_kv is not None:
-        k = torch.cat([past_kv[0], k], dim=2)  # (B, nh, P+T, hs)
-        v = torch.cat([past_kv[1], v], dim=2)  # (B, nh, P+T, hs)
+    k, v = concat_cache(k, v, past_kv)  # (B, nh, P+T, hs) each
     P = k.size(2) - T  # tokens already in the cache
     att = torch.matmul(q, k.transpose(-2, -1)) * (hs ** -0.5)  # (B, nh, T, P+T)
-    # query t sits at absolute position P+t and sees keys 0..P+t
-    causal = torch.ones(T, P + T, dtype=torch.bool, device=x.device).tril(diagonal=P)  # (T, P+T)
-    att = att.masked_fill(~causal, float("-inf"))
+    att = att.masked_fill(~causal_mask(T, P, x.device), float("-inf"))  # query t sees keys 0..P+t
     att = F.softmax(att, dim=-1)  # (B, nh, T, P+T)
     y = torch.matmul(att, v)  # (B, nh, T, hs)
     y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C): heads side by side
@@ -309,60 +329,15 @@ def block_forward(x: Tensor, w: dict[str, Tensor], cfg: GPTConfig, past_kv=None,
 def head_forward(x: Tensor, w: dict[str, Tensor], cfg: GPTConfig) -> Tensor:
     """Final LayerNorm and the LM head (the token embedding when tied): logits (B, T, V)."""
     x = F.layer_norm(x, (cfg.n_embd,), w[LN_F[0]], w[LN_F[1]], cfg.layer_norm_epsilon)  # (B, T, C)
-    return F.linear(x, w[head_weight_name(cfg)])  # (B, T, V), as HF's nn.Linear lm_head
+    return F.linear(x, w[cfg.head_weight_name])  # (B, T, V), as HF's nn.Linear lm_head
 
 
 def layer_forward(cfg: GPTConfig, layer: str, inp: Tensor, w: dict[str, Tensor], **kwargs):
     """Run streamed layer ``layer`` (a name from ``layer_names``) on ``inp`` with weights ``w``.
     Keyword arguments go to the layer function (pos_offset; past_kv, use_cache)."""
-    if layer == "embedding":
-        return embedding_forward(inp, w, cfg, **kwargs)
-    if layer == "head":
-        return head_forward(inp, w, cfg, **kwargs)
-    return block_forward(inp, w, cfg, layer_idx=_block_index(cfg, layer), **kwargs)
+    return cfg.layer_forward(layer, inp, w, **kwargs)
 
 
-def loss_fn(logits: Tensor, targets: Tensor) -> Tensor:
-    """Mean cross-entropy over all targets: logits (..., V), targets (...)."""
-    return F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))
-
-
-# ---- the whole model as one nn.Module -------------------------------------------------------------
-
-class GPT(nn.Module):
-    """Parameters under HF's names (nested modules mirror ``GPT2LMHeadModel``, so ``state_dict()``
-    keys are HF's); ``forward`` chains the layer functions above. A tied head reuses the ``wte``
-    Parameter, so autograd sums the embedding and head gradients into it."""
-
-    def __init__(self, cfg: GPTConfig, weights: dict[str, Tensor] | None = None, seed: int = 0,
-                 dtype: torch.dtype | None = None):
-        super().__init__()
-        self.cfg = cfg
-        if weights is None:
-            weights = init_weights(cfg, seed, dtype or torch.float32)
-        check_weights(cfg, weights)
-        for name in param_shapes(cfg):
-            t = weights[name].detach().clone()
-            self._attach(name, nn.Parameter(t.to(dtype) if dtype is not None else t))
-
-    def _attach(self, name: str, param: nn.Parameter) -> None:
-        *path, leaf = name.split(".")
-        mod: nn.Module = self
-        for part in path:
-            if part not in mod._modules:
-                mod.add_module(part, nn.Module())
-            mod = mod._modules[part]
-        mod.register_parameter(leaf, param)
-
-    def weights(self) -> dict[str, Tensor]:
-        """The live Parameters by HF name (each unique tensor once)."""
-        return dict(self.named_parameters())
-
-    def forward(self, idx: Tensor, targets: Tensor | None = None):
-        w = self.weights()
-        x = embedding_forward(idx, w, self.cfg)  # (B, T, C)
-        for i in range(self.cfg.n_layer):
-            x = block_forward(x, w, self.cfg, layer_idx=i)  # (B, T, C)
-        logits = head_forward(x, w, self.cfg)  # (B, T, V)
-        loss = loss_fn(logits, targets) if targets is not None else None
-        return logits, loss
+class GPT(CausalLM):
+    """The whole GPT-2 as one ``nn.Module`` (``models.decoder.CausalLM``): parameters under
+    ``GPT2LMHeadModel``'s names; a tied head reuses the ``wte`` Parameter."""

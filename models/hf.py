@@ -1,11 +1,13 @@
-"""Read and write Hugging Face GPT-2 checkpoints: ``config.json`` plus ``model.safetensors`` or
-``pytorch_model.bin`` (the format Cerebras-GPT is published in), sharded or not.
+"""Read and write Hugging Face checkpoints of every family (``models/registry.py``: GPT-2, Llama,
+GPT-J, GPT-NeoX): ``config.json`` plus ``model.safetensors`` or ``pytorch_model.bin``, sharded or not.
 
-The layout is that of ``transformers.GPT2LMHeadModel.save_pretrained``: with tied embeddings the
-matrix is stored once, as ``transformer.wte.weight``. Older checkpoints (``.bin`` files written by
-transformers 4.x, such as Cerebras-GPT's) also carry ``lm_head.weight`` (a copy of wte when tied) and
-the non-parameter buffers ``attn.bias`` / ``attn.masked_bias``; they are dropped on load, as
-transformers does. Loading checks every tensor before returning: it never half-loads.
+The family comes from config.json's ``model_type``. The layout is that of the family's
+``save_pretrained`` (``GPT2LMHeadModel``, ``LlamaForCausalLM``, ``GPTJForCausalLM``,
+``GPTNeoXForCausalLM``): a tied head's matrix is stored once, as the token embedding. Older
+checkpoints (``.bin`` files written by transformers 4.x, such as Cerebras-GPT's or Pythia's) also
+carry a tied head's copy and non-parameter buffers (causal masks, rotary ``inv_freq``); they are
+dropped on load, as transformers does (each family's ``normalise_checkpoint``). Loading checks every
+tensor before returning: it never half-loads.
 """
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from models.gpt import LM_HEAD, GPTConfig, check_weights, param_shapes
+from models.decoder import DecoderConfig
+from models.registry import config_from_hf_dict
 
 SAFE, BIN = "model.safetensors", "pytorch_model.bin"
-_BUFFER_SUFFIXES = (".attn.bias", ".attn.masked_bias")  # causal-mask buffers of transformers 4.x
 
 
 def _read_file(path: Path) -> dict[str, Tensor]:
@@ -50,24 +52,11 @@ def _weight_files(folder: Path) -> list[Path]:
     raise ValueError(f"checkpoint folder {str(folder)!r} has no {SAFE} or {BIN} (nor a shard index)")
 
 
-def _normalise(cfg: GPTConfig, raw: dict[str, Tensor]) -> dict[str, Tensor]:
-    """HF names; drop mask buffers and a tied duplicate ``lm_head.weight``."""
-    out = {}
-    for name, t in raw.items():
-        if name.endswith(_BUFFER_SUFFIXES):
-            continue
-        if name != LM_HEAD and not name.startswith("transformer."):
-            name = "transformer." + name  # saved from GPT2Model (e.g. OpenAI's original gpt2)
-        out[name] = t
-    if cfg.tie_word_embeddings:
-        out.pop(LM_HEAD, None)  # transformers ties it to wte whatever it holds
-    return out
-
-
 def load_checkpoint(path: str | os.PathLike,
-                    dtype: torch.dtype | None = None) -> tuple[GPTConfig, dict[str, Tensor]]:
-    """``(config, weights)`` from a Hugging Face GPT-2 checkpoint folder; weights keyed by HF name
-    (tied: no ``lm_head.weight``), cast to ``dtype`` when given. Raises ``ValueError`` naming the problem."""
+                    dtype: torch.dtype | None = None) -> tuple[DecoderConfig, dict[str, Tensor]]:
+    """``(config, weights)`` from a Hugging Face checkpoint folder of any supported family; weights
+    keyed by HF name (tied: no head matrix of its own), cast to ``dtype`` when given. Raises
+    ``ValueError`` naming the problem."""
     folder = Path(path)
     if not folder.is_dir():
         raise ValueError(f"checkpoint folder {str(folder)!r} does not exist")
@@ -75,7 +64,7 @@ def load_checkpoint(path: str | os.PathLike,
     if not cfg_path.is_file():
         raise ValueError(f"checkpoint folder {str(folder)!r} has no config.json")
     try:
-        cfg = GPTConfig.from_hf_dict(json.loads(cfg_path.read_text()))
+        cfg = config_from_hf_dict(json.loads(cfg_path.read_text()))
     except (OSError, json.JSONDecodeError) as exc:
         raise ValueError(f"{str(cfg_path)!r} is not readable JSON: {exc}") from None
     except ValueError as exc:
@@ -83,26 +72,26 @@ def load_checkpoint(path: str | os.PathLike,
     raw: dict[str, Tensor] = {}
     for f in _weight_files(folder):
         raw.update(_read_file(f))
-    weights = _normalise(cfg, raw)
-    check_weights(cfg, weights, where=f"checkpoint {str(folder)!r}")
+    weights = cfg.normalise_checkpoint(raw)
+    cfg.check_weights(weights, where=f"checkpoint {str(folder)!r}")
     if dtype is not None:
         weights = {n: t.to(dtype) for n, t in weights.items()}
-    return cfg, {n: weights[n] for n in param_shapes(cfg)}  # HF order
+    return cfg, {n: weights[n] for n in cfg.param_shapes()}  # HF order
 
 
-def save_checkpoint(path: str | os.PathLike, cfg: GPTConfig, weights: dict[str, Tensor],
+def save_checkpoint(path: str | os.PathLike, cfg: DecoderConfig, weights: dict[str, Tensor],
                     safe: bool = True) -> Path:
     """Write ``config.json`` and ``model.safetensors`` (or ``pytorch_model.bin`` when not ``safe``)
-    that ``GPT2LMHeadModel.from_pretrained`` loads with no missing or unexpected keys."""
-    weights = {n: t for n, t in weights.items() if not (cfg.tie_word_embeddings and n == LM_HEAD)}
-    check_weights(cfg, weights)
+    that the family's transformers class (``from_pretrained``) loads with no missing or unexpected keys."""
+    weights = {n: t for n, t in weights.items() if not (cfg.tie_word_embeddings and n == cfg.LM_HEAD)}
+    cfg.check_weights(weights)
     folder = Path(path)
     target = folder / (SAFE if safe else BIN)
     others = [f for f in (SAFE, BIN, SAFE + ".index.json", BIN + ".index.json") if (folder / f).exists()]
     if [f for f in others if f != target.name]:  # they would shadow ours, or mix with it, on load
         raise ValueError(f"checkpoint folder {str(folder)!r} already holds {others}; save to a fresh folder")
     folder.mkdir(parents=True, exist_ok=True)
-    tensors = {n: weights[n].detach().to("cpu").contiguous().clone() for n in param_shapes(cfg)}
+    tensors = {n: weights[n].detach().to("cpu").contiguous().clone() for n in cfg.param_shapes()}
     config = cfg.to_hf_dict()
     dt = str(next(iter(tensors.values())).dtype).removeprefix("torch.")
     config.update(dtype=dt, torch_dtype=dt)  # transformers 5 reads "dtype", 4.x "torch_dtype"

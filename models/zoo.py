@@ -1,4 +1,4 @@
-"""Registry of named models, and models read from a Hugging Face GPT-2 ``config.json``.
+"""Registry of named models, and models read from a Hugging Face ``config.json``.
 
 Cerebras-GPT rows are exactly FACTS.md's table (Dey et al. 2023, arXiv 2304.03208, Table 1;
 Cerebras modelzoo README): sequence 2048, vocabulary 50,257, learned positions, tied embeddings,
@@ -89,14 +89,81 @@ GPT3 = {
 }
 
 OTHERS = {
-    # Black et al. 2022 (arXiv 2204.06745) Table 1 / HF config: rotary positions, untied head.
-    "gpt-neox-20b": ModelSpec(name="gpt-neox-20b", layers=44, hidden=6144, heads=64, vocab=50432,
-                              positions=2048, tied_embeddings=False, positional="rotary",
-                              dropout=False, source="GPT-NeoX-20B, Black et al. 2022 Table 1"),
     # Zhang et al. 2022 (arXiv 2205.01068) Table 1; HF config: vocab 50272, tied embeddings.
     "opt-175b": ModelSpec(name="opt-175b", layers=96, hidden=12288, heads=96, vocab=50272,
                           positions=2048, tied_embeddings=True, activation="relu", dropout=True,
                           source="OPT-175B, Zhang et al. 2022 Table 1"),
+}
+
+# ---- Llama: RMSNorm, SwiGLU, rotary on the whole head, no biases, untied head ------------------
+_LLAMA2_SRC = ("Llama 2, Touvron et al. 2023 (arXiv 2307.09288) Table 1; Hugging Face config.json of "
+               "meta-llama/Llama-2-{}-hf")
+_LLAMA3_SRC = ("Meta Llama 3 model card (github.com/meta-llama/llama3 MODEL_CARD.md); Hugging Face "
+               "config.json of meta-llama/Meta-Llama-3-{}")
+
+
+def _llama(name: str, source: str, layers: int, hidden: int, heads: int, kv_heads: int, ffn: int,
+           vocab: int, positions: int) -> ModelSpec:
+    return ModelSpec(name=name, layers=layers, hidden=hidden, heads=heads, kv_heads=kv_heads, ffn=ffn,
+                     vocab=vocab, positions=positions, tied_embeddings=False, activation="silu",
+                     gated_mlp=True, norm="rmsnorm", positional="rotary", attention_bias=False,
+                     mlp_bias=False, family="llama", source=source)
+
+
+LLAMA = {
+    m.name: m
+    for m in (
+        # 6,738,415,616 / 13,015,864,320 / 68,976,648,192 parameters; 70B uses 8 KV heads (GQA)
+        _llama("llama-2-7b", _LLAMA2_SRC.format("7b"), 32, 4096, 32, 32, 11008, 32000, 4096),
+        _llama("llama-2-13b", _LLAMA2_SRC.format("13b"), 40, 5120, 40, 40, 13824, 32000, 4096),
+        _llama("llama-2-70b", _LLAMA2_SRC.format("70b"), 80, 8192, 64, 8, 28672, 32000, 4096),
+        # 8,030,261,248 / 70,553,706,496 parameters; both use GQA with 8 KV heads, rope_theta 5e5
+        _llama("llama-3-8b", _LLAMA3_SRC.format("8B"), 32, 4096, 32, 8, 14336, 128256, 8192),
+        _llama("llama-3-70b", _LLAMA3_SRC.format("70B"), 80, 8192, 64, 8, 28672, 128256, 8192),
+    )
+}
+
+# ---- GPT-J: one LayerNorm feeding attention and MLP in parallel, rotary on 64 of 256 head dims,
+# no attention biases, an untied LM head with a bias (Wang & Komatsuzaki 2021, mesh-transformer-jax;
+# Hugging Face config.json of EleutherAI/gpt-j-6b: vocab 50400, rotary_dim 64, n_positions 2048).
+GPTJ = {
+    "gpt-j-6b": ModelSpec(name="gpt-j-6b", layers=28, hidden=4096, heads=16, ffn=16384, vocab=50400,
+                          positions=2048, tied_embeddings=False, activation="gelu_new",
+                          positional="rotary", rotary_fraction=64 / 256, block_norms=1,
+                          parallel_residual=True, attention_bias=False, head_bias=True,
+                          family="gptj", source="GPT-J-6B, EleutherAI/gpt-j-6b model card and config.json"),
+}
+
+# ---- GPT-NeoX: two LayerNorms on the block input, parallel residual, rotary on 25% of each head,
+# biases, untied head ("embed_out"). GPT-NeoX-20B: Black et al. 2022 (arXiv 2204.06745) sec. 2 and
+# Table 1, config.json of EleutherAI/gpt-neox-20b (vocabulary 50277 padded to 50432, gelu_fast).
+# Pythia: Biderman et al. 2023 (arXiv 2304.01373) Table 1 and the EleutherAI/pythia-* config.json
+# files (vocabulary 50304, 50432 for 6.9B, 50688 for 12B; FFN 4 x d_model; gelu).
+
+
+def _neox(name: str, source: str, layers: int, hidden: int, heads: int, vocab: int,
+          activation: str = "gelu") -> ModelSpec:
+    return ModelSpec(name=name, layers=layers, hidden=hidden, heads=heads, vocab=vocab, positions=2048,
+                     tied_embeddings=False, activation=activation, positional="rotary",
+                     rotary_fraction=0.25, parallel_residual=True, family="gpt_neox", source=source)
+
+
+_PYTHIA_SRC = "Pythia, Biderman et al. 2023 (arXiv 2304.01373) Table 1; EleutherAI/pythia-{} config.json"
+GPT_NEOX = {
+    m.name: m
+    for m in (
+        _neox("gpt-neox-20b", "GPT-NeoX-20B, Black et al. 2022 Table 1; EleutherAI/gpt-neox-20b config.json",
+              44, 6144, 64, 50432, activation="gelu_fast"),
+        # the model card's non-embedding parameter counts: 18,915,328 ... 11,327,027,200 (tested)
+        _neox("pythia-70m", _PYTHIA_SRC.format("70m"), 6, 512, 8, 50304),
+        _neox("pythia-160m", _PYTHIA_SRC.format("160m"), 12, 768, 12, 50304),
+        _neox("pythia-410m", _PYTHIA_SRC.format("410m"), 24, 1024, 16, 50304),
+        _neox("pythia-1b", _PYTHIA_SRC.format("1b"), 16, 2048, 8, 50304),
+        _neox("pythia-1.4b", _PYTHIA_SRC.format("1.4b"), 24, 2048, 16, 50304),
+        _neox("pythia-2.8b", _PYTHIA_SRC.format("2.8b"), 32, 2560, 32, 50304),
+        _neox("pythia-6.9b", _PYTHIA_SRC.format("6.9b"), 32, 4096, 32, 50432),
+        _neox("pythia-12b", _PYTHIA_SRC.format("12b"), 36, 5120, 40, 50688),
+    )
 }
 
 
@@ -115,7 +182,7 @@ MEGATRON = {
     )
 }
 
-ZOO: dict[str, ModelSpec] = {**CEREBRAS_GPT, **GPT3, **OTHERS, **MEGATRON}
+ZOO: dict[str, ModelSpec] = {**CEREBRAS_GPT, **GPT3, **OTHERS, **MEGATRON, **LLAMA, **GPTJ, **GPT_NEOX}
 
 
 def names() -> list[str]:
@@ -131,7 +198,11 @@ def get(name: str) -> ModelSpec:
 
 
 def from_hf_config(path: str | Path) -> ModelSpec:
-    """A ``ModelSpec`` from a Hugging Face GPT-2 ``config.json`` (file or checkpoint folder)."""
+    """A ``ModelSpec`` from a Hugging Face ``config.json`` (file or checkpoint folder) of any
+    supported family, dispatching on its ``model_type``; named after the config itself
+    (``_name_or_path`` or the architecture), never after its folder."""
+    from models.registry import spec_from_hf_dict
+
     p = Path(path)
     if p.is_dir():
         p = p / "config.json"
@@ -144,22 +215,6 @@ def from_hf_config(path: str | Path) -> ModelSpec:
     if not isinstance(cfg, dict):
         raise ValueError(f"model config {str(p)!r} is not a JSON object")
     try:
-        hidden = int(cfg["n_embd"])
-        pdrop = max(float(cfg.get(k, 0.0) or 0.0) for k in ("resid_pdrop", "embd_pdrop", "attn_pdrop"))
-        return ModelSpec(
-            name=str(cfg.get("_name_or_path") or p.parent.name or "hf-model"),
-            layers=int(cfg["n_layer"]),
-            hidden=hidden,
-            heads=int(cfg["n_head"]),
-            ffn=int(cfg.get("n_inner") or 4 * hidden),
-            vocab=int(cfg["vocab_size"]),
-            positions=int(cfg.get("n_positions", 1024)),
-            tied_embeddings=bool(cfg.get("tie_word_embeddings", True)),
-            activation=str(cfg.get("activation_function", "gelu_new")),
-            dropout=pdrop > 0.0,
-            source=f"Hugging Face config {p}",
-        )
-    except KeyError as exc:
-        raise ValueError(f"model config {str(p)!r} lacks the GPT-2 key {exc.args[0]!r}") from None
+        return spec_from_hf_dict(cfg, source=f"Hugging Face config {p}")
     except (TypeError, ValueError) as exc:
         raise ValueError(f"model config {str(p)!r}: {exc}") from None

@@ -1,16 +1,37 @@
-"""Shared test setup: tiny models run on one torch thread; a fixed-seed Hypothesis profile for CI;
-the reliability tests' tally of generated inputs by outcome.
+"""Shared test setup: the dev extra must be installed; tiny models run on one torch thread; a
+fixed-seed Hypothesis profile for CI; the reliability tests' tally of generated inputs by outcome.
 
 On a 2-core machine with pytest-xdist workers, torch's intra-op threads only fight each other for
 the cores (tiny models ran ~30x slower). Benchmarks keep torch's default threads, so that their
 figures are what a user would see."""
 
 import collections
+import importlib.util
 import json
 import os
 
 import pytest
 from hypothesis import settings
+
+# The dev extra (pyproject.toml) is what the test suite runs on: without it a test module would fail
+# to import (transformers is the reference for every equivalence test). Refuse the whole run, loudly,
+# rather than let a partial run pass. The `distributed` extra (Dask) stays optional: only the tests
+# of `wsim sweep --backend dask` need it, and they skip with pytest's reason when it is absent.
+DEV_EXTRA = ("transformers", "tokenizers", "hypothesis", "pytest_benchmark", "xdist", "safetensors")
+
+
+def _missing(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is None
+    except (ImportError, ValueError):
+        return True
+
+
+def pytest_configure(config):
+    missing = [m for m in DEV_EXTRA if _missing(m)]
+    if missing:
+        raise pytest.UsageError(f"the test suite needs the dev extra: {', '.join(missing)} not installed; "
+                                f"run `make setup` (pip install -e '.[dev]')")
 
 # CI runs the property tests on a fixed seed (HYPOTHESIS_PROFILE=ci in .ci/run), so a failure there
 # replays here with the same command; without it every run draws new examples.

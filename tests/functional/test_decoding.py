@@ -11,10 +11,9 @@ import itertools
 
 import pytest
 import torch
+import transformers
 
-transformers = pytest.importorskip("transformers")
-
-from wsim.functional.decoding import GenerationConfig, GenerationResult, ban_repeated_ngrams, generate  # noqa: E402
+from wsim.functional.decoding import GenerationConfig, GenerationResult, ban_repeated_ngrams, generate
 
 VOCAB, EOS, PROMPT_LEN = 101, 100, 5
 

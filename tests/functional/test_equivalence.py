@@ -5,6 +5,7 @@ import dataclasses
 
 import pytest
 import torch
+import transformers
 
 from models.gpt import GPTConfig, init_weights
 from wsim import hardware
@@ -55,7 +56,7 @@ def test_float64_matches_reference(systems, micro_batches, activation):
     assert max(max_rel_diff(r.final_weights, ref_w).values()) < 1e-9
     for got, want in zip(r.losses, ref_losses, strict=True):
         assert got == pytest.approx(want, rel=1e-10)
-    assert r.weights_held_between_passes == 0
+    assert r.weights_held_between_passes == 0 and r.weight_bytes_held_between_passes == 0
 
 
 def test_untied_head_and_grad_clip_match():
@@ -98,14 +99,15 @@ def test_a_broken_schedule_fails_the_equivalence(fault):
 
 def test_weights_pass_through_within_the_prefetch_bound():
     """No CS-2 keeps weights between a layer's forward and backward (weak references to the
-    forward's weights are dead when the backward starts) and the weight bytes held on a CS-2
+    forward's weights are dead when the backward starts, and the graph saved no copy of them: the
+    guard's negative test is in test_family_equivalence.py) and the weight bytes held on a CS-2
     never exceed the buffer (engine instrumentation, sampled at every arrival)."""
     cfg, weights, data = setup("gelu")
     layer_bytes = 2 * (4 * 32 * 32 + 2 * 32 * 128 + 128 + 9 * 32)  # one block, 16-bit on the wafer
     base = hardware.preset("cs2", 4)
     cluster = dataclasses.replace(base, cs2=dataclasses.replace(base.cs2, weight_buffer_bytes=3 * layer_bytes))
     r = train(cfg, weights, data, systems=4, steps=2, batch=BATCH, dtype="float64", cluster=cluster, **HYPER)
-    assert r.weights_held_between_passes == 0
+    assert r.weights_held_between_passes == 0 and r.weight_bytes_held_between_passes == 0
     assert 0 < r.peak_weight_bytes_per_cs2 <= 3 * layer_bytes
     # the event log shows each layer's backward after its forward on every CS-2, the update after
     # the last backward of the layer, and the next step's forward of a layer after its update
@@ -120,7 +122,6 @@ def test_weights_pass_through_within_the_prefetch_bound():
 
 def test_matches_hugging_face_after_save(tmp_path):
     """The trained weights, saved, load into transformers and give the same loss."""
-    transformers = pytest.importorskip("transformers")
     from models import hf
 
     cfg, weights, data = setup("gelu_new")
@@ -134,3 +135,26 @@ def test_matches_hugging_face_after_save(tmp_path):
 
     ours, _ = GPT(cfg, r.final_weights, dtype=torch.float64)(x)
     assert torch.allclose(logits, ours, rtol=1e-10, atol=1e-12)
+
+
+def test_simulated_step_time_is_the_callers_job_cluster_and_options():
+    """``simulated_step_time_s`` is one step of the same job on the caller's cluster and systems,
+    with the run's plan (micro-batches) and the caller's SimOptions, from the timing engine."""
+    from wsim.engine.run import simulate
+    from wsim.functional.train import spec_from_config
+    from wsim.job import TrainingJob
+
+    cfg, weights, data = setup("gelu")
+    base = hardware.preset("cs2", 2)
+    slow = dataclasses.replace(base, memoryx=dataclasses.replace(base.memoryx, stream_bytes_per_s=20e9))
+    options = SimOptions(global_update=True)
+    r = train(cfg, weights, data, systems=2, steps=1, batch=BATCH, micro_batches=3, cluster=slow,
+              options=options, **HYPER)
+    job = TrainingJob(spec_from_config(cfg), seq=SEQ, batch_seqs=BATCH, micro_batches=3)
+    want = simulate(job, slow, options)
+    assert r.micro_batches == 3
+    assert r.simulated_step_time_s == want.step_time_s and r.simulated_tokens_per_s == want.tokens_per_s
+    # each of these matters, so a timing run that dropped one would be caught
+    assert want.step_time_s != simulate(job, slow).step_time_s  # the options
+    assert want.step_time_s != simulate(job, base, options).step_time_s  # the cluster
+    assert want.step_time_s != simulate(dataclasses.replace(job, micro_batches=1), slow, options).step_time_s

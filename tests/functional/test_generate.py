@@ -3,7 +3,9 @@
 import json
 
 import pytest
+import tokenizers
 import torch
+import transformers
 
 from models import hf, zoo
 from models.gpt import GPTConfig, init_weights
@@ -13,7 +15,6 @@ from wsim.engine.inference import calls_for, simulate_inference
 from wsim.errors import ConfigError
 from wsim.functional.generate import generate
 
-transformers = pytest.importorskip("transformers")
 
 
 def model_pair(activation, seed, eos_boost=1.0):
@@ -90,7 +91,6 @@ def test_generate_cli(tmp_path, capsys):
 
 
 def test_generate_cli_with_a_local_tokenizer(tmp_path, capsys):
-    tokenizers = pytest.importorskip("tokenizers")
     words = ["<eos>", "the", "cat", "sat", "on", "mat"] + [f"w{i}" for i in range(95)]
     tok = tokenizers.Tokenizer(tokenizers.models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<eos>"))
     tok.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()

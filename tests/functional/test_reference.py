@@ -4,11 +4,11 @@ torch.optim.AdamW (DESIGN.md, "Numerical equivalence": float64, 1e-10)."""
 import pytest
 import torch
 import torch.nn.functional as F
+import transformers
 
 from models.gpt import GPT, GPTConfig, init_weights
 from wsim.functional.reference import adamw_param_groups, reference_train, step_batch
 
-transformers = pytest.importorskip("transformers")
 
 CFG = GPTConfig(n_layer=2, n_embd=32, n_head=4, vocab_size=101, n_positions=64)
 OPT = dict(lr=1e-2, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)

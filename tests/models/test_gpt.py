@@ -6,6 +6,7 @@ import dataclasses
 import pytest
 import torch
 import torch.nn.functional as F
+import transformers
 
 from models import zoo
 from models.gpt import (
@@ -13,7 +14,6 @@ from models.gpt import (
     layer_forward, layer_names, layer_param_names, loss_fn, param_shapes,
 )
 
-transformers = pytest.importorskip("transformers")
 
 TINY = dict(n_layer=2, n_embd=32, n_head=4, vocab_size=101, n_positions=64)
 

@@ -4,11 +4,11 @@ import json
 
 import pytest
 import torch
+import transformers
 
 from models.gpt import GPT, GPTConfig, init_weights, param_shapes
 from models.hf import load_checkpoint, save_checkpoint
 
-transformers = pytest.importorskip("transformers")
 
 TINY = dict(n_layer=2, n_embd=32, n_head=4, vocab_size=101, n_positions=64)
 

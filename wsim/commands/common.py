@@ -12,7 +12,8 @@ from wsim.errors import ConfigError
 
 def add_model_args(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
     g = parser.add_argument_group("model (a zoo name, a config.json, or explicit dimensions)")
-    g.add_argument("--model", help="zoo name (e.g. cerebras-gpt-1.3b) or a Hugging Face config.json")
+    g.add_argument("--model", help="zoo name (e.g. cerebras-gpt-1.3b, llama-3-8b) or a Hugging Face "
+                                   "config.json or checkpoint folder (gpt2, llama, gptj, gpt_neox)")
     g.add_argument("--layers", type=int)
     g.add_argument("--hidden", type=int)
     g.add_argument("--heads", type=int)

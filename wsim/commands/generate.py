@@ -11,7 +11,8 @@ def register(sub) -> None:
     p = sub.add_parser("generate", help="generate text by weight-streamed inference (CPU) with simulated latency",
                        description="Greedy or beam-search generation, token for token as transformers' "
                                    "generate, each forward pass run through the weight-streaming engine.")
-    p.add_argument("--checkpoint", required=True, help="Hugging Face GPT-2 checkpoint folder")
+    p.add_argument("--checkpoint", required=True,
+                   help="Hugging Face checkpoint folder (GPT-2, Llama, GPT-J, GPT-NeoX)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--prompt", help="prompt text (needs the checkpoint's tokenizer files)")
     src.add_argument("--prompt-ids", help="prompt token ids, comma separated")

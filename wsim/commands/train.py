@@ -1,7 +1,9 @@
-"""``wsim train``: really train a GPT by weight streaming through the engine, on the CPU."""
+"""``wsim train``: really train a model (GPT-2, Llama, GPT-J or GPT-NeoX) by weight streaming through
+the engine, on the CPU."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -10,12 +12,12 @@ from wsim.errors import ConfigError
 
 
 def register(sub) -> None:
-    p = sub.add_parser("train", help="train a GPT by weight streaming on simulated CS-2s (CPU)",
-                       description="Train a GPT by weight streaming through the engine, on the CPU. "
-                                   "Step k uses rows k*B..(k+1)*B-1 of --data.")
+    p = sub.add_parser("train", help="train a model by weight streaming on simulated CS-2s (CPU)",
+                       description="Train a GPT-2, Llama, GPT-J or GPT-NeoX model by weight streaming "
+                                   "through the engine, on the CPU. Step k uses rows k*B..(k+1)*B-1 of --data.")
     src = p.add_argument_group("model (one of)")
-    src.add_argument("--checkpoint", help="Hugging Face GPT-2 checkpoint folder")
-    src.add_argument("--model", help="zoo name (GPT-2 style), initialised with --init-seed")
+    src.add_argument("--checkpoint", help="Hugging Face checkpoint folder (GPT-2, Llama, GPT-J, GPT-NeoX)")
+    src.add_argument("--model", help="zoo name or Hugging Face config.json, initialised with --init-seed")
     p.add_argument("--init-seed", type=int, default=0)
     p.add_argument("--data", required=True, help="tokens.npy: int array of shape (rows, seq+1)")
     p.add_argument("--systems", type=int, default=1)
@@ -64,10 +66,32 @@ def parse_betas(text: str) -> tuple[float, float]:
     return b1, b2
 
 
-def load_model(args):
+# Functional training holds, per parameter, the initial weights, MemoryX's master copy, its gradient,
+# AdamW's two moments and the copy streamed to a CS-2: about 6 tensors of the training dtype.
+TENSORS_PER_PARAM = 6
+
+
+def physical_memory_bytes() -> float:
+    try:
+        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - platforms without sysconf
+        return float("inf")
+
+
+def check_fits_memory(params: int, dtype: str, name: str) -> None:
+    """Refuse, before allocating anything, a model that functional training cannot hold in memory."""
+    need = params * TENSORS_PER_PARAM * (8 if dtype == "float64" else 4)
+    have = physical_memory_bytes()
+    if need > have:
+        raise ConfigError(f"training {name} ({params / 1e9:.3g}B parameters) in {dtype} on the CPU needs "
+                          f"about {need / 1e9:.0f} GB (weights, gradients, AdamW state); this machine has "
+                          f"{have / 1e9:.0f} GB: use a smaller model or a config.json of your own")
+
+
+def load_model(args, dtype: str = "float32"):
     import torch
 
-    from models import gpt, hf, zoo
+    from models import hf, registry, zoo
 
     if bool(args.checkpoint) == bool(args.model):
         raise ConfigError("give exactly one of --checkpoint DIR or --model NAME")
@@ -75,8 +99,14 @@ def load_model(args):
         if args.checkpoint:
             cfg, weights = hf.load_checkpoint(args.checkpoint)
         else:
-            cfg = gpt.GPTConfig.from_spec(zoo.get(args.model))
-            weights = gpt.init_weights(cfg, args.init_seed, torch.float32)
+            name = args.model
+            if name.endswith(".json") or Path(name).is_dir():
+                spec = zoo.from_hf_config(name)
+            else:
+                spec = zoo.get(name)
+            check_fits_memory(spec.params, dtype, spec.name)
+            cfg = registry.config_from_spec(spec)
+            weights = cfg.init_weights(args.init_seed, torch.float32)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     return cfg, weights
@@ -121,7 +151,7 @@ def run(args) -> dict:
         ckpt = ck.load(args.resume)
         cfg, weights = ckpt.cfg, ckpt.weights
     else:
-        cfg, weights = load_model(args)
+        cfg, weights = load_model(args, hyper_parameters(args, None)["dtype"])
     data = load_tokens(args.data)
     fingerprint = ck.data_fingerprint(data)
     first = 0

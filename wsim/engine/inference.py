@@ -47,8 +47,9 @@ def calls_for(rows: int, prompt_tokens: int, new_tokens: int) -> list[ForwardCal
 
 
 def kv_cache_bytes(model: ModelSpec, rows_per_system: int, context: int, bytes_per_element: int = 2) -> float:
-    """Keys and values of every block for every cached token, on one CS-2."""
-    return 2.0 * model.layers * model.hidden * context * rows_per_system * bytes_per_element
+    """Keys and values of every block for every cached token, on one CS-2: kv_heads x head_dim
+    per token per block each (grouped-query attention caches fewer heads than it queries)."""
+    return model.kv_cache_bytes_per_token(bytes_per_element) * context * rows_per_system
 
 
 def check_kv_cache(model: ModelSpec, rows_per_system: int, context: int, cluster: ClusterSpec,

@@ -31,7 +31,8 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import Tensor
 
-from models import gpt
+from models.decoder import DecoderConfig
+from models.registry import config_from_hf_dict
 from wsim.errors import ConfigError
 
 FORMAT = "wsim-memoryx-checkpoint"
@@ -47,7 +48,7 @@ class CheckpointError(ConfigError):
 
 @dataclass
 class Checkpoint:
-    cfg: gpt.GPTConfig
+    cfg: DecoderConfig
     weights: dict
     optimizer_state: dict  # as ``TrainReport.optimizer_state``: {"layers": [state_dict | None]}
     step: int  # the next step to run (steps 0..step-1 are done)
@@ -136,7 +137,7 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def save(path, cfg: gpt.GPTConfig, weights: dict, optimizer_state: dict, step: int, batch: int,
+def save(path, cfg: DecoderConfig, weights: dict, optimizer_state: dict, step: int, batch: int,
          train: dict | None = None, data_sha256: str | None = None) -> Path:
     """Write a checkpoint folder at ``path`` (which must not exist yet), atomically."""
     path = Path(path)
@@ -272,8 +273,8 @@ def load(path) -> Checkpoint:
         opt_tensors = st_load(blobs["optimizer.safetensors"])
         if state.get("format") != FORMAT:
             raise ValueError("state.json is not a wsim checkpoint state")
-        cfg = gpt.GPTConfig.from_hf_dict(state["config"])
-        gpt.check_weights(cfg, weights, f"checkpoint {where!r} weights")
+        cfg = config_from_hf_dict(state["config"])
+        cfg.check_weights(weights, f"checkpoint {where!r} weights")
         layers = []
         for meta in state["optimizer"]:
             if meta is None:
@@ -284,8 +285,8 @@ def load(path) -> Checkpoint:
                 st[int(pid)] = {n: opt_tensors[e["tensor"]] if "tensor" in e else _dec(e["value"])
                                 for n, e in entries.items()}
             layers.append({"state": st, "param_groups": _dec(meta["param_groups"])})
-        if len(layers) != len(gpt.layer_names(cfg)):
-            raise ValueError(f"{len(layers)} optimizer entries for {len(gpt.layer_names(cfg))} layers")
+        if len(layers) != len(cfg.layer_names()):
+            raise ValueError(f"{len(layers)} optimizer entries for {len(cfg.layer_names())} layers")
         step, batch = state["step"], state["batch"]
         if not (isinstance(step, int) and step >= 0 and isinstance(batch, int) and batch > 0
                 and state.get("data_row") == step * batch):

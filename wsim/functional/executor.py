@@ -20,10 +20,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from models import gpt
+from models.decoder import DecoderConfig
 from wsim.functional.reference import adamw_param_groups, step_batch
 from wsim.functional.streamed import StreamedLayer
 from wsim.memory import split
+
+
+class _CopyingWeights:
+    """Test-only (``TrainingPayload.copy_weights_fault``): layers that compute on copies of their
+    weights, the leak that weak references to the streamed tensors cannot see."""
+
+    def __init__(self, cfg: DecoderConfig):
+        self.cfg = cfg
+
+    def layer_forward(self, layer: str, inp, ws: dict[str, Tensor], **kwargs):
+        return self.cfg.layer_forward(layer, inp, {n: w * 1.0 for n, w in ws.items()}, **kwargs)
 
 
 class _SystemState:
@@ -38,7 +49,11 @@ class _SystemState:
 
 
 class TrainingPayload:
-    def __init__(self, cfg: gpt.GPTConfig, weights: dict[str, Tensor], data: Tensor, batch: int,
+    # test-only fault switch: every layer computes on copies of its weights (``w * 1.0``), which the
+    # autograd graph then keeps until the backward; the weight-holding guard must report them
+    copy_weights_fault = False
+
+    def __init__(self, cfg: DecoderConfig, weights: dict[str, Tensor], data: Tensor, batch: int,
                  systems: int, micro_batch_seqs: list[int], lr: float, betas, eps: float,
                  weight_decay: float, dtype: torch.dtype, grad_clip: float | None = None,
                  first_step: int = 0, optimizer_state: dict | None = None):
@@ -46,9 +61,9 @@ class TrainingPayload:
         self.dtype = dtype
         self.first_step = first_step
         self.grad_clip = grad_clip
-        self.names = gpt.layer_names(cfg)
+        self.names = cfg.layer_names()
         self.master = {n: w.detach().to(dtype).clone().requires_grad_(True) for n, w in weights.items()}
-        self.streamed = [gpt.layer_param_names(cfg, l) for l in self.names]
+        self.streamed = [cfg.layer_param_names(l) for l in self.names]
         owned_seen: set[str] = set()
         self.owned: list[list[str]] = []
         for names in self.streamed:
@@ -70,9 +85,11 @@ class TrainingPayload:
         self.states: dict[tuple[int, int], _SystemState] = {}
         self.losses: dict[int, Tensor] = {}
         self.clipped_steps: set[int] = set()
-        # instrumentation: weights a CS-2 used in forward must be gone before its backward
+        # instrumentation: weights a CS-2 used in forward must be gone before its backward, neither
+        # alive (weak references) nor kept by the graph in another form (saved-tensor hooks)
         self.fwd_weight_refs: dict[tuple[int, int, int], list] = {}
-        self.weights_held_between_passes = 0
+        self.weights_held_between_passes = 0  # weight tensors (or copies) held, summed over passes
+        self.weight_bytes_held_between_passes = 0  # bytes of the copies the graphs saved
         self.log: list[tuple] = []  # (event, step, micro-batch, layer, system) in engine order
         self.updates_done: dict[int, int] = {}
         self.on_step_end = None  # callback(step, loss) once every layer of a step is updated
@@ -145,17 +162,19 @@ class TrainingPayload:
         name = self.names[p.layer]
         layer = StreamedLayer()
         cfg = self.cfg
+        if self.copy_weights_fault:
+            cfg = _CopyingWeights(cfg)
         if name == "embedding":
             idx, _ = self._rows(p.step, system, p.micro_batch)
             inp = None
-            out = layer.forward(lambda ws: gpt.embedding_forward(idx, ws, cfg), weights, self.dtype)
+            out = layer.forward(lambda ws: cfg.layer_forward(name, idx, ws), weights, self.dtype)
         else:
             inp = st.x.detach().requires_grad_(True)
             if name == "head":
                 _, targets = self._rows(p.step, system, p.micro_batch)
 
                 def fn(ws):
-                    logits = gpt.head_forward(inp, ws, cfg)  # (b, T, V)
+                    logits = cfg.layer_forward(name, inp, ws)  # (b, T, V)
                     # this CS-2's share of the step's mean loss
                     return F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1),
                                            reduction="sum") / self.tokens
@@ -164,8 +183,7 @@ class TrainingPayload:
                 prev = self.losses.get(p.step)
                 self.losses[p.step] = out.detach() if prev is None else prev + out.detach()
             else:
-                out = layer.forward(lambda ws: gpt.block_forward(inp, ws, cfg, layer_idx=p.layer - 1),
-                                    weights, self.dtype)
+                out = layer.forward(lambda ws: cfg.layer_forward(name, inp, ws), weights, self.dtype)
         st.layers[p.layer] = (layer, inp, out)
         st.x = out
         self.fwd_weight_refs[(system, p.micro_batch, p.layer)] = [weakref.ref(w) for w in weights.values()]
@@ -175,6 +193,8 @@ class TrainingPayload:
         refs = self.fwd_weight_refs.pop((system, p.micro_batch, p.layer), [])
         self.weights_held_between_passes += sum(r() is not None for r in refs)
         layer, inp, out = st.layers.pop(p.layer)
+        self.weights_held_between_passes += layer.held_tensors
+        self.weight_bytes_held_between_passes += layer.held_bytes
         grad_out = None if self.names[p.layer] == "head" else st.grad
         grads = layer.backward(out, grad_out, [inp], weights)
         st.grad = inp.grad if inp is not None else None

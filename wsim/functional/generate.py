@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from models import gpt
+from models.decoder import DecoderConfig
 from wsim import hardware
 from wsim.engine.inference import ForwardCall, build_schedule, check_kv_cache, simulate_inference
 from wsim.engine.run import SimOptions, Simulation
@@ -29,10 +29,10 @@ from wsim.functional.train import spec_from_config
 class InferencePayload:
     """The engine's payload hook for a forward call: weights down, logits out, KV cache per CS-2."""
 
-    def __init__(self, cfg: gpt.GPTConfig, weights: dict[str, Tensor], systems: int):
+    def __init__(self, cfg: DecoderConfig, weights: dict[str, Tensor], systems: int):
         self.cfg, self.weights, self.systems = cfg, weights, systems
-        self.names = gpt.layer_names(cfg)
-        self.streamed = [gpt.layer_param_names(cfg, l) for l in self.names]
+        self.names = cfg.layer_names()
+        self.streamed = [cfg.layer_param_names(l) for l in self.names]
         self.caches: list[list] = [[None] * len(self.names) for _ in range(systems)]
         self.ids: list[Tensor] = []
         self.pos_offset = 0
@@ -46,13 +46,12 @@ class InferencePayload:
         name = self.names[p.layer]
         with torch.no_grad():
             if name == "embedding":
-                self.x[system] = gpt.embedding_forward(self.ids[system], weights, self.cfg, self.pos_offset)
+                self.x[system] = self.cfg.layer_forward(name, self.ids[system], weights, pos_offset=self.pos_offset)
             elif name == "head":
-                self.logits[system] = gpt.head_forward(self.x.pop(system), weights, self.cfg)
-            else:
-                x, present = gpt.block_forward(self.x[system], weights, self.cfg,
-                                               past_kv=self.caches[system][p.layer],
-                                               use_cache=True, layer_idx=p.layer - 1)
+                self.logits[system] = self.cfg.layer_forward(name, self.x.pop(system), weights)
+            else:  # the cache holds kv_heads keys and values per block (grouped-query attention)
+                x, present = self.cfg.layer_forward(name, self.x[system], weights, pos_offset=self.pos_offset,
+                                                    past_kv=self.caches[system][p.layer], use_cache=True)
                 self.x[system] = x
                 self.caches[system][p.layer] = present
 
@@ -99,7 +98,7 @@ class GenerateReport:
         return dict(self.__dict__)
 
 
-def generate(cfg: gpt.GPTConfig, weights: dict[str, Tensor], prompt_ids: Tensor, *,
+def generate(cfg: DecoderConfig, weights: dict[str, Tensor], prompt_ids: Tensor, *,
              max_new_tokens: int | None = None, max_length: int | None = None, num_beams: int = 1,
              no_repeat_ngram_size: int = 0, early_stopping: bool | str = False,
              systems: int = 1, cluster: hardware.ClusterSpec | None = None,
@@ -115,14 +114,17 @@ def generate(cfg: gpt.GPTConfig, weights: dict[str, Tensor], prompt_ids: Tensor,
     require(batch % systems == 0, f"batch {batch} is not divisible by systems {systems}")
     lo, hi = int(prompt_ids.min()), int(prompt_ids.max())
     require(lo >= 0 and hi < cfg.vocab_size, f"prompt ids span [{lo}, {hi}], outside [0, {cfg.vocab_size})")
+    eos = cfg.eos_token_id
+    first_eos = eos[0] if isinstance(eos, tuple) else eos  # transformers pads with the first eos
     try:
         gen = GenerationConfig(max_new_tokens=max_new_tokens, max_length=max_length, num_beams=num_beams,
                                no_repeat_ngram_size=no_repeat_ngram_size, early_stopping=early_stopping,
-                               eos_token_id=cfg.eos_token_id, pad_token_id=cfg.eos_token_id)
+                               eos_token_id=cfg.eos_token_id, pad_token_id=first_eos)
         total = gen.total_length(prompt_len)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    require(total <= cfg.n_positions, f"prompt + new tokens ({total}) exceed n_positions {cfg.n_positions}")
+    require(total <= cfg.max_positions,
+            f"prompt + new tokens ({total}) exceed the model's {cfg.max_positions} positions")
     cluster = (cluster or hardware.preset("cs2", systems)).with_systems(systems)
     model = spec_from_config(cfg)
     # the whole generation's KV cache must fit the wafer: checked here, before any row is decoded

@@ -2,10 +2,16 @@
 
 In forward, each streamed weight enters the graph through ``_Streamed`` (an alias of the weight
 whose backward hands the weight's gradient to a sink) and every tensor autograd saves is checked
-by a saved-tensor hook: a weight (or a view of one) is saved as a *name*, not a tensor. In
-backward, the hook resolves the name against the weights streamed for the backward pass. So the
-graph holds no weight between forward and backward, and a backward without freshly streamed
-weights fails loudly instead of silently reusing stale ones.
+by a saved-tensor hook (``torch.autograd.graph.saved_tensors_hooks``): a weight (or a view of one)
+is saved as a *name*, not a tensor. In backward, the hook resolves the name against the weights
+streamed for the backward pass. So the graph holds no weight between forward and backward, and a
+backward without freshly streamed weights fails loudly instead of silently reusing stale ones.
+
+The same hook guards against weights kept in another form: a saved tensor computed from weights
+alone (a copy, a cast, ``weight * 1.0``: its autograd history reaches streamed weights and no layer
+input) would hold the weight's bytes until the backward. It is saved as it is (the math stays
+right) and counted in ``held_tensors`` / ``held_bytes``, which the executor reports and the tests
+require to be zero.
 """
 
 from __future__ import annotations
@@ -43,10 +49,37 @@ class StreamedLayer:
         self.anchor: Tensor | None = None
         self.backward_weights: dict[str, Tensor] | None = None
         self.grads: dict[str, Tensor] = {}
+        self.held_tensors = 0  # saved tensors computed from weights alone (must stay 0)
+        self.held_bytes = 0  # their storage bytes, each storage once
+        self._held_storages: set[int] = set()
+        self._origin: dict = {}  # autograd node -> (reaches a streamed weight, reaches a layer input)
 
     def _sink(self, name: str, grad: Tensor) -> None:
         prev = self.grads.get(name)
         self.grads[name] = grad if prev is None else prev + grad
+
+    def _origin_of(self, root) -> tuple[bool, bool]:
+        """(reaches a streamed weight, reaches a layer input) for autograd node ``root``: a walk of
+        its history down to the leaves (the anchor behind every ``_Streamed``, or an input)."""
+        origin = self._origin
+        stack = [root]
+        while stack:
+            node = stack[-1]
+            if node in origin:
+                stack.pop()
+                continue
+            if hasattr(node, "variable"):  # AccumulateGrad: a leaf
+                origin[node] = (node.variable is self.anchor, node.variable is not self.anchor)
+                stack.pop()
+                continue
+            pending = [n for n, _ in node.next_functions if n is not None and n not in origin]
+            if pending:
+                stack.extend(pending)
+                continue
+            parts = [origin[n] for n, _ in node.next_functions if n is not None]
+            origin[node] = (any(p[0] for p in parts), any(p[1] for p in parts))
+            stack.pop()
+        return origin[root]
 
     def _pack(self, storages: dict[int, str]):
         def pack(t: Tensor):
@@ -55,7 +88,16 @@ class StreamedLayer:
             except (RuntimeError, NotImplementedError):
                 return t
             name = storages.get(ptr)
-            return t if name is None else WeightRef(name, t)
+            if name is not None:
+                return WeightRef(name, t)
+            if t.grad_fn is not None:
+                from_weights, from_inputs = self._origin_of(t.grad_fn)
+                if from_weights and not from_inputs:  # a copy of weights, kept until the backward
+                    self.held_tensors += 1
+                    if ptr not in self._held_storages:
+                        self._held_storages.add(ptr)
+                        self.held_bytes += t.untyped_storage().nbytes()
+            return t
 
         return pack
 
@@ -71,9 +113,12 @@ class StreamedLayer:
         """Run ``fn(ws)`` where ``ws`` are graph entries for ``weights``; returns fn's output."""
         self.anchor = torch.zeros((), dtype=dtype, requires_grad=True)
         storages = {w.untyped_storage().data_ptr(): n for n, w in weights.items()}
-        with torch.autograd.graph.saved_tensors_hooks(self._pack(storages), self._unpack):
-            ws = {n: _Streamed.apply(self.anchor, w, self._sink, n) for n, w in weights.items()}
-            return fn(ws)
+        try:
+            with torch.autograd.graph.saved_tensors_hooks(self._pack(storages), self._unpack):
+                ws = {n: _Streamed.apply(self.anchor, w, self._sink, n) for n, w in weights.items()}
+                return fn(ws)
+        finally:
+            self._origin = {}  # no autograd node outlives the forward here
 
     def backward(self, output: Tensor, grad_output: Tensor | None, inputs: list[Tensor],
                  weights: dict[str, Tensor] | None) -> dict[str, Tensor]:

@@ -1,9 +1,12 @@
-"""``wsim.train``: really train a GPT by weight streaming through the engine, on the CPU.
+"""``wsim.train``: really train a model (any family of ``models/registry.py``) by weight streaming
+through the engine, on the CPU.
 
 The engine runs with tensors on its events (``TrainingPayload``) and every CS-2 simulated
 separately; the order of streaming, compute, reduction and update is the engine's event order.
-The report's ``simulated_step_time_s`` is the hardware step time of the same job on the chosen
-cluster from the timing engine (its usual chunk grain; the functional run moves whole layers).
+The report's ``simulated_step_time_s`` is the hardware time of one step of the same job from the
+timing engine: the caller's cluster and systems, the functional run's plan (micro-batches) and the
+caller's ``SimOptions`` (gradient clipping's global update included), at the engine's usual chunk
+grain (the functional run moves whole layers, which changes no tensor but would change the time).
 """
 
 from __future__ import annotations
@@ -15,10 +18,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from models import gpt
+from models.decoder import DecoderConfig
 from models.spec import ModelSpec
 from wsim import hardware
-from wsim.engine.run import SimOptions, Simulation, simulate
+from wsim.engine.run import SimOptions, Simulation
 from wsim.errors import ConfigError, positive, require
 from wsim.functional.executor import TrainingPayload
 from wsim.job import TrainingJob
@@ -38,7 +41,9 @@ class TrainReport:
     simulated_tokens_per_s: float
     functional_events: int
     wall_s: float
-    weights_held_between_passes: int  # weight tensors still alive at a layer's backward: must be 0
+    # weight tensors still alive at a layer's backward, or copies of weights its graph saved: must be 0
+    weights_held_between_passes: int
+    weight_bytes_held_between_passes: int  # the bytes of those saved copies: must be 0
     peak_weight_bytes_per_cs2: float
     weight_buffer_bytes: float
     final_weights: dict = field(repr=False, compare=False, default_factory=dict)
@@ -50,19 +55,18 @@ class TrainReport:
         return {k: v for k, v in self.__dict__.items() if k not in skip}
 
 
-def spec_from_config(cfg: gpt.GPTConfig, name: str = "gpt") -> ModelSpec:
-    return ModelSpec(name=name, layers=cfg.n_layer, hidden=cfg.n_embd, heads=cfg.n_head,
-                     ffn=cfg.n_inner, vocab=cfg.vocab_size, positions=cfg.n_positions,
-                     tied_embeddings=cfg.tie_word_embeddings, activation=cfg.activation_function)
+def spec_from_config(cfg: DecoderConfig, name: str | None = None) -> ModelSpec:
+    """The cost model's view of a functional model (its family's shape), named after its architecture."""
+    return cfg.spec(name or cfg.ARCHITECTURE)
 
 
-def check_data(data: Tensor, cfg: gpt.GPTConfig, steps: int, batch: int, first_step: int = 0) -> None:
+def check_data(data: Tensor, cfg: DecoderConfig, steps: int, batch: int, first_step: int = 0) -> None:
     require(isinstance(data, Tensor) and data.dim() == 2 and not data.is_floating_point(),
             "data must be an integer array of shape (rows, seq+1)")
     rows, width = data.shape
     require(width >= 2, f"data rows hold {width} tokens; need at least 2 (seq+1)")
-    require(width - 1 <= cfg.n_positions,
-            f"data rows give seq {width - 1}, more than the model's n_positions {cfg.n_positions}")
+    require(width - 1 <= cfg.max_positions,
+            f"data rows give seq {width - 1}, more than the model's {cfg.max_positions} positions")
     need = (first_step + steps) * batch
     require(rows >= need, f"data has {rows} rows; steps {first_step}..{first_step + steps - 1} "
                           f"of batch {batch} need {need}")
@@ -71,7 +75,7 @@ def check_data(data: Tensor, cfg: gpt.GPTConfig, steps: int, batch: int, first_s
             f"data token ids span [{lo}, {hi}], outside the vocabulary [0, {cfg.vocab_size})")
 
 
-def train(cfg: gpt.GPTConfig, weights: dict[str, Tensor], data: Tensor, *, systems: int = 1,
+def train(cfg: DecoderConfig, weights: dict[str, Tensor], data: Tensor, *, systems: int = 1,
           steps: int = 1, batch: int = 1, lr: float = 6e-4, betas=(0.9, 0.95), eps: float = 1e-8,
           weight_decay: float = 0.1, dtype: str | torch.dtype = "float32",
           micro_batches: int | str = "auto", grad_clip: float | None = None,
@@ -114,7 +118,7 @@ def train(cfg: gpt.GPTConfig, weights: dict[str, Tensor], data: Tensor, *, syste
                               eps, weight_decay, torch_dtype, grad_clip, first_step, optimizer_state)
     sim.payload = payload
     if progress:
-        print(f"wsim: training {cfg.n_layer}x{cfg.n_embd} GPT on {systems} simulated CS-2, {steps} "
+        print(f"wsim: training a {cfg.n_layers}-layer {cfg.MODEL_TYPE} model on {systems} simulated CS-2, {steps} "
               f"steps of {batch} x {seq} tokens, {sim.plan.micro_batches} micro-batch(es)",
               file=sys.stderr, flush=True)
 
@@ -125,13 +129,15 @@ def train(cfg: gpt.GPTConfig, weights: dict[str, Tensor], data: Tensor, *, syste
         payload.on_step_end = report_step
     sim.run()
     wall = time.perf_counter() - t0
-    timing = simulate(TrainingJob(job.model, seq=seq, batch_seqs=batch, micro_batches=micro_batches),
-                      cluster)
+    # one step of the same job, plan and options, timed at the engine's own chunk grain
+    timing = Simulation(TrainingJob(job.model, seq=seq, batch_seqs=batch, micro_batches=micro_batches),
+                        cluster, options, plan=sim.plan).run()
     return TrainReport(
         losses=payload.step_losses(), systems=systems, steps=steps, batch=batch, seq=seq,
         micro_batches=sim.plan.micro_batches, simulated_step_time_s=timing.step_time_s,
         simulated_tokens_per_s=timing.tokens_per_s, functional_events=sim.events, wall_s=wall,
         weights_held_between_passes=payload.weights_held_between_passes,
+        weight_bytes_held_between_passes=payload.weight_bytes_held_between_passes,
         peak_weight_bytes_per_cs2=max(c.peak_held_bytes for c in sim.cs2s),
         weight_buffer_bytes=cluster.cs2.weight_buffer_bytes,
         final_weights=payload.weights(), optimizer_state=payload.optimizer_state(),

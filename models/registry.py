@@ -1,0 +1,61 @@
+"""The model families by Hugging Face ``model_type``, and dispatch on a ``config.json``.
+
+``config_from_hf_dict`` reads a config.json dict into the family's config (``models.decoder``), so
+that ``--model config.json``, ``--checkpoint DIR`` and the MemoryX checkpoints work for every family.
+A config.json without ``model_type`` is read as GPT-2 (the format GPT-2 and Cerebras-GPT configs
+were first published in, before transformers wrote the field).
+"""
+
+from __future__ import annotations
+
+from models.decoder import DecoderConfig
+from models.gpt import GPTConfig
+from models.gpt_neox import GPTNeoXConfig
+from models.gptj import GPTJConfig
+from models.llama import LlamaConfig
+
+FAMILIES: dict[str, type[DecoderConfig]] = {
+    c.MODEL_TYPE: c for c in (GPTConfig, LlamaConfig, GPTJConfig, GPTNeoXConfig)}
+
+
+def supported() -> str:
+    return ", ".join(sorted(FAMILIES))
+
+
+def family(model_type: str) -> type[DecoderConfig]:
+    if model_type not in FAMILIES:
+        raise ValueError(f"model_type {model_type!r} is not supported; supported: {supported()}")
+    return FAMILIES[model_type]
+
+
+def config_from_hf_dict(d) -> DecoderConfig:
+    """The family config of a Hugging Face ``config.json`` dict, by its ``model_type``."""
+    if not isinstance(d, dict):
+        raise ValueError(f"a model config must be a JSON object, got {type(d).__name__}")
+    model_type = d.get("model_type", "gpt2")
+    if model_type not in FAMILIES:
+        raise ValueError(f"model_type {model_type!r} is not supported; supported: {supported()}")
+    return FAMILIES[model_type].from_hf_dict(d)
+
+
+def config_from_spec(spec, **overrides) -> DecoderConfig:
+    """The functional model of a ``ModelSpec`` (a zoo entry), of the spec's family."""
+    return family(spec.family).from_spec(spec, **overrides)
+
+
+def model_name(d: dict, default: str) -> str:
+    """A config's own name: ``_name_or_path`` (the hub id transformers writes), else its architecture
+    (``LlamaForCausalLM``), else its model_type; ``default`` only when it has none of these."""
+    name = d.get("_name_or_path")
+    if isinstance(name, str) and name.strip():
+        return name.strip()
+    arch = d.get("architectures")
+    if isinstance(arch, list) and arch and isinstance(arch[0], str):
+        return arch[0]
+    return str(d.get("model_type") or default)
+
+
+def spec_from_hf_dict(d, source: str = ""):
+    """The ``ModelSpec`` of a Hugging Face ``config.json`` dict (what ``--model config.json`` reads)."""
+    cfg = config_from_hf_dict(d)
+    return cfg.spec(model_name(d, cfg.MODEL_TYPE), dropout=type(cfg).hf_dropout(d), source=source)
