@@ -350,3 +350,28 @@ def test_wsim_gpu_never_imports_the_engine():
             "print(bad); sys.exit(1 if any(m.startswith('wsim.engine') for m in bad) else 0)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+# ---- model families (issue 11): the GPU model reads their shapes from models.spec ---------------
+@pytest.mark.parametrize("name", ["llama-2-7b", "llama-3-70b", "gpt-j-6b", "gpt-neox-20b", "cerebras-gpt-1.3b"])
+def test_gpu_parameter_count_is_the_spec_count(name):
+    """The closed-form count the GPU model uses for speed equals models.spec's layer-by-layer sum
+    (norm kind, biases, GQA, gated MLP, tied or untied head with its bias)."""
+    m = zoo.get(name)
+    assert Consts(m, GPUS["a100-80gb"], EFFICIENCY, seq=2048, batch=8, gpus=8).params == pytest.approx(m.params)
+
+
+def test_gqa_gated_and_parallel_residual_change_what_they_should():
+    from wsim.gpu import estimate
+
+    llama2, llama3 = zoo.get("llama-2-7b"), zoo.get("llama-2-70b")
+    c = Consts(llama3, GPUS["a100-80gb"], EFFICIENCY, seq=4096, batch=8, gpus=8)
+    assert c.kv == 8 and c.act_par < 4 * c.h + 4 * c.h + 6 * c.f  # 8 KV heads: smaller K and V
+    assert c.mlp_in == 2 * llama3.ffn  # SwiGLU: gate and up side by side
+    neox = zoo.get("gpt-neox-20b")
+    seq_res = dataclasses.replace(neox, parallel_residual=False)
+    kw = dict(seq=2048, batch=64, gpus=16, gpu="a100-80gb", tp=8, pp=2, recompute="full", stack="megatron")
+    par, seqr = estimate(neox, **kw), estimate(seq_res, **kw)
+    # one all-reduce instead of two in each forward (and in the recomputed forward)
+    assert par.breakdown_s["tp_comm_s"] < seqr.breakdown_s["tp_comm_s"]
+    assert Consts(llama2, GPUS["a100-80gb"], EFFICIENCY, seq=2048, batch=8, gpus=8).head_norm_params == llama2.hidden

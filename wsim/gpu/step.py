@@ -40,7 +40,7 @@ class Consts:
 
     __slots__ = ("model", "gpu", "eff", "seq", "batch", "gpus", "h", "f", "a", "kv", "hd", "gated",
                  "qkv_out", "mlp_in", "vocab", "layers", "block_params", "positions_params",
-                 "act_rep", "act_par", "act_attn", "reserved_bytes", "capacity_bytes", "peak",
+                 "act_rep", "act_par", "act_attn", "ar_fwd", "head_norm_params", "head_bias", "reserved_bytes", "capacity_bytes", "peak",
                  "peak16", "tied", "flash", "fp8", "attention", "precision", "block_fwd_flops",
                  "linear_fwd_flops", "params", "generation", "model_flops", "_gemm", "_ew",
                  "_groups")
@@ -57,17 +57,26 @@ class Consts:
         self.qkv_out = shape.qkv_out
         self.mlp_in = model.ffn * (2 if shape.gated else 1)  # gate and up projections side by side
         self.vocab, self.layers = model.vocab, model.layers
-        self.block_params = float(model.block_params) if shape.kv_heads == model.heads and \
-            not shape.gated else float(shape.linear_params + 4 * model.hidden)
+        # every family's block (norms, biases, GQA, gated MLP) as models.spec counts it
+        self.block_params = float(model.block_params)
         self.positions_params = float(model.embedding_params - model.vocab * model.hidden)
         h, f, a = self.h, self.f, self.a
-        # Korthikanti et al. 2022 sec. 4, generalised (see memory.py)
-        self.act_rep = 10.0 * h if model.dropout else 8.0 * h
-        self.act_par = 4.0 * h + 4.0 * self.kv * self.hd + (6.0 if self.gated else 4.0) * f
+        # Korthikanti et al. 2022 sec. 4, generalised per family by models.spec.block_activations
+        # (GQA's smaller K and V, the gated MLP, a parallel residual's shared norm input)
+        act = model.block_activations(seq)
+        self.act_rep = act.replicated
+        self.act_par = act.tensor_parallel
         if self.flash:
             self.act_attn = 4.0 * a  # FlashAttention keeps only a float32 log-sum-exp per head
         else:
-            self.act_attn = (5.0 if model.dropout else 2.0) * a * seq
+            self.act_attn = act.attention
+        # Tensor-parallel all-reduces of a block's forward: 2 (Megatron-LM SC21 sec. 3.3), 1 with a
+        # parallel residual, which sums the attention and MLP outputs before one all-reduce
+        # (GPT-NeoX megatron/model/transformer.py, ParallelTransformerLayer with gpt_j_residual);
+        # the backward keeps 2 (each column-parallel input's gradient).
+        self.ar_fwd = 1.0 if model.parallel_residual else 2.0
+        self.head_norm_params = float(model.norm_params())
+        self.head_bias = float(model.vocab if model.head_bias else 0)
         self.reserved_bytes = eff.reserved_bytes
         self.capacity_bytes = gpu.hbm_bytes
         self.peak16 = gpu.peak_flops_per_s
@@ -76,8 +85,8 @@ class Consts:
         self.block_fwd_flops = block_fwd_flops_per_token(model, seq)
         self.linear_fwd_flops = self.block_fwd_flops - 4.0 * seq * h
         # unique parameters (what ModelSpec.params sums layer by layer, in closed form: speed)
-        self.params = (self.layers * self.block_params + model.embedding_params + 2.0 * h
-                       + (0.0 if model.tied_embeddings else model.vocab * h))
+        self.params = (self.layers * self.block_params + model.embedding_params + self.head_norm_params
+                       + (0.0 if model.tied_embeddings else model.vocab * h + self.head_bias))
         self.model_flops = model_flops_per_step(model, seq=seq, batch=batch)
         self.generation = generation(gpu)
         self._gemm: dict = {}
@@ -90,9 +99,9 @@ class Consts:
 
     def head_params_tp(self, tp: int, pp: int) -> float:
         """Last stage: final LayerNorm plus the LM head, a separate copy when tied across stages."""
-        head = 2.0 * self.h
+        head = self.head_norm_params
         if not self.tied or pp > 1:
-            head += self.vocab * self.h / tp
+            head += (self.vocab * self.h + self.head_bias) / tp
         return head
 
     def group(self, size: int, stride: int, single_nic: bool = False) -> comm.Group:
@@ -180,7 +189,7 @@ def evaluate(c: Consts, tp: int, pp: int, dp: int, b: int, v: int, recompute: st
     fwd = (linear + core_f + ew) / ke
     bwd = (2.0 * linear + core_b + 2.0 * ew) / ke
     if recompute == "full":
-        rec, rec_ar = fwd, 2.0 * ar
+        rec, rec_ar = fwd, c.ar_fwd * ar
     elif recompute == "selective":
         rec, rec_ar = (core_f + ew_core) / ke, 0.0
     else:
@@ -194,12 +203,12 @@ def evaluate(c: Consts, tp: int, pp: int, dp: int, b: int, v: int, recompute: st
         fwd_exposed = max(0.0, cp_f - core_f / ke)
         cp_exposed = fwd_exposed * (2.0 if recompute == "full" else 1.0) \
             + max(0.0, 2.0 * cp_f - core_b / ke)
-    layer_fwd = fwd + 2.0 * ar
+    layer_fwd = fwd + c.ar_fwd * ar
     layer_bwd = bwd + rec + 2.0 * ar + rec_ar
 
     # the stage's micro-batch time (all v chunks)
     compute = L * (fwd + bwd)
-    tp_comm = L * (4.0 * ar + rec_ar)
+    tp_comm = L * ((c.ar_fwd + 2.0) * ar + rec_ar)
     send = 2.0 * v * comm.pp_send_s(act_bytes, gpu, eff, tp * cp * dp, tpg) if pp > 1 else 0.0
     head_t = (head + ew_head) / ke
     head_extra = 3.0 * head_t + ar  # LM head fwd + bwd; its input-gradient all-reduce
@@ -250,10 +259,10 @@ def compute_lower_bound_s(c: Consts, tp: int, pp: int, dp: int, cp: int = 1) -> 
 def step_lower_bound_s(c: Consts, tp: int, pp: int, dp: int, b: int, cp: int = 1) -> float:
     """No plan with this layout and micro-batch ``b`` is faster, whatever its recompute, sequence
     parallelism, ZeRO stage, interleaving or stack: the last stage's forward and backward work
-    (at sequence-parallel minimum and the fastest stack) and its 4 all-reduces per layer."""
+    (at sequence-parallel minimum and the fastest stack) and its all-reduces per layer."""
     m = c.batch // (dp * b)
     L = -(-c.layers // pp)  # the fullest stage (uneven stages: DeepSpeed)
     linear, core_f, core_b, head = c.gemm_times(tp, b, cp)
     ew, _, ew_head = c.elementwise_times(tp, b, tp > 1, cp)
     ar = c.group(tp, 1).all_reduce_s(b * c.seq / cp * c.h * 2.0) if tp > 1 else 0.0
-    return m * (L * (3.0 * (linear + ew) + core_f + core_b + 4.0 * ar) + 3.0 * (head + ew_head))
+    return m * (L * (3.0 * (linear + ew) + core_f + core_b + (c.ar_fwd + 2.0) * ar) + 3.0 * (head + ew_head))
