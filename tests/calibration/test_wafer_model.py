@@ -154,3 +154,16 @@ def test_best_says_what_it_chose_and_why():
     assert "with activation recompute" in d["reason"] and "weight-stream-bound" in d["reason"]
     fit = analytic.choose_plan(dataclasses.replace(job, micro_batches="fit"), hardware.preset("cs2", 8))
     assert fit.plan.micro_batches == 90 and not fit.plan.recompute
+
+
+# Validation rows never fitted on (ALCF logs, each on its own release), closed form, defaults.
+PINNED_OTHER = {"GPT-2 small b112 (ALCF)": +0.197, "GPT-J 6B b66 (ALCF)": +0.234,
+                "GPT-J 6B b120 on 2 CS-2 (ALCF)": +0.119, "LLaMA-7B b99 (ALCF)": +0.038,
+                "GPT-J 6B b120 on 1 CS-3 (ALCF)": +0.144}
+
+
+@pytest.mark.parametrize("label", list(PINNED_OTHER))
+def test_other_measurements_at_their_pinned_error(label):
+    row = next(r for r in measured.rows() if r.label == label)
+    assert row.role == "validation"
+    assert F.predict(row).error == pytest.approx(PINNED_OTHER[label], abs=0.001)

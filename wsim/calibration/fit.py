@@ -14,7 +14,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from wsim import analytic
+from wsim import analytic, hardware
 from wsim.calibration.measured import MeasuredRun
 from wsim.hardware import ClusterSpec, CS2Spec
 from wsim.job import TrainingJob
@@ -38,7 +38,13 @@ class Prediction:
 
 
 def cluster_for(row: MeasuredRun, cs2: CS2Spec) -> ClusterSpec:
-    return ClusterSpec(name="cs2", systems=row.systems, cs2=cs2)
+    """A CS-2 row runs on ``cs2``; a row of another generation on its preset, carrying over the
+    (possibly refitted) matmul peak fraction, as the CS-3 preset carries over the CS-2's."""
+    if row.cluster == "cs2":
+        return ClusterSpec(name="cs2", systems=row.systems, cs2=cs2)
+    base = hardware.preset(row.cluster, row.systems)
+    return dataclasses.replace(base, cs2=dataclasses.replace(
+        base.cs2, matmul_peak_fraction=cs2.matmul_peak_fraction, compute_efficiency=cs2.compute_efficiency))
 
 
 def predict(row: MeasuredRun, cs2: CS2Spec = CS2Spec(), method: str = "analytic") -> Prediction:

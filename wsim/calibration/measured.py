@@ -43,6 +43,8 @@ class MeasuredRun:
     source: str
     printed: str  # the figure as the source printed it
     release: str = "not stated"  # the Cerebras software release, where the source names it
+    cluster: str = "cs2"  # the preset of the system generation it ran on (wsim.generations)
+    note: str = ""  # how a figure not printed by the source was derived
 
     def __post_init__(self) -> None:
         positive("measured.systems", self.systems, integer=True)
@@ -79,11 +81,32 @@ GPT2_SMALL_2048 = ModelSpec(name="gpt2-small-msl2048", layers=12, hidden=768, he
                             positions=2048, tied_embeddings=True, dropout=False,
                             source="GPT-2 small, Radford et al. 2019; ALCF run config")
 
+ALCF_GUIDE = "ALCF user-guides, docs/ai-testbed/cerebras/example-programs.md"
+ALCF_SERIES = "ALCF ai-science-training-series, 07_ AITestbeds/Cerebras/"
+
 ALCF_ROWS = [
     # "Effective batch size is 112", "Gradient accumulation disabled", 1 CSX;
     # "Rate=494.25 samples/sec, GlobalRate=494.51 samples/sec" at step 3000.
     MeasuredRun("GPT-2 small b112 (ALCF)", GPT2_SMALL_2048, 1, 112, 2048, 494.51, "validation",
                 ALCF_GPT2, "GlobalRate=494.51 samples/sec", release="R2.0.3"),
+    # GPT-J 6B (the exact family spec: parallel residual, rotary on 64 of 256 head dims, untied head
+    # with bias), sequence 2048 (modelzoo params_gptj_6B.yaml). One CS-2: "Processed 13200 sample(s)"
+    # over 200 steps (batch 66), log of 2023-11-10 (modelzoo path R_1.9.2).
+    MeasuredRun("GPT-J 6B b66 (ALCF)", zoo.get("gpt-j-6b"), 1, 66, 2048, 19.80, "validation",
+                ALCF_SERIES + "gpt-j.md (commit 548f22f1)", "GlobalRate=19.80 samples/sec",
+                release="R1.9.2", note="batch = samples processed / steps"),
+    # Two CS-2, batch 120 (modelzoo R2.0.3 params_gptj_6B.yaml), log of 2023-11-29.
+    MeasuredRun("GPT-J 6B b120 on 2 CS-2 (ALCF)", zoo.get("gpt-j-6b"), 2, 120, 2048, 43.67, "validation",
+                ALCF_GUIDE + " (commit a8a674d)", "GlobalRate=43.67 samples/sec", release="R2.0.3"),
+    # LLaMA-7B (v1; the shape of llama-2-7b: 32 x 4096, 32 heads, SwiGLU 11008, vocabulary 32,000),
+    # sequence 2048 (modelzoo params_llama_7b.yaml), one CS-2: "Effective batch size is 99", "No
+    # benefit from gradient accumulation expected", log of 2024-03-21.
+    MeasuredRun("LLaMA-7B b99 (ALCF)", zoo.get("llama-2-7b"), 1, 99, 2048, 20.45, "validation",
+                ALCF_GUIDE + " (commit ee72dfb)", "GlobalRate=20.45 samples/sec", release="R2.1.1"),
+    # One CS-3, GPT-J 6B, batch 120 ("uses 1 CS3"), log of 2025-10-10.
+    MeasuredRun("GPT-J 6B b120 on 1 CS-3 (ALCF)", zoo.get("gpt-j-6b"), 1, 120, 2048, 44.75, "validation",
+                ALCF_GUIDE + " (commit 0a3c674)", "GlobalRate=44.75 samples/sec", release="R2.5/2.6",
+                cluster="cs3"),
 ]
 
 
