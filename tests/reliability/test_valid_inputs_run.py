@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from tests.reliability.test_input_validation import (CLUSTER_VALID, _cli_case, _cluster_case,
                                                      _python_case)
 
-FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=int(__import__("os").environ.get("WSIM_VALID_EXAMPLES", 40)), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @st.composite
@@ -83,4 +83,39 @@ def valid_simulate_argv(draw):
 @given(argv=valid_simulate_argv())
 def test_every_valid_simulate_command_runs(outcomes, argv):
     code, _, err = _cli_case(outcomes, "valid only: cli wsim simulate", argv)
+    assert code == 0, err
+
+
+@st.composite
+def valid_gpu_argv(draw):
+    """A plan valid in combination: tp divides the 12 heads and the GPUs, pp the 12 layers and the
+    rest, the batch a multiple of dp; --allow-oom so that memory never refuses a valid plan; or
+    --search with a batch the GPUs divide."""
+    gpus = draw(st.sampled_from([1, 2, 4, 8, 16, 32, 64]))
+    argv = ["gpu", "--model", "gpt3-125m", "--gpus", str(gpus),
+            "--gpu", draw(st.sampled_from(["a100-40gb", "a100-80gb", "h100-80gb", "h200-141gb", "b200-180gb"])),
+            "--seq", str(draw(st.sampled_from([512, 1024, 2048])))]
+    if draw(st.booleans()):
+        return argv + ["--search", "--batch", str(gpus * draw(st.integers(1, 8)))] + \
+            (["--json"] if draw(st.booleans()) else [])
+    tp = draw(st.sampled_from([t for t in (1, 2, 4) if gpus % t == 0]))
+    pp = draw(st.sampled_from([p for p in (1, 2, 3, 4) if (gpus // tp) % p == 0]))
+    dp = gpus // (tp * pp)
+    argv += ["--tp", str(tp), "--pp", str(pp), "--batch", str(dp * draw(st.integers(1, 8))), "--allow-oom",
+             "--recompute", draw(st.sampled_from(["none", "selective", "full"])),
+             "--stack", draw(st.sampled_from(["megatron", "megatron-core", "deepspeed"] if pp > 1 else
+                                             ["megatron", "megatron-core", "deepspeed", "fsdp"]))]
+    # the ZeRO stages each stack runs (wsim.gpu.STACKS; ZeRO-2/3 only without pipelining)
+    stages = {"megatron": (0, 1), "megatron-core": (0, 1), "deepspeed": (0, 1) if pp > 1 else (0, 1, 2, 3),
+              "fsdp": (2, 3)}[argv[-1]]
+    argv += ["--zero", str(draw(st.sampled_from(stages)))]
+    if tp > 1 and draw(st.booleans()):
+        argv.append("--sequence-parallel")
+    return argv + (["--json"] if draw(st.booleans()) else [])
+
+
+@FAST
+@given(argv=valid_gpu_argv())
+def test_every_valid_gpu_command_runs(outcomes, argv):
+    code, _, err = _cli_case(outcomes, "valid only: cli wsim gpu", argv)
     assert code == 0, err
