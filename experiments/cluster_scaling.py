@@ -1,6 +1,6 @@
 """Cluster-size scaling: throughput and speedup against the CS-2 count, N = 1 ... 192.
 
-Strong scaling: each Cerebras-GPT model at its published global batch (FACTS.md table; Dey et al.
+Strong scaling: each Cerebras-GPT model at its published global batch (docs/sources.md table; Dey et al.
 2023; 13B at its final batch, 1080). Pure data parallelism needs the batch divisible by N
 (``TrainingJob.seqs_per_system``), so the N are the divisors of the batch up to 192 (the
 glossary "SwarmX" maximum). Weak scaling: each model at its published batch *per system*

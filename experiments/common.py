@@ -17,7 +17,7 @@ from models import zoo
 from wsim.sweep import parse_cell
 
 RESULTS = Path("results")
-# The seven Cerebras-GPT models in size order (FACTS.md table; Dey et al. 2023).
+# The seven Cerebras-GPT models in size order (docs/sources.md table; Dey et al. 2023).
 CGPT = list(zoo.CEREBRAS_GPT)
 QUICK_CGPT = ["cerebras-gpt-111m", "cerebras-gpt-1.3b"]
 

@@ -1,6 +1,6 @@
 """Numerical equivalence: weight-streamed training of a small GPT against standard training.
 
-DESIGN.md "Numerical equivalence": the reference is the same model as one ``nn.Module``, the whole
+docs/design.md "Numerical equivalence": the reference is the same model as one ``nn.Module``, the whole
 global batch on one device, ``torch.optim.AdamW`` (``wsim.functional.reference.reference_train``);
 the weight-streamed run goes through the engine with N CS-2s, tensors riding its events
 (``wsim.functional.train.train``). In float64 every parameter must end within 1e-9 of its tensor's
@@ -22,7 +22,7 @@ SEED = 0
 CFG = dict(n_layer=2, n_embd=64, n_head=4, vocab_size=256, n_positions=32)
 SEQ, BATCH, SYSTEMS, STEPS, LR = 32, 8, 4, 20, 3e-3
 OPT = dict(betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
-LOSS_TOL, PARAM_TOL = 1e-10, 1e-9  # DESIGN.md, float64
+LOSS_TOL, PARAM_TOL = 1e-10, 1e-9  # docs/design.md, float64
 
 
 def tokens(rows: int, seq: int, vocab: int, seed: int):
@@ -91,7 +91,7 @@ def plot(losses: list[dict], params: list[dict], out: Path) -> str:
     floor = 1e-18
     vals = [max(floor, p["relative_difference"]) for p in params]
     a2.barh(range(len(params)), vals, color="tab:purple")
-    a2.axvline(PARAM_TOL, color="red", ls="--", lw=1, label=f"tolerance {PARAM_TOL:g} (DESIGN.md)")
+    a2.axvline(PARAM_TOL, color="red", ls="--", lw=1, label=f"tolerance {PARAM_TOL:g} (docs/design.md)")
     a2.set_xscale("log")
     a2.set_yticks(range(len(params)))
     a2.set_yticklabels([p["tensor"].removeprefix("transformer.") for p in params], fontsize=6)
@@ -130,7 +130,7 @@ def reading(out: Path) -> str:
         f"{losses[-1]['loss_reference']:.4f} on both; the largest loss difference is "
         f"{worst_loss:.2g} relative and the largest parameter difference is "
         f"{worst['relative_difference']:.2g} of its tensor's largest magnitude (`{worst['tensor']}`), "
-        f"{'within' if ok else 'OUTSIDE'} DESIGN.md's float64 tolerances ({LOSS_TOL:g} for losses, "
+        f"{'within' if ok else 'OUTSIDE'} docs/design.md's float64 tolerances ({LOSS_TOL:g} for losses, "
         f"{PARAM_TOL:g} for parameters): streaming weights layer by layer, summing gradients in "
         "SwarmX and updating in MemoryX is the same computation as standard training, up to "
         "floating-point summation order.", ""])

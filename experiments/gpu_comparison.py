@@ -1,14 +1,14 @@
 """GPU comparison: the GPUs (A100, H100) and TP/PP/DP plan that match each CS-2 training run.
 
-For each Cerebras-GPT model on its published CS-2 cluster (FACTS.md table), ``wsim.compare``
+For each Cerebras-GPT model on its published CS-2 cluster (docs/sources.md table), ``wsim.compare``
 finds the smallest GPU count in a geometric grid (powers of 2 and 1.5 x powers of 2) whose fastest
 plan (``wsim.gpu.search``: Megatron-LM PTD-P + ZeRO, SC21 arXiv 2104.04473) trains the same batches
 for the same steps within the CS-2 time to train (engine, best micro-batching), and reports the
 plan and its complexity (parallel dimensions > 1, model-parallel degree tp x pp, knobs away from
 plain data parallelism; the CS-2 cluster: 1 dimension, 0 knobs).
 
-Seed points (FACTS.md, "published runs"), compared per step (their token budgets are not in
-FACTS.md): OPT-175B on 992 A100-80GB (OPT paper sec. 2.4; batch 992 x 2048 ~ its 2M tokens, as
+Seed points (docs/sources.md, "published runs"), compared per step (their token budgets are not in
+docs/sources.md): OPT-175B on 992 A100-80GB (OPT paper sec. 2.4; batch 992 x 2048 ~ its 2M tokens, as
 992 sequences split evenly over data-parallel ranks), GPT-NeoX-20B on 96 A100-40GB (TP 2 x PP 4 +
 ZeRO-1; batch 1536, the nearest to the published 1538 that the plan's dp = 12 divides), and
 Cerebras-GPT 1.3B and 6.7B on 16 CS-2 (Andromeda): the fewest CS-2 as fast as the GPU cluster, or

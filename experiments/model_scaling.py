@@ -10,8 +10,8 @@ share of tokens per CS-2 this shows, per model (engine, ``wsim.simulate``):
 - the tokens per CS-2 per micro-batch needed to stay compute bound (``analytic.balance_tokens``:
   a block's compute equals its weight stream), against what the wafer can hold per micro-batch
   with and without activation recompute (``wsim.memory``).
-Models: the seven Cerebras-GPT (FACTS.md table), GPT-3 175B and Megatron-LM's 18B ... 1T
-(FACTS.md SC21 Table 1). Micro-batching: ``best`` (``wsim.compare.choose_job``).
+Models: the seven Cerebras-GPT (docs/sources.md table), GPT-3 175B and Megatron-LM's 18B ... 1T
+(docs/sources.md SC21 Table 1). Micro-batching: ``best`` (``wsim.compare.choose_job``).
 """
 
 from __future__ import annotations

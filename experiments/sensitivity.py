@@ -10,7 +10,7 @@ and 2 from its default, one at a time (fractions capped at 1).
 
 Conclusions measured, all with the engine (``wsim.simulate``; the optimizer's queueing is an
 effect the closed form does not model) and best micro-batching (re-chosen for each hardware):
-- 1.3B time to train on 16 CS-2 (published batch 528 and steps 24,334; FACTS.md table);
+- 1.3B time to train on 16 CS-2 (published batch 528 and steps 24,334; docs/sources.md table);
 - 1.3B speedup from 1 to 16 CS-2 at that batch;
 - 13B time to train on its published 8 -> 12 CS-2 run (``wsim.compare.published_phases``), with
   best micro-batching and with the ``fit`` plan (one sequence per micro-batch, no recompute: weight-

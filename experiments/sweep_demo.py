@@ -1,6 +1,6 @@
 """``wsim sweep`` at work: a CS-2 and GPU throughput grid, in parallel processes, resumed.
 
-The grid (``wsim.sweep.grid``): Cerebras-GPT 1.3B and 6.7B (FACTS.md table) at a global batch of
+The grid (``wsim.sweep.grid``): Cerebras-GPT 1.3B and 6.7B (docs/sources.md table) at a global batch of
 1536 sequences of 2048 tokens, on 4 ... 192 CS-2 (engine, the default ``best`` micro-batching) and on 32 ...
 1536 A100-80GB / H100-80GB (best plan by ``wsim.gpu.search``). It runs through
 ``wsim.sweep.run_grid`` with ``--jobs`` worker processes, into ``results/sweep.csv``; then the same

@@ -1,6 +1,6 @@
 """Cerebras-GPT's training budget: the seven models on their published CS-2 counts and steps.
 
-Published setup (FACTS.md table; Dey et al. 2023, arXiv 2304.03208, Table 1; modelzoo README):
+Published setup (docs/sources.md table; Dey et al. 2023, arXiv 2304.03208, Table 1; modelzoo README):
 batch, CS-2 count, steps, tokens and the paper's training-FLOPs column.
 
 Accounting:
@@ -13,7 +13,7 @@ Accounting:
   micro-batches without recompute: the simulator's default before the wafer model);
 - FLOPs: ``ModelSpec.flops_per_token(2048)`` (forward + backward = 3x forward, attention scores and
   the LM head included, no recompute) x the published tokens, against the published column; also
-  6 x parameters x tokens ("Transformer Math 101", FACTS.md) for reference.
+  6 x parameters x tokens ("Transformer Math 101", docs/sources.md) for reference.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 A family (GPT-2 ``models/gpt.py``, Llama ``models/llama.py``, GPT-J ``models/gptj.py``, GPT-NeoX
 ``models/gpt_neox.py``) is a frozen config dataclass whose field names are those of the Hugging Face
 config class of the same ``model_type``, subclassing ``DecoderConfig``, plus layer functions in its
-module that take their weights as arguments. Weight streaming moves one layer at a time (DESIGN.md),
+module that take their weights as arguments. Weight streaming moves one layer at a time (docs/design.md),
 so a model is cut into the same streamed layers for every family:
 
     embedding  the token embedding (and GPT-2's learned positions)

@@ -1,6 +1,6 @@
 """GPT-2 / Cerebras-GPT in PyTorch, as layer functions that take their weights as arguments.
 
-Weight streaming (DESIGN.md) computes one layer at a time with weights that arrive over the network
+Weight streaming (docs/design.md) computes one layer at a time with weights that arrive over the network
 and are dropped afterwards, so every layer here is a plain function ``f(input, w, cfg)`` where ``w``
 maps Hugging Face parameter names to tensors. ``GPT`` (an ``nn.Module``) only holds the parameters and
 chains the same functions, so the streamed executor and the reference trainer run identical math.

@@ -1,6 +1,6 @@
 """Registry of named models, and models read from a Hugging Face ``config.json``.
 
-Cerebras-GPT rows are exactly FACTS.md's table (Dey et al. 2023, arXiv 2304.03208, Table 1;
+Cerebras-GPT rows are exactly docs/sources.md's table (Dey et al. 2023, arXiv 2304.03208, Table 1;
 Cerebras modelzoo README): sequence 2048, vocabulary 50,257, learned positions, tied embeddings,
 no dropout. Their published training setup rides along in ``CEREBRAS_GPT_TRAINING``.
 """
@@ -20,7 +20,7 @@ _MEG_SRC = "Megatron-LM SC21 (arXiv 2104.04473) Table 1, V = 51,200"
 
 @dataclass(frozen=True)
 class PublishedTraining:
-    """How a Cerebras-GPT model was trained (FACTS.md; Dey et al. 2023 Table 1 / modelzoo)."""
+    """How a Cerebras-GPT model was trained (docs/sources.md; Dey et al. 2023 Table 1 / modelzoo)."""
 
     lr: float
     batch_seqs: int  # the batch used for most of training (13B: 720 then 1080, we keep 1080's end)

@@ -1,6 +1,6 @@
 """``wsim`` command line: one sub-command per module in ``wsim/commands``.
 
-Contract (DESIGN.md): ``--json`` prints exactly one JSON object on stdout, logs go to stderr, bad
+Contract (docs/design.md): ``--json`` prints exactly one JSON object on stdout, logs go to stderr, bad
 input exits 2 with one line naming the problem and no traceback.
 """
 

@@ -4,7 +4,7 @@
 
 Accounting (stated in every report):
 - a training run is one or more *phases* (global batch, CS-2 count, steps); Cerebras-GPT's are the
-  published ones (FACTS.md table; Dey et al. 2023, arXiv 2304.03208); 13B switched batch 720 -> 1080
+  published ones (docs/sources.md table; Dey et al. 2023, arXiv 2304.03208); 13B switched batch 720 -> 1080
   and 8 -> 12 CS-2 at a point the paper does not give (``published_phases``' ``switch_fraction``);
 - time to train = sum over phases of steps x step time; the GPU cluster trains the same batches for
   the same steps (same tokens, same optimisation trajectory), each phase with its fastest plan
@@ -59,7 +59,7 @@ class Phase:
 
 
 def published_phases(name: str, switch_fraction: float = 0.5) -> list[Phase]:
-    """Cerebras-GPT's published batch, CS-2 count and steps (FACTS.md table).
+    """Cerebras-GPT's published batch, CS-2 count and steps (docs/sources.md table).
 
     13B: batch 720 on 8 CS-2, then 1080 on 12 (modelzoo README). The paper does not say when; we
     assume the switch after ``switch_fraction`` of the published steps (an *assumption*; the step
@@ -310,7 +310,7 @@ def compare(model: ModelSpec | str, *, phases: list[Phase] | None = None, seq: i
 def phases_from(batch: int, systems: int, *, steps: int | None = None, tokens: float | None = None,
                 seq: int = 2048, model: ModelSpec | None = None) -> list[Phase]:
     """One phase; steps from ``steps``, else ``tokens``, else 20 tokens per parameter (Chinchilla,
-    FACTS.md "Transformer Math 101")."""
+    docs/sources.md "Transformer Math 101")."""
     positive("batch", batch, integer=True)
     positive("seq", seq, integer=True)
     if steps is None:

@@ -1,4 +1,4 @@
-"""The one exception users see for bad input (DESIGN.md: config objects raise it naming the field)."""
+"""The one exception users see for bad input (docs/design.md: config objects raise it naming the field)."""
 
 
 class ConfigError(ValueError):

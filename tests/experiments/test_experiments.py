@@ -82,7 +82,7 @@ def test_equivalence_quick_is_within_design_tolerance(tmp_path):
     params = read_csv(tmp_path / "equivalence_params.csv")
     assert max(r["relative_difference"] for r in losses) <= equivalence.LOSS_TOL
     assert max(p["relative_difference"] for p in params) <= equivalence.PARAM_TOL
-    assert "within DESIGN.md" in equivalence.reading(tmp_path)
+    assert "within docs/design.md" in equivalence.reading(tmp_path)
 
 
 @pytest.mark.parametrize("name", ["cluster_scaling", "training_budget", "sweep_demo"])

@@ -14,7 +14,7 @@ def register(sub) -> None:
         "compare", help="the same model and token budget on CS-2 clusters and on GPU plans",
         description="Time to train on a CS-2 cluster (weight streaming) next to the GPU count and "
                     "TP/PP/DP plan that matches it. Cerebras-GPT zoo models default to their "
-                    "published batch, CS-2 count and steps (FACTS.md).")
+                    "published batch, CS-2 count and steps (docs/sources.md).")
     add_model_args(p)
     p.add_argument("--seq", type=int, default=2048, help="sequence length (default 2048)")
     p.add_argument("--batch", type=int, help="global batch in sequences (default: published)")
