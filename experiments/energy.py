@@ -90,7 +90,7 @@ def main(argv=None) -> list[str]:
 
 def reading(out: Path) -> str:
     rows = read_csv(Path(out) / "energy.csv")
-    lines = ["## 9. Energy and cost to train", "", "![time to train against energy](energy.png)", "",
+    lines = ["## 10. Energy and cost to train", "", "![time to train against energy](energy.png)", "",
              "Data: [energy.csv](energy.csv). Closed-form CS step times; each Cerebras-GPT run on CS-2 as "
              "published, on as many CS-3, and on the smallest A100/H100/B200 count in the grid that is "
              "as fast as the CS-2 run. Energy = power x time (CS: systems, servers and network; GPUs: DGX "
