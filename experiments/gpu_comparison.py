@@ -252,12 +252,13 @@ def reading(out: Path) -> str:
     ratio = [r["gpus"] / _cs2_max(r) for r in a100]
     hr = [r["gpus"] / _cs2_max(r) for r in h100]
     mp = [r for r in a100 + h100 if r["model_parallel"] > 1]
+    extra_knobs = sum(1 for r in a100 + h100 if r["zero"] or r["sequence_parallel"] or r["recompute"] != "none")
     lines += ["", f"Reading: matching a Cerebras-GPT run takes {min(ratio):.3g} to {max(ratio):.3g} "
               f"A100s per CS-2 and {min(hr):.3g} to {max(hr):.3g} H100s per CS-2 (grid resolution: "
               f"steps of 1.33-1.5x). {len(mp)} of the {len(a100 + h100)} matching GPU plans need model "
-              f"parallelism (tp x pp > 1), up to tp x pp = "
-              f"{max((r['model_parallel'] for r in mp), default=1)}, and most add ZeRO, sequence "
-              f"parallelism or recompute on top; the CS-2 cluster runs every model as the same "
+              f"parallelism (tp x cp x pp > 1), up to tp x cp x pp = "
+              f"{max((r['model_parallel'] for r in mp), default=1)}, and {extra_knobs} of them add ZeRO, "
+              f"sequence parallelism or recompute on top; the CS-2 cluster runs every model as the same "
               f"data-parallel job. Of the matching GPU plans "
               + ", ".join(f"{sum(r['regime'] == k for r in a100 + h100)} are {k}"
                           for k in ("validated", "checked", "extrapolated"))
