@@ -10,6 +10,7 @@ test named next to it.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -65,12 +66,40 @@ def trillion() -> dict:
             "recompute": r.recompute}
 
 
+def gpu() -> dict:
+    from wsim.gpu import validation as V
+
+    summary = V.summary(V.current())
+    return {g: {"mean": s["mean_abs_error"], "worst": s["worst_error"], "rows": s["rows"]}
+            for g, s in summary.items()}
+
+
+def equivalence() -> dict:
+    """The float64 equivalence run of the report (experiments/equivalence.py, quick grid)."""
+    import tempfile
+
+    from experiments import equivalence as E
+    from experiments.common import read_csv
+
+    with tempfile.TemporaryDirectory() as out:
+        E.main(["--out", out])
+        losses = read_csv(Path(out) / "equivalence_losses.csv")
+        params = read_csv(Path(out) / "equivalence_params.csv")
+    # the decade above each worst difference: the printed figure must not move with summation order
+    decade = lambda x: 10.0 ** math.ceil(math.log10(x)) if x > 0 else 0.0  # noqa: E731
+    return {"loss": decade(max(r["relative_difference"] for r in losses)),
+            "param": decade(max(r["relative_difference"] for r in params)),
+            "loss_tol": E.LOSS_TOL, "param_tol": E.PARAM_TOL, "layers": E.CFG["n_layer"], "systems": E.SYSTEMS,
+            "steps": E.STEPS}
+
+
 def compute() -> dict:
-    return {"wafer": wafer(), "scaling": scaling_13(), "ttt13": time_to_train_13b(), "trillion": trillion()}
+    return {"wafer": wafer(), "scaling": scaling_13(), "ttt13": time_to_train_13b(), "trillion": trillion(),
+            "gpu": gpu(), "equivalence": equivalence()}
 
 
 def render(f: dict) -> str:
-    w, s, t, tr = f["wafer"], f["scaling"], f["ttt13"], f["trillion"]
+    w, s, t, tr, g, e = f["wafer"], f["scaling"], f["ttt13"], f["trillion"], f["gpu"], f["equivalence"]
     other = "; ".join(f"{k} {v:+.1%}" for k, v in w["other"].items())
     lines = [
         f"- Measured CS-2 throughput (`python -m experiments.wafer_validation`, `tests/calibration/`): "
@@ -87,6 +116,16 @@ def render(f: dict) -> str:
         f"- A {tr['params'] / 1e12:.3g}-trillion-parameter model (128 × 25,600) runs on one CS-2 "
         f"(`tests/engine/test_engine.py`): {tr['wafer_gb']:.4g} GB of wafer memory"
         f"{' with activation recompute' if tr['recompute'] else ''}, {tr['memoryx_tb']:.3g} TB in MemoryX.",
+        f"- Functional mode (`python -m experiments.equivalence`, `tests/functional/`): weight-streamed "
+        f"training equals `torch.optim.AdamW` on one `nn.Module` in float64, asserted within "
+        f"{e['param_tol']:g} of each tensor's largest magnitude and {e['loss_tol']:g} relative on losses; "
+        f"measured below {e['param']:.0e} and {e['loss']:.0e} ({e['layers']} layers, {e['systems']} CS-2, "
+        f"{e['steps']} steps).",
+        f"- GPU model (`python -m experiments.gpu_validation`, `tests/gpu/test_gpu_published.py`): SC21 "
+        f"Table 1 mean {g['sc21-table1']['mean']:.1%}, worst {g['sc21-table1']['worst']:+.1%}; the ZeRO-3 "
+        f"rows of Table 2 worst {g['sc21-zero3']['worst']:+.1%}; MT-NLG worst {g['mt-nlg']['worst']:+.1%}; "
+        f"not fitted on: FlashAttention GPT-3 runs worst {g['flash-attn']['worst']:+.1%}, MosaicML FSDP "
+        f"worst {g['mosaic-a100']['worst']:+.1%} (A100) and {g['mosaic-h100']['worst']:+.1%} (H100).",
     ]
     return "\n".join(lines)
 

@@ -112,3 +112,13 @@ def test_leave_one_group_out(capsys):
         assert abs(worst) <= 0.25, "\n".join(lines)
     with capsys.disabled():
         print("\nleave-one-group-out:\n" + "\n".join(lines))
+
+
+def test_readme_figures_at_their_printed_precision():
+    """The GPU figures README.md quotes (experiments/readme_figures.py), to the 0.1% printed."""
+    s = V.summary(V.current())
+    assert s["sc21-table1"]["mean_abs_error"] == pytest.approx(0.021, abs=0.0005)
+    expected = {"sc21-table1": 0.039, "sc21-zero3": 0.109, "mt-nlg": 0.091, "flash-attn": -0.038,
+                "mosaic-a100": 0.205, "mosaic-h100": 0.321}
+    for group, worst in expected.items():
+        assert s[group]["worst_error"] == pytest.approx(worst, abs=0.0005), group
