@@ -114,3 +114,68 @@ def test_a_model_too_large_for_this_machine_is_refused_before_allocating(capsys,
     code, out, err = run(capsys, "train", "--model", "llama-3-70b", "--data", tokens)
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
     assert "llama-3-70b (70.6B parameters) in float32 on the CPU needs about 1693 GB" in err
+
+
+# ---- sparse weight streaming ---------------------------------------------------------------------
+
+
+def test_sparse_training_json_save_and_timing(capsys, checkpoint, tokens, tmp_path):
+    """--density/--mask-seed: the JSON gives the density asked for and the nonzero fraction realised
+    per kind; the saved model holds exactly the masked zeros; the simulated step is the sparse one."""
+    base = ["train", "--checkpoint", checkpoint, "--data", tokens, "--systems", 2, "--batch", 4,
+            "--steps", 2, "--dtype", "float64", "--json"]
+    code, out, err = run(capsys, *base, "--density", "block=0.5,head=1", "--mask-seed", 3,
+                         "--save", tmp_path / "out")
+    assert code == 0, err
+    r = json.loads(out)
+    assert r["density"] == {"embedding": 1.0, "block": 0.5, "head": 1.0} and r["mask_seed"] == 3
+    assert r["nonzero_fraction"] == {"embedding": 1.0, "block": 0.5, "head": 1.0}
+    saved = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "out").state_dict()
+    for i in range(2):
+        for m in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"):
+            t = saved[f"transformer.h.{i}.{m}.weight"]
+            assert int((t == 0).sum()) == t.numel() // 2
+    assert int((saved["transformer.wte.weight"] == 0).sum()) == 0
+    code, out, _ = run(capsys, *base)
+    dense = json.loads(out)
+    assert dense["density"] == {"embedding": 1.0, "block": 1.0, "head": 1.0} and dense["mask_seed"] == 0
+    assert r["simulated_step_time_s"] < dense["simulated_step_time_s"]
+    assert r["losses"][1] != dense["losses"][1]
+    code, out, _ = run(capsys, *base[:-1], "--density", "0.25")
+    assert code == 0 and "density embedding 0.25, block 0.25, head 0.25 (mask seed 0" in out
+
+
+@pytest.mark.parametrize("extra,needle", [
+    (["--density", "0"], "density must be a number in (0, 1], got 0.0"),
+    (["--density", "1.5"], "density must be a number in (0, 1]"),
+    (["--density", "nan"], "density must be a number in (0, 1]"),
+    (["--density", "block=half"], "--density must be a number in (0, 1] or kind=number pairs"),
+    (["--density", "blocks=0.5"], "density kinds must be among"),
+    (["--density", "embedding=0.5"], "ties the embedding and the LM head"),
+    (["--mask-seed", "x"], "--mask-seed"),
+])
+def test_bad_sparse_input_exits_2(capsys, checkpoint, tokens, extra, needle):
+    code, out, err = run(capsys, "train", "--checkpoint", checkpoint, "--data", tokens, "--batch", 2, *extra)
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and needle in err
+
+
+def test_sparse_resume_keeps_the_masks_and_refuses_another(capsys, checkpoint, tokens, tmp_path):
+    """A MemoryX checkpoint records density and mask seed: resuming continues the same masked run
+    bit for bit; another density or seed is refused."""
+    base = ["train", "--data", tokens, "--batch", 4, "--dtype", "float64", "--json"]
+    sparse = ["--density", "0.5", "--mask-seed", 2]
+    code, out, err = run(capsys, *base, "--checkpoint", checkpoint, *sparse, "--steps", 3)
+    assert code == 0, err
+    whole = json.loads(out)
+    code, _, err = run(capsys, *base, "--checkpoint", checkpoint, *sparse, "--steps", 1,
+                       "--checkpoint-dir", tmp_path / "run")
+    assert code == 0, err
+    code, out, err = run(capsys, *base, "--resume", tmp_path / "run", "--steps", 2)
+    assert code == 0, err
+    resumed = json.loads(out)
+    assert resumed["density"] == whole["density"] and resumed["mask_seed"] == 2
+    assert resumed["losses"] == whole["losses"][1:]
+    for extra, needle in ((["--density", "0.25"], "density"), (["--mask-seed", "3"], "mask_seed")):
+        code, out, err = run(capsys, *base, "--resume", tmp_path / "run", *extra)
+        assert code == 2 and out == "" and "--resume: the checkpoint was trained with " + needle in err

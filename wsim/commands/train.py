@@ -9,6 +9,7 @@ from pathlib import Path
 
 from wsim.commands.common import cluster_help, add_json_arg
 from wsim.errors import ConfigError
+from wsim.sparsity import Density
 
 
 def register(sub) -> None:
@@ -32,6 +33,11 @@ def register(sub) -> None:
     p.add_argument("--grad-clip", type=float, default=None)
     p.add_argument("--dtype", default=None, choices=["float32", "float64"], help="default float32")
     p.add_argument("--cluster", default="cs2", help=cluster_help("for the simulated time"))
+    p.add_argument("--density", default=None, metavar="D|KIND=D,...",
+                   help="sparse weight streaming: train with a fixed random mask keeping this fraction "
+                        "of the weight matrices, one number in (0, 1] or per layer kind, e.g. "
+                        "block=0.5,head=1 (default 1: dense); the simulated time uses it too")
+    p.add_argument("--mask-seed", type=int, default=None, help="seed of the masks (default 0)")
     p.add_argument("--save", help="write the trained model as a Hugging Face checkpoint here")
     p.add_argument("--checkpoint-every", type=int, default=None, metavar="K",
                    help="save MemoryX state (weights, AdamW, step) every K steps to --checkpoint-dir")
@@ -113,7 +119,7 @@ def load_model(args, dtype: str = "float32"):
 
 
 DEFAULTS = {"lr": 6e-4, "betas": (0.9, 0.95), "eps": 1e-8, "weight_decay": 0.1, "grad_clip": None,
-            "dtype": "float32"}
+            "dtype": "float32", "density": Density().to_dict(), "mask_seed": 0}
 
 
 def hyper_parameters(args, ckpt) -> dict:
@@ -121,7 +127,9 @@ def hyper_parameters(args, ckpt) -> dict:
     given on the command line that differs from the checkpoint's is refused."""
     given = {"lr": args.lr, "betas": parse_betas(args.betas) if args.betas is not None else None,
              "eps": args.eps, "weight_decay": args.weight_decay, "grad_clip": args.grad_clip,
-             "dtype": args.dtype}
+             "dtype": args.dtype,
+             "density": Density.parse(args.density).to_dict() if args.density is not None else None,
+             "mask_seed": args.mask_seed}
     out = {}
     for key, value in given.items():
         saved = ckpt.train.get(key, DEFAULTS[key]) if ckpt is not None else DEFAULTS[key]
@@ -177,6 +185,7 @@ def run(args) -> dict:
                        weight_decay=hyper["weight_decay"], dtype=hyper["dtype"],
                        micro_batches=parse_micro_batches(args.micro_batches),
                        grad_clip=hyper["grad_clip"], cluster=cluster, progress=True,
+                       density=hyper["density"], mask_seed=hyper["mask_seed"],
                        first_step=step, optimizer_state=state)
         weights, state, step = report.final_weights, report.optimizer_state, step + n
         losses += report.losses
@@ -206,7 +215,11 @@ def run(args) -> dict:
 
 def human(r: dict) -> str:
     losses = ", ".join(f"{x:.4f}" for x in r["losses"])
+    sparse = "" if all(v == 1 for v in r["density"].values()) else (
+        "\n  density " + ", ".join(f"{k} {v:g}" for k, v in r["density"].items())
+        + f" (mask seed {r['mask_seed']}; nonzero "
+        + ", ".join(f"{k} {v:.4f}" for k, v in r["nonzero_fraction"].items()) + ")")
     return (f"trained {r['steps']} steps on {r['systems']} simulated CS-2 ({r['micro_batches']} "
-            f"micro-batches)\n  losses: {losses}\n  simulated step time on the cluster: "
+            f"micro-batches){sparse}\n  losses: {losses}\n  simulated step time on the cluster: "
             f"{r['simulated_step_time_s']:.4g} s\n  wall time: {r['wall_s']:.2f} s"
             + (f"\n  saved to {r['saved']}" if r.get("saved") else ""))

@@ -9,6 +9,9 @@
 - ``reduce``: a SwarmX node sums its children's gradients in the tree's order;
 - ``receive_gradient`` / ``update``: MemoryX accumulates and, when the engine says the layer's
   gradients are all in, steps that layer's ``torch.optim.AdamW``.
+With ``masks`` (sparse weight streaming, ``wsim/functional/sparse.py``) MemoryX zeroes the masked
+weights once, the CS-2s mask their weight gradients before sending them up, and MemoryX asserts
+after every update that the masked entries are still exactly zero.
 The order of all of this is the engine's event order: there is no second training loop.
 """
 
@@ -21,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from models.decoder import DecoderConfig
+from wsim.functional import sparse
 from wsim.functional.reference import adamw_param_groups, step_batch
 from wsim.functional.streamed import StreamedLayer
 from wsim.memory import split
@@ -52,17 +56,33 @@ class TrainingPayload:
     # test-only fault switch: every layer computes on copies of its weights (``w * 1.0``), which the
     # autograd graph then keeps until the backward; the weight-holding guard must report them
     copy_weights_fault = False
+    # test-only fault switches of sparse training (``masks``): the CS-2s forget to mask the gradient
+    # of one tensor (the first masked one), or compute with the weights re-masked by other masks of
+    # the same density (a wrong bitmap on the wafer; the masters keep their zeros, so only the
+    # equivalence sees it)
+    unmasked_gradient_fault = False
+    wrong_mask_fault = False
+    check_mask_invariant = True  # MemoryX's assertion; tests turn it off to see the equivalence fail
 
     def __init__(self, cfg: DecoderConfig, weights: dict[str, Tensor], data: Tensor, batch: int,
                  systems: int, micro_batch_seqs: list[int], lr: float, betas, eps: float,
                  weight_decay: float, dtype: torch.dtype, grad_clip: float | None = None,
-                 first_step: int = 0, optimizer_state: dict | None = None):
+                 first_step: int = 0, optimizer_state: dict | None = None,
+                 masks: dict[str, Tensor] | None = None):
         self.cfg, self.data, self.batch, self.systems = cfg, data, batch, systems
         self.dtype = dtype
         self.first_step = first_step
         self.grad_clip = grad_clip
         self.names = cfg.layer_names()
-        self.master = {n: w.detach().to(dtype).clone().requires_grad_(True) for n, w in weights.items()}
+        self.masks = dict(masks or {})  # name -> bool (True: kept); MemoryX and the CS-2s hold them
+        self.master = {}
+        for n, w in weights.items():
+            t = w.detach().to(dtype).clone()
+            self.master[n] = (sparse.apply(t, self.masks[n]) if n in self.masks else t).requires_grad_(True)
+        self.stream_masks = self.masks
+        if self.wrong_mask_fault and self.masks:  # each mask shifted by one entry: same density
+            self.stream_masks = {n: m.flatten().roll(1).view_as(m) for n, m in self.masks.items()}
+        self.unmasked = next(iter(self.masks)) if self.unmasked_gradient_fault and self.masks else None
         self.streamed = [cfg.layer_param_names(l) for l in self.names]
         owned_seen: set[str] = set()
         self.owned: list[list[str]] = []
@@ -78,6 +98,7 @@ class TrainingPayload:
             for opt, state in zip(self.optimizers, optimizer_state["layers"]):
                 if opt is not None:
                     opt.load_state_dict(state)
+            self._mask_optimizer_state()
         self.acc: dict[str, Tensor] = {}
         self.per_system = batch // systems
         self.mb_rows = split(self.per_system, len(micro_batch_seqs)) if micro_batch_seqs else [self.per_system]
@@ -95,9 +116,25 @@ class TrainingPayload:
         self.on_step_end = None  # callback(step, loss) once every layer of a step is updated
 
     # ---- MemoryX --------------------------------------------------------------------------------
+    def _mask_optimizer_state(self) -> None:
+        """A resumed AdamW state holds nothing at masked entries (MemoryX keeps the nonzeros' state)."""
+        for opt in self.optimizers:
+            if opt is None:
+                continue
+            for group in opt.param_groups:
+                for name, param in zip(group["names"], group["params"]):
+                    if name in self.masks:
+                        for key in ("exp_avg", "exp_avg_sq"):
+                            if key in opt.state.get(param, {}):
+                                opt.state[param][key].masked_fill_(~self.masks[name], 0.0)
+
     def stream_weights(self, p) -> dict[str, Tensor]:
         self.log.append(("stream", p.step, p.micro_batch, p.layer, p.phase))
-        return {n: self.master[n].detach().clone() for n in self.streamed[p.layer]}
+        ws = {n: self.master[n].detach().clone() for n in self.streamed[p.layer]}
+        if self.stream_masks is not self.masks:  # the wrong-mask fault
+            ws = {n: sparse.apply(w, self.stream_masks[n]) if n in self.stream_masks else w
+                  for n, w in ws.items()}
+        return ws
 
     def receive_gradient(self, p, grads: dict[str, Tensor]) -> None:
         for n, g in grads.items():
@@ -130,6 +167,11 @@ class TrainingPayload:
         opt.step()
         for n in self.owned[layer]:
             self.master[n].grad = None
+            if n in self.masks and self.check_mask_invariant:
+                moved = int(torch.count_nonzero(self.master[n].detach().masked_select(~self.masks[n])))
+                if moved:
+                    raise RuntimeError(f"sparse training: {moved} masked entries of {n} moved off zero "
+                                       f"at step {self.first_step + step} (an unmasked gradient or AdamW state)")
 
     # ---- SwarmX ---------------------------------------------------------------------------------
     @staticmethod
@@ -197,6 +239,9 @@ class TrainingPayload:
         self.weight_bytes_held_between_passes += layer.held_bytes
         grad_out = None if self.names[p.layer] == "head" else st.grad
         grads = layer.backward(out, grad_out, [inp], weights)
+        # the wafer has gradients for the nonzeros only: masked entries leave it as exact zeros
+        grads = {n: sparse.apply(g, self.masks[n]) if n in self.masks and n != self.unmasked else g
+                 for n, g in grads.items()}
         st.grad = inp.grad if inp is not None else None
         if not st.layers:
             del self.states[key]

@@ -7,6 +7,10 @@ The report's ``simulated_step_time_s`` is the hardware time of one step of the s
 timing engine: the caller's cluster and systems, the functional run's plan (micro-batches) and the
 caller's ``SimOptions`` (gradient clipping's global update included), at the engine's usual chunk
 grain (the functional run moves whole layers, which changes no tensor but would change the time).
+
+``density``/``mask_seed``: sparse weight streaming (``wsim/functional/sparse.py``): fixed random masks
+of that density on the weight matrices ``wsim/sparsity.py`` names; the timing job gets the same
+density. At density 1 nothing is masked: the dense run, bit for bit.
 """
 
 from __future__ import annotations
@@ -20,9 +24,10 @@ from torch import Tensor
 
 from models.decoder import DecoderConfig
 from models.spec import ModelSpec
-from wsim import hardware
+from wsim import hardware, sparsity
 from wsim.engine.run import SimOptions, Simulation
 from wsim.errors import ConfigError, positive, require
+from wsim.functional import sparse
 from wsim.functional.executor import TrainingPayload
 from wsim.job import TrainingJob
 
@@ -46,6 +51,10 @@ class TrainReport:
     weight_bytes_held_between_passes: int  # the bytes of those saved copies: must be 0
     peak_weight_bytes_per_cs2: float
     weight_buffer_bytes: float
+    density: dict = field(default_factory=dict)  # per layer kind, as asked (wsim/sparsity.py)
+    mask_seed: int = 0
+    # per layer kind, the kept fraction of its weight-matrix entries: round(d * n) per tensor over n
+    nonzero_fraction: dict = field(default_factory=dict)
     final_weights: dict = field(repr=False, compare=False, default_factory=dict)
     optimizer_state: dict = field(repr=False, compare=False, default_factory=dict)
     event_log: list = field(repr=False, compare=False, default_factory=list)
@@ -81,12 +90,15 @@ def train(cfg: DecoderConfig, weights: dict[str, Tensor], data: Tensor, *, syste
           micro_batches: int | str = "auto", grad_clip: float | None = None,
           cluster: hardware.ClusterSpec | None = None, options: SimOptions | None = None,
           first_step: int = 0, optimizer_state: dict | None = None,
+          density: float | dict | sparsity.Density = 1.0, mask_seed: int = 0,
           progress: bool = False) -> TrainReport:
     """Train ``steps`` AdamW steps by weight streaming on ``systems`` simulated CS-2s.
 
     Step k uses rows k*batch .. (k+1)*batch-1 of ``data`` (rows of seq+1 token ids); CS-2 i takes
     the i-th contiguous slice of those rows. Defaults follow Cerebras-GPT (Dey et al. 2023):
-    betas (0.9, 0.95), weight decay 0.1. ``first_step``/``optimizer_state`` resume a run."""
+    betas (0.9, 0.95), weight decay 0.1. ``first_step``/``optimizer_state`` resume a run.
+    ``density`` (one number in (0, 1], ``{kind: d}`` or a ``Density``) and ``mask_seed`` (an integer)
+    train the masked model of ``wsim/functional/sparse.py``."""
     torch_dtype = DTYPES.get(dtype, dtype) if isinstance(dtype, str) else dtype
     require(torch_dtype in DTYPES.values(), f"dtype must be float32 or float64, got {dtype!r}")
     positive("lr", lr)
@@ -100,12 +112,17 @@ def train(cfg: DecoderConfig, weights: dict[str, Tensor], data: Tensor, *, syste
     positive("steps", steps, integer=True)
     positive("batch", batch, integer=True)
     check_data(data, cfg, steps, batch, first_step)
+    density = sparsity.Density.of(density)
+    sparse.check_mask_seed(mask_seed)
+    spec = spec_from_config(cfg)
+    sparsity.check_tied(density, spec)
+    masks = sparse.masks(cfg, density, mask_seed)
     cluster = cluster or hardware.preset("cs2", systems)
     if cluster.systems != systems:
         cluster = cluster.with_systems(systems)
     seq = data.size(1) - 1
-    job = TrainingJob(spec_from_config(cfg), seq=seq, batch_seqs=batch, micro_batches=micro_batches,
-                      steps=steps)  # the simulated hardware streams 16-bit whatever the CPU dtype
+    job = TrainingJob(spec, seq=seq, batch_seqs=batch, micro_batches=micro_batches, steps=steps,
+                      density=density)  # the simulated hardware streams 16-bit whatever the CPU dtype
     options = options or SimOptions()
     if grad_clip is not None:
         options = SimOptions(**{**options.__dict__, "global_update": True})
@@ -115,7 +132,8 @@ def train(cfg: DecoderConfig, weights: dict[str, Tensor], data: Tensor, *, syste
         raise ConfigError("functional mode keeps every activation: this batch needs activation "
                           "recompute on the wafer; use more --micro-batches or a shorter seq")
     payload = TrainingPayload(cfg, weights, data, batch, systems, sim.plan.micro_batch_seqs, lr, betas,
-                              eps, weight_decay, torch_dtype, grad_clip, first_step, optimizer_state)
+                              eps, weight_decay, torch_dtype, grad_clip, first_step, optimizer_state,
+                              masks=masks)
     sim.payload = payload
     if progress:
         print(f"wsim: training a {cfg.n_layers}-layer {cfg.MODEL_TYPE} model on {systems} simulated CS-2, {steps} "
@@ -130,8 +148,8 @@ def train(cfg: DecoderConfig, weights: dict[str, Tensor], data: Tensor, *, syste
     sim.run()
     wall = time.perf_counter() - t0
     # one step of the same job, plan and options, timed at the engine's own chunk grain
-    timing = Simulation(TrainingJob(job.model, seq=seq, batch_seqs=batch, micro_batches=micro_batches),
-                        cluster, options, plan=sim.plan).run()
+    timing = Simulation(TrainingJob(job.model, seq=seq, batch_seqs=batch, micro_batches=micro_batches,
+                                    density=density), cluster, options, plan=sim.plan).run()
     return TrainReport(
         losses=payload.step_losses(), systems=systems, steps=steps, batch=batch, seq=seq,
         micro_batches=sim.plan.micro_batches, simulated_step_time_s=timing.step_time_s,
@@ -140,6 +158,7 @@ def train(cfg: DecoderConfig, weights: dict[str, Tensor], data: Tensor, *, syste
         weight_bytes_held_between_passes=payload.weight_bytes_held_between_passes,
         peak_weight_bytes_per_cs2=max(c.peak_held_bytes for c in sim.cs2s),
         weight_buffer_bytes=cluster.cs2.weight_buffer_bytes,
+        density=density.to_dict(), mask_seed=mask_seed, nonzero_fraction=sparse.nonzero_fraction(cfg, masks),
         final_weights=payload.weights(), optimizer_state=payload.optimizer_state(),
         event_log=payload.log,
     )
