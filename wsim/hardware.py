@@ -229,6 +229,8 @@ class ClusterSpec:
     power: PowerSpec = field(default_factory=PowerSpec)
 
     def __post_init__(self) -> None:
+        require(isinstance(self.name, str) and self.name != "",
+                f"cluster name must be a non-empty string, got {self.name!r}")
         positive("systems", self.systems, integer=True)
         positive("max_systems", self.max_systems, integer=True)
         require(self.systems <= self.max_systems,

@@ -430,3 +430,10 @@ def test_extreme_values_are_refused(data):
     except ConfigError:
         return
     assert math.isfinite(report.step_time_s), f"{data} validated, step time {report.step_time_s}"
+
+
+def test_cluster_name_must_be_a_string():
+    # found by test_cluster_dict_run_or_config_error: a list name was accepted, the spec was then
+    # unhashable and the plan chooser's cache raised TypeError
+    with pytest.raises(ConfigError, match="cluster name"):
+        hardware.from_dict({"cs2": {"peak_flops_per_s": 1.0}, "name": []})
