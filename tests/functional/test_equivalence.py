@@ -1,4 +1,4 @@
-"""Weight-streamed training through the engine equals standard training (DESIGN.md, "Numerical
+"""Weight-streamed training through the engine equals standard training (docs/design.md, "Numerical
 equivalence"), and the check has teeth: a stale-weight schedule or a dropped gradient breaks it."""
 
 import dataclasses

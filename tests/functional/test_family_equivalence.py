@@ -1,5 +1,5 @@
 """Weight-streamed training of Llama, GPT-J and GPT-NeoX through the engine equals transformers' own
-model trained with ``torch.optim.AdamW`` on the whole batch (DESIGN.md, "Numerical equivalence":
+model trained with ``torch.optim.AdamW`` on the whole batch (docs/design.md, "Numerical equivalence":
 float64, losses within 1e-10 relative, every parameter within 1e-9 of its tensor's largest
 magnitude), for 1, 2 and 4 CS-2s; and the check has teeth: a stale-weight schedule or a dropped
 gradient breaks it, for every family."""

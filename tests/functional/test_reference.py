@@ -1,5 +1,5 @@
 """The reference trainer equals a hand-written loop on transformers' GPT2LMHeadModel with
-torch.optim.AdamW (DESIGN.md, "Numerical equivalence": float64, 1e-10)."""
+torch.optim.AdamW (docs/design.md, "Numerical equivalence": float64, 1e-10)."""
 
 import pytest
 import torch
@@ -49,7 +49,7 @@ def assert_close(ours, ref, tol, w_tol=None):
         assert abs(a - b) <= tol * abs(b)
     assert list(w) == list(ref_w)
     w_tol = tol if w_tol is None else w_tol
-    for n, t in w.items():  # DESIGN.md: within tol of the tensor's largest magnitude
+    for n, t in w.items():  # docs/design.md: within tol of the tensor's largest magnitude
         assert (t - ref_w[n]).abs().max() <= w_tol * ref_w[n].abs().max(), n
 
 

@@ -1,6 +1,6 @@
 """MemoryX checkpoints: everything needed to resume weight-streamed training bit for bit.
 
-MemoryX holds the training state (DESIGN.md): master weights, each layer's AdamW state, and the
+MemoryX holds the training state (docs/design.md): master weights, each layer's AdamW state, and the
 position in the run. A checkpoint is a folder of four files:
 
     weights.safetensors    the master weights, in the training dtype

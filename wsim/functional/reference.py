@@ -1,8 +1,8 @@
-"""The reference trainer: what weight-streamed training must reproduce (DESIGN.md, "Numerical
+"""The reference trainer: what weight-streamed training must reproduce (docs/design.md, "Numerical
 equivalence"). One ``nn.Module`` (``models.decoder.CausalLM``, any family), the whole global batch on
 one device, ``torch.optim.AdamW``.
 
-Data contract (DESIGN.md, ``wsim train``): ``data`` is (rows, seq+1) token ids; step k uses rows
+Data contract (docs/design.md, ``wsim train``): ``data`` is (rows, seq+1) token ids; step k uses rows
 k*B … (k+1)*B-1, inputs ``row[:-1]``, targets ``row[1:]``; the loss is the mean cross-entropy over
 all B*seq targets. Weight decay applies to every tensor of 2 or more dimensions (matrices and
 embeddings), not to biases or norm gains (LayerNorm, RMSNorm; the GPT-2/nanoGPT convention;
