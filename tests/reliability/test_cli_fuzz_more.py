@@ -75,6 +75,9 @@ train_opts = args(
     opt("--grad-clip", st.sampled_from(["1.0", "0", "-1"])),
     opt("--dtype", st.sampled_from(["float32", "float64", "float16"])),
     opt("--checkpoint-every", st.sampled_from(["1", "0", *HUGE])),
+    opt("--density", st.sampled_from(["0.5", "1", "block=0.25", "head=0.5", "0", "1.5", "nan", "blocks=0.5",
+                                      "block=half"])),
+    opt("--mask-seed", st.sampled_from(["0", "7", "-1", "x", "1.5"])),
     st.just(("--save", OUT)), st.just(("--json",)), stray,
 )
 generate_opts = args(
