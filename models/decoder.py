@@ -152,6 +152,12 @@ def rope_cos_sin(positions: Tensor, dim: int, base: float, dtype: torch.dtype) -
     return emb.cos().to(dtype), emb.sin().to(dtype)
 
 
+def token_embedding_forward(idx: Tensor, table: Tensor, cfg, pos_offset: int = 0) -> Tensor:
+    """Token embeddings (B, T, C) of a rotary family: positions enter in each block's attention."""
+    cfg.check_positions(pos_offset, idx.size(1))
+    return F.embedding(idx, table)  # (B, T, C)
+
+
 def rotate_half(x: Tensor) -> Tensor:
     """(..., d) -> (..., d): [-x2, x1] for halves x1, x2 (the half-split rotary pairing)."""
     half = x.shape[-1] // 2

@@ -23,6 +23,7 @@ from torch import Tensor
 from models.decoder import (
     CausalLM, DecoderConfig, activation, boolean, causal_mask, check_eos, concat_cache, eos_ids,
     eos_json, given, one_of, positive_float, positive_int, require_keys, token_id,
+    token_embedding_forward,
 )
 
 WTE, LN_F = "transformer.wte.weight", ("transformer.ln_f.weight", "transformer.ln_f.bias")
@@ -186,9 +187,7 @@ def rotary(x: Tensor, sin: Tensor, cos: Tensor, rot: int) -> Tensor:
 
 
 def embedding_forward(idx: Tensor, w: dict[str, Tensor], cfg: GPTJConfig, pos_offset: int = 0) -> Tensor:
-    """Token embeddings (B, T, C); positions enter in each block's attention (rotary)."""
-    cfg.check_positions(pos_offset, idx.size(1))
-    return F.embedding(idx, w[WTE])  # (B, T, C)
+    return token_embedding_forward(idx, w[WTE], cfg, pos_offset)  # (B, T, C)
 
 
 def attention(x: Tensor, w: dict[str, Tensor], p: str, cfg: GPTJConfig, pos_offset: int, past_kv=None):

@@ -26,7 +26,7 @@ from torch import Tensor
 from models.decoder import (
     CausalLM, DecoderConfig, activation, boolean, causal_mask, check_eos, concat_cache, eos_ids,
     eos_json, given, positive_float, positive_int, repeat_kv, require_keys, rope_cos_sin, rotate_half,
-    token_id,
+    token_id, token_embedding_forward,
 )
 
 EMBED, NORM = "model.embed_tokens.weight", "model.norm.weight"
@@ -217,9 +217,7 @@ def rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
 
 
 def embedding_forward(idx: Tensor, w: dict[str, Tensor], cfg: LlamaConfig, pos_offset: int = 0) -> Tensor:
-    """Token embeddings (B, T, C); positions enter in each block's attention (rotary)."""
-    cfg.check_positions(pos_offset, idx.size(1))
-    return F.embedding(idx, w[EMBED])  # (B, T, C)
+    return token_embedding_forward(idx, w[EMBED], cfg, pos_offset)  # (B, T, C)
 
 
 def attention(x: Tensor, w: dict[str, Tensor], p: str, cfg: LlamaConfig, pos_offset: int, past_kv=None):

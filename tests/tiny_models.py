@@ -73,3 +73,37 @@ def hf_model(cfg: DecoderConfig, weights: dict[str, torch.Tensor] | None = None,
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:
     """Largest element difference over b's largest magnitude."""
     return ((a - b).abs().max() / b.abs().max()).item()
+
+
+def adamw_reference(cfg: DecoderConfig, model, data: torch.Tensor, steps: int, batch: int, hyper: dict,
+                    masks: dict | None = None) -> tuple[list[float], dict[str, torch.Tensor]]:
+    """transformers' ``model`` trained on the whole batch with ``torch.optim.AdamW`` (decay on >= 2-D
+    tensors, biases and norm gains not), the loss taken on its logits (its labels= loss casts logits
+    to float32); ``masks`` (our parameter name -> kept entries) zero those gradients after
+    ``backward`` and before ``step``. Returns the losses and the final weights under our names."""
+    import torch.nn.functional as F
+
+    params = dict(model.named_parameters())
+    hf_masks = {params[hf_name(cfg, n)]: m for n, m in (masks or {}).items()}
+    groups = [{"params": [p for p in params.values() if p.dim() >= 2], "weight_decay": hyper["weight_decay"]},
+              {"params": [p for p in params.values() if p.dim() < 2], "weight_decay": 0.0}]
+    opt = torch.optim.AdamW(groups, lr=hyper["lr"], betas=hyper["betas"], eps=hyper["eps"])
+    losses = []
+    for k in range(steps):
+        rows = data[k * batch:(k + 1) * batch]
+        logits = model(rows[:, :-1]).logits
+        loss = F.cross_entropy(logits.reshape(-1, cfg.vocab_size), rows[:, 1:].reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        for p, m in hf_masks.items():
+            p.grad.masked_fill_(~m, 0.0)
+        opt.step()
+        losses.append(loss.item())
+    return losses, {n: params[hf_name(cfg, n)].detach().clone() for n in cfg.param_shapes()}
+
+
+def worst(report, losses: list[float], weights: dict[str, torch.Tensor]) -> tuple[float, float]:
+    """(worst relative loss difference, worst parameter difference over its tensor's largest value)"""
+    dl = max(abs(a - b) / abs(b) for a, b in zip(report.losses, losses, strict=True))
+    dw = max(((report.final_weights[n] - t).abs().max() / t.abs().max()).item() for n, t in weights.items())
+    return dl, dw

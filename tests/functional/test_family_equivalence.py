@@ -6,12 +6,12 @@ gradient breaks it, for every family."""
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from wsim.engine.run import SimOptions
 from wsim.functional.executor import TrainingPayload
 from wsim.functional.train import train
-from tests.tiny_models import FAMILIES, NEW_FAMILIES, hf_model, hf_name, perturbed, tiny
+from tests.tiny_models import FAMILIES, NEW_FAMILIES, adamw_reference, hf_model, perturbed, tiny
+from tests.tiny_models import worst as _worst
 
 STEPS, BATCH, SEQ = 4, 8, 16  # 8 rows divide over 1, 2 and 4 systems
 HYPER = dict(lr=2e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
@@ -35,31 +35,13 @@ def transformers_trained(family, variant=None):
     if (family, variant) in _REF:
         return _REF[family, variant]
     cfg, w, data = setup(family, variant)
-    model = hf_model(cfg, w, torch.float64)
-    params = dict(model.named_parameters())
-    groups = [{"params": [p for p in params.values() if p.dim() >= 2], "weight_decay": HYPER["weight_decay"]},
-              {"params": [p for p in params.values() if p.dim() < 2], "weight_decay": 0.0}]
-    opt = torch.optim.AdamW(groups, lr=HYPER["lr"], betas=HYPER["betas"], eps=HYPER["eps"])
-    losses = []
-    for k in range(STEPS):
-        rows = data[k * BATCH:(k + 1) * BATCH]
-        logits = model(rows[:, :-1]).logits
-        loss = F.cross_entropy(logits.reshape(-1, cfg.vocab_size), rows[:, 1:].reshape(-1))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    final = {n: params[hf_name(cfg, n)].detach().clone() for n in cfg.param_shapes()}
+    losses, final = adamw_reference(cfg, hf_model(cfg, w, torch.float64), data, STEPS, BATCH, HYPER)
     _REF[family, variant] = (losses, final)
     return _REF[family, variant]
 
 
 def worst(report, ref):
-    """(worst relative loss difference, worst parameter difference over its tensor's largest value)"""
-    losses, weights = ref
-    dl = max(abs(a - b) / abs(b) for a, b in zip(report.losses, losses, strict=True))
-    dw = max(((report.final_weights[n] - t).abs().max() / t.abs().max()).item() for n, t in weights.items())
-    return dl, dw
+    return _worst(report, *ref)
 
 
 @pytest.mark.parametrize("systems", [1, 2, 4])

@@ -8,7 +8,6 @@ or a wrong mask on the wafer breaks it."""
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from wsim import hardware
 from wsim.engine.run import simulate
@@ -18,7 +17,8 @@ from wsim.functional.executor import TrainingPayload
 from wsim.functional.train import spec_from_config, train
 from wsim.job import TrainingJob
 from wsim.sparsity import Density, matrix_params
-from tests.tiny_models import FAMILIES, hf_model, hf_name, perturbed, tiny
+from tests.tiny_models import FAMILIES, adamw_reference, hf_model, perturbed, tiny
+from tests.tiny_models import worst as _worst
 
 STEPS, BATCH, SEQ = 3, 8, 16  # 8 rows divide over 1, 2 and 4 systems
 HYPER = dict(lr=2e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
@@ -45,32 +45,14 @@ def transformers_masked(family, density: Density):
     cfg, w, data = setup(family)
     masks = sparse.masks(cfg, density, MASK_SEED)
     model = hf_model(cfg, {n: sparse.apply(t, masks[n]) if n in masks else t for n, t in w.items()})
-    params = dict(model.named_parameters())
-    hf_masks = {params[hf_name(cfg, n)]: m for n, m in masks.items()}
-    groups = [{"params": [p for p in params.values() if p.dim() >= 2], "weight_decay": HYPER["weight_decay"]},
-              {"params": [p for p in params.values() if p.dim() < 2], "weight_decay": 0.0}]
-    opt = torch.optim.AdamW(groups, lr=HYPER["lr"], betas=HYPER["betas"], eps=HYPER["eps"])
-    losses = []
-    for k in range(STEPS):
-        rows = data[k * BATCH:(k + 1) * BATCH]
-        logits = model(rows[:, :-1]).logits
-        loss = F.cross_entropy(logits.reshape(-1, cfg.vocab_size), rows[:, 1:].reshape(-1))
-        opt.zero_grad()
-        loss.backward()
-        for p, m in hf_masks.items():
-            p.grad.masked_fill_(~m, 0.0)
-        opt.step()
-        losses.append(loss.item())
-    final = {n: params[hf_name(cfg, n)].detach().clone() for n in cfg.param_shapes()}
+    losses, final = adamw_reference(cfg, model, data, STEPS, BATCH, HYPER, masks)
     _REF[key] = (losses, final, masks)
     return _REF[key]
 
 
 def worst(report, ref):
     losses, weights, _ = ref
-    dl = max(abs(a - b) / abs(b) for a, b in zip(report.losses, losses, strict=True))
-    dw = max(((report.final_weights[n] - t).abs().max() / t.abs().max()).item() for n, t in weights.items())
-    return dl, dw
+    return _worst(report, losses, weights)
 
 
 # ---- the rule -----------------------------------------------------------------------------------
