@@ -7,8 +7,8 @@ glossary "SwarmX" maximum). Weak scaling: each model at its published batch *per
 (published batch / published CS-2 count) on N = 1 ... 192.
 
 Micro-batching is the default ``best``: the micro-batch count and activation recompute chosen
-jointly for the shortest step by the closed form (``wsim.analytic.choose_plan``).
-Dense curves come from the closed form (``wsim.analytic``, within 1% of the engine without
+jointly for the shortest step by the closed form (``wsim.engine.closed_form.choose_plan``).
+Dense curves come from the closed form (``wsim.engine.closed_form``, within 1% of the engine without
 contention); the engine (``wsim.simulate``) runs the headline points: N = 1, the published N, 16
 (Andromeda) where it divides the batch, the knee and the largest N. The knee is the first N whose parallel efficiency (speedup / N) falls
 below 90%; its cause is read from the step's parts (tokens per micro-batch against the balance
@@ -21,8 +21,8 @@ from pathlib import Path
 
 from experiments.common import CGPT, QUICK_CGPT, Timer, fmt_n, log, parser, progress, read_csv, write_csv
 from models import zoo
-from wsim import hardware
-from wsim.compare import choose_job
+from wsim.cluster import generations
+from wsim.studies.compare import choose_job
 
 MAX_N = 192  # glossary "SwarmX": up to 192 CS-2 in one cluster
 KNEE_EFFICIENCY = 0.9
@@ -44,7 +44,7 @@ def published(name: str) -> tuple[int, int]:
 
 def point(name: str, n: int, batch: int, method: str) -> dict:
     model = zoo.get(name)
-    cluster = hardware.preset("cs2", n)
+    cluster = generations.preset("cs2", n)
     job, a = choose_job(model, seq=2048, batch=batch, cluster=cluster)
     row = {"model": name, "params": model.params, "method": method, "systems": n, "batch_seqs": batch,
            "seqs_per_system": batch // n, "micro_batches": a.micro_batches, "recompute": a.recompute,
@@ -119,7 +119,7 @@ def run(models: list[str], quick: bool) -> list[dict]:
 
 
 def plot(rows: list[dict], out: Path) -> list[str]:
-    from wsim.plots import COLOURS, figure, log2_axis, save, short
+    from wsim.studies.plots import COLOURS, figure, log2_axis, save, short
 
     models = list(dict.fromkeys(r["model"] for r in rows))
     paths = []
@@ -190,7 +190,7 @@ def reading(out: Path) -> str:
              "![strong scaling](cluster_scaling_strong.png)", "",
              "![weak scaling](cluster_scaling_weak.png)", "",
              "Data: [cluster_scaling.csv](cluster_scaling.csv). Lines: closed-form model "
-             "(`wsim.analytic`) at every N; circles: the simpy engine at N = 1, the published N, "
+             "(`wsim.engine.closed_form`) at every N; circles: the simpy engine at N = 1, the published N, "
              "16, the knee and the largest N. Micro-batching: `best` (count and activation recompute "
              "chosen jointly for the shortest step). Strong scaling uses the N that divide the "
              "published batch (pure data parallelism needs equal shares).", "",

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from models import zoo
-from wsim.sweep import parse_cell
+from wsim.studies.sweep import parse_cell
 
 RESULTS = Path("results")
 # The seven Cerebras-GPT models in size order (docs/sources.md table; Dey et al. 2023).

@@ -1,12 +1,12 @@
 """Time to train against energy: the Cerebras-GPT runs on CS-2, CS-3 and the GPU counts that match.
 
-Each Cerebras-GPT model at its published batch, steps and CS-2 count (``wsim.compare.
+Each Cerebras-GPT model at its published batch, steps and CS-2 count (``wsim.studies.compare.
 published_phases``): on CS-2 as published, on as many CS-3 (``--cluster cs3``), and on the smallest
 count of A100-80GB, H100-80GB and B200 in wsim's grid whose fastest plan trains as fast as the CS-2
-cluster (``wsim.compare``). CS step times: the closed form (within 1% of the engine without
-contention; the engine is the figure in sections 1 and 3). Energy = power x time (``wsim.power``:
+cluster (``wsim.studies.compare``). CS step times: the closed form (within 1% of the engine without
+contention; the engine is the figure in sections 1 and 3). Energy = power x time (``wsim.cluster.power``:
 systems, MemoryX/SwarmX/input servers and network; GPUs: DGX node power, ``wsim.gpu``, which leaves
-out the InfiniBand switches and storage). Cost: energy at the default price table (``wsim.cost``:
+out the InfiniBand switches and storage). Cost: energy at the default price table (``wsim.studies.cost``:
 U.S. industrial electricity, EIA 2023); no hardware-hour price is published for CS systems, so none
 is charged to anyone.
 """
@@ -17,8 +17,8 @@ from pathlib import Path
 
 from experiments.common import CGPT, QUICK_CGPT, Timer, log, parser, progress, read_csv, write_csv
 from models import zoo
-from wsim.compare import compare, cs2_time_to_train, published_phases
-from wsim.cost import PriceTable, cost
+from wsim.studies.compare import compare, cs2_time_to_train, published_phases
+from wsim.studies.cost import PriceTable, cost
 
 GPUS = ("a100-80gb", "h100-80gb", "b200-180gb")
 COLUMNS = ["model", "params", "device", "count", "time_to_train_days", "energy_kwh", "energy_usd",
@@ -53,7 +53,7 @@ def rows_for(name: str) -> list[dict]:
 
 
 def plot(rows: list[dict], out: Path) -> str:
-    from wsim.plots import COLOURS, figure, save, short
+    from wsim.studies.plots import COLOURS, figure, save, short
 
     fig, ax = figure(1, 1, width=7.5, height=5.5)
     markers = {"CS-2": "o", "CS-3": "s", "a100-80gb": "^", "h100-80gb": "v", "b200-180gb": "D"}

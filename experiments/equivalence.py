@@ -73,7 +73,7 @@ def run(steps: int) -> tuple[list[dict], list[dict]]:
 
 
 def plot(losses: list[dict], params: list[dict], out: Path) -> str:
-    from wsim.plots import figure, save
+    from wsim.studies.plots import figure, save
 
     fig, (a1, a2) = figure(1, 2, width=6.0, height=4.4)
     steps = [r["step"] for r in losses]

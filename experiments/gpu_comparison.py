@@ -1,6 +1,6 @@
 """GPU comparison: the GPUs (A100, H100) and TP/PP/DP plan that match each CS-2 training run.
 
-For each Cerebras-GPT model on its published CS-2 cluster (docs/sources.md table), ``wsim.compare``
+For each Cerebras-GPT model on its published CS-2 cluster (docs/sources.md table), ``wsim.studies.compare``
 finds the smallest GPU count in a geometric grid (powers of 2 and 1.5 x powers of 2) whose fastest
 plan (``wsim.gpu.search``: Megatron-LM PTD-P + ZeRO, SC21 arXiv 2104.04473) trains the same batches
 for the same steps within the CS-2 time to train (engine, best micro-batching), and reports the
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from experiments.common import CGPT, QUICK_CGPT, Timer, days, log, parser, progress, read_csv, write_csv
 from models import zoo
-from wsim.compare import Phase, compare, cs2_step, match_cs2
+from wsim.studies.compare import Phase, compare, cs2_step, match_cs2
 from wsim.gpu import estimate, search
 
 GPUS = ("a100-80gb", "h100-80gb")
@@ -110,7 +110,7 @@ def seed_rows(quick: bool) -> list[dict]:
 def plot(rows: list[dict], curves: list[dict], out: Path) -> str:
     import numpy as np
 
-    from wsim.plots import COLOURS, figure, log2_axis, save, short
+    from wsim.studies.plots import COLOURS, figure, log2_axis, save, short
 
     models = list(dict.fromkeys(r["model"] for r in rows))
     fig, (a1, a2) = figure(1, 2, width=6.2, height=4.8)

@@ -84,7 +84,7 @@ def main(argv=None) -> list[str]:
 
 
 def plot(rows: list[dict], path: Path) -> str:
-    from wsim.plots import COLOURS, figure, save
+    from wsim.studies.plots import COLOURS, figure, save
 
     fig, (a1, a2) = figure(1, 2, width=6.0, height=5.0)
     tf = [r for r in rows if r["metric"].startswith("tflops")]

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from models import zoo
-from wsim import hardware
+from wsim.cluster import generations
 from wsim.engine.inference import calls_for, kv_cache_bytes, simulate_inference
 
 MODELS = ("cerebras-gpt-1.3b", "cerebras-gpt-13b")
@@ -33,7 +33,7 @@ def batches_that_fit(model, cluster, limit: int) -> list[int]:
 
 
 def run(out: Path, quick: bool = False) -> list[dict]:
-    cluster = hardware.preset("cs2", 1)
+    cluster = generations.preset("cs2", 1)
     rows = []
     for name in MODELS:
         model = zoo.get(name)

@@ -30,15 +30,15 @@ with GPU clusters, and how much the conclusions depend on the numbers Cerebras d
 number below is read from the CSV next to its figure. The design, the CLI/JSON/Python contract and the
 sources of every input are in the project's `docs/` ([design](../docs/design.md),
 [contract](../docs/contract.md), [sources](../docs/sources.md), [wafer model](../docs/wafer-model.md))
-and in the comments of `wsim/hardware.py` and `models/zoo.py`.
+and in the comments of `wsim/cluster/hardware.py` and `models/zoo.py`.
 
 Which model produced what: **engine** = the simpy discrete-event simulator (`wsim.simulate`);
-**closed form** = `wsim.analytic.step_time` (within 1% of the engine without contention, ~1000x
+**closed form** = `wsim.engine.closed_form.step_time` (within 1% of the engine without contention, ~1000x
 faster) for dense curves; **GPU** = the Megatron-LM/ZeRO cost model and plan search (`wsim.gpu`).
-How fast a CS-2 computes a layer is the wafer compute model (`wsim/wafer.py`), calibrated on measured
+How fast a CS-2 computes a layer is the wafer compute model (`wsim/cluster/wafer.py`), calibrated on measured
 CS-2 throughput (section 0). CS-2 micro-batching is the simulator's default, **best**, unless said
 otherwise: the micro-batch count and activation recompute chosen jointly for the shortest step by the
-closed form (`wsim.analytic.choose_plan`), the like-for-like choice against a GPU plan search that also
+closed form (`wsim.engine.closed_form.choose_plan`), the like-for-like choice against a GPU plan search that also
 picks recompute; **fit** is the fewest micro-batches that fit without recompute.
 """
 

@@ -9,9 +9,9 @@ share of tokens per CS-2 this shows, per model (engine, ``wsim.simulate``):
 - MemoryX bytes (16 per parameter, ZeRO sec. 3.1): grows with the model, up to 2.4 PB (glossary);
 - the tokens per CS-2 per micro-batch needed to stay compute bound (``analytic.balance_tokens``:
   a block's compute equals its weight stream), against what the wafer can hold per micro-batch
-  with and without activation recompute (``wsim.memory``).
+  with and without activation recompute (``wsim.cluster.memory``).
 Models: the seven Cerebras-GPT (docs/sources.md table), GPT-3 175B and Megatron-LM's 18B ... 1T
-(docs/sources.md SC21 Table 1). Micro-batching: ``best`` (``wsim.compare.choose_job``).
+(docs/sources.md SC21 Table 1). Micro-batching: ``best`` (``wsim.studies.compare.choose_job``).
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from pathlib import Path
 from experiments.common import (CGPT, Timer, fmt_n, log, params_str, parser, progress, read_csv,
                                 write_csv)
 from models import zoo
-from wsim import hardware
-from wsim.compare import choose_job
-from wsim.job import TrainingJob
-from wsim.memory import activation_bytes_per_seq
+from wsim.cluster import generations
+from wsim.studies.compare import choose_job
+from wsim.cluster.job import TrainingJob
+from wsim.cluster.memory import activation_bytes_per_seq
 
 SYSTEMS = 16  # Andromeda (press release 2022-11)
 SEQS_PER_SYSTEM = 32  # 65,536 tokens per CS-2: above the balance point of every model here
@@ -43,7 +43,7 @@ def point(name: str) -> dict:
     from wsim.engine.run import simulate
 
     model = zoo.get(name)
-    cluster = hardware.preset("cs2", SYSTEMS)
+    cluster = generations.preset("cs2", SYSTEMS)
     batch = SEQS_PER_SYSTEM * SYSTEMS
     job, a = choose_job(model, seq=2048, batch=batch, cluster=cluster)
     r = simulate(job, cluster)
@@ -63,7 +63,7 @@ def point(name: str) -> dict:
 
 
 def plot(rows: list[dict], out: Path) -> str:
-    from wsim.plots import figure, save, short
+    from wsim.studies.plots import figure, save, short
 
     fig, axes = figure(2, 2, width=6.0, height=4.2)
     (a1, a2), (a3, a4) = axes

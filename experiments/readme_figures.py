@@ -20,9 +20,9 @@ BEGIN, END = "<!-- validation figures: begin (python -m experiments.readme_figur
 
 
 def wafer() -> dict:
-    from wsim.calibration import fit as F
-    from wsim.calibration import measured
-    from wsim.hardware import CS2Spec
+    from wsim.studies.calibration import fit as F
+    from wsim.studies.calibration import measured
+    from wsim.cluster.hardware import CS2Spec
 
     zhang = [r for r in measured.rows() if "Zhang" in r.source]
     engine = [F.predict(r, method="engine").error for r in zhang]
@@ -34,19 +34,19 @@ def wafer() -> dict:
 
 def scaling_13() -> dict:
     from models import zoo
-    from wsim import hardware
+    from wsim.cluster import generations
     from wsim.engine.run import simulate
-    from wsim.job import TrainingJob
+    from wsim.cluster.job import TrainingJob
 
     job = TrainingJob(zoo.get("cerebras-gpt-1.3b"), seq=2048, batch_seqs=528)
-    one, sixteen = simulate(job, hardware.preset("cs2", 1)), simulate(job, hardware.preset("cs2", 16))
+    one, sixteen = simulate(job, generations.preset("cs2", 1)), simulate(job, generations.preset("cs2", 16))
     return {"t1": one.step_time_s, "t16": sixteen.step_time_s, "speedup": one.step_time_s / sixteen.step_time_s,
             "mb16": sixteen.micro_batches, "rc16": sixteen.recompute}
 
 
 def time_to_train_13b() -> dict:
     from models import zoo
-    from wsim.compare import cs2_time_to_train, published_phases
+    from wsim.studies.compare import cs2_time_to_train, published_phases
 
     r = cs2_time_to_train(zoo.get("cerebras-gpt-13b"), published_phases("cerebras-gpt-13b"))
     last = r["phases"][-1]
@@ -56,12 +56,11 @@ def time_to_train_13b() -> dict:
 
 def trillion() -> dict:
     from models.spec import ModelSpec
-    from wsim import hardware
     from wsim.engine.run import simulate
-    from wsim.job import TrainingJob
+    from wsim.cluster.job import TrainingJob
 
     r = simulate(TrainingJob(ModelSpec("1t", layers=128, hidden=25600, heads=160), seq=2048, batch_seqs=1),
-                 hardware.preset("cs2", 1))
+                 generations.preset("cs2", 1))
     return {"params": r.params, "wafer_gb": r.wafer_memory_bytes / 1e9, "memoryx_tb": r.memoryx_bytes / 1e12,
             "recompute": r.recompute}
 
@@ -102,7 +101,7 @@ def render(f: dict) -> str:
     w, s, t, tr, g, e = f["wafer"], f["scaling"], f["ttt13"], f["trillion"], f["gpu"], f["equivalence"]
     other = "; ".join(f"{k} {v:+.1%}" for k, v in w["other"].items())
     lines = [
-        f"- Measured CS-2 throughput (`python -m experiments.wafer_validation`, `tests/calibration/`): "
+        f"- Measured CS-2 throughput (`python -m experiments.wafer_validation`, `tests/studies/`): "
         f"all {w['n']} points of Zhang et al. 2024 (six models, batches 128 and 256, one CS-2) within "
         f"{w['worst']:.1%} with `wsim simulate` defaults, one fitted parameter "
         f"(`matmul_peak_fraction` = {w['eta']:.4g}); leave-one-model-out within {w['loo']:.1%}. "

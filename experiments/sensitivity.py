@@ -1,7 +1,7 @@
 """Sensitivity: how the conclusions move when each assumed or fitted number moves 2x either way.
 
-The numbers (``wsim/hardware.py``): the CS-2 peak FLOP/s (an estimate from Andromeda's 120 PFLOP/s);
-the wafer compute model's parameters (``wsim/wafer.py``): the fitted matmul peak fraction, the
+The numbers (``wsim/cluster/hardware.py``): the CS-2 peak FLOP/s (an estimate from Andromeda's 120 PFLOP/s);
+the wafer compute model's parameters (``wsim/cluster/wafer.py``): the fitted matmul peak fraction, the
 half-performance dimension n_1/2 (structural: sqrt(cores)), the element-wise issue rate and the
 per-pass fill/drain (assumptions); the weight buffer (assumption); MemoryX stream/ingest bandwidth
 and optimizer throughput, SwarmX port bandwidth and hop latency (Cerebras withheld them,
@@ -12,7 +12,7 @@ Conclusions measured, all with the engine (``wsim.simulate``; the optimizer's qu
 effect the closed form does not model) and best micro-batching (re-chosen for each hardware):
 - 1.3B time to train on 16 CS-2 (published batch 528 and steps 24,334; docs/sources.md table);
 - 1.3B speedup from 1 to 16 CS-2 at that batch;
-- 13B time to train on its published 8 -> 12 CS-2 run (``wsim.compare.published_phases``), with
+- 13B time to train on its published 8 -> 12 CS-2 run (``wsim.studies.compare.published_phases``), with
   best micro-batching and with the ``fit`` plan (one sequence per micro-batch, no recompute: weight-
   stream bound, the regime where the stream assumptions matter). Both 13B phases give each CS-2 90
   sequences (the same step time), so the ``fit`` variant simulates the first phase for all steps.
@@ -25,8 +25,9 @@ from pathlib import Path
 
 from experiments.common import Timer, bound, days, log, parser, progress, read_csv, write_csv
 from models import zoo
-from wsim import hardware
-from wsim.compare import Phase, cs2_time_to_train, published_phases
+from wsim.cluster import hardware
+from wsim.cluster import generations
+from wsim.studies.compare import Phase, cs2_time_to_train, published_phases
 
 FACTORS = (0.5, 2.0)
 # (label, section, fields moved together)
@@ -54,7 +55,7 @@ FRACTIONS = ("matmul_peak_fraction",)
 
 
 def scaled(knob, factor: float) -> hardware.ClusterSpec:
-    base = hardware.preset("cs2", 1)
+    base = generations.preset("cs2", 1)
     if knob is None:
         return base
     _, section, names = knob
@@ -67,9 +68,9 @@ def scaled(knob, factor: float) -> hardware.ClusterSpec:
 
 
 def value(spec, name: str) -> float:
-    """The field's value; n_1/2's default (None) is sqrt(cores) (``wsim.wafer.half_dim``)."""
+    """The field's value; n_1/2's default (None) is sqrt(cores) (``wsim.cluster.wafer.half_dim``)."""
     if name == "matmul_half_dim":
-        from wsim.wafer import half_dim
+        from wsim.cluster.wafer import half_dim
 
         return half_dim(spec)
     return getattr(spec, name)
@@ -108,7 +109,7 @@ def run(knobs, with_13b: bool) -> list[dict]:
 
 
 def plot(rows: list[dict], out: Path) -> str:
-    from wsim.plots import figure, save, tornado
+    from wsim.studies.plots import figure, save, tornado
 
     base = rows[0]
     metrics = [(k, t) for k, t in METRICS if base.get(k) is not None]
@@ -142,7 +143,7 @@ def reading(out: Path) -> str:
     base, rest = rows[0], rows[1:]
     lines = ["## 5. Sensitivity to the assumed and fitted numbers", "", "![sensitivity](sensitivity.png)", "",
              "Data: [sensitivity.csv](sensitivity.csv). Engine (simpy), each number x0.5 and x2 from "
-             "`wsim/hardware.py`'s default, one at a time (the wafer compute model's parameters "
+             "`wsim/cluster/hardware.py`'s default, one at a time (the wafer compute model's parameters "
              "included); the `best` plan re-chosen for each.", "",
              "| metric | baseline | lowest (assumption, factor) | highest (assumption, factor) | "
              "no effect (within 1%) |", "|---|---|---|---|---|"]

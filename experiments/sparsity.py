@@ -3,7 +3,7 @@
 Three situations, each at its own bound: Cerebras-GPT 13B at its published batch (720) on 8 CS-2
 (compute-bound), 1.3B at its published batch (528) on 4 CS-2, and 13B at 8 sequences per system on
 the 2048-CS-3 cluster (weight-stream-bound). Every weight matrix is at the density (the tied
-embedding/head included; ``wsim/sparsity.py``). Two values of the realised share of the FLOP
+embedding/head included; ``wsim/cluster/sparsity.py``). Two values of the realised share of the FLOP
 saving: 1 (the vendor's claim: the wafer skips the zeros) and 0.5 (half of it: a what-if). The
 sparse format's cost is wsim's assumption: a 1-bit mask per weight position streamed with the
 nonzeros. Engine (simpy) for every point.
@@ -16,8 +16,8 @@ from pathlib import Path
 
 from experiments.common import Timer, bound, log, parser, read_csv, write_csv
 from models import zoo
-from wsim import hardware
-from wsim.job import TrainingJob
+from wsim.cluster import generations
+from wsim.cluster.job import TrainingJob
 
 DENSITIES = [1.0, 0.5, 0.25]
 EFFICIENCIES = [1.0, 0.5]  # cs2.sparse_flop_efficiency: the vendor claim, and half of it
@@ -43,7 +43,7 @@ def point(scenario, density: float, efficiency: float) -> dict:
     from wsim.engine.run import simulate
 
     label, name, preset, n, batch = scenario
-    cluster = hardware.preset(preset, n)
+    cluster = generations.preset(preset, n)
     cluster = dataclasses.replace(cluster, cs2=dataclasses.replace(cluster.cs2, sparse_flop_efficiency=efficiency))
     job = TrainingJob(zoo.get(name), seq=2048, batch_seqs=batch, density=density)
     r = simulate(job, cluster)
@@ -57,7 +57,7 @@ def point(scenario, density: float, efficiency: float) -> dict:
             "model_flops_per_step": r.model_flops_per_step, "memoryx_bytes": r.memoryx_bytes,
             "micro_batches": r.micro_batches, "recompute": r.recompute, "power_w": r.power_w,
             "energy_per_step_j": r.energy_per_step_j,
-            # the weight products' time shrinks to 1 - e (1 - d) (wsim/wafer.py); the rest does not
+            # the weight products' time shrinks to 1 - e (1 - d) (wsim/cluster/wafer.py); the rest does not
             "weight_products_speedup": 1.0 / (1.0 - efficiency * (1.0 - density))}
 
 
@@ -75,7 +75,7 @@ def run(scenarios) -> list[dict]:
 
 
 def plot(rows: list[dict], out: Path) -> str:
-    from wsim.plots import figure, save
+    from wsim.studies.plots import figure, save
 
     scenarios = list(dict.fromkeys(r["scenario"] for r in rows))
     fig, (ax, bx) = figure(1, 2, width=5.5, height=4.4)

@@ -1,9 +1,9 @@
 """``wsim sweep`` at work: a CS-2 and GPU throughput grid, in parallel processes, resumed.
 
-The grid (``wsim.sweep.grid``): Cerebras-GPT 1.3B and 6.7B (docs/sources.md table) at a global batch of
+The grid (``wsim.studies.sweep.grid``): Cerebras-GPT 1.3B and 6.7B (docs/sources.md table) at a global batch of
 1536 sequences of 2048 tokens, on 4 ... 192 CS-2 (engine, the default ``best`` micro-batching) and on 32 ...
 1536 A100-80GB / H100-80GB (best plan by ``wsim.gpu.search``). It runs through
-``wsim.sweep.run_grid`` with ``--jobs`` worker processes, into ``results/sweep.csv``; then the same
+``wsim.studies.sweep.run_grid`` with ``--jobs`` worker processes, into ``results/sweep.csv``; then the same
 grid runs again to show that finished points are read back, not recomputed
 (``sweep_resume.csv``: points computed and reused on each run).
 """
@@ -23,7 +23,7 @@ QUICK = dict(models=MODELS[:1], cs2=[16, 64], gpus=[64, 256], gpu_types=GPU_TYPE
 
 
 def points(quick: bool):
-    from wsim.sweep import grid
+    from wsim.studies.sweep import grid
 
     q = QUICK if quick else dict(models=MODELS, cs2=CS2, gpus=GPUS, gpu_types=GPU_TYPES)
     return (grid(q["models"], q["cs2"], kind="simulate", batch=BATCH)
@@ -34,8 +34,8 @@ def main(argv=None) -> list[str]:
     p = parser("sweep_demo", __doc__)
     p.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
     args = p.parse_args(argv)
-    from wsim.plots import sweep_plot
-    from wsim.sweep import run_grid
+    from wsim.studies.plots import sweep_plot
+    from wsim.studies.sweep import run_grid
 
     out = Path(args.out)
     csv_path = out / "sweep.csv"
@@ -57,7 +57,7 @@ def reading(out: Path) -> str:
     rows = [r for r in read_csv(Path(out) / "sweep.csv") if r["status"] == "ok"]
     runs = read_csv(Path(out) / "sweep_resume.csv")
     lines = ["## 8. Sweeps (`wsim sweep`)", "", "![sweep](sweep.png)", "",
-             "Data: [sweep.csv](sweep.csv) (written by `wsim.sweep.run_grid`, the API behind "
+             "Data: [sweep.csv](sweep.csv) (written by `wsim.studies.sweep.run_grid`, the API behind "
              "`wsim sweep`), [sweep_resume.csv](sweep_resume.csv). CS-2 points: engine with the default "
              "`best` micro-batching (the sweep runs the engine as `wsim simulate` would); GPU points: "
              "the fastest plan by `wsim.gpu.search`.", ""]

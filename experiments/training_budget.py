@@ -9,7 +9,7 @@ Accounting:
   does not say when, so we *assume* half of the steps in each phase (``--switch-fraction``). Both
   phases give every CS-2 90 sequences, so the split does not move the time, only the tokens;
 - micro-batching: the default ``best`` (micro-batch count and activation recompute chosen jointly
-  for the shortest step, ``wsim.analytic.choose_plan``) and, for reference, ``fit`` (the fewest
+  for the shortest step, ``wsim.engine.closed_form.choose_plan``) and, for reference, ``fit`` (the fewest
   micro-batches without recompute: the simulator's default before the wafer model);
 - FLOPs: ``ModelSpec.flops_per_token(2048)`` (forward + backward = 3x forward, attention scores and
   the LM head included, no recompute) x the published tokens, against the published column; also
@@ -23,7 +23,7 @@ from pathlib import Path
 from experiments.common import (CGPT, QUICK_CGPT, Timer, bound, days, log, params_str, parser, progress,
                                 read_csv, write_csv)
 from models import zoo
-from wsim.compare import cs2_time_to_train, published_phases
+from wsim.studies.compare import cs2_time_to_train, published_phases
 
 COLUMNS = ["model", "params", "phases", "steps", "batch_seqs", "systems", "cs2_label", "published_tokens",
            "simulated_tokens", "step_time_s", "micro_batches", "recompute", "bottleneck",
@@ -63,7 +63,7 @@ def point(name: str, switch_fraction: float) -> dict:
 def plot(rows: list[dict], out: Path) -> str:
     import numpy as np
 
-    from wsim.plots import figure, save, short
+    from wsim.studies.plots import figure, save, short
 
     fig, (a1, a2) = figure(1, 2, width=6.2, height=4.6)
     x = np.arange(len(rows))

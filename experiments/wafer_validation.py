@@ -1,8 +1,8 @@
 """Validation against measured CS-2: the wafer compute model's fit, its errors and leave-one-out.
 
 Development set: Zhang et al. 2024 (HPEC, arXiv 2409.00287) Table V at batch 256, six models on one
-CS-2 (``wsim.calibration.measured``). The one fitted parameter (``CS2Spec.matmul_peak_fraction``)
-is refitted here and compared with the default in ``wsim/hardware.py``; ``matmul_half_dim`` is
+CS-2 (``wsim.studies.calibration.measured``). The one fitted parameter (``CS2Spec.matmul_peak_fraction``)
+is refitted here and compared with the default in ``wsim/cluster/hardware.py``; ``matmul_half_dim`` is
 structural (sqrt(cores)), and fitted freely as a check. Every measured row is then predicted by the
 engine (``wsim.simulate``, default options: the ``best`` micro-batching) and by the closed form;
 leave-one-out refits without each model and predicts it. The batch curve (64 ... 2048 sequences)
@@ -15,9 +15,9 @@ import dataclasses
 from pathlib import Path
 
 from experiments.common import Timer, fmt_n, log, parser, progress, read_csv, write_csv
-from wsim.calibration import fit as F
-from wsim.calibration import measured
-from wsim.hardware import CS2Spec
+from wsim.studies.calibration import fit as F
+from wsim.studies.calibration import measured
+from wsim.cluster.hardware import CS2Spec
 
 BATCHES = [64, 128, 256, 512, 1024, 2048]
 QUICK_BATCHES = [128, 256, 1024]
@@ -117,7 +117,7 @@ def main(argv=None) -> list[str]:
         fit = F.fit(dev, default)
         fits = [{"parameter": "matmul_peak_fraction", "value": fit.matmul_peak_fraction, "kind": "fitted",
                  "rms_log_error": fit.rms_log_error,
-                 "note": f"default in wsim/hardware.py: {default.matmul_peak_fraction}"},
+                 "note": f"default in wsim/cluster/hardware.py: {default.matmul_peak_fraction}"},
                 {"parameter": "matmul_half_dim", "value": default.cores ** 0.5, "kind": "structural",
                  "rms_log_error": fit.rms_log_error, "note": "sqrt(cores), not fitted"}]
         if not args.quick:
@@ -162,7 +162,7 @@ def reading(out: Path) -> str:
              f"Data: [wafer_validation.csv](wafer_validation.csv), [wafer_loo.csv](wafer_loo.csv), "
              f"[wafer_fit.csv](wafer_fit.csv), [wafer_batch_curve.csv](wafer_batch_curve.csv). "
              f"Predictions: `wsim simulate` with default options ({method}; micro-batching `best`). "
-             f"The wafer compute model (`wsim/wafer.py`) has one fitted parameter, "
+             f"The wafer compute model (`wsim/cluster/wafer.py`) has one fitted parameter, "
              f"`matmul_peak_fraction` = {eta['value']:.4g} ({eta['note']}), fitted by least squares "
              f"on log samples/s over the development rows (Zhang et al. 2024, Table V, batch 256, six "
              f"models); its other parameters are structure (cores, clock, SRAM bandwidth, the core "

@@ -15,7 +15,7 @@ Conventions (stated once, used everywhere):
   2x forward for every matmul. Element-wise work (norms, activations, softmax, rotary) is not
   counted in FLOPs.
 - What a layer *does* is listed too, for cost models that care about shapes (the wafer compute
-  model, ``wsim/wafer.py``): its matrix products (``MatmulOp``: the (1 x k) @ (k x n) product per
+  model, ``wsim/cluster/wafer.py``): its matrix products (``MatmulOp``: the (1 x k) @ (k x n) product per
   token, weight or activation operand) and its element-wise operations (``ElementwiseOp``: elements
   per token and arithmetic operations per element). A layer's forward FLOPs are the sum of its
   matrix products (plus the embedding's position add). With grouped-query attention the query

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from wsim.cli import main
+from wsim.commands.cli import main
 
 
 def run(capsys, *argv):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from models import hf
-from wsim.cli import main
+from wsim.commands.cli import main
 from tests.tiny_models import NEW_FAMILIES, perturbed, tiny
 
 # Llama-2-7B's config.json as published (meta-llama/Llama-2-7b-hf), fields that matter here

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from wsim.cli import main
+from wsim.commands.cli import main
 
 KEYS = {"step_time_s", "tokens_per_s", "model_flops_per_step", "model_flops_per_s", "power_w", "energy_per_step_j",
         "compute_utilization", "bottleneck", "wafer_memory_bytes", "memoryx_bytes", "micro_batches",

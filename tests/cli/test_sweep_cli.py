@@ -1,10 +1,10 @@
-"""``wsim sweep`` through ``wsim.cli.main``: JSON, resume, plot, Dask, exit 2 with one line."""
+"""``wsim sweep`` through ``wsim.commands.cli.main``: JSON, resume, plot, Dask, exit 2 with one line."""
 
 import json
 
 import pytest
 
-from wsim.cli import main
+from wsim.commands.cli import main
 
 
 def run(capsys, *argv):

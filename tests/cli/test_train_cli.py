@@ -10,7 +10,7 @@ import transformers
 from models import hf
 from models.gpt import GPTConfig, init_weights
 from tests.tiny_models import NEW_FAMILIES, perturbed, tiny
-from wsim.cli import main
+from wsim.commands.cli import main
 
 
 @pytest.fixture(scope="module")

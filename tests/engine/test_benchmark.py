@@ -13,9 +13,9 @@ import pytest
 import simpy
 
 from models import zoo
-from wsim import hardware
+from wsim.cluster import generations
 from wsim.engine.run import SimOptions, Simulation, simulate
-from wsim.job import TrainingJob
+from wsim.cluster.job import TrainingJob
 
 pytestmark = pytest.mark.benchmark
 
@@ -66,21 +66,21 @@ def report(label, wall, r, raw, target):
 
 def test_engine_speed_13b_on_192(raw):
     job = TrainingJob(zoo.get("cerebras-gpt-13b"), seq=2048, batch_seqs=1152)
-    cluster = hardware.preset("cs2", 192)
+    cluster = generations.preset("cs2", 192)
     wall, r = best_of(3, lambda: simulate(job, cluster))
     report("13B, batch 1152, 192 CS-2", wall, r, raw, "< 1 s; >= 40% of raw")
 
 
 def test_engine_speed_13b_on_2048_cs3(raw):
     job = TrainingJob(zoo.get("cerebras-gpt-13b"), seq=2048, batch_seqs=8 * 2048)
-    cluster = hardware.preset("cs3-2048")
+    cluster = generations.preset("cs3-2048")
     wall, r = best_of(3, lambda: simulate(job, cluster))
     report("13B, 8 per system, 2048 CS-3", wall, r, raw, "< 1 s")
 
 
 def test_engine_speed_13b_on_192_every_system_simulated(raw):
     job = TrainingJob(zoo.get("cerebras-gpt-13b"), seq=2048, batch_seqs=1152)
-    cluster = hardware.preset("cs2", 192)
+    cluster = generations.preset("cs2", 192)
     cpu, wall, r = cpu_and_wall(lambda: Simulation(job, cluster, SimOptions(symmetry=False)).run())
     report("13B, batch 1152, 192 CS-2, --no-symmetry", wall, r, raw, "< 5 s")
     print(f"[bench]   CPU time {cpu:.3f} s (wall on a shared machine is noisy)")
@@ -94,7 +94,7 @@ def test_sweep_speed():
     events = 0
     for name in zoo.CEREBRAS_GPT:
         for n in systems:
-            r = simulate(TrainingJob(zoo.get(name), seq=2048, batch_seqs=8 * n), hardware.preset("cs2", n))
+            r = simulate(TrainingJob(zoo.get(name), seq=2048, batch_seqs=8 * n), generations.preset("cs2", n))
             events += r.events
     wall = time.perf_counter() - t
     print(f"\n[bench] sweep 7 models x {len(systems)} system counts at 8 seqs/system: {wall:.2f} s "

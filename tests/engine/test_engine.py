@@ -7,10 +7,11 @@ import pytest
 
 from models import zoo
 from models.spec import ModelSpec
-from wsim import hardware
+from wsim.cluster import hardware
+from wsim.cluster import generations
 from wsim.engine.run import SimOptions, Simulation, simulate
 from wsim.errors import ConfigError
-from wsim.job import TrainingJob
+from wsim.cluster.job import TrainingJob
 
 GB = 1e9
 
@@ -24,7 +25,7 @@ def run(job, cluster, **opts):
 def test_bytes_are_conserved_on_every_link(n):
     model = zoo.get("cerebras-gpt-256m")
     job = TrainingJob(model, seq=1024, batch_seqs=3 * n, micro_batches=3)
-    sim, r = run(job, hardware.preset("cs2", n), symmetry=False)
+    sim, r = run(job, generations.preset("cs2", n), symmetry=False)
     layers = job.layers()
     weights = sum(l.params for l in layers) * job.bytes_per_element
     bwd_weights = sum(l.params for l in layers if l.needs_weights_in_backward) * job.bytes_per_element
@@ -51,7 +52,7 @@ def _nodes(node):
 @pytest.mark.parametrize("n", [1, 2, 3, 5, 7, 12, 17])
 def test_symmetry_changes_no_answer(n):
     job = TrainingJob(zoo.get("cerebras-gpt-111m"), seq=2048, batch_seqs=4 * n)
-    cluster = hardware.preset("cs2", n)
+    cluster = generations.preset("cs2", n)
     _, full = run(job, cluster, symmetry=False)
     sim, sym = run(job, cluster, symmetry=True)
     assert sym.step_time_s == full.step_time_s
@@ -61,8 +62,8 @@ def test_symmetry_changes_no_answer(n):
 
 def test_steady_state_steps_repeat():
     job = TrainingJob(zoo.get("cerebras-gpt-590m"), seq=2048, batch_seqs=32, steps=3)
-    r = simulate(job, hardware.preset("cs2", 4))
-    one = simulate(dataclasses.replace(job, steps=1), hardware.preset("cs2", 4))
+    r = simulate(job, generations.preset("cs2", 4))
+    one = simulate(dataclasses.replace(job, steps=1), generations.preset("cs2", 4))
     for period in r.step_times_s:
         assert period == pytest.approx(one.step_time_s, rel=1e-9)
     assert r.step_time_s == pytest.approx(one.step_time_s, rel=1e-9)
@@ -71,7 +72,7 @@ def test_steady_state_steps_repeat():
 def test_breakdown_sums_to_step_time_and_bounds_hold():
     for name, n, spp in [("cerebras-gpt-111m", 1, 8), ("cerebras-gpt-6.7b", 8, 4), ("cerebras-gpt-13b", 64, 1)]:
         job = TrainingJob(zoo.get(name), seq=2048, batch_seqs=n * spp)
-        r = simulate(job, hardware.preset("cs2", n))
+        r = simulate(job, generations.preset("cs2", n))
         assert sum(r.breakdown.values()) == pytest.approx(r.step_time_s, rel=1e-9)
         assert all(v >= -1e-12 for v in r.breakdown.values())
         compute = r.breakdown["compute_forward_s"] + r.breakdown["compute_backward_s"]
@@ -81,7 +82,7 @@ def test_breakdown_sums_to_step_time_and_bounds_hold():
 
 
 def test_prefetch_bound_and_wafer_memory():
-    cluster = hardware.preset("cs2", 4)
+    cluster = generations.preset("cs2", 4)
     job = TrainingJob(zoo.get("cerebras-gpt-2.7b"), seq=2048, batch_seqs=64, micro_batches="fit")
     r = simulate(job, cluster)
     assert r.wafer_memory["weight_buffer_bytes"] <= cluster.cs2.weight_buffer_bytes
@@ -92,7 +93,7 @@ def test_prefetch_bound_and_wafer_memory():
 def test_trillion_parameter_model_runs_on_one_cs2():
     trillion = ModelSpec("1t", layers=128, hidden=25600, heads=160)
     assert trillion.params > 1e12
-    r = simulate(TrainingJob(trillion, seq=2048, batch_seqs=1), hardware.preset("cs2", 1))
+    r = simulate(TrainingJob(trillion, seq=2048, batch_seqs=1), generations.preset("cs2", 1))
     assert r.wafer_memory_bytes <= 40 * GB  # activations and buffers only
     assert r.recompute  # one sequence's full activations (>40 GB) do not fit: checkpointing
     assert r.memoryx_bytes == pytest.approx(trillion.params * 16)
@@ -105,8 +106,8 @@ def test_cerebras_gpt_1_3b_scales_from_1_to_16_systems():
     """The headline: Cerebras-GPT 1.3B at its published batch (528 x 2048) on 1 and 16 CS-2, at the
     figures the README quotes (experiments/readme_figures.py)."""
     job = TrainingJob(zoo.get("cerebras-gpt-1.3b"), seq=2048, batch_seqs=528)
-    one = simulate(job, hardware.preset("cs2", 1))
-    sixteen = simulate(job, hardware.preset("cs2", 16))
+    one = simulate(job, generations.preset("cs2", 1))
+    sixteen = simulate(job, generations.preset("cs2", 16))
     speedup = one.step_time_s / sixteen.step_time_s
     assert one.step_time_s == pytest.approx(4.98, abs=0.005)
     assert sixteen.step_time_s == pytest.approx(0.3195, abs=0.00005)
@@ -117,7 +118,7 @@ def test_cerebras_gpt_1_3b_scales_from_1_to_16_systems():
 def test_cerebras_gpt_13b_time_to_train_on_its_published_systems():
     """Cerebras-GPT 13B on 8 then 12 CS-2 (batch 720 then 1080) with default options: the README's
     15.1 days, 7.464 s per step with 4 micro-batches and recompute."""
-    from wsim.compare import cs2_time_to_train, published_phases
+    from wsim.studies.compare import cs2_time_to_train, published_phases
 
     r = cs2_time_to_train(zoo.get("cerebras-gpt-13b"), published_phases("cerebras-gpt-13b"))
     last = r["phases"][-1]
@@ -128,7 +129,7 @@ def test_cerebras_gpt_13b_time_to_train_on_its_published_systems():
 
 def test_micro_batching_multiplies_weight_traffic():
     model = zoo.get("cerebras-gpt-1.3b")
-    cluster = hardware.preset("cs2", 1)
+    cluster = generations.preset("cs2", 1)
     a = simulate(TrainingJob(model, seq=2048, batch_seqs=4, micro_batches=1), cluster)
     b = simulate(TrainingJob(model, seq=2048, batch_seqs=4, micro_batches=4), cluster)
     assert b.extra["memoryx_stream_bytes_per_step"] == pytest.approx(4 * a.extra["memoryx_stream_bytes_per_step"])
@@ -136,15 +137,15 @@ def test_micro_batching_multiplies_weight_traffic():
 
 
 def test_compute_bound_and_stream_bound_bottlenecks():
-    small = simulate(TrainingJob(zoo.get("cerebras-gpt-111m"), seq=2048, batch_seqs=16), hardware.preset("cs2", 1))
+    small = simulate(TrainingJob(zoo.get("cerebras-gpt-111m"), seq=2048, batch_seqs=16), generations.preset("cs2", 1))
     assert small.bottleneck == "cs2_compute"
-    big = simulate(TrainingJob(zoo.get("cerebras-gpt-13b"), seq=2048, batch_seqs=64), hardware.preset("cs2", 64))
+    big = simulate(TrainingJob(zoo.get("cerebras-gpt-13b"), seq=2048, batch_seqs=64), generations.preset("cs2", 64))
     assert big.bottleneck == "weight_stream"
 
 
 def test_faster_links_never_slow_a_step():
     job = TrainingJob(zoo.get("cerebras-gpt-1.3b"), seq=2048, batch_seqs=32)
-    base = hardware.preset("cs2", 8)
+    base = generations.preset("cs2", 8)
     prev = None
     for bw in (50e9, 100e9, 150e9, 300e9):
         c = dataclasses.replace(base, memoryx=dataclasses.replace(base.memoryx, stream_bytes_per_s=bw))
@@ -163,14 +164,14 @@ def test_bad_jobs_raise_config_error(kwargs, match):
     job = TrainingJob(zoo.get("cerebras-gpt-111m"), seq=2048, **kwargs)
     if match is None:
         with pytest.raises(ConfigError, match="micro_batches 3 exceeds"):
-            simulate(job, hardware.preset("cs2", 4))
+            simulate(job, generations.preset("cs2", 4))
         return
     with pytest.raises(ConfigError, match=match):
-        simulate(job, hardware.preset("cs2", 4))
+        simulate(job, generations.preset("cs2", 4))
 
 
 def test_model_larger_than_memoryx_is_refused():
-    cluster = dataclasses.replace(hardware.preset("cs2", 1),
+    cluster = dataclasses.replace(generations.preset("cs2", 1),
                                   memoryx=hardware.MemoryXSpec(capacity_bytes=1e12))
     with pytest.raises(ConfigError, match="MemoryX"):
         simulate(TrainingJob(zoo.get("gpt3-175b"), seq=2048, batch_seqs=1), cluster)

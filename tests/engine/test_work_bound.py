@@ -7,13 +7,14 @@ import pytest
 
 from models import zoo
 from models.spec import MAX_LAYERS, ModelSpec
-from wsim import analytic, hardware
+from wsim.engine import closed_form
+from wsim.cluster import generations
 from wsim.engine import inference
 from wsim.engine import schedule as sched
 from wsim.engine.run import SimOptions, Simulation
 from wsim.errors import ConfigError
-from wsim.job import TrainingJob
-from wsim.memory import plan as plan_wafer
+from wsim.cluster.job import TrainingJob
+from wsim.cluster.memory import plan as plan_wafer
 
 TINY = ModelSpec("tiny", layers=3, hidden=64, heads=4, vocab=500, positions=64)
 
@@ -25,7 +26,7 @@ TINY = ModelSpec("tiny", layers=3, hidden=64, heads=4, vocab=500, positions=64)
 def test_count_equals_built_schedule(micro_batches, steps, chunk_bytes, tied):
     model = ModelSpec("m", layers=3, hidden=64, heads=4, vocab=500, positions=64, tied_embeddings=tied)
     job = TrainingJob(model, seq=32, batch_seqs=8, micro_batches=micro_batches, steps=steps)
-    cluster = hardware.preset("cs2", 2)
+    cluster = generations.preset("cs2", 2)
     plan = plan_wafer(job, cluster)
     built = sched.build(job, cluster, plan, chunk_bytes, steps)
     assert sched.chunk_passes(job, plan, chunk_bytes, steps) == sum(p.chunks for p in built.passes)
@@ -34,7 +35,7 @@ def test_count_equals_built_schedule(micro_batches, steps, chunk_bytes, tied):
 def test_count_includes_recompute_passes():
     # 13B at 2048 tokens: one sequence only fits with checkpointing, so blocks are streamed 3 times
     job = TrainingJob(zoo.get("cerebras-gpt-13b"), seq=2048, batch_seqs=90, micro_batches=9)
-    cluster = hardware.preset("cs2", 1)
+    cluster = generations.preset("cs2", 1)
     plan = plan_wafer(job, cluster)
     assert plan.recompute
     built = sched.build(job, cluster, plan, 5e7, 1)
@@ -44,7 +45,7 @@ def test_count_includes_recompute_passes():
 
 def test_limit_is_inclusive_and_names_the_option():
     job = TrainingJob(TINY, seq=32, batch_seqs=4, micro_batches=2, steps=2)
-    cluster = hardware.preset("cs2", 1)
+    cluster = generations.preset("cs2", 1)
     count = sched.chunk_passes(job, plan_wafer(job, cluster), 4e3, 2)
     sim = Simulation(job, cluster, SimOptions(chunk_bytes=4e3, max_chunk_passes=count))
     assert sim.n_items == count  # one item per chunk pass
@@ -59,25 +60,25 @@ def test_limit_is_inclusive_and_names_the_option():
 def test_huge_jobs_are_refused_quickly(job_kw):
     job = TrainingJob(TINY, **{"seq": 32, "batch_seqs": 4, **job_kw})
     with pytest.raises(ConfigError, match="(chunk|layer) passes"):  # the plan's closed form refuses first
-        Simulation(job, hardware.preset("cs2", 1))
+        Simulation(job, generations.preset("cs2", 1))
 
 
 def test_tiny_chunks_are_refused():
     job = TrainingJob(zoo.get("cerebras-gpt-111m"), seq=2048, batch_seqs=8)
     with pytest.raises(ConfigError, match="chunk passes"):
-        Simulation(job, hardware.preset("cs2", 1), SimOptions(chunk_bytes=1))
+        Simulation(job, generations.preset("cs2", 1), SimOptions(chunk_bytes=1))
 
 
 def test_analytic_refuses_millions_of_micro_batches():
     job = TrainingJob(zoo.get("cerebras-gpt-111m"), seq=2048, batch_seqs=10**9)
     with pytest.raises(ConfigError, match="layer passes"):
-        analytic.step_time(job, hardware.preset("cs2", 1))
+        closed_form.step_time(job, generations.preset("cs2", 1))
 
 
 def test_inference_refuses_tiny_chunks():
     calls = inference.calls_for(rows=1, prompt_tokens=8, new_tokens=4)
     with pytest.raises(ConfigError, match="chunk passes"):
-        inference.build_schedule(TINY, calls, hardware.preset("cs2", 1), chunk_bytes=1e-3)
+        inference.build_schedule(TINY, calls, generations.preset("cs2", 1), chunk_bytes=1e-3)
 
 
 def test_layer_count_is_bounded():

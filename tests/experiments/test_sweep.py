@@ -1,11 +1,11 @@
-"""``wsim.sweep.run_grid``: rows in grid order, resumable, the same in processes and on Dask."""
+"""``wsim.studies.sweep.run_grid``: rows in grid order, resumable, the same in processes and on Dask."""
 
 import json
 
 import pytest
 
 from wsim.errors import ConfigError
-from wsim.sweep import Point, grid, read_rows, run_grid
+from wsim.studies.sweep import Point, grid, read_rows, run_grid
 
 SMALL = dict(models=["cerebras-gpt-111m"], systems=[1, 2, 3], batch=[6])
 
@@ -48,7 +48,7 @@ def test_resume_recomputes_only_missing_and_failed_rows(tmp_path):
     rows[1]["status"] = "failed"
     lines = out.read_text().splitlines()
     out.write_text("\n".join(lines[:1] + lines[1:3] + lines[4:]) + "\n")  # drop row 3
-    from wsim.sweep import write_rows
+    from wsim.studies.sweep import write_rows
 
     kept = read_rows(out)
     kept[1]["status"] = "failed"

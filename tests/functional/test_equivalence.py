@@ -8,7 +8,7 @@ import torch
 import transformers
 
 from models.gpt import GPTConfig, init_weights
-from wsim import hardware
+from wsim.cluster import generations
 from wsim.engine.run import SimOptions
 from wsim.functional.reference import reference_train
 from wsim.functional.train import train
@@ -104,7 +104,7 @@ def test_weights_pass_through_within_the_prefetch_bound():
     never exceed the buffer (engine instrumentation, sampled at every arrival)."""
     cfg, weights, data = setup("gelu")
     layer_bytes = 2 * (4 * 32 * 32 + 2 * 32 * 128 + 128 + 9 * 32)  # one block, 16-bit on the wafer
-    base = hardware.preset("cs2", 4)
+    base = generations.preset("cs2", 4)
     cluster = dataclasses.replace(base, cs2=dataclasses.replace(base.cs2, weight_buffer_bytes=3 * layer_bytes))
     r = train(cfg, weights, data, systems=4, steps=2, batch=BATCH, dtype="float64", cluster=cluster, **HYPER)
     assert r.weights_held_between_passes == 0 and r.weight_bytes_held_between_passes == 0
@@ -142,10 +142,10 @@ def test_simulated_step_time_is_the_callers_job_cluster_and_options():
     with the run's plan (micro-batches) and the caller's SimOptions, from the timing engine."""
     from wsim.engine.run import simulate
     from wsim.functional.train import spec_from_config
-    from wsim.job import TrainingJob
+    from wsim.cluster.job import TrainingJob
 
     cfg, weights, data = setup("gelu")
-    base = hardware.preset("cs2", 2)
+    base = generations.preset("cs2", 2)
     slow = dataclasses.replace(base, memoryx=dataclasses.replace(base.memoryx, stream_bytes_per_s=20e9))
     options = SimOptions(global_update=True)
     r = train(cfg, weights, data, systems=2, steps=1, batch=BATCH, micro_batches=3, cluster=slow,

@@ -9,8 +9,8 @@ import transformers
 
 from models import hf, zoo
 from models.gpt import GPTConfig, init_weights
-from wsim import hardware
-from wsim.cli import main
+from wsim.cluster import generations
+from wsim.commands.cli import main
 from wsim.engine.inference import calls_for, simulate_inference
 from wsim.errors import ConfigError
 from wsim.functional.generate import generate
@@ -60,7 +60,7 @@ def test_decode_is_stream_bound_and_scales_with_batch():
     """Every decoding step streams all weights: tokens/s grows with the batch at the stream bound
     (the closed form, within 1%) until the KV cache fills the wafer."""
     model = zoo.get("cerebras-gpt-1.3b")
-    cluster = hardware.preset("cs2", 1)
+    cluster = generations.preset("cs2", 1)
     prev = 0.0
     for batch in (1, 8, 64):
         r = simulate_inference(model, calls_for(batch, 64, 64), cluster)

@@ -9,14 +9,14 @@ or a wrong mask on the wafer breaks it."""
 import pytest
 import torch
 
-from wsim import hardware
+from wsim.cluster import generations
 from wsim.engine.run import simulate
 from wsim.errors import ConfigError
 from wsim.functional import sparse
 from wsim.functional.executor import TrainingPayload
 from wsim.functional.train import spec_from_config, train
-from wsim.job import TrainingJob
-from wsim.sparsity import Density, matrix_params
+from wsim.cluster.job import TrainingJob
+from wsim.cluster.sparsity import Density, matrix_params
 from tests.tiny_models import FAMILIES, adamw_reference, hf_model, perturbed, tiny
 from tests.tiny_models import worst as _worst
 
@@ -157,7 +157,7 @@ def test_the_simulated_step_time_uses_the_density():
     cfg, w, data = setup("gpt2")
     density = Density(block=0.25)
     r = train(cfg, w, data, systems=2, steps=1, batch=BATCH, micro_batches=2, density=density, **HYPER)
-    cluster = hardware.preset("cs2", 2)
+    cluster = generations.preset("cs2", 2)
     job = TrainingJob(spec_from_config(cfg), seq=SEQ, batch_seqs=BATCH, micro_batches=2, density=density)
     assert r.simulated_step_time_s == simulate(job, cluster).step_time_s
     dense = TrainingJob(spec_from_config(cfg), seq=SEQ, batch_seqs=BATCH, micro_batches=2)

@@ -10,7 +10,7 @@ import pytest
 
 from models import zoo
 from wsim.gpu import STACKS, estimate, search
-from wsim.gpu.estimate import make_consts
+from wsim.gpu.inputs import make_consts
 from wsim.gpu.step import evaluate
 
 GPT3 = zoo.get("gpt3-175b")

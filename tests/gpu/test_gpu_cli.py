@@ -1,4 +1,4 @@
-"""``wsim gpu`` through ``wsim.cli.main``: JSON keys, every flag's JSON key, parity with the Python
+"""``wsim gpu`` through ``wsim.commands.cli.main``: JSON keys, every flag's JSON key, parity with the Python
 API and with the zoo, exit code 2 with one line on bad input."""
 
 import json
@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from models import zoo
-from wsim.cli import main
+from wsim.commands.cli import main
 from wsim.gpu import estimate
 
 MEGATRON_1T = ["gpu", "--model", "megatron-1t", "--gpus", "3072", "--gpu", "a100-80gb", "--tp", "8",

@@ -12,7 +12,7 @@ from wsim.errors import ConfigError
 from wsim.gpu import (GPUS, STACKS, Efficiency, Plan, check_plan, estimate, gpu_spec,
                       hardware_flops_per_step, megatron_flops_per_step, model_flops_per_step)
 from wsim.gpu.calibration import EFFICIENCY
-from wsim.gpu.estimate import make_consts
+from wsim.gpu.inputs import make_consts
 from wsim.gpu.memory import act_bytes_per_token_layer
 from wsim.gpu.published import MPT
 from wsim.gpu.step import Consts, compute_lower_bound_s, evaluate, step_lower_bound_s

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from models.gpt import GPTConfig, init_weights
-from wsim.cli import main
+from wsim.commands.cli import main
 from wsim.functional import checkpoint as ck
 from wsim.functional.train import train
 

@@ -1,4 +1,4 @@
-"""Faults in the timing model (``wsim.faults``): what the engine does with a straggler or a slow
+"""Faults in the timing model (``wsim.studies.faults``): what the engine does with a straggler or a slow
 link, the step-level arithmetic of fail-stops and MemoryX loss, the trace, and the table for
 Cerebras-GPT 13B on 16 CS-2 (batch 720: the published starting batch of 13B, Dey et al. 2023, which
 divides over 16, 15 and 12 systems, so the shrink policy keeps the global batch)."""
@@ -9,14 +9,16 @@ import pytest
 
 from models import zoo
 from models.spec import ModelSpec
-from wsim import faults as F
-from wsim import hardware, topology
-from wsim.cli import main
+from wsim.studies import faults as F
+from wsim.cluster import hardware
+from wsim.cluster import generations
+from wsim.cluster import topology
+from wsim.commands.cli import main
 from wsim.engine.run import Simulation
 from wsim.errors import ConfigError
-from wsim.job import TrainingJob
+from wsim.cluster.job import TrainingJob
 
-ANDROMEDA = hardware.preset("andromeda")  # 16 CS-2
+ANDROMEDA = generations.preset("andromeda")  # 16 CS-2
 SMALL = ModelSpec("small", layers=4, hidden=512, heads=8, vocab=1000, positions=2048)
 COMPUTE_BOUND = TrainingJob(SMALL, seq=2048, batch_seqs=16 * 64)  # long layer compute per chunk
 STREAM_BOUND = TrainingJob(SMALL, seq=128, batch_seqs=16)  # tiny share of the batch per CS-2

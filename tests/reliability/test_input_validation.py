@@ -25,12 +25,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from models.spec import ModelSpec
-from wsim import hardware
-from wsim.cli import main
+from wsim.cluster import hardware
+from wsim.cluster import generations
+from wsim.commands.cli import main
 from wsim.commands.common import model_from_args
 from wsim.engine.run import SimOptions, Simulation
 from wsim.errors import ConfigError
-from wsim.job import TrainingJob
+from wsim.cluster.job import TrainingJob
 
 FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SLOW = settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -63,7 +64,7 @@ def run_python(model_kw: dict, job_kw: dict, systems, preset="cs2"):
     seq = seq if isinstance(seq, int) and not isinstance(seq, bool) else None  # argparse gives ints
     model = model_from_args(model_ns(**model_kw, seq=seq), seq=seq)
     job = TrainingJob(model, **job_kw)
-    cluster = hardware.preset(preset, systems)
+    cluster = generations.preset(preset, systems)
     report = Simulation(job, cluster, SimOptions()).run()
     assert math.isfinite(report.step_time_s) and report.step_time_s > 0
     return report
@@ -189,7 +190,7 @@ def cluster_dicts(draw):
 
 def _cluster_case(outcomes, prop, data):
     try:
-        cluster = hardware.from_dict(data)
+        cluster = generations.from_dict(data)
     except ConfigError:
         outcomes(prop, "ConfigError (from_dict)", data)
         return "ConfigError (from_dict)"
@@ -388,7 +389,7 @@ def test_gpu_cli_exits_0_or_2_many(outcomes, model, req, rest):
     ["train", "--model", "cerebras-gpt-111m", "--data", "/no/such/tokens.npy"],
 ])
 def test_subprocess_bad_input_exits_2_one_line(argv):
-    p = subprocess.run([sys.executable, "-m", "wsim.cli", *argv], capture_output=True, text=True,
+    p = subprocess.run([sys.executable, "-m", "wsim.commands.cli", *argv], capture_output=True, text=True,
                        timeout=120, cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
     assert p.returncode == 2, p.stderr
     assert len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr, p.stderr
@@ -409,7 +410,7 @@ def _limited():  # pragma: no cover - runs in the child
 ], ids=["layers-3e7", "batch-1e9", "steps-1e8", "chunk-1-byte", "steps-2^63"])
 def test_unbounded_work_is_refused(argv):
     try:
-        p = subprocess.run([sys.executable, "-m", "wsim.cli", "simulate", *argv, "--json"],
+        p = subprocess.run([sys.executable, "-m", "wsim.commands.cli", "simulate", *argv, "--json"],
                            capture_output=True, text=True, timeout=20, preexec_fn=_limited)
     except subprocess.TimeoutExpired:
         raise AssertionError(f"wsim simulate {' '.join(argv)} still running after 20 s") from None
@@ -424,7 +425,7 @@ def test_unbounded_work_is_refused(argv):
 ], ids=["flops-5e-324", "flops-1e-300", "hop-latency-2e307"])
 def test_extreme_values_are_refused(data):
     try:
-        cluster = hardware.from_dict(data)
+        cluster = generations.from_dict(data)
         model = ModelSpec("tiny", layers=2, hidden=64, heads=4, vocab=500, positions=64)
         report = Simulation(TrainingJob(model, seq=32, batch_seqs=2, steps=2), cluster, SimOptions()).run()
     except ConfigError:
@@ -436,4 +437,4 @@ def test_cluster_name_must_be_a_string():
     # found by test_cluster_dict_run_or_config_error: a list name was accepted, the spec was then
     # unhashable and the plan chooser's cache raised TypeError
     with pytest.raises(ConfigError, match="cluster name"):
-        hardware.from_dict({"cs2": {"peak_flops_per_s": 1.0}, "name": []})
+        generations.from_dict({"cs2": {"peak_flops_per_s": 1.0}, "name": []})

@@ -18,11 +18,11 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from models.spec import ModelSpec
-from wsim import analytic
+from wsim.engine import closed_form
 from wsim.engine.run import SimOptions, Simulation
 from wsim.errors import ConfigError
-from wsim.hardware import ClusterSpec, CS2Spec, MemoryXSpec, SwarmXSpec
-from wsim.job import TrainingJob
+from wsim.cluster.hardware import ClusterSpec, CS2Spec, MemoryXSpec, SwarmXSpec
+from wsim.cluster.job import TrainingJob
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SLOW = settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -121,14 +121,14 @@ def sx_root(sim):
 
 
 def check_bounds(job, cluster, report, sim):
-    a = analytic.step_time(job, cluster)
+    a = closed_form.step_time(job, cluster)
     t = report.step_time_s
     lower = max(a.compute_s, a.stream_s)
     if cluster.memoryx.full_duplex:
         lower = max(lower, a.gradient_s)
     else:
         # one MemoryX link, both directions, at stream_bytes_per_s: the engine ignores
-        # ingest_bytes_per_s then (analytic.gradient_s still uses it, so it is no bound here)
+        # ingest_bytes_per_s then (closed_form.gradient_s still uses it, so it is no bound here)
         lower = max(lower, (sum(sim.stream_bytes) + sum(sim.grad_bytes)) / job.steps
                     / cluster.memoryx.stream_bytes_per_s)
         fabric = min(cluster.swarmx.link_bytes_per_s, cluster.cs2.io_bytes_per_s)

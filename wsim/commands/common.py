@@ -72,7 +72,7 @@ def model_from_args(args: argparse.Namespace, seq: int | None = None) -> ModelSp
 
 
 def cluster_help(what: str = "") -> str:
-    """The --cluster help of every command: the preset names (wsim.generations.PRESETS)."""
-    from wsim import generations
+    """The --cluster help of every command: the preset names (wsim.cluster.generations.PRESETS)."""
+    from wsim.cluster import generations
 
     return (f"preset ({', '.join(generations.PRESETS)}) or a cluster .json file" + (f" {what}" if what else ""))

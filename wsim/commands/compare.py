@@ -1,11 +1,11 @@
-"""``wsim compare``: the same model and token budget on a CS-2 cluster and on GPU plans (``wsim.compare``)."""
+"""``wsim compare``: the same model and token budget on a CS-2 cluster and on GPU plans (``wsim.studies.compare``)."""
 
 from __future__ import annotations
 
 from models import zoo
 from wsim.commands.common import cluster_help, add_json_arg, add_model_args, model_from_args
-from wsim.compare import GPU_GRID, GPUS_DEFAULT, METHODS, compare, phases_from, published_phases
-from wsim.cost import load as load_prices
+from wsim.studies.compare import GPU_GRID, GPUS_DEFAULT, METHODS, compare, phases_from, published_phases
+from wsim.studies.cost import load as load_prices
 from wsim.errors import ConfigError
 
 

@@ -1,4 +1,4 @@
-"""``wsim faults``: what faults cost on a CS-2 cluster (``wsim.faults``): a table, JSON, a trace.
+"""``wsim faults``: what faults cost on a CS-2 cluster (``wsim.studies.faults``): a table, JSON, a trace.
 
 With no fault flags it prints one row per kind of fault (straggler, degraded SwarmX and MemoryX
 links, a CS-2 or a link failing mid-step, a MemoryX server lost); fault flags choose the rows.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from wsim import faults as F
+from wsim.studies import faults as F
 from wsim.commands.common import cluster_help, add_json_arg, add_model_args
 from wsim.errors import ConfigError
 

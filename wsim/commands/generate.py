@@ -49,7 +49,7 @@ def run(args) -> dict:
     import torch
 
     from models import hf
-    from wsim import hardware
+    from wsim.cluster import generations
     from wsim.functional.generate import check_rows, generate, load_tokenizer
 
     if args.max_new_tokens is None and args.max_length is None:
@@ -69,7 +69,7 @@ def run(args) -> dict:
     if bad:
         raise ConfigError(f"prompt ids {bad[:3]} are outside the vocabulary [0, {cfg.vocab_size})")
     prompt = torch.tensor([ids] * args.batch, dtype=torch.long)
-    cluster = hardware.load(args.cluster, args.systems)
+    cluster = generations.load(args.cluster, args.systems)
     report = generate(cfg, weights, prompt, max_new_tokens=args.max_new_tokens, max_length=args.max_length,
                       num_beams=args.num_beams, no_repeat_ngram_size=args.no_repeat_ngram_size,
                       early_stopping=args.early_stopping, systems=args.systems, cluster=cluster,

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import sys
 
-from wsim import faults as F
-from wsim import generations, hardware
+from wsim.studies import faults as F
+from wsim.cluster import generations
+from wsim.cluster import hardware
 from wsim.commands.common import add_json_arg, add_model_args, int_or_word, model_from_args
 from wsim.errors import ConfigError
-from wsim.job import MICRO_BATCH_POLICIES, TrainingJob
-from wsim.sparsity import Density
+from wsim.cluster.job import MICRO_BATCH_POLICIES, TrainingJob
+from wsim.cluster.sparsity import Density
 
 
 def register(sub) -> None:
@@ -54,7 +55,7 @@ def parse_micro_batches(text: str):
 
 def job_and_cluster(args) -> tuple[TrainingJob, hardware.ClusterSpec]:
     model = model_from_args(args, seq=args.seq)
-    cluster = hardware.load(args.cluster, args.systems)
+    cluster = generations.load(args.cluster, args.systems)
     batch = args.batch if args.batch is not None else 8 * cluster.systems
     micro_batches = parse_micro_batches(args.micro_batches)
     density_text = getattr(args, "density", None)
@@ -82,7 +83,7 @@ def run(args) -> dict:
     if injected:
         out["faults"] = [f.describe() for f in injected]
     if args.trace:
-        from wsim.trace import write_trace
+        from wsim.engine.trace import write_trace
 
         try:
             write_trace(sim, args.trace)

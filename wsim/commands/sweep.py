@@ -1,11 +1,11 @@
-"""``wsim sweep``: a grid of simulate / analytic / gpu runs in parallel, resumable (``wsim.sweep``)."""
+"""``wsim sweep``: a grid of simulate / analytic / gpu runs in parallel, resumable (``wsim.studies.sweep``)."""
 
 from __future__ import annotations
 
 from wsim.commands.common import cluster_help
 from wsim.errors import ConfigError
-from wsim.job import MICRO_BATCH_POLICIES
-from wsim.sweep import KINDS
+from wsim.cluster.job import MICRO_BATCH_POLICIES
+from wsim.studies.sweep import KINDS
 
 
 def register(sub) -> None:
@@ -52,7 +52,7 @@ def _ints(text: str | None, name: str) -> list[int]:
 
 def run(args) -> dict:
     from models import zoo
-    from wsim.sweep import grid, run_grid
+    from wsim.studies.sweep import grid, run_grid
 
     models = [m.strip().lower() for m in args.models.split(",") if m.strip()]
     unknown = [m for m in models if m not in zoo.ZOO]
@@ -73,9 +73,9 @@ def run(args) -> dict:
             raise ConfigError(f"kind {args.kind} takes --systems, not --gpus")
         counts = _ints(args.systems, "--systems")
         gpus = "a100-80gb"
-        from wsim import hardware
+        from wsim.cluster import generations
 
-        hardware.load(args.cluster, 1)  # a bad preset or file fails here, once, not per point
+        generations.load(args.cluster, 1)  # a bad preset or file fails here, once, not per point
     if args.jobs <= 0:
         raise ConfigError(f"--jobs must be a positive integer, got {args.jobs}")
     if args.micro_batches not in MICRO_BATCH_POLICIES:
@@ -90,7 +90,7 @@ def run(args) -> dict:
                       resume=not args.no_resume, progress=not args.quiet)
     out = result.to_dict()
     if args.plot:
-        from wsim.plots import sweep_plot
+        from wsim.studies.plots import sweep_plot
 
         try:
             out["plot"] = sweep_plot(result.rows, args.plot, title=f"wsim sweep ({args.kind})")

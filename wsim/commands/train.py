@@ -9,7 +9,7 @@ from pathlib import Path
 
 from wsim.commands.common import cluster_help, add_json_arg
 from wsim.errors import ConfigError
-from wsim.sparsity import Density
+from wsim.cluster.sparsity import Density
 
 
 def register(sub) -> None:
@@ -142,7 +142,7 @@ def hyper_parameters(args, ckpt) -> dict:
 
 
 def run(args) -> dict:
-    from wsim import hardware
+    from wsim.cluster import generations
     from wsim.commands.simulate import parse_micro_batches
     from wsim.functional import checkpoint as ck
     from wsim.functional.train import train
@@ -171,7 +171,7 @@ def run(args) -> dict:
                               f"(its data position is step x batch)")
         first = ckpt.step
     hyper = hyper_parameters(args, ckpt)
-    cluster = hardware.load(args.cluster, args.systems)
+    cluster = generations.load(args.cluster, args.systems)
     batch = args.batch if args.batch is not None else (ckpt.batch if ckpt else args.systems)
     if not isinstance(args.steps, int) or args.steps <= 0:
         raise ConfigError(f"--steps must be a positive integer, got {args.steps}")

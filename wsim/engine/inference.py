@@ -8,7 +8,7 @@ bounds the batch. With few tokens per call a CS-2 waits for weights: the stream 
 
     tokens/s <= rows per call x B_down / (weight bytes)      (one full stream per decoding step)
 
-and the compute bound is N x the wafer compute model's tokens per second (wsim/wafer.py).
+and the compute bound is N x the wafer compute model's tokens per second (wsim/cluster/wafer.py).
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from models.spec import ModelSpec
-from wsim import analytic
+from wsim.engine import closed_form
 from wsim.engine import schedule as sched
 from wsim.engine.run import SimOptions, Simulation
 from wsim.errors import ConfigError, positive, require
-from wsim.hardware import ClusterSpec
-from wsim.wafer import PassTimer, tokens_per_s as wafer_tokens_per_s
+from wsim.cluster.hardware import ClusterSpec
+from wsim.cluster.wafer import PassTimer, tokens_per_s as wafer_tokens_per_s
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,7 @@ def _report(sim: Simulation, model: ModelSpec, calls: list[ForwardCall], cluster
     rows = calls[0].rows
     generated = rows * len(calls)  # the prefill yields the first token, each later call one more
     streamed = sum(l.params for l in sim.schedule.layers) * bytes_per_element  # tied head: wte twice
-    down, _, _ = analytic.bandwidths(cluster)
+    down, _, _ = closed_form.bandwidths(cluster)
     stream_bound = rows * down / streamed
     compute_bound = cluster.systems * wafer_tokens_per_s(model.layer_specs(seq=calls[-1].context),
                                                          cluster.cs2, training=False)

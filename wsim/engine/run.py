@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import simpy
 
-from wsim import analytic, topology
+from wsim.engine import closed_form
+from wsim.cluster import topology
 from wsim.engine import schedule as sched
 from wsim.engine import cs2 as cs2_model
 from wsim.engine.cs2 import CS2, PHASES
@@ -25,9 +26,9 @@ from wsim.engine.fabric import Link
 from wsim.engine.memoryx import MemoryX
 from wsim.engine.swarmx import SwarmX
 from wsim.errors import ConfigError, positive
-from wsim.hardware import ClusterSpec
-from wsim.job import TrainingJob
-from wsim.memory import WaferPlan, check_memoryx
+from wsim.cluster.hardware import ClusterSpec
+from wsim.cluster.job import TrainingJob
+from wsim.cluster.memory import WaferPlan, check_memoryx
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ class Simulation:
             check_memoryx(job, cluster)
             self.choice = None
             if plan is None:
-                self.choice = analytic.choose_plan(job, cluster)
+                self.choice = closed_form.choose_plan(job, cluster)
                 plan = self.choice.plan
             self.plan = plan
             if self.functional:
@@ -107,7 +108,7 @@ class Simulation:
         self.loop = EventLoop(self.env)
         self.at = self.loop.at
         if graph is None:
-            self.graph = topology.build(cluster)  # a valid tree by construction (tests/engine/test_topology.py)
+            self.graph = topology.build(cluster)  # a valid tree by construction (tests/cluster/test_topology.py)
         else:
             self.graph = graph
             topology.validate(graph, cluster.swarmx.fanout)
@@ -195,7 +196,7 @@ class Simulation:
         if self.memoryx.update_end.keys() != {(s, l) for s in range(self.schedule.steps)
                                               for l in range(len(self.schedule.layers))}:
             raise RuntimeError("engine finished with updates missing: a schedule deadlock")  # pragma: no cover
-        from wsim.report import build_report
+        from wsim.engine.report import build_report
 
         report = build_report(self)
         if not math.isfinite(report.step_time_s) or report.step_time_s <= 0:

@@ -16,12 +16,12 @@ import math
 from dataclasses import dataclass
 
 from models.spec import LayerSpec
-from wsim import sparsity
+from wsim.cluster import sparsity
 from wsim.errors import ConfigError
-from wsim.hardware import ClusterSpec
-from wsim.job import TrainingJob
-from wsim.memory import WaferPlan
-from wsim.wafer import PassTimer
+from wsim.cluster.hardware import ClusterSpec
+from wsim.cluster.job import TrainingJob
+from wsim.cluster.memory import WaferPlan
+from wsim.cluster.wafer import PassTimer
 
 FWD, RECOMPUTE, BWD = "fwd", "recompute", "bwd"
 
@@ -39,7 +39,7 @@ class Pass:
     weight_chunk_bytes: float
     grad_chunk_bytes: float  # bwd only
     flops_per_system: float  # for this pass, this micro-batch, one CS-2
-    compute_s: float  # the pass on one CS-2, by the wafer compute model (wsim/wafer.py)
+    compute_s: float  # the pass on one CS-2, by the wafer compute model (wsim/cluster/wafer.py)
 
 
 @dataclass(frozen=True)

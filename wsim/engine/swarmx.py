@@ -3,14 +3,14 @@
 The fabric's narrow interface is two callbacks (``SwarmX.callbacks``): ``broadcast((node, chunk,
 head, payload))`` when a weight chunk's tail reaches ``node``, and ``reduce((node, child, chunk,
 head, part))`` when a gradient chunk's tail reaches it from one child. Nodes here are the
-representatives of the symmetry quotient (``wsim.topology.symmetry_classes``); a reduce waits for
+representatives of the symmetry quotient (``wsim.cluster.topology.symmetry_classes``); a reduce waits for
 one part per child class. A node whose children are CS-2s delivers to them directly.
 """
 
 from __future__ import annotations
 
 from wsim.engine.fabric import Link
-from wsim.topology import ClassNode
+from wsim.cluster.topology import ClassNode
 
 
 class FabricNode:

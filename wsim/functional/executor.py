@@ -27,7 +27,7 @@ from models.decoder import DecoderConfig
 from wsim.functional import sparse
 from wsim.functional.reference import adamw_param_groups, step_batch
 from wsim.functional.streamed import StreamedLayer
-from wsim.memory import split
+from wsim.cluster.memory import split
 
 
 class _CopyingWeights:

@@ -17,7 +17,8 @@ import torch
 from torch import Tensor
 
 from models.decoder import DecoderConfig
-from wsim import hardware
+from wsim.cluster import hardware
+from wsim.cluster import generations
 from wsim.engine.inference import ForwardCall, build_schedule, check_kv_cache, simulate_inference
 from wsim.engine.run import SimOptions, Simulation
 from wsim.errors import ConfigError, require
@@ -125,7 +126,7 @@ def generate(cfg: DecoderConfig, weights: dict[str, Tensor], prompt_ids: Tensor,
         raise ConfigError(str(exc)) from None
     require(total <= cfg.max_positions,
             f"prompt + new tokens ({total}) exceed the model's {cfg.max_positions} positions")
-    cluster = (cluster or hardware.preset("cs2", systems)).with_systems(systems)
+    cluster = (cluster or generations.preset("cs2", systems)).with_systems(systems)
     model = spec_from_config(cfg)
     # the whole generation's KV cache must fit the wafer: checked here, before any row is decoded
     # (each forward call's build_schedule checks its own)

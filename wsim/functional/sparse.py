@@ -1,6 +1,6 @@
 """Sparse weight streaming, functionally: fixed random masks on the weight matrices, and their rule.
 
-The tensors (``wsim/sparsity.py``'s rule, mapped onto any family through the ``models.decoder``
+The tensors (``wsim/cluster/sparsity.py``'s rule, mapped onto any family through the ``models.decoder``
 interface, no family's names written here):
 
     embedding  ``cfg.EMBEDDING_WEIGHT`` (the token table; GPT-2's position table stays dense)
@@ -40,7 +40,7 @@ from torch import Tensor
 
 from models.decoder import DecoderConfig
 from wsim.errors import require
-from wsim.sparsity import KINDS, Density
+from wsim.cluster.sparsity import KINDS, Density
 
 
 def sparse_tensors(cfg: DecoderConfig) -> dict[str, tuple[str, ...]]:

@@ -9,7 +9,7 @@ caller's ``SimOptions`` (gradient clipping's global update included), at the eng
 grain (the functional run moves whole layers, which changes no tensor but would change the time).
 
 ``density``/``mask_seed``: sparse weight streaming (``wsim/functional/sparse.py``): fixed random masks
-of that density on the weight matrices ``wsim/sparsity.py`` names; the timing job gets the same
+of that density on the weight matrices ``wsim/cluster/sparsity.py`` names; the timing job gets the same
 density. At density 1 nothing is masked: the dense run, bit for bit.
 """
 
@@ -24,12 +24,14 @@ from torch import Tensor
 
 from models.decoder import DecoderConfig
 from models.spec import ModelSpec
-from wsim import hardware, sparsity
+from wsim.cluster import hardware
+from wsim.cluster import generations
+from wsim.cluster import sparsity
 from wsim.engine.run import SimOptions, Simulation
 from wsim.errors import ConfigError, positive, require
 from wsim.functional import sparse
 from wsim.functional.executor import TrainingPayload
-from wsim.job import TrainingJob
+from wsim.cluster.job import TrainingJob
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -51,7 +53,7 @@ class TrainReport:
     weight_bytes_held_between_passes: int  # the bytes of those saved copies: must be 0
     peak_weight_bytes_per_cs2: float
     weight_buffer_bytes: float
-    density: dict = field(default_factory=dict)  # per layer kind, as asked (wsim/sparsity.py)
+    density: dict = field(default_factory=dict)  # per layer kind, as asked (wsim/cluster/sparsity.py)
     mask_seed: int = 0
     # per layer kind, the kept fraction of its weight-matrix entries: round(d * n) per tensor over n
     nonzero_fraction: dict = field(default_factory=dict)
@@ -117,7 +119,7 @@ def train(cfg: DecoderConfig, weights: dict[str, Tensor], data: Tensor, *, syste
     spec = spec_from_config(cfg)
     sparsity.check_tied(density, spec)
     masks = sparse.masks(cfg, density, mask_seed)
-    cluster = cluster or hardware.preset("cs2", systems)
+    cluster = cluster or generations.preset("cs2", systems)
     if cluster.systems != systems:
         cluster = cluster.with_systems(systems)
     seq = data.size(1) - 1

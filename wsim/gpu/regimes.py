@@ -101,23 +101,19 @@ class Regime:
 
 
 _REGIMES: list | None = None
-_BUILDING = False
 
 
 def regimes() -> list[Regime]:
-    """The validated regimes, from the published rows and the shipped parameters (computed once)."""
-    global _REGIMES, _BUILDING
+    """The validated regimes, from the published rows and the shipped parameters (computed once;
+    the rows are predicted without a regime, ``wsim.gpu.fixed_plan``, so building needs no guard)."""
+    global _REGIMES
     if _REGIMES is None:
-        _BUILDING = True
-        try:
-            _REGIMES = _build()
-        finally:
-            _BUILDING = False
+        _REGIMES = _build()
     return _REGIMES
 
 
 def _build() -> list[Regime]:
-    from wsim.gpu.estimate import make_consts
+    from wsim.gpu.inputs import make_consts
     from wsim.gpu.validation import current
 
     families: dict = {}
@@ -153,8 +149,6 @@ def _build() -> list[Regime]:
 def classify_features(f: Features) -> dict:
     """``validated`` (bool), ``status`` and the regime's name, rows, errors and conditions; or,
     outside every regime, the nearest one and the conditions the plan misses."""
-    if _BUILDING:
-        return {}
     best = None
     for reg in regimes():
         miss = reg.misses(f)
@@ -171,6 +165,4 @@ def classify_features(f: Features) -> dict:
 
 def classify(c, plan) -> dict:
     """Which validated regime ``plan`` (run under ``c``) falls in; ``validated`` False if none."""
-    if _BUILDING:
-        return {}
     return classify_features(features(c, plan))

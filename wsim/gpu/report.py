@@ -114,9 +114,8 @@ class GpuReport:
         return d
 
 
-def build_report(c: Consts, plan: Plan, ev: Evaluation, chosen=(), search=None) -> GpuReport:
-    from wsim.gpu.regimes import classify  # the validated regimes read the published rows
-
+def build_report(c: Consts, plan: Plan, ev: Evaluation, chosen=(), search=None,
+                 regime: dict | None = None) -> GpuReport:
     model = c.model
     breakdown = {
         "compute_s": ev.compute_s, "recompute_s": ev.recompute_s, "tp_comm_s": ev.tp_comm_s,
@@ -136,5 +135,5 @@ def build_report(c: Consts, plan: Plan, ev: Evaluation, chosen=(), search=None) 
         micro_batches=ev.m, breakdown_s=breakdown, memory=ev.memory, chosen=tuple(chosen),
         search=dict(search or {}), attention=c.attention, precision=c.precision,
         dropout=bool(model.dropout), network=network, node_power_w=c.gpu.node_power_w,
-        gpus_per_node=c.gpu.gpus_per_node, regime=classify(c, plan),
+        gpus_per_node=c.gpu.gpus_per_node, regime=dict(regime or {}),
     )

@@ -19,10 +19,10 @@ import time
 
 from models.spec import ModelSpec
 from wsim.errors import ConfigError
-from wsim.gpu.estimate import make_consts, stacks_for
+from wsim.gpu.inputs import make_consts, stacks_for
 from wsim.gpu.memory import states_lower_bound
 from wsim.gpu.plan import RECOMPUTE, Plan, divisors
-from wsim.gpu.regimes import Features, classify_features, zero_class
+from wsim.gpu.regimes import Features, classify, classify_features, zero_class
 from wsim.gpu.report import GpuReport, build_report
 from wsim.gpu.specs import Efficiency
 from wsim.gpu.step import compute_lower_bound_s, evaluate, step_lower_bound_s
@@ -143,7 +143,7 @@ def search(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, gpu="a10
     chosen = ["tp", "pp", "dp", "micro_batch", "interleave"] + [
         n for n, val in (("cp", cp), ("recompute", recompute), ("sequence_parallel", sequence_parallel),
                          ("zero", zero), ("stack", stack)) if val is None]
-    return build_report(c, plan, best[2], chosen=chosen, search=stats)
+    return build_report(c, plan, best[2], chosen=chosen, search=stats, regime=classify(c, plan))
 
 
 def _plan(key) -> Plan:

@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass
 
 from wsim.gpu.calibration import EFFICIENCY, STACKS, Efficiency
-from wsim.gpu.estimate import estimate
+from wsim.gpu.fixed_plan import estimate_unclassified as estimate
 from wsim.gpu.flops import megatron_flops_per_step
 from wsim.gpu.published import DEVELOPMENT, Row, all_rows, development_rows
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import networkx as nx
 
 from wsim.errors import ConfigError
-from wsim.hardware import ClusterSpec
+from wsim.cluster.hardware import ClusterSpec
 
 MEMORYX = "memoryx"
 

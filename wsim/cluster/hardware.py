@@ -1,7 +1,7 @@
 """What hardware runs the job: CS-2, MemoryX, SwarmX and the cluster, in SI units.
 
 Every default carries its source or the word *assumption* and why. The defaults here are the
-CS-2's; the CS-3's, and the named clusters (presets), are in ``wsim/generations.py``. Cerebras has not
+CS-2's; the CS-3's, and the named clusters (presets), are in ``wsim/cluster/generations.py``. Cerebras has not
 published MemoryX or SwarmX speeds (Microprocessor Report, Sep 2021), so those are assumptions meant
 to be varied (``experiments/sensitivity.py``).
 """
@@ -9,20 +9,18 @@ to be varied (``experiments/sensitivity.py``).
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from wsim.errors import ConfigError, positive, non_negative, require
 
-GENERATION_NAMES = ("cs2", "cs3")  # the systems wsim has figures for (wsim/generations.py)
+GENERATION_NAMES = ("cs2", "cs3")  # the systems wsim has figures for (wsim/cluster/generations.py)
 
 
 @dataclass(frozen=True)
 class CS2Spec:
     """One CS-2 system (WSE-2): its published structure and the wafer compute model's parameters.
 
-    How a layer's time follows from these is ``wsim/wafer.py``. Structure is sourced; the two
+    How a layer's time follows from these is ``wsim/cluster/wafer.py``. Structure is sourced; the two
     matmul peak fraction is *fitted* (global, on the development set stated there, leave-one-out
     errors in ``experiments/wafer_validation.py``); the rest are assumptions, named as such.
     """
@@ -37,15 +35,15 @@ class CS2Spec:
     # CS-2 product page: 20 PB/s on-chip memory bandwidth (about 21 bytes per core per cycle).
     sram_bytes_per_s: float = 20e15
     # FITTED (the only fitted parameter): the fraction of the FP16 peak a large matrix product
-    # sustains inside a training step (wsim/wafer.py; development set and leave-one-out errors there).
+    # sustains inside a training step (wsim/cluster/wafer.py; development set and leave-one-out errors there).
     matmul_peak_fraction: float = 0.4597
     # Hockney's half-performance length n_1/2 of a product's dimension on the wafer. None (default):
-    # the side of the core grid, sqrt(cores) = 922 for the WSE-2 (structure; wsim/wafer.py).
+    # the side of the core grid, sqrt(cores) = 922 for the WSE-2 (structure; wsim/cluster/wafer.py).
     matmul_half_dim: float | None = None
     # Derived, an assumption on issue rate: the 8 FLOPs per core per cycle of the FP16 peak
     # (7.5e15 / (850,000 x 1.1e9)) are 4 fused multiply-adds, a 4-wide 16-bit SIMD; other
     # element-wise operations (LayerNorm, GeLU, softmax, adds) are taken to issue 4 per cycle too,
-    # unless SRAM bandwidth binds first (wsim/wafer.py: it does not at 20 PB/s).
+    # unless SRAM bandwidth binds first (wsim/cluster/wafer.py: it does not at 20 PB/s).
     elementwise_ops_per_core_per_cycle: float = 4.0
     # Assumption: a layer pass starts by filling the wafer and ends by draining it: data crosses the
     # 2-D mesh of ~sqrt(850,000) = 922 cores each way, one hop per cycle, about 1.7 us per pass.
@@ -68,10 +66,10 @@ class CS2Spec:
     # sparsity" (blog "Harnessing the Power of Sparsity for Large GPT AI Models", 2022; Thangarasa et
     # al., "SPDF", arXiv 2303.10464); the WSE's cores skip multiplications by zero (Lie, Hot Chips 34,
     # 2022; Zhang et al. 2024). No published measurement of the realised fraction: vary it
-    # (experiments/sparsity.py). wsim/sparsity.py applies it.
+    # (experiments/sparsity.py). wsim/cluster/sparsity.py applies it.
     sparse_flop_efficiency: float = 1.0
     # Which system this is: "cs2" (WSE-2) or "cs3" (WSE-3); the figures above are the CS-2's, the
-    # CS-3's are in wsim/generations.py. A label for reports and cluster files, not a switch.
+    # CS-3's are in wsim/cluster/generations.py. A label for reports and cluster files, not a switch.
     generation: str = "cs2"
 
     def __post_init__(self) -> None:
@@ -189,7 +187,7 @@ class SwarmXSpec:
 
 @dataclass(frozen=True)
 class PowerSpec:
-    """Electrical power of the cluster, per CS system (wsim/power.py adds it up).
+    """Electrical power of the cluster, per CS system (wsim/cluster/power.py adds it up).
 
     The CS-2 figures add up to Andromeda's published 500 kW for 16 CS-2 (Tom's Hardware, 2022-11-14):
     16 x 23 kW systems + 16 x 17.75 x 400 W servers + 16 x 1,150 W network = 500 kW. A system is
@@ -224,7 +222,7 @@ class ClusterSpec:
     memoryx: MemoryXSpec = field(default_factory=MemoryXSpec)
     swarmx: SwarmXSpec = field(default_factory=SwarmXSpec)
     # Glossary "SwarmX" / Wafer-Scale Cluster page: up to 192 CS-2 in one cluster (CS-3: 2048,
-    # wsim/generations.py).
+    # wsim/cluster/generations.py).
     max_systems: int = 192
     power: PowerSpec = field(default_factory=PowerSpec)
 
@@ -246,66 +244,3 @@ class ClusterSpec:
 
     def to_dict(self) -> dict:
         return {"generation": self.generation} | dataclasses.asdict(self)
-
-
-_SECTIONS = {"cs2": CS2Spec, "memoryx": MemoryXSpec, "swarmx": SwarmXSpec, "power": PowerSpec}
-
-
-def preset(name: str, systems: int | None = None) -> ClusterSpec:
-    """A named cluster (``wsim.generations.PRESETS``: cs2, andromeda, cs2-192, cg1, cs3, cs3-64,
-    cs3-2048) with its generation's figures; ``systems`` overrides the count."""
-    from wsim import generations
-
-    return generations.preset(name, systems)
-
-
-def from_dict(data: dict, name: str = "custom") -> ClusterSpec:
-    """A cluster from a JSON-like dict; every key optional, unknown keys refused.
-
-    ``generation`` ("cs2", the default, or "cs3") picks the figures every section starts from; the
-    sections (``cs2`` — the CS system, whichever generation —, ``memoryx``, ``swarmx``, ``power``)
-    override single fields."""
-    from wsim import generations
-
-    if not isinstance(data, dict):
-        raise ConfigError(f"cluster description must be a JSON object, got {type(data).__name__}")
-    known = {f.name for f in dataclasses.fields(ClusterSpec)} | {"generation"}
-    unknown = set(data) - known
-    require(not unknown, f"unknown cluster key(s) {sorted(unknown)}; allowed: {sorted(known)}")
-    system = data.get("cs2", {})
-    inner = system.get("generation") if isinstance(system, dict) else None
-    gen_name = data.get("generation", inner if inner is not None else "cs2")
-    require(isinstance(gen_name, str) and gen_name in GENERATION_NAMES,
-            f"cluster generation must be one of {', '.join(GENERATION_NAMES)}, got {gen_name!r}")
-    require(inner is None or inner == gen_name,
-            f"cluster generation {gen_name!r} and cs2.generation {inner!r} disagree")
-    gen = generations.GENERATIONS[gen_name]
-    base = {"cs2": gen.system, "memoryx": gen.memoryx, "swarmx": gen.swarmx, "power": gen.power}
-    kwargs = {"name": data.get("name", name), "max_systems": gen.max_systems}
-    for key in ("systems", "max_systems"):
-        if key in data:
-            kwargs[key] = data[key]
-    for key, cls in _SECTIONS.items():
-        section = data.get(key, {})
-        if not isinstance(section, dict):
-            raise ConfigError(f"cluster {key} must be a JSON object, got {section!r}")
-        allowed = {f.name for f in dataclasses.fields(cls)}
-        bad = set(section) - allowed
-        require(not bad, f"unknown {key} key(s) {sorted(bad)}; allowed: {sorted(allowed)}")
-        kwargs[key] = dataclasses.replace(base[key], **section)
-    return ClusterSpec(**kwargs)
-
-
-def load(spec: str, systems: int | None = None) -> ClusterSpec:
-    """A preset name or a path to a cluster JSON file; ``systems`` overrides the count."""
-    if spec.endswith(".json") or Path(spec).is_file():
-        path = Path(spec)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"cluster file {spec!r} does not exist") from None
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"cluster file {spec!r} is not valid JSON: {exc}") from None
-        cluster = from_dict(data, name=path.stem)
-        return cluster if systems is None else cluster.with_systems(systems)
-    return preset(spec, systems)

@@ -10,12 +10,15 @@ from hypothesis import strategies as st
 
 from models import zoo
 from models.spec import ModelSpec
-from wsim import analytic, hardware, wafer
-from wsim.cli import main
+from wsim.engine import closed_form
+from wsim.cluster import hardware
+from wsim.cluster import generations
+from wsim.cluster import wafer
+from wsim.commands.cli import main
 from wsim.engine.run import SimOptions, Simulation, simulate
 from wsim.errors import ConfigError
-from wsim.job import TrainingJob
-from wsim.sparsity import Density
+from wsim.cluster.job import TrainingJob
+from wsim.cluster.sparsity import Density
 
 SMALL = ModelSpec("small", layers=3, hidden=128, heads=4, vocab=1000, positions=256)
 UNTIED = dataclasses.replace(SMALL, name="untied", tied_embeddings=False)
@@ -23,7 +26,7 @@ UNTIED = dataclasses.replace(SMALL, name="untied", tied_embeddings=False)
 
 def test_density_one_is_the_dense_run_exactly():
     job = TrainingJob(zoo.get("cerebras-gpt-1.3b"), seq=2048, batch_seqs=16)
-    cluster = hardware.preset("cs2", 4)
+    cluster = generations.preset("cs2", 4)
     a = simulate(job, cluster).to_dict()
     b = simulate(dataclasses.replace(job, density={"block": 1.0}), cluster).to_dict()
     a["extra"].pop("engine_calls"), b["extra"].pop("engine_calls")
@@ -41,7 +44,7 @@ def block_bytes(model, d, b=2, mask_bits=1.0):
 @pytest.mark.parametrize("d", [1.0, 0.5, 0.25])
 def test_streamed_and_gradient_bytes_are_conserved_at_the_format_cost(d):
     job = TrainingJob(UNTIED, seq=128, batch_seqs=6, micro_batches=2, density={"block": d})
-    sim = Simulation(job, hardware.preset("cs2", 3), SimOptions(symmetry=False))
+    sim = Simulation(job, generations.preset("cs2", 3), SimOptions(symmetry=False))
     sim.run()
     layers = job.layers()
     emb, head = layers[0], layers[-1]
@@ -61,7 +64,7 @@ def test_streamed_and_gradient_bytes_are_conserved_at_the_format_cost(d):
 
 def test_memoryx_holds_the_nonzeros_and_the_mask():
     job = TrainingJob(UNTIED, seq=128, batch_seqs=3, density=0.5)
-    r = simulate(job, hardware.preset("cs2", 1))
+    r = simulate(job, generations.preset("cs2", 1))
     h, v, f = UNTIED.hidden, UNTIED.vocab, UNTIED.ffn
     w = UNTIED.layers * (4 * h * h + 2 * h * f) + 2 * v * h  # blocks, token table, LM head
     expected = (UNTIED.params - 0.5 * w) * 16 + w / 8
@@ -114,16 +117,16 @@ def roomy(cluster, buffer_bytes=64e9):
     ("cerebras-gpt-13b", "cs3", 2048, 8, 0.25), ("cerebras-gpt-6.7b", "cs2", 64, 1, 0.5)])
 def test_sparse_engine_matches_closed_form_without_contention(name, preset, n, spp, d):
     job = TrainingJob(zoo.get(name), seq=2048, batch_seqs=n * spp, density=d)
-    cluster = roomy(hardware.preset(preset, n))
+    cluster = roomy(generations.preset(preset, n))
     eng = simulate(job, cluster).step_time_s
-    ana = analytic.step_time(job, cluster).step_time_s
+    ana = closed_form.step_time(job, cluster).step_time_s
     assert eng == pytest.approx(ana, rel=0.01) and eng >= ana * (1 - 1e-9)
 
 
 @pytest.mark.parametrize("n", [1, 5, 17])
 def test_sparse_symmetry_changes_no_answer(n):
     job = TrainingJob(zoo.get("cerebras-gpt-111m"), seq=2048, batch_seqs=2 * n, density={"block": 0.3})
-    cluster = hardware.preset("cs2", n)
+    cluster = generations.preset("cs2", n)
     full = Simulation(job, cluster, SimOptions(symmetry=False)).run()
     sym = Simulation(job, cluster, SimOptions(symmetry=True)).run()
     assert full.step_time_s == sym.step_time_s and full.breakdown == sym.breakdown
@@ -131,8 +134,8 @@ def test_sparse_symmetry_changes_no_answer(n):
 
 def test_lower_density_is_never_slower_when_the_saving_is_realised():
     for name, n, spp in [("cerebras-gpt-1.3b", 4, 132), ("cerebras-gpt-13b", 64, 1)]:
-        times = [analytic.step_time(TrainingJob(zoo.get(name), seq=2048, batch_seqs=n * spp, density=d),
-                                    hardware.preset("cs2", n)).step_time_s for d in (1.0, 0.75, 0.5, 0.25, 0.1)]
+        times = [closed_form.step_time(TrainingJob(zoo.get(name), seq=2048, batch_seqs=n * spp, density=d),
+                                    generations.preset("cs2", n)).step_time_s for d in (1.0, 0.75, 0.5, 0.25, 0.1)]
         assert times == sorted(times, reverse=True)
 
 
@@ -196,5 +199,5 @@ def test_sparse_invariants(cfg):
         assert link.bytes == pytest.approx(full.memoryx.egress.bytes, rel=1e-9)
     sym = Simulation(job, cluster, SimOptions(symmetry=True)).run()
     assert sym.step_time_s == pytest.approx(r.step_time_s, rel=1e-12)
-    a = analytic.step_time(job, cluster)
+    a = closed_form.step_time(job, cluster)
     assert r.step_time_s >= max(a.compute_s, a.stream_s, a.gradient_s) * (1 - 1e-9)

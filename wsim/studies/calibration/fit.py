@@ -1,7 +1,7 @@
 """Fit the wafer compute model; predict measured rows; leave-one-out.
 
 The objective is the sum of squared log errors of predicted samples/s over the development rows,
-each prediction a closed-form step (``wsim.analytic``) with the default micro-batch policy
+each prediction a closed-form step (``wsim.engine.closed_form``) with the default micro-batch policy
 (``best``), so the plan the simulator would choose is the plan that is fitted. The fitted parameter
 is ``matmul_peak_fraction``, solved by a fixed-point iteration (compute-bound predictions scale with
 it, so the mean log error shifts by its log). ``free_half_dim=True`` also fits ``matmul_half_dim``
@@ -14,10 +14,11 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from wsim import analytic, hardware
-from wsim.calibration.measured import MeasuredRun
-from wsim.hardware import ClusterSpec, CS2Spec
-from wsim.job import TrainingJob
+from wsim.engine import closed_form
+from wsim.cluster import generations
+from wsim.studies.calibration.measured import MeasuredRun
+from wsim.cluster.hardware import ClusterSpec, CS2Spec
+from wsim.cluster.job import TrainingJob
 
 HALF_DIM_RANGE = (0.0, 4000.0)  # searched for matmul_half_dim (elements)
 PEAK_FRACTION_RANGE = (0.02, 1.0)
@@ -42,7 +43,7 @@ def cluster_for(row: MeasuredRun, cs2: CS2Spec) -> ClusterSpec:
     (possibly refitted) matmul peak fraction, as the CS-3 preset carries over the CS-2's."""
     if row.cluster == "cs2":
         return ClusterSpec(name="cs2", systems=row.systems, cs2=cs2)
-    base = hardware.preset(row.cluster, row.systems)
+    base = generations.preset(row.cluster, row.systems)
     return dataclasses.replace(base, cs2=dataclasses.replace(
         base.cs2, matmul_peak_fraction=cs2.matmul_peak_fraction, compute_efficiency=cs2.compute_efficiency))
 
@@ -56,7 +57,7 @@ def predict(row: MeasuredRun, cs2: CS2Spec = CS2Spec(), method: str = "analytic"
 
         r = simulate(job, cluster)
         return Prediction(row, row.batch / r.step_time_s, r.micro_batches, r.recompute, r.compute_utilization)
-    rep = analytic.step_time(job, cluster)
+    rep = closed_form.step_time(job, cluster)
     return Prediction(row, row.batch / rep.step_time_s, rep.micro_batches, rep.recompute,
                       rep.compute_utilization)
 

@@ -4,7 +4,7 @@ With no contention a step is a three-stage pipeline over the step's layer passes
 down, the CS-2 computes, gradients stream up), each pass taking S, C and G on the three stages:
 
     T_step = flow_shop(S, C, G over the passes) + bubble   (<= sum of per-pass max(C, S, G) + bubble)
-    C = the pass's time on one CS-2 by the wafer compute model (wsim/wafer.py)
+    C = the pass's time on one CS-2 by the wafer compute model (wsim/cluster/wafer.py)
     S = weight bytes / B_down  (0 for an embedding's backward)
     G = gradient bytes / B_up  (backward only)
     B_down, B_up = the slowest link from MemoryX to a CS-2 (cut-through at line rate)
@@ -32,13 +32,13 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from wsim import memory
+from wsim.cluster import memory
 from wsim.engine.schedule import BWD, FWD, RECOMPUTE, check_work, chunk_passes
 from wsim.errors import ConfigError
-from wsim.hardware import ClusterSpec
-from wsim.job import TrainingJob
-from wsim.memory import WaferPlan, check_memoryx
-from wsim.wafer import PassTimer
+from wsim.cluster.hardware import ClusterSpec
+from wsim.cluster.job import TrainingJob
+from wsim.cluster.memory import WaferPlan, check_memoryx
+from wsim.cluster.wafer import PassTimer
 
 
 # The closed form lists every layer pass of a step (about 1 us each): refuse more than this.
@@ -69,7 +69,7 @@ class AnalyticReport:
 def bandwidths(cluster: ClusterSpec) -> tuple[float, float, int]:
     """(B_down, B_up, hops): the slowest link each way and the hops from MemoryX to a CS-2 (cached:
     the plan chooser asks for every candidate plan; a ClusterSpec is frozen)."""
-    from wsim import topology
+    from wsim.cluster import topology
 
     sx = cluster.swarmx.link_bytes_per_s
     leaf = min(sx, cluster.cs2.io_bytes_per_s)

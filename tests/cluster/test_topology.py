@@ -4,7 +4,9 @@ import math
 
 import pytest
 
-from wsim import hardware, topology
+from wsim.cluster import hardware
+from wsim.cluster import generations
+from wsim.cluster import topology
 from wsim.errors import ConfigError
 
 
@@ -33,7 +35,7 @@ def test_tree_shape(n, fanout):
 
 @pytest.mark.parametrize("n", [1, 3, 5, 16, 17, 50, 192])
 def test_symmetry_quotient_stands_for_every_system(n):
-    g = topology.build(hardware.preset("cs2", n))
+    g = topology.build(generations.preset("cs2", n))
     q = topology.symmetry_classes(g)
     assert sum(leaf.members for leaf in leaves(q)) == n
     full = topology.symmetry_classes(g, use_symmetry=False)
@@ -41,19 +43,19 @@ def test_symmetry_quotient_stands_for_every_system(n):
 
 
 def test_power_of_fanout_collapses_to_one_chain():
-    g = topology.build(hardware.preset("cs2", 192))
+    g = topology.build(generations.preset("cs2", 192))
     assert len(leaves(topology.symmetry_classes(g))) == 1
 
 
 def test_a_slow_system_gets_its_own_class():
-    g = topology.build(hardware.preset("cs2", 16))
+    g = topology.build(generations.preset("cs2", 16))
     g.nodes["cs2.5"]["slowdown"] = 2.0
     # the slow one, its three siblings (their parent differs now) and the other twelve
     assert [l.members for l in leaves(topology.symmetry_classes(g))] == [12, 3, 1]
 
 
 def test_validate_rejects_non_positive_bandwidth():
-    g = topology.build(hardware.preset("cs2", 4))
+    g = topology.build(generations.preset("cs2", 4))
     u, v = next(iter(g.edges))
     g.edges[u, v]["bytes_per_s"] = 0.0
     with pytest.raises(ConfigError, match="bandwidth"):

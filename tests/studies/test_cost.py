@@ -1,14 +1,14 @@
-"""Energy and cost to train (wsim.cost, wsim compare --prices): arithmetic, refusals, what is charged."""
+"""Energy and cost to train (wsim.studies.cost, wsim compare --prices): arithmetic, refusals, what is charged."""
 
 import json
 
 import pytest
 
-from wsim.compare import compare
-from wsim.cost import J_PER_KWH, PriceTable, cost, load
+from wsim.studies.compare import compare
+from wsim.studies.cost import J_PER_KWH, PriceTable, cost, load
 from wsim.errors import ConfigError
-from wsim.power import cluster_power_w
-from wsim import hardware
+from wsim.cluster.power import cluster_power_w
+from wsim.cluster import generations
 
 
 def test_energy_cost_is_kwh_times_pue_times_price():
@@ -33,7 +33,7 @@ def test_bad_price_tables_are_refused(tmp_path, data, needle):
 def test_compare_energy_is_power_times_time():
     r = compare("cerebras-gpt-111m", gpu=("a100-80gb",), method="analytic").to_dict()
     c = r["cs2"]
-    p = cluster_power_w(hardware.preset("cs2", 1))
+    p = cluster_power_w(generations.preset("cs2", 1))
     assert c["energy_j"] == pytest.approx(p * c["time_to_train_s"], rel=1e-12)
     assert c["cost"]["energy_kwh"] == pytest.approx(c["energy_j"] / J_PER_KWH)
     g = r["gpu"][0]

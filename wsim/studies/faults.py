@@ -2,7 +2,7 @@
 
 Two families:
 
-- **Slow-downs** run through the engine on a modified SwarmX graph (``wsim.topology.build``):
+- **Slow-downs** run through the engine on a modified SwarmX graph (``wsim.cluster.topology.build``):
   ``Straggler(system, factor)`` makes one CS-2 compute ``factor`` times slower (data parallelism waits
   for the slowest system at every reduction); ``DegradedLink(node, factor)`` divides the bandwidth of
   the link from ``node``'s parent down to ``node`` (both directions) by ``factor``. ``node="memoryx"``
@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
-from wsim import topology
+from wsim.cluster import topology
 from wsim.errors import ConfigError, positive, require
-from wsim.hardware import ClusterSpec
-from wsim.job import TrainingJob
+from wsim.cluster.hardware import ClusterSpec
+from wsim.cluster.job import TrainingJob
 
 
 # ---- assumptions ---------------------------------------------------------------------------------
@@ -326,7 +326,7 @@ def _fail_stop(job, cluster, f: FailStop, a: FaultAssumptions, options, t, base,
 
 
 def _memoryx_loss(job, cluster, f: MemoryXLoss, a: FaultAssumptions, t, base) -> FaultResult:
-    from wsim.memory import memoryx_bytes
+    from wsim.cluster.memory import memoryx_bytes
 
     state = memoryx_bytes(job, cluster)
     reload = state / a.reload_bytes_per_s
@@ -401,7 +401,7 @@ def fault_trace_events(result: FaultResult) -> list[dict]:
     tracks show the fault timeline (lost work, detection, recovery, rerun)."""
     events: list[dict] = []
     if result.sim is not None and getattr(result.sim, "trace", False):
-        from wsim.trace import trace_events
+        from wsim.engine.trace import trace_events
 
         events = trace_events(result.sim)
     pid = 4

@@ -9,12 +9,14 @@ import pytest
 
 from models import zoo
 from models.spec import ModelSpec
-from wsim import analytic, generations, hardware
-from wsim.calibration import measured
-from wsim.calibration.fit import predict
+from wsim.engine import closed_form
+from wsim.cluster import generations
+from wsim.cluster import hardware
+from wsim.studies.calibration import measured
+from wsim.studies.calibration.fit import predict
 from wsim.engine.run import SimOptions, Simulation, simulate
 from wsim.errors import ConfigError
-from wsim.job import TrainingJob
+from wsim.cluster.job import TrainingJob
 
 
 def test_cs3_dense_peak_is_derived_from_structure_not_the_sparse_figure():
@@ -34,47 +36,47 @@ def test_cs3_dense_peak_is_derived_from_structure_not_the_sparse_figure():
     ("cs2", "cs2", 1), ("andromeda", "cs2", 16), ("cs2-192", "cs2", 192), ("cg1", "cs2", 64),
     ("cs3", "cs3", 1), ("cs3-64", "cs3", 64), ("cs3-2048", "cs3", 2048)])
 def test_presets(name, generation, systems):
-    c = hardware.load(name)
+    c = generations.load(name)
     assert (c.name, c.generation, c.systems) == (name, generation, systems)
     assert c.max_systems == (192 if generation == "cs2" else 2048)
-    assert hardware.load(name, 2).systems == 2
+    assert generations.load(name, 2).systems == 2
 
 
 def test_condor_galaxy_1_has_its_published_memoryx():
-    assert hardware.preset("cg1").memoryx.capacity_bytes == 82e12
+    assert generations.preset("cg1").memoryx.capacity_bytes == 82e12
 
 
 def test_cluster_size_limits_per_generation():
     with pytest.raises(ConfigError, match="max_systems 192"):
-        hardware.preset("cs2", 193)
+        generations.preset("cs2", 193)
     with pytest.raises(ConfigError, match="max_systems 2048"):
-        hardware.preset("cs3", 2049)
+        generations.preset("cs3", 2049)
     with pytest.raises(ConfigError, match="unknown cluster preset"):
-        hardware.preset("cs4")
+        generations.preset("cs4")
 
 
 def test_cluster_file_names_its_generation(tmp_path):
     path = tmp_path / "mine.json"
     path.write_text(json.dumps({"generation": "cs3", "systems": 300, "memoryx": {"capacity_bytes": 12e12}}))
-    c = hardware.load(str(path))
+    c = generations.load(str(path))
     assert c.generation == "cs3" and c.cs2 == generations.CS3 and c.systems == 300
     assert c.memoryx.capacity_bytes == 12e12
     assert c.memoryx.stream_bytes_per_s == generations.CS3_MEMORYX.stream_bytes_per_s
-    assert hardware.from_dict(c.to_dict()) == c  # round trip
-    assert hardware.from_dict({}).generation == "cs2"  # files without the key stay CS-2
+    assert generations.from_dict(c.to_dict()) == c  # round trip
+    assert generations.from_dict({}).generation == "cs2"  # files without the key stay CS-2
     for bad, match in [({"generation": "cs4"}, "generation must be one of"),
                        ({"generation": "cs2", "cs2": {"generation": "cs3"}}, "disagree"),
                        ({"generation": "cs3", "systems": 2049}, "max_systems")]:
         with pytest.raises(ConfigError, match=match):
-            hardware.from_dict(bad)
+            generations.from_dict(bad)
 
 
 def test_swarmx_tree_deepens_to_2048():
     job = TrainingJob(zoo.get("cerebras-gpt-111m"), seq=2048, batch_seqs=2048)
-    r = simulate(job, hardware.preset("cs3-2048"))
+    r = simulate(job, generations.preset("cs3-2048"))
     assert r.extra["swarmx_depth"] == 6  # ceil(log4 2048)
     assert r.generation == "cs3" and r.systems == 2048
-    assert analytic.bandwidths(hardware.preset("cs3-2048"))[2] == 7  # hops: 6 SwarmX levels + 1
+    assert closed_form.bandwidths(generations.preset("cs3-2048"))[2] == 7  # hops: 6 SwarmX levels + 1
 
 
 def roomy(cluster, buffer_bytes=64e9):
@@ -88,22 +90,22 @@ def roomy(cluster, buffer_bytes=64e9):
                                         ("cerebras-gpt-6.7b", 64, 2)])
 def test_cs3_engine_matches_closed_form_without_contention(name, n, spp):
     job = TrainingJob(zoo.get(name), seq=2048, batch_seqs=n * spp)
-    cluster = roomy(hardware.preset("cs3", n))
-    assert simulate(job, cluster).step_time_s == pytest.approx(analytic.step_time(job, cluster).step_time_s,
+    cluster = roomy(generations.preset("cs3", n))
+    assert simulate(job, cluster).step_time_s == pytest.approx(closed_form.step_time(job, cluster).step_time_s,
                                                                rel=0.01)
 
 
 def test_cs3_symmetry_changes_no_answer():
     model = ModelSpec("small", layers=3, hidden=256, heads=4, vocab=1000, positions=512)
     job = TrainingJob(model, seq=512, batch_seqs=3 * 70)
-    cluster = hardware.preset("cs3", 70)
+    cluster = generations.preset("cs3", 70)
     full = Simulation(job, cluster, SimOptions(symmetry=False)).run()
     sym = Simulation(job, cluster, SimOptions(symmetry=True)).run()
     assert full.step_time_s == sym.step_time_s and full.breakdown == sym.breakdown
 
 
 # ---- the check against measured CS-3 runs ------------------------------------------------------
-# The ALCF logs of GPT-J 6B at batch 120 (wsim.calibration.measured: 1 CS-3, release 2.5/2.6, 44.75
+# The ALCF logs of GPT-J 6B at batch 120 (wsim.studies.calibration.measured: 1 CS-3, release 2.5/2.6, 44.75
 # samples/s; 2 CS-2, release 2.0.3, 43.67 samples/s), with the exact GPT-J spec (models.zoo).
 # Tolerance: wsim's wafer model is fitted on 2024 CS-2 measurements (Zhang et al.); against ALCF's
 # CS-2 logs it is +4% (LLaMA-7B, R2.1.1) to +23% (GPT-J, R1.9.2): a band of +-25% holds the absolute
@@ -127,6 +129,6 @@ def test_cs3_figures_against_measured_gpt_j():
     assert abs(ratio / measured_ratio - 1) <= RATIO_TOL
     # had the sparse 125 PF been taken as the dense peak, the CS-3 would be several times too fast
     sparse_as_dense = dataclasses.replace(generations.CS3, peak_flops_per_s=125e15)
-    c = dataclasses.replace(hardware.preset("cs3", 1), cs2=sparse_as_dense)
+    c = dataclasses.replace(generations.preset("cs3", 1), cs2=sparse_as_dense)
     wrong = 120 / simulate(TrainingJob(GPTJ, seq=2048, batch_seqs=120), c).step_time_s
     assert wrong > 3 * CS3_ROW.samples_per_s

@@ -43,7 +43,7 @@ class MeasuredRun:
     source: str
     printed: str  # the figure as the source printed it
     release: str = "not stated"  # the Cerebras software release, where the source names it
-    cluster: str = "cs2"  # the preset of the system generation it ran on (wsim.generations)
+    cluster: str = "cs2"  # the preset of the system generation it ran on (wsim.cluster.generations)
     note: str = ""  # how a figure not printed by the source was derived
 
     def __post_init__(self) -> None:

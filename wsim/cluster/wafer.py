@@ -43,7 +43,7 @@ import math
 from dataclasses import dataclass
 
 from models.spec import LayerSpec, MatmulOp
-from wsim.hardware import CS2Spec
+from wsim.cluster.hardware import CS2Spec
 
 BWD_FACTOR = 2.0  # backward = 2 x forward (weight and input gradients), models.spec's convention
 BYTES_PER_ELEMENTWISE_OP = 4.0  # a 16-bit operand read and a 16-bit result written
@@ -89,7 +89,7 @@ class LayerCost:
 
 def sparse_time_factor(cs2: CS2Spec, density: float) -> float:
     """What a weight product's time becomes at ``density``: 1 - e (1 - d), e the realised share
-    of the FLOP saving (``cs2.sparse_flop_efficiency``; wsim/sparsity.py)."""
+    of the FLOP saving (``cs2.sparse_flop_efficiency``; wsim/cluster/sparsity.py)."""
     return 1.0 - cs2.sparse_flop_efficiency * (1.0 - density) if density != 1 else 1.0
 
 
@@ -131,7 +131,7 @@ def seconds_per_token(layer: LayerSpec, phase: str, cs2: CS2Spec, density: float
 
 class PassTimer:
     """Pass times of a job's layers, computed once per distinct layer shape (blocks repeat).
-    ``densities``: each layer's weight density (wsim/sparsity.py); None: dense."""
+    ``densities``: each layer's weight density (wsim/cluster/sparsity.py); None: dense."""
 
     def __init__(self, layers: list[LayerSpec], cs2: CS2Spec, densities: list[float] | None = None):
         self.cs2 = cs2

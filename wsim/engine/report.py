@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from wsim import power
-from wsim.memory import memoryx_bytes
+from wsim.cluster import power
+from wsim.cluster.memory import memoryx_bytes
 
 
 @dataclass(frozen=True)
@@ -35,8 +35,8 @@ class StepReport:
     chunk_bytes: float
     cluster: str
     generation: str  # "cs2" or "cs3"
-    density: dict  # weight density per layer kind (wsim/sparsity.py); all 1.0 when dense
-    power_w: float  # the cluster's draw: systems, MemoryX/SwarmX/input servers, network (wsim/power.py)
+    density: dict  # weight density per layer kind (wsim/cluster/sparsity.py); all 1.0 when dense
+    power_w: float  # the cluster's draw: systems, MemoryX/SwarmX/input servers, network (wsim/cluster/power.py)
     energy_per_step_j: float  # power_w x step_time_s
     plan_choice: dict = field(default_factory=dict)  # the micro-batch policy, its choice and why
     extra: dict = field(default_factory=dict)

@@ -11,14 +11,14 @@ Accounting (stated in every report):
   (``wsim.gpu.search``);
 - CS-2 micro-batching: ``best`` (the simulator's default) chooses the micro-batch count and
   activation recompute jointly for the shortest step by the closed form
-  (``wsim.analytic.choose_plan``); ``fit`` takes the fewest micro-batches without recompute. The
+  (``wsim.engine.closed_form.choose_plan``); ``fit`` takes the fewest micro-batches without recompute. The
   GPU side searches recompute too, so ``best`` is the like-for-like choice;
 - matching: the smallest GPU count in a geometric grid whose best plan reaches the CS-2 time to
   train; ``complexity`` counts the plan's parallelism dimensions and non-default knobs (a CS-2
   cluster is data parallel only: 1 dimension, no knobs);
 - energy = power x time: a CS cluster's systems, MemoryX/SwarmX/input servers and network
-  (``wsim.power``), the GPUs' DGX nodes (``wsim.gpu`` node power, no switches); cost = energy at
-  an electricity price, plus hardware hours where the price table has a rate (``wsim.cost``).
+  (``wsim.cluster.power``), the GPUs' DGX nodes (``wsim.gpu`` node power, no switches); cost = energy at
+  an electricity price, plus hardware hours where the price table has a rate (``wsim.studies.cost``).
 """
 
 from __future__ import annotations
@@ -28,11 +28,12 @@ from dataclasses import asdict, dataclass, field
 
 from models import zoo
 from models.spec import ModelSpec
-from wsim import analytic, hardware
-from wsim.cost import PriceTable, cost
+from wsim.engine import closed_form
+from wsim.cluster import generations
+from wsim.studies.cost import PriceTable, cost
 from wsim.errors import ConfigError, positive, require
-from wsim.hardware import ClusterSpec
-from wsim.job import MICRO_BATCH_POLICIES, TrainingJob
+from wsim.cluster.hardware import ClusterSpec
+from wsim.cluster.job import MICRO_BATCH_POLICIES, TrainingJob
 
 # Powers of 2 and 1.5 x powers of 2 (multiples of 8 from 8 up): the GPU counts tried when matching.
 GPU_GRID = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048,
@@ -80,21 +81,21 @@ def published_phases(name: str, switch_fraction: float = 0.5) -> list[Phase]:
 
 def cluster_for(cluster: ClusterSpec | str, systems: int) -> ClusterSpec:
     if isinstance(cluster, str):
-        return hardware.load(cluster, systems)
+        return generations.load(cluster, systems)
     if not isinstance(cluster, ClusterSpec):
         raise ConfigError(f"cluster must be a preset name, a .json path or a ClusterSpec, got {cluster!r}")
     return cluster.with_systems(systems)
 
 
 def choose_job(model: ModelSpec, *, seq: int, batch: int, cluster: ClusterSpec,
-               micro_batching: str | int = "best") -> tuple[TrainingJob, analytic.AnalyticReport]:
+               micro_batching: str | int = "best") -> tuple[TrainingJob, closed_form.AnalyticReport]:
     """The job under the micro-batch policy (``best``, ``fit`` or a count) and its closed-form step;
-    the engine, given the job, makes the same choice (``wsim.analytic.choose_plan``)."""
+    the engine, given the job, makes the same choice (``wsim.engine.closed_form.choose_plan``)."""
     job = TrainingJob(model, seq=seq, batch_seqs=batch, micro_batches=micro_batching)
-    return job, analytic.step_time(job, cluster)
+    return job, closed_form.step_time(job, cluster)
 
 
-def _analytic_bottleneck(rep: analytic.AnalyticReport) -> str:
+def _analytic_bottleneck(rep: closed_form.AnalyticReport) -> str:
     parts = {"cs2_compute": rep.compute_s, "weight_stream": rep.stream_s, "gradient_stream": rep.gradient_s}
     return max(parts, key=parts.get)
 
@@ -133,7 +134,7 @@ def cs2_step(model: ModelSpec, *, seq: int = 2048, batch: int, systems: int,
 def cs2_time_to_train(model: ModelSpec, phases: list[Phase], *, seq: int = 2048,
                       cluster: ClusterSpec | str = "cs2", micro_batching: str | int = "best",
                       method: str = "engine") -> dict:
-    from wsim.power import cluster_power_w
+    from wsim.cluster.power import cluster_power_w
 
     rows = []
     for ph in phases:

@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from wsim.errors import ConfigError
-from wsim.hardware import ClusterSpec
-from wsim.job import TrainingJob
+from wsim.cluster.hardware import ClusterSpec
+from wsim.cluster.job import TrainingJob
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ def activation_bytes_per_seq(job: TrainingJob, recompute: bool) -> float:
 
 
 def memoryx_bytes(job: TrainingJob, cluster: ClusterSpec) -> float:
-    """Weights and optimizer state in MemoryX (a sparse job: its nonzeros and mask, wsim/sparsity.py)."""
+    """Weights and optimizer state in MemoryX (a sparse job: its nonzeros and mask, wsim/cluster/sparsity.py)."""
     if job.density.dense:
         return job.model.params * cluster.memoryx.bytes_per_param
     return sum(t.memoryx_bytes for t in job.traffic(cluster.memoryx))
@@ -124,10 +124,10 @@ def plan(job: TrainingJob, cluster: ClusterSpec) -> WaferPlan:
     ``auto``), the fewest micro-batches that fit without recompute, with activation checkpointing
     only when even one sequence does not fit; or a forced count M, the system's sequences split
     into M micro-batches, recompute only if they do not fit without. The default policy ``best``
-    weighs step times: ``wsim.analytic.choose_plan``."""
+    weighs step times: ``wsim.engine.closed_form.choose_plan``."""
     if job.micro_batches == "best":
         raise ConfigError("the micro-batch policy 'best' is chosen by the closed form: "
-                          "use wsim.analytic.choose_plan")
+                          "use wsim.engine.closed_form.choose_plan")
     seqs = job.seqs_per_system(cluster.systems)
     usable = _usable(cluster)
     if job.micro_batches in ("fit", "auto"):

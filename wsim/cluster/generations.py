@@ -2,7 +2,7 @@
 
 A generation is the figures every part of a cluster starts from: the CS system (``CS2Spec``, whose
 ``generation`` says which), MemoryX, SwarmX, power and the largest cluster. The wafer compute model
-(``wsim/wafer.py``) carries over unchanged: it reads cores, clock, FP16 peak, element-wise issue
+(``wsim/cluster/wafer.py``) carries over unchanged: it reads cores, clock, FP16 peak, element-wise issue
 rate and SRAM bandwidth from the system's own figures. Each CS-3 number below is sourced, derived
 (the arithmetic is given) or an assumption (named); ``docs/hardware.md`` has the table and the check
 against measured CS-3 runs.
@@ -16,11 +16,15 @@ derives it from structure (cores x SIMD lanes x 2 x clock) and checks it two oth
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 from dataclasses import dataclass, replace
+from pathlib import Path
 
-from wsim.errors import ConfigError
-from wsim.hardware import ClusterSpec, CS2Spec, MemoryXSpec, PowerSpec, SwarmXSpec
+from wsim.cluster.hardware import (GENERATION_NAMES, ClusterSpec, CS2Spec, MemoryXSpec, PowerSpec,
+                                  SwarmXSpec)
+from wsim.errors import ConfigError, require
 
 # ---- CS-3 (WSE-3) -----------------------------------------------------------------------------
 # Cerebras WSE-3 press release (2024-03-13) and product page: 900,000 cores, 44 GB on-chip SRAM,
@@ -49,11 +53,11 @@ CS3 = CS2Spec(
     cores=WSE3_CORES,
     clock_hz=WSE3_CLOCK_HZ,
     sram_bytes_per_s=21e15,
-    # Assumption: the CS-2's fitted fraction of peak (wsim/wafer.py) carries over: the same
+    # Assumption: the CS-2's fitted fraction of peak (wsim/cluster/wafer.py) carries over: the same
     # compiler and kernels on wider cores. Checked, not fitted, against measured CS-3 runs
-    # (docs/hardware.md; tests/engine/test_generations.py).
+    # (docs/hardware.md; tests/cluster/test_generations.py).
     matmul_peak_fraction=CS2Spec().matmul_peak_fraction,
-    # Assumption: element-wise work issues on the 8 FP16 lanes, as on the WSE-2's 4 (wsim/wafer.py);
+    # Assumption: element-wise work issues on the 8 FP16 lanes, as on the WSE-2's 4 (wsim/cluster/wafer.py);
     # at 21 PB/s and 4 bytes an operation SRAM bandwidth binds first on the WSE-3 (5.25e15 op/s).
     elementwise_ops_per_core_per_cycle=float(WSE3_FP16_LANES),
     # Assumption, as on the WSE-2: fill and drain cross the mesh of sqrt(cores) = 949 each way.
@@ -147,3 +151,58 @@ def preset(name: str, systems: int | None = None) -> ClusterSpec:
 def describe() -> str:
     """One line per preset, for ``--cluster`` help."""
     return ", ".join(f"{n} ({p.description})" for n, p in PRESETS.items())
+
+
+_SECTIONS = {"cs2": CS2Spec, "memoryx": MemoryXSpec, "swarmx": SwarmXSpec, "power": PowerSpec}
+
+
+def from_dict(data: dict, name: str = "custom") -> ClusterSpec:
+    """A cluster from a JSON-like dict; every key optional, unknown keys refused.
+
+    ``generation`` ("cs2", the default, or "cs3") picks the figures every section starts from; the
+    sections (``cs2`` — the CS system, whichever generation —, ``memoryx``, ``swarmx``, ``power``)
+    override single fields."""
+    from wsim.cluster import generations
+
+    if not isinstance(data, dict):
+        raise ConfigError(f"cluster description must be a JSON object, got {type(data).__name__}")
+    known = {f.name for f in dataclasses.fields(ClusterSpec)} | {"generation"}
+    unknown = set(data) - known
+    require(not unknown, f"unknown cluster key(s) {sorted(unknown)}; allowed: {sorted(known)}")
+    system = data.get("cs2", {})
+    inner = system.get("generation") if isinstance(system, dict) else None
+    gen_name = data.get("generation", inner if inner is not None else "cs2")
+    require(isinstance(gen_name, str) and gen_name in GENERATION_NAMES,
+            f"cluster generation must be one of {', '.join(GENERATION_NAMES)}, got {gen_name!r}")
+    require(inner is None or inner == gen_name,
+            f"cluster generation {gen_name!r} and cs2.generation {inner!r} disagree")
+    gen = GENERATIONS[gen_name]
+    base = {"cs2": gen.system, "memoryx": gen.memoryx, "swarmx": gen.swarmx, "power": gen.power}
+    kwargs = {"name": data.get("name", name), "max_systems": gen.max_systems}
+    for key in ("systems", "max_systems"):
+        if key in data:
+            kwargs[key] = data[key]
+    for key, cls in _SECTIONS.items():
+        section = data.get(key, {})
+        if not isinstance(section, dict):
+            raise ConfigError(f"cluster {key} must be a JSON object, got {section!r}")
+        allowed = {f.name for f in dataclasses.fields(cls)}
+        bad = set(section) - allowed
+        require(not bad, f"unknown {key} key(s) {sorted(bad)}; allowed: {sorted(allowed)}")
+        kwargs[key] = dataclasses.replace(base[key], **section)
+    return ClusterSpec(**kwargs)
+
+
+def load(spec: str, systems: int | None = None) -> ClusterSpec:
+    """A preset name or a path to a cluster JSON file; ``systems`` overrides the count."""
+    if spec.endswith(".json") or Path(spec).is_file():
+        path = Path(spec)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"cluster file {spec!r} does not exist") from None
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"cluster file {spec!r} is not valid JSON: {exc}") from None
+        cluster = from_dict(data, name=path.stem)
+        return cluster if systems is None else cluster.with_systems(systems)
+    return preset(spec, systems)

@@ -104,14 +104,15 @@ def _model(name: str):
 
 
 def _cs2_row(p: Point) -> dict:
-    from wsim import analytic, hardware
-    from wsim.job import MICRO_BATCH_POLICIES, TrainingJob
+    from wsim.engine import closed_form
+    from wsim.cluster import generations
+    from wsim.cluster.job import MICRO_BATCH_POLICIES, TrainingJob
 
     model = _model(p.model)
-    cluster = hardware.load(p.cluster, p.systems)
+    cluster = generations.load(p.cluster, p.systems)
     mb = p.micro_batches if p.micro_batches in MICRO_BATCH_POLICIES else int(p.micro_batches)
     job = TrainingJob(model, seq=p.seq, batch_seqs=p.batch, micro_batches=mb)
-    a = analytic.step_time(job, cluster)
+    a = closed_form.step_time(job, cluster)
     row = {"params": model.params, "systems": p.systems, "cluster": p.cluster,
            "seqs_per_system": p.batch // p.systems, "micro_batches": a.micro_batches,
            "recompute": a.recompute, "balance_tokens_per_system": a.balance_tokens_per_system,

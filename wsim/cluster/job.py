@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from models.spec import LayerSpec, ModelSpec
-from wsim import sparsity
+from wsim.cluster import sparsity
 from wsim.errors import ConfigError, positive, require
-from wsim.hardware import MemoryXSpec
-from wsim.sparsity import Density, LayerTraffic
+from wsim.cluster.hardware import MemoryXSpec
+from wsim.cluster.sparsity import Density, LayerTraffic
 
 
 MICRO_BATCH_POLICIES = ("best", "fit", "auto")
@@ -21,7 +21,7 @@ class TrainingJob:
     seq: int = 2048
     batch_seqs: int = 1  # global batch, in sequences
     # per system: "best" (the shortest step, micro-batch count and recompute chosen jointly by the
-    # closed form, wsim.analytic.choose_plan), "fit" (the fewest that fit without recompute; "auto"
+    # closed form, wsim.engine.closed_form.choose_plan), "fit" (the fewest that fit without recompute; "auto"
     # is its older name) or a count
     micro_batches: int | str = "best"
     steps: int = 1
@@ -30,7 +30,7 @@ class TrainingJob:
     # Assumption: gradients leave the wafer in the same 16-bit format (SwarmX sums them in floating
     # point at line rate, glossary "SwarmX"); set 4 to model fp32 gradients.
     grad_bytes_per_param: int = 2
-    # Nonzero fraction of the weight matrices (wsim/sparsity.py): one number for every layer kind,
+    # Nonzero fraction of the weight matrices (wsim/cluster/sparsity.py): one number for every layer kind,
     # a mapping {"embedding" | "block" | "head": d}, or a Density; 1 is dense. Stored as a Density.
     density: float | dict | Density = 1.0
 

@@ -12,11 +12,14 @@ import pytest
 
 from models import zoo
 from models.spec import MatmulOp
-from wsim import analytic, hardware, wafer
-from wsim.calibration import fit as F
-from wsim.calibration import measured
-from wsim.hardware import CS2Spec
-from wsim.job import TrainingJob
+from wsim.engine import closed_form
+from wsim.cluster import hardware
+from wsim.cluster import generations
+from wsim.cluster import wafer
+from wsim.studies.calibration import fit as F
+from wsim.studies.calibration import measured
+from wsim.cluster.hardware import CS2Spec
+from wsim.cluster.job import TrainingJob
 
 DEV = measured.rows("development")
 # predicted / measured - 1 with the defaults, closed form (rounded to 0.1%; README and report)
@@ -28,7 +31,7 @@ PINNED_LOO = {"256M b256": +0.008, "590M b256": +0.012, "2.7B b256": -0.037, "6.
 
 
 def test_default_peak_fraction_is_the_fit():
-    """The default in wsim/hardware.py is the development-set fit (to its 4 printed digits)."""
+    """The default in wsim/cluster/hardware.py is the development-set fit (to its 4 printed digits)."""
     f = F.fit(DEV)
     assert f.matmul_half_dim is None  # structural: sqrt(cores)
     assert CS2Spec().matmul_peak_fraction == pytest.approx(f.matmul_peak_fraction, abs=5e-5)
@@ -126,33 +129,33 @@ def test_more_micro_batches_never_beat_the_fewest(name, n, batch):
     """``choose_plan`` weighs only the fewest micro-batches per recompute setting: on each setting the
     closed-form step does not fall with more micro-batches (checked on every count up to 4x)."""
     job = TrainingJob(zoo.get(name), seq=2048, batch_seqs=batch)
-    cluster = hardware.preset("cs2", n)
+    cluster = generations.preset("cs2", n)
     seqs = batch // n
-    from wsim import memory
+    from wsim.cluster import memory
 
     for recompute in (False, True):
         try:
             first = memory.fewest(job, cluster, recompute)
         except Exception:
             continue
-        base = analytic.step_time(job, cluster, first).step_time_s
+        base = closed_form.step_time(job, cluster, first).step_time_s
         for m in range(first.micro_batches + 1, min(seqs, 4 * first.micro_batches) + 1):
             plan = dataclasses.replace(first, micro_batches=m, seqs_per_micro_batch=-(-seqs // m),
                                        activation_bytes=first.activation_bytes / first.seqs_per_micro_batch
                                        * -(-seqs // m))
-            assert analytic.step_time(job, cluster, plan).step_time_s >= base * (1 - 1e-9), (recompute, m)
+            assert closed_form.step_time(job, cluster, plan).step_time_s >= base * (1 - 1e-9), (recompute, m)
 
 
 def test_best_says_what_it_chose_and_why():
     job = TrainingJob(zoo.get("cerebras-gpt-13b"), seq=2048, batch_seqs=720)
-    choice = analytic.choose_plan(job, hardware.preset("cs2", 8))
+    choice = closed_form.choose_plan(job, generations.preset("cs2", 8))
     d = choice.to_dict()
     assert d["policy"] == "best" and d["recompute"] is True
     assert {a["recompute"] for a in d["alternatives"]} == {False, True}
     fit_alt = next(a for a in d["alternatives"] if not a["recompute"])
     assert fit_alt["closed_form_step_time_s"] > 2 * d["closed_form_step_time_s"]
     assert "with activation recompute" in d["reason"] and "weight-stream-bound" in d["reason"]
-    fit = analytic.choose_plan(dataclasses.replace(job, micro_batches="fit"), hardware.preset("cs2", 8))
+    fit = closed_form.choose_plan(dataclasses.replace(job, micro_batches="fit"), generations.preset("cs2", 8))
     assert fit.plan.micro_batches == 90 and not fit.plan.recompute
 
 

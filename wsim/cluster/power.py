@@ -1,5 +1,5 @@
 """Electrical power and energy of a CS cluster (the figures and their sources: ``hardware.PowerSpec``;
-CS-3: ``wsim/generations.py``).
+CS-3: ``wsim/cluster/generations.py``).
 
     P = N x (system_w + servers_per_system x server_w + network_w_per_system)
     energy per step = P x step time
@@ -12,7 +12,7 @@ the one number other modules (``wsim compare``, reports) need.
 from __future__ import annotations
 
 from wsim.errors import ConfigError
-from wsim.hardware import ClusterSpec
+from wsim.cluster.hardware import ClusterSpec
 
 
 def power_breakdown_w(cluster: ClusterSpec) -> dict[str, float]:

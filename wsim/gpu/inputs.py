@@ -1,0 +1,86 @@
+"""What every GPU estimate starts from: the checked inputs (``Consts``) and the stacks that can run a plan."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from models.spec import ModelSpec
+from wsim.errors import ConfigError, positive, require
+from wsim.gpu.calibration import STACKS, Efficiency, efficiency_for
+from wsim.gpu.specs import gpu_spec, with_network
+from wsim.gpu.step import ATTENTION, PRECISION, Consts
+
+MAX_GPUS = 2**20
+MAX_BATCH_SEQS = 2**24
+
+
+def choice(name: str, value, allowed) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name} {value!r} is not one of {', '.join(map(str, allowed))}")
+
+
+def _bandwidth(name: str, value) -> float | None:
+    if value is None:
+        return None
+    positive(name, value)
+    return float(value)
+
+
+def with_dropout(model: ModelSpec, dropout: float | None) -> ModelSpec:
+    """``model`` with dropout on (p > 0) or off (p = 0); None keeps the model's own setting."""
+    if dropout is None:
+        return model
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        raise ConfigError(f"dropout must be a probability in [0, 1), got {dropout!r}")
+    return dataclasses.replace(model, dropout=dropout > 0)
+
+
+def make_consts(model: ModelSpec, *, seq: int, batch: int, gpus: int, gpu,
+                efficiency: Efficiency | None, attention: str = "eager", precision: str = "bf16",
+                dropout: float | None = None, nic_bytes_per_s: float | None = None,
+                nvlink_bytes_per_s: float | None = None) -> Consts:
+    if not isinstance(model, ModelSpec):
+        raise ConfigError(f"model must be a models.spec.ModelSpec, got {type(model).__name__}")
+    positive("seq", seq, integer=True)
+    positive("batch", batch, integer=True)
+    positive("gpus", gpus, integer=True)
+    # Plans are enumerated over divisors (trial division, O(sqrt n)): bound the counts so that a
+    # search ends in seconds. Both limits are far beyond any published run.
+    require(gpus <= MAX_GPUS, f"gpus {gpus} exceeds {MAX_GPUS:,}, the largest cluster the planner enumerates")
+    require(batch <= MAX_BATCH_SEQS,
+            f"batch {batch} exceeds {MAX_BATCH_SEQS:,} sequences, the largest the planner enumerates")
+    choice("attention", attention, ATTENTION)
+    choice("precision", precision, PRECISION)
+    model = with_dropout(model, dropout)
+    try:
+        model.check_seq(seq)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    spec = with_network(gpu_spec(gpu), nic_bytes_per_s=_bandwidth("nic_bytes_per_s", nic_bytes_per_s),
+                        nvlink_bytes_per_s=_bandwidth("nvlink_bytes_per_s", nvlink_bytes_per_s))
+    spec.peak_for(precision)  # refuses fp8 on a GPU without FP8 tensor cores
+    return Consts(model, spec, efficiency_for(spec, efficiency), seq=seq, batch=batch, gpus=gpus,
+                  attention=attention, precision=precision)
+
+
+def stacks_for(c: Consts, stack: str | None, *, zero=None, pp=None, cp=None,
+               interleave=None) -> list:
+    """The stacks to try: the one given, else every stack that can run these options."""
+    if stack is not None:
+        choice("stack", stack, tuple(STACKS))
+        st = STACKS[stack]
+        if c.fp8 and not st.fp8:
+            raise ConfigError(f"stack {stack} has no FP8 training; use --precision bf16 or stack "
+                              "megatron-core or fsdp")
+        return [st]
+    out = [st for st in STACKS.values()
+           if (not c.fp8 or st.fp8) and (zero is None or zero in st.zero_stages)
+           and (pp is None or pp == 1 or st.pipeline) and (cp is None or cp == 1 or st.context_parallel)
+           and (interleave is None or interleave == 1 or st.interleave)]
+    if not out:
+        raise ConfigError("no software stack runs these options together (zero "
+                          f"{zero}, pp {pp}, cp {cp}, interleave {interleave}, precision "
+                          f"{c.precision}); see --stack")
+    return out
+
+
