@@ -56,8 +56,9 @@ def time_to_train_13b() -> dict:
 
 def trillion() -> dict:
     from models.spec import ModelSpec
-    from wsim.engine.run import simulate
+    from wsim.cluster import generations
     from wsim.cluster.job import TrainingJob
+    from wsim.engine.run import simulate
 
     r = simulate(TrainingJob(ModelSpec("1t", layers=128, hidden=25600, heads=160), seq=2048, batch_seqs=1),
                  generations.preset("cs2", 1))
