@@ -216,3 +216,27 @@ def test_cli_refusals_are_one_line_exit_2(capsys, tmp_path, text, key):
     code, out, err = run_cli(capsys, "simulate", "--config", path, "--json")
     assert code == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and key in err
+
+
+@pytest.mark.parametrize("label, path", [
+    ("GPT-2 small b112 (ALCF)", "Release_2.0.3/gpt2/configs/params_gpt2_small.yaml"),
+    ("GPT-J 6B b120 on 2 CS-2 (ALCF)", "Release_2.0.3/gptj/configs/params_gptj_6B.yaml"),
+    ("GPT-J 6B b120 on 1 CS-3 (ALCF)", "Release_2.10.0/gptj/configs/params_gptj_6B.yaml"),
+    ("LLaMA-7B b99 (ALCF)", "Release_2.0.3/llama/configs/params_llama_7b.yaml"),
+    ("Llama-2-7B b1024 on 1 CS-3 (ALCF)", "Release_2.10.0/llama/configs/params_llama2_7b.yaml"),
+])
+def test_measured_rows_are_their_modelzoo_configs(label, path):
+    """Each ALCF run's hand-written model (wsim/studies/calibration/measured.py) is the model its
+    modelzoo config reads to, except GPT-J's vocabulary and GELU name (the HF model: 50400, gelu_new;
+    the same cost a token within 0.1%) and, for rotary models, the position limit."""
+    from wsim.studies.calibration import measured
+
+    row = next(r for r in measured.rows() if r.label == label)
+    run = modelzoo.load(DATA / path)
+    m = dataclasses.replace(run.model, name=row.model.name, source=row.model.source)
+    if m.family == "gptj":
+        m = dataclasses.replace(m, vocab=row.model.vocab, activation=row.model.activation)
+    if row.model.positional == "rotary":  # rotary: positions are the context limit, not a table
+        m = dataclasses.replace(m, positions=row.model.positions)
+    assert m == row.model
+    assert run.batch_seqs == row.batch  # every run kept its config's global batch
