@@ -161,6 +161,7 @@ def reading(out: Path) -> str:
               "Llama-specific element-wise work is a thousandth of a step; on the CS-2 the same LLaMA shape "
               "is predicted within 4%. What tells the two CS-3 runs apart is outside the model: the batch "
               "(1024 against 120, and with it the compiler's plan) and the unstated sequence."), ""]
+    lines += ["![throughput against batch, CS-2 and CS-3](cs3_batch_curve.png)", ""]
     gj2, gj3 = half_batch(curve, "gpt-j-6b", "cs2"), half_batch(curve, "gpt-j-6b", "cs3")
     ll2, ll3 = half_batch(curve, "llama-2-7b", "cs2"), half_batch(curve, "llama-2-7b", "cs3")
     one = {(r["model"], r["generation"]): r for r in curve if r["batch"] == 1}
