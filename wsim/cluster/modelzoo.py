@@ -306,7 +306,7 @@ def parse(data, path: str | Path | None = None) -> ModelZooRun:
             fp16 = "bfloat16" if model.get("use_bfloat16") is True else "float16"
             prov["precision"] = f"{mp}.use_bfloat16" if "use_bfloat16" in model else "default (float16)"
         mbs = train.get("micro_batch_size")
-        mbs_src = f"{tp}.micro_batch_size" if mbs is not None else "default (auto)"
+        mbs_src = f"{tp}.micro_batch_size" if mbs is not None else "default (auto: wsim's best plan)"
         max_steps = r.get(cluster, cp, "max_steps", "int", None)
         sparsity = data.get("sparsity")
         sp_path = "sparsity"
@@ -343,7 +343,7 @@ def _trainer_micro_batch(data: dict):
             if "csx.performance.micro_batch_size" in flags:
                 return (f"trainer.init.callbacks[{i}].ScopedTrainFlags.csx.performance.micro_batch_size",
                         flags["csx.performance.micro_batch_size"])
-    return "default (auto)", None
+    return "default (auto: wsim's best plan)", None
 
 
 def _density(sparsity, path: str, prov: dict, notes: list) -> float:
