@@ -2,6 +2,7 @@
 (tests/data/modelzoo/, verbatim, release and path in its README) against published parameter
 counts, the two layouts against each other, the defaults, and the refusals."""
 
+import copy
 import dataclasses
 import json
 from pathlib import Path
@@ -240,3 +241,28 @@ def test_measured_rows_are_their_modelzoo_configs(label, path):
         m = dataclasses.replace(m, positions=row.model.positions)
     assert m == row.model
     assert run.batch_seqs == row.batch  # every run kept its config's global batch
+
+
+KEYS = ["hidden_size", "num_hidden_layers", "num_heads", "filter_size", "vocab_size", "max_position_embeddings",
+        "position_embedding_type", "rotary_dim", "nonlinearity", "norm_type", "attention_module",
+        "extra_attention_params", "share_embedding_weights", "use_ffn_bias", "dropout_rate", "name", "moe"]
+VALUES = [None, 0, -3, 7, 4096, 1.5, True, "swiglu", "rotary", "x", [], {}, {"num_kv_groups": 3},
+          {"num_kv_groups": "8"}, {"num_experts": 8}]
+
+
+def test_any_mutated_config_is_read_or_refused_by_name():
+    """Every key of a shipped trainer-layout Llama config set to every kind of value: the reader returns
+    a run or raises ConfigError naming a model key; never another exception (the CLI's exit 2)."""
+    base = yaml.safe_load((DATA / "Release_2.10.0" / "llama" / "configs" / "params_llama3p1_8b_msl_8k.yaml").read_text())
+    outcomes = {"read": 0, "refused": 0}
+    for key in KEYS:
+        for value in VALUES:
+            data = copy.deepcopy(base)
+            data["trainer"]["init"]["model"][key] = value
+            try:
+                modelzoo.parse(data)
+                outcomes["read"] += 1
+            except ConfigError as exc:
+                assert "trainer.init.model" in str(exc) or "model zoo config: model " in str(exc), (key, value, exc)
+                outcomes["refused"] += 1
+    assert outcomes["read"] > 20 and outcomes["refused"] > 100
