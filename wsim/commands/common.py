@@ -108,6 +108,19 @@ def apply_config(args: argparse.Namespace, defaults: dict, *, config_steps: bool
                        "notes": list(run.notes)}}
 
 
+def config_line(r: dict) -> str:
+    """One line for the human output: the Model Zoo file and where the values came from."""
+    c = r.get("config")
+    if not c:
+        return ""
+    kinds = [v.split(" ")[0] for v in r["provenance"].values()]
+    given = sum(k == "flag" for k in kinds)
+    default = sum(k in ("default", "--cluster") for k in kinds)
+    line = (f"  config             {c['file']} ({c['layout']} layout, {c['modelzoo_model']}, {c['precision']}): "
+            f"{len(kinds) - given - default} values from the file, {given} from flags, {default} defaults")
+    return line + "".join(f"\n  note               {n}" for n in c["notes"])
+
+
 def add_json_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 

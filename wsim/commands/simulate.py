@@ -8,8 +8,8 @@ import sys
 from wsim.studies import faults as F
 from wsim.cluster import generations
 from wsim.cluster import hardware
-from wsim.commands.common import (add_config_arg, add_json_arg, add_model_args, apply_config, int_or_word,
-                                  model_from_args)
+from wsim.commands.common import (add_config_arg, add_json_arg, add_model_args, apply_config, config_line,
+                                  int_or_word, model_from_args)
 from wsim.errors import ConfigError
 from wsim.cluster.job import MICRO_BATCH_POLICIES, TrainingJob
 from wsim.cluster.sparsity import Density
@@ -146,4 +146,6 @@ def human(r: dict) -> str:
         "  breakdown (s)      " + ", ".join(f"{k[:-2]} {v:.4g}" for k, v in b.items()),
         f"  simpy events       {r['events']}",
     ]
+    if r.get("config"):
+        lines.append(config_line(r))
     return "\n".join(lines)
