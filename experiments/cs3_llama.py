@@ -74,6 +74,20 @@ def mechanism_rows(quick: bool) -> list[dict]:
     return out
 
 
+def pooled_row() -> dict:
+    """The one parameter fitted on every measured row (a check: not the model's development set)."""
+    p = X.pooled()
+    e = p["errors"]
+    zhang = max(abs(v) for k, v in e.items() if "ALCF" not in k)
+    return {"candidate": "pooled", "meaning": "no mechanism; the peak fraction fitted on all 18 rows",
+            "matmul_peak_fraction": p["matmul_peak_fraction"], "zhang_worst": zhang,
+            "gptj_cs3": e[GPTJ_CS3], "gptj_cs2": e[GPTJ_CS2], "llama_cs3": e[X.LLAMA_CS3],
+            "llama_cs2": e[LLAMA_CS2], "gpt2_cs2": e["GPT-2 small b112 (ALCF)"],
+            "gptj_ratio": X.ratio(e, GPTJ_CS3, GPTJ_CS2)[1], "llama_ratio": X.ratio(e, X.LLAMA_CS3, LLAMA_CS2)[1],
+            "verdict": f"rejected: a Zhang point at {zhang:.1%}; CS-3 Llama left out "
+                       f"{p['cs3_leave_one_out'][X.LLAMA_CS3]:+.1%}"}
+
+
 def batch_curve(batches: list[int]) -> list[dict]:
     out = []
     for name in ("gpt-j-6b", "llama-2-7b"):
@@ -119,7 +133,7 @@ def main(argv=None) -> list[str]:
     args = parser("cs3_llama", __doc__).parse_args(argv)
     out = Path(args.out)
     with Timer("cs3_llama"):
-        rows = mechanism_rows(args.quick)
+        rows = mechanism_rows(args.quick) + ([] if args.quick else [pooled_row()])
         curve = batch_curve(QUICK_BATCHES if args.quick else BATCHES)
         paths = [write_csv(out / "cs3_mechanisms.csv", rows, COLUMNS),
                  write_csv(out / "cs3_batch_curve.csv", curve, CURVE), plot(curve, out)]

@@ -151,3 +151,18 @@ def ratio(errs: dict[str, float], cs3: str, cs2: str) -> tuple[float, float]:
     a, b = by[cs3], by[cs2]
     measured = (a.samples_per_s / a.systems) / (b.samples_per_s / b.systems)
     return measured, measured * (1 + errs[cs3]) / (1 + errs[cs2])
+
+
+def pooled(cs2: CS2Spec = CS2Spec()) -> dict:
+    """The one parameter fitted on every measured row (both generations, all releases) instead of the
+    development set: its value, every row's error, and each CS-3 row's error when it is left out."""
+    rows = measured_rows()
+    f = F.fit(rows, cs2)
+    spec = F.fitted_cs2(f, cs2)
+    errs = {r.label: F.predict(r, spec).error for r in rows}
+    loo = {}
+    for r in rows:
+        if r.generation == "cs3":
+            g = F.fit([x for x in rows if x.label != r.label], cs2)
+            loo[r.label] = F.predict(r, F.fitted_cs2(g, cs2)).error
+    return {"matmul_peak_fraction": f.matmul_peak_fraction, "errors": errs, "cs3_leave_one_out": loo}
