@@ -164,7 +164,8 @@ def test_cli_flags_override_and_provenance(capsys):
     assert (r["batch_seqs"], r["seq"], r["systems"], r["params"]) == (56, 2048, 1, GPT2_SMALL_2048.params)
     assert r["provenance"]["batch"] == "flag --batch"
     assert r["provenance"]["model.layers"] == "model.num_hidden_layers"
-    assert r["config"]["layout"] == "params" and r["config"]["precision"] == "float16"
+    assert r["config"]["layout"] == "params" and r["config"]["precision"] == "bfloat16"
+    assert r["provenance"]["precision"] == "default (bfloat16)"
     assert r["provenance"]["model.dropout"] == "model.dropout_rate / attention_dropout_rate"
 
 

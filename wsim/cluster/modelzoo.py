@@ -302,9 +302,12 @@ def parse(data, path: str | Path | None = None) -> ModelZooRun:
         # base model_config.py (2.3.0) line 117: mixed_precision False; Release_2.0.3: use_bfloat16
         enabled = r.get(model, mp, "mixed_precision", "bool", False, default_src="false")
         fp16 = r.get(model, mp, "fp16_type", "str", None, what="precision")
-        if fp16 is None:
-            fp16 = "bfloat16" if model.get("use_bfloat16") is True else "float16"
-            prov["precision"] = f"{mp}.use_bfloat16" if "use_bfloat16" in model else "default (float16)"
+        if fp16 is None and "use_bfloat16" in model:  # Release_2.0.3's key (half_dtype.py, default False)
+            fp16 = "bfloat16" if model["use_bfloat16"] is True else "float16"
+            prov["precision"] = f"{mp}.use_bfloat16"
+        elif fp16 is None:  # GPT2ModelConfig (2.3.0) line 297, GPTJModelConfig line 279: "bfloat16"
+            fp16 = "bfloat16"  # (a Release_2.0.3 file without use_bfloat16 ran float16: 2 bytes too)
+            prov["precision"] = "default (bfloat16)"
         mbs = train.get("micro_batch_size")
         mbs_src = f"{tp}.micro_batch_size" if mbs is not None else "default (auto: wsim's best plan)"
         max_steps = r.get(cluster, cp, "max_steps", "int", None)
