@@ -372,7 +372,10 @@ def _density(sparsity, path: str, prov: dict, notes: list) -> float:
 
 def load(path: str | Path) -> ModelZooRun:
     """Read a Model Zoo YAML file; ConfigError naming the file or the key on any problem."""
-    import yaml
+    try:
+        import yaml
+    except ImportError:  # pragma: no cover - a declared dependency (pyproject.toml)
+        raise ConfigError("reading a Model Zoo config needs PyYAML: pip install pyyaml") from None
 
     p = Path(path)
     try:
