@@ -94,3 +94,15 @@ def test_pooling_every_row_into_the_fit_does_not_explain_llama():
     assert p["matmul_peak_fraction"] == pytest.approx(0.4344, abs=5e-4)
     assert max(abs(v) for k, v in p["errors"].items() if "ALCF" not in k) == pytest.approx(0.092, abs=0.002)
     assert p["cs3_leave_one_out"][X.LLAMA_CS3] == pytest.approx(0.334, abs=0.003)
+
+
+def test_sequence_2048_is_the_reading_the_peaks_allow():
+    """At 4096 the CS-3 Llama run would process 3.1x the CS-2 LLaMA run's tokens/s, each token with
+    more attention work, beyond the generations' dense-peak ratio 15.84 / 7.5 = 2.11 (measured.py)."""
+    from wsim.cluster import generations
+
+    rows = {r.label: r for r in measured.rows()}
+    cs3, cs2 = rows[X.LLAMA_CS3], rows[LLAMA_CS2]
+    peak = generations.preset("cs3").cs2.peak_flops_per_s / generations.preset("cs2").cs2.peak_flops_per_s
+    at = lambda seq: (cs3.samples_per_s * seq) / (cs2.samples_per_s * cs2.seq)  # noqa: E731
+    assert at(4096) > 1.4 * peak > peak > at(2048)
