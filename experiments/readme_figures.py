@@ -28,8 +28,12 @@ def wafer() -> dict:
     engine = [F.predict(r, method="engine").error for r in zhang]
     loo = [p.error for _, _, p, _ in F.leave_one_out(measured.rows("development"))]
     other = {r.label: F.predict(r, method="engine").error for r in measured.rows() if "Zhang" not in r.source}
+    from wsim.studies.calibration import mechanisms as X
+
+    ratios = {"GPT-J 6B": X.ratio(other, "GPT-J 6B b120 on 1 CS-3 (ALCF)", "GPT-J 6B b120 on 2 CS-2 (ALCF)"),
+              "Llama 7B": X.ratio(other, X.LLAMA_CS3, "LLaMA-7B b99 (ALCF)")}
     return {"eta": CS2Spec().matmul_peak_fraction, "worst": max(map(abs, engine)), "n": len(zhang),
-            "loo": max(map(abs, loo)), "other": other}
+            "loo": max(map(abs, loo)), "other": other, "ratios": ratios}
 
 
 def scaling_13() -> dict:
@@ -102,11 +106,13 @@ def render(f: dict) -> str:
     w, s, t, tr, g, e = f["wafer"], f["scaling"], f["ttt13"], f["trillion"], f["gpu"], f["equivalence"]
     other = "; ".join(f"{k} {v:+.1%}" for k, v in w["other"].items())
     lines = [
-        f"- Measured CS-2 throughput (`python -m experiments.wafer_validation`, `tests/studies/`): "
+        f"- Measured CS-2 and CS-3 throughput (`python -m experiments.wafer_validation`, `tests/studies/`): "
         f"all {w['n']} points of Zhang et al. 2024 (six models, batches 128 and 256, one CS-2) within "
         f"{w['worst']:.1%} with `wsim simulate` defaults, one fitted parameter "
         f"(`matmul_peak_fraction` = {w['eta']:.4g}); leave-one-model-out within {w['loo']:.1%}. "
-        f"Validation on another release: {other}.",
+        f"Validation on another release: {other}. Per system, CS-3 over CS-2: "
+        + "; ".join(f"{k} {m:.2f} measured, {p:.2f} predicted" for k, (m, p) in w["ratios"].items())
+        + " (`python -m experiments.cs3_llama` tries every candidate mechanism on the Llama row).",
         f"- Cerebras-GPT 1.3B at its batch 528 × 2048 (`tests/engine/test_engine.py`): "
         f"{s['t1']:.4g} s per step on 1 CS-2, {s['t16']:.4g} s on 16: speedup {s['speedup']:.3g} "
         f"({s['mb16']} micro-batches per CS-2 on 16{' with recompute' if s['rc16'] else ''}).",

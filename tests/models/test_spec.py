@@ -11,7 +11,7 @@ from models.spec import ModelSpec
 def test_cerebras_gpt_rows_are_facts_table():
     rows = {  # docs/sources.md: layers, d_model, heads, d_ffn
         "111m": (10, 768, 12, 3072), "256m": (14, 1088, 17, 4352), "590m": (18, 1536, 12, 6144),
-        "1.3b": (24, 2048, 16, 8192), "2.7b": (32, 2560, 20, 10240), "6.7b": (32, 4096, 32, 16384),
+        "1.3b": (24, 2048, 16, 8192), "2.7b": (32, 2560, 32, 10240), "6.7b": (32, 4096, 32, 16384),
         "13b": (40, 5120, 40, 20480),
     }
     for tag, (layers, hidden, heads, ffn) in rows.items():

@@ -160,9 +160,9 @@ def test_best_says_what_it_chose_and_why():
 
 
 # Validation rows never fitted on (ALCF logs, each on its own release), closed form, defaults.
-PINNED_OTHER = {"GPT-2 small b112 (ALCF)": +0.197, "GPT-J 6B b66 (ALCF)": +0.234,
+PINNED_OTHER = {"GPT-2 small b112 (ALCF)": +0.195, "GPT-J 6B b66 (ALCF)": +0.234,
                 "GPT-J 6B b120 on 2 CS-2 (ALCF)": +0.119, "LLaMA-7B b99 (ALCF)": +0.038,
-                "GPT-J 6B b120 on 1 CS-3 (ALCF)": +0.144}
+                "GPT-J 6B b120 on 1 CS-3 (ALCF)": +0.144, "Llama-2-7B b1024 on 1 CS-3 (ALCF)": +0.389}
 
 
 @pytest.mark.parametrize("label", list(PINNED_OTHER))

@@ -37,6 +37,90 @@ def int_or_word(text: str, flag: str, words: tuple[str, ...]):
     return value
 
 
+def add_config_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="PARAMS.yaml",
+                        help="a Cerebras Model Zoo config (params or trainer layout): model, batch, "
+                             "sequence, systems (num_csx), precision, micro-batch size, sparsity; flags "
+                             "given beside it override its values (the JSON's provenance says which)")
+
+
+# (attribute, flag, what the value is called in the provenance)
+CONFIG_VALUES = (("seq", "--seq", "seq"), ("batch", "--batch", "batch"), ("systems", "--systems", "systems"),
+                 ("micro_batches", "--micro-batches", "micro_batches"), ("density", "--density", "density"),
+                 ("steps", "--steps", "max_steps"))
+
+
+def apply_config(args: argparse.Namespace, defaults: dict, *, config_steps: bool = False) -> dict | None:
+    """Fill the values of ``args`` that no flag gave from ``--config`` (a Model Zoo file), else from
+    ``defaults``; return ``{"provenance": {value: source}, "config": {...}}`` or None without a file.
+
+    The model comes from the file unless ``--model`` or ``--layers/--hidden/--heads`` is given.
+    ``config_steps``: ``--steps`` defaults to the file's max_steps (a whole run: ``compare``), not the
+    one simulated step of ``simulate``."""
+    path = getattr(args, "config", None)
+    if not path:
+        for key, value in defaults.items():
+            if getattr(args, key, None) is None:
+                setattr(args, key, value)
+        return None
+    from wsim.cluster import generations, modelzoo
+
+    run = modelzoo.load(path)
+    prov: dict = {}
+    model_flags = [f for f, v in (("--model", getattr(args, "model", None)),
+                                  ("--checkpoint", getattr(args, "checkpoint", None)),
+                                  ("--layers", getattr(args, "layers", None)),
+                                  ("--hidden", getattr(args, "hidden", None)),
+                                  ("--heads", getattr(args, "heads", None))) if v is not None]
+    if model_flags:
+        prov["model"] = "flag " + " ".join(model_flags)
+    else:
+        args._config_model = run.model
+        prov.update({k: v for k, v in run.provenance.items() if k.startswith("model.")})
+    systems = run.systems
+    if systems is None and getattr(args, "systems", None) is None and hasattr(args, "cluster"):
+        systems = generations.load(args.cluster).systems
+        run.provenance["systems"] = f"--cluster {args.cluster} (the file states no num_csx)"
+    values = {"seq": run.seq, "batch": run.batch_seqs, "systems": systems, "steps": run.max_steps,
+              "density": None if run.block_density == 1 else f"block={run.block_density:.12g}"}
+    for attr, flag, name in CONFIG_VALUES:
+        if not hasattr(args, attr) or (attr == "steps" and not config_steps):
+            continue
+        if getattr(args, attr) is not None:
+            prov[name] = f"flag {flag}"
+            continue
+        if attr == "micro_batches":
+            value = run.micro_batches(args.systems or 1)
+            src = run.provenance.get("micro_batch_size", "default")
+        else:
+            value = values[attr]
+            src = run.provenance.get(name, "default")
+        if value is None:
+            value = defaults.get(attr)
+            src = "default" if value is None else f"default ({value})"
+        setattr(args, attr, value)
+        prov[name] = src
+    args._bytes_per_element = run.bytes_per_element
+    prov["precision"] = run.provenance.get("precision", "default")
+    return {"provenance": prov,
+            "config": {"file": str(path), "layout": run.layout, "modelzoo_model": run.modelzoo_name,
+                       "precision": run.precision, "micro_batch_size": run.micro_batch_size,
+                       "notes": list(run.notes)}}
+
+
+def config_line(r: dict) -> str:
+    """One line for the human output: the Model Zoo file and where the values came from."""
+    c = r.get("config")
+    if not c:
+        return ""
+    kinds = [v.split(" ")[0] for v in r["provenance"].values()]
+    given = sum(k == "flag" for k in kinds)
+    default = sum(k in ("default", "--cluster") for k in kinds)
+    line = (f"  config             {c['file']} ({c['layout']} layout, {c['modelzoo_model']}, {c['precision']}): "
+            f"{len(kinds) - given - default} values from the file, {given} from flags, {default} defaults")
+    return line + "".join(f"\n  note               {n}" for n in c["notes"])
+
+
 def add_json_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
@@ -44,6 +128,9 @@ def add_json_arg(parser: argparse.ArgumentParser) -> None:
 def model_from_args(args: argparse.Namespace, seq: int | None = None) -> ModelSpec | None:
     """Resolve ``--model`` or ``--layers/--hidden/--heads``; raise ConfigError naming the problem."""
     dims = [args.layers, args.hidden, args.heads]
+    config_model = getattr(args, "_config_model", None)
+    if config_model is not None and not args.model and all(d is None for d in dims):
+        return config_model
     if args.model and any(d is not None for d in dims):
         raise ConfigError("give either --model or --layers/--hidden/--heads, not both")
     try:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from models import zoo
-from wsim.commands.common import cluster_help, add_json_arg, add_model_args, model_from_args
+from wsim.commands.common import (add_config_arg, add_json_arg, add_model_args, apply_config, cluster_help,
+                                  model_from_args)
 from wsim.studies.compare import GPU_GRID, GPUS_DEFAULT, METHODS, compare, phases_from, published_phases
 from wsim.studies.cost import load as load_prices
 from wsim.errors import ConfigError
@@ -15,8 +16,9 @@ def register(sub) -> None:
         description="Time to train on a CS-2 cluster (weight streaming) next to the GPU count and "
                     "TP/PP/DP plan that matches it. Cerebras-GPT zoo models default to their "
                     "published batch, CS-2 count and steps (docs/sources.md).")
-    add_model_args(p)
-    p.add_argument("--seq", type=int, default=2048, help="sequence length (default 2048)")
+    add_model_args(p, required=False)
+    add_config_arg(p)
+    p.add_argument("--seq", type=int, default=None, help="sequence length (default 2048)")
     p.add_argument("--batch", type=int, help="global batch in sequences (default: published)")
     p.add_argument("--systems", type=int, help="CS-2 count (default: published)")
     p.add_argument("--steps", type=int, help="training steps (default: published, or from --tokens)")
@@ -47,7 +49,12 @@ def register(sub) -> None:
 
 
 def run(args) -> dict:
+    # a Model Zoo file's max_steps is the run's length, unless a token budget is given
+    config = apply_config(args, {"seq": 2048}, config_steps=args.tokens is None)
     model = model_from_args(args, seq=args.seq)
+    if model is None:
+        raise ConfigError("no model: give --model NAME|config.json, --layers --hidden --heads, or "
+                          "--config params.yaml")
     published = model.name in zoo.CEREBRAS_GPT_TRAINING
     custom = any(v is not None for v in (args.batch, args.systems, args.steps, args.tokens))
     if published and not custom:
@@ -74,7 +81,10 @@ def run(args) -> dict:
     report = compare(model, phases=phases, seq=args.seq, cluster=args.cluster, gpu=gpus,
                      gpus=args.gpus, micro_batching=args.micro_batching, method=args.method,
                      max_gpus=args.max_gpus, prices=load_prices(args.prices))
-    return report.to_dict()
+    out = report.to_dict()
+    if config is not None:
+        out |= config
+    return out
 
 
 def _cost(c: dict | None) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 
 from wsim.studies import faults as F
-from wsim.commands.common import cluster_help, add_json_arg, add_model_args
+from wsim.commands.common import add_config_arg, add_json_arg, add_model_args, cluster_help
 from wsim.errors import ConfigError
 
 
@@ -17,12 +17,13 @@ def register(sub) -> None:
     p = sub.add_parser("faults", help="the step-time cost of faults (stragglers, links, failures)",
                        description="Step-time cost of faults on a CS-2 cluster: slow-downs run "
                                    "through the engine, fail-stops are modelled at step level.")
-    add_model_args(p)
-    p.add_argument("--seq", type=int, default=2048)
+    add_model_args(p, required=False)
+    add_config_arg(p)
+    p.add_argument("--seq", type=int, default=None, help="sequence length (default 2048)")
     p.add_argument("--batch", type=int, default=None, help="global batch (default: 8 per system)")
     p.add_argument("--systems", type=int, default=None)
     p.add_argument("--cluster", default="cs2", help=cluster_help())
-    p.add_argument("--micro-batches", default="best", help="per system: best (default), fit or an "
+    p.add_argument("--micro-batches", default=None, help="per system: best (default), fit or an "
                                                            "integer (as in wsim simulate)")
     p.add_argument("--straggler", action="append", default=[], metavar="I:FACTOR",
                    help="CS-2 I computes FACTOR times slower (repeatable)")
@@ -84,6 +85,8 @@ def run(args) -> dict:
         F.write_fault_trace(results[0], args.trace)
         print(f"wsim: trace written to {args.trace}", file=sys.stderr)
         out["trace"] = args.trace
+    if args._config is not None:
+        out |= args._config
     return out
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 from wsim.studies import faults as F
 from wsim.cluster import generations
 from wsim.cluster import hardware
-from wsim.commands.common import add_json_arg, add_model_args, int_or_word, model_from_args
+from wsim.commands.common import (add_config_arg, add_json_arg, add_model_args, apply_config, config_line,
+                                  int_or_word, model_from_args)
 from wsim.errors import ConfigError
 from wsim.cluster.job import MICRO_BATCH_POLICIES, TrainingJob
 from wsim.cluster.sparsity import Density
@@ -16,8 +18,9 @@ from wsim.cluster.sparsity import Density
 def register(sub) -> None:
     p = sub.add_parser("simulate", help="simulate weight-streaming training steps on a CS-2 or CS-3 cluster",
                        description="Simulate weight-streaming training steps on a CS-2 or CS-3 cluster.")
-    add_model_args(p)
-    p.add_argument("--seq", type=int, default=2048, help="sequence length (tokens)")
+    add_model_args(p, required=False)
+    add_config_arg(p)
+    p.add_argument("--seq", type=int, default=None, help="sequence length (tokens; default 2048)")
     p.add_argument("--batch", type=int, default=None,
                    help="global batch in sequences (default: 8 per system)")
     p.add_argument("--systems", type=int, default=None,
@@ -28,7 +31,7 @@ def register(sub) -> None:
     p.add_argument("--density", default=None, metavar="D|KIND=D,...",
                    help="weight density (sparse weight streaming): one number in (0, 1] for every "
                         "weight matrix, or per layer kind, e.g. block=0.5,head=1 (default 1: dense)")
-    p.add_argument("--micro-batches", default="best",
+    p.add_argument("--micro-batches", default=None,
                    help="micro-batches per system: best (default: the shortest step, the count and "
                         "activation recompute chosen jointly by the closed form), fit (the fewest "
                         "that fit without recompute; 'auto' is its older name) or an integer")
@@ -49,11 +52,22 @@ def register(sub) -> None:
     p.set_defaults(func=run, human=human)
 
 
-def parse_micro_batches(text: str):
+def parse_micro_batches(text):
+    if isinstance(text, int) and not isinstance(text, bool):  # from --config
+        return text
     return int_or_word(text, "--micro-batches", MICRO_BATCH_POLICIES)
 
 
+DEFAULTS = {"seq": 2048, "micro_batches": "best"}
+
+
 def job_and_cluster(args) -> tuple[TrainingJob, hardware.ClusterSpec]:
+    """The job and cluster of ``simulate`` and ``faults``; ``args._config`` keeps what --config gave."""
+    args._config = apply_config(args, DEFAULTS)
+    if getattr(args, "_config_model", None) is None and not args.model and args.layers is None \
+            and args.hidden is None and args.heads is None:
+        raise ConfigError("no model: give --model NAME|config.json, --layers --hidden --heads, or "
+                          "--config params.yaml")
     model = model_from_args(args, seq=args.seq)
     cluster = generations.load(args.cluster, args.systems)
     batch = args.batch if args.batch is not None else 8 * cluster.systems
@@ -61,7 +75,21 @@ def job_and_cluster(args) -> tuple[TrainingJob, hardware.ClusterSpec]:
     density_text = getattr(args, "density", None)
     density = Density.parse(density_text) if density_text is not None else 1.0
     job = TrainingJob(model, seq=args.seq, batch_seqs=batch, micro_batches=micro_batches,
-                      steps=args.steps, density=density)
+                      steps=args.steps, density=density,
+                      bytes_per_element=getattr(args, "_bytes_per_element", 2))
+    config = args._config
+    if config is not None and isinstance(micro_batches, int) and \
+            not config["provenance"].get("micro_batches", "").startswith("flag"):
+        # the file's micro-batch size, where wsim's wafer memory model holds it; else wsim's plan
+        from wsim.cluster import memory
+
+        try:
+            memory.plan(job, cluster)
+        except ConfigError as exc:
+            job = dataclasses.replace(job, micro_batches="best")
+            config["provenance"]["micro_batches"] = "default (best)"
+            config["config"]["notes"].append(f"the file's micro_batch_size does not fit wsim's wafer "
+                                             f"memory model ({exc}); wsim's best plan is used")
     return job, cluster
 
 
@@ -82,6 +110,8 @@ def run(args) -> dict:
     out = report.to_dict()
     if injected:
         out["faults"] = [f.describe() for f in injected]
+    if args._config is not None:
+        out |= args._config
     if args.trace:
         from wsim.engine.trace import write_trace
 
@@ -116,4 +146,6 @@ def human(r: dict) -> str:
         "  breakdown (s)      " + ", ".join(f"{k[:-2]} {v:.4g}" for k, v in b.items()),
         f"  simpy events       {r['events']}",
     ]
+    if r.get("config"):
+        lines.append(config_line(r))
     return "\n".join(lines)

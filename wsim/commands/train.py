@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from wsim.commands.common import cluster_help, add_json_arg
+from wsim.commands.common import add_config_arg, add_json_arg, apply_config, cluster_help
 from wsim.errors import ConfigError
 from wsim.cluster.sparsity import Density
 
@@ -19,12 +19,15 @@ def register(sub) -> None:
     src = p.add_argument_group("model (one of)")
     src.add_argument("--checkpoint", help="Hugging Face checkpoint folder (GPT-2, Llama, GPT-J, GPT-NeoX)")
     src.add_argument("--model", help="zoo name or Hugging Face config.json, initialised with --init-seed")
+    src.add_argument("--config", metavar="PARAMS.yaml",
+                     help="a Cerebras Model Zoo config: its model (initialised with --init-seed), batch, "
+                          "num_csx, micro-batch size and sparsity; flags given beside it override them")
     p.add_argument("--init-seed", type=int, default=0)
     p.add_argument("--data", required=True, help="tokens.npy: int array of shape (rows, seq+1)")
-    p.add_argument("--systems", type=int, default=1)
+    p.add_argument("--systems", type=int, default=None, help="default 1")
     p.add_argument("--steps", type=int, default=1)
     p.add_argument("--batch", type=int, default=None, help="sequences per step (default: systems)")
-    p.add_argument("--micro-batches", default="auto")
+    p.add_argument("--micro-batches", default=None, help="default auto")
     # None = the default below, or the checkpoint's value with --resume
     p.add_argument("--lr", type=float, default=None, help="default 6e-4")
     p.add_argument("--betas", default=None, help="default 0.9,0.95")
@@ -99,10 +102,17 @@ def load_model(args, dtype: str = "float32"):
 
     from models import hf, registry, zoo
 
-    if bool(args.checkpoint) == bool(args.model):
+    config_model = getattr(args, "_config_model", None)
+    if bool(args.checkpoint) == bool(args.model) and config_model is None:
+        raise ConfigError("give exactly one of --checkpoint DIR, --model NAME or --config PARAMS.yaml")
+    if args.checkpoint and args.model:
         raise ConfigError("give exactly one of --checkpoint DIR or --model NAME")
     try:
-        if args.checkpoint:
+        if config_model is not None and not args.checkpoint and not args.model:
+            check_fits_memory(config_model.params, dtype, config_model.name)
+            cfg = registry.config_from_spec(config_model)
+            weights = cfg.init_weights(args.init_seed, torch.float32)
+        elif args.checkpoint:
             cfg, weights = hf.load_checkpoint(args.checkpoint)
         else:
             name = args.model
@@ -153,6 +163,15 @@ def run(args) -> dict:
         if not args.checkpoint_dir:
             raise ConfigError("--checkpoint-every needs --checkpoint-dir DIR")
     ckpt = None
+    config = None
+    if args.resume:
+        if args.config:
+            raise ConfigError("--resume takes the model and its run from the checkpoint; drop --config")
+        for key, value in (("systems", 1), ("micro_batches", "auto")):
+            if getattr(args, key) is None:
+                setattr(args, key, value)
+    else:
+        config = apply_config(args, {"systems": 1, "micro_batches": "auto"})
     if args.resume:
         if args.checkpoint or args.model:
             raise ConfigError("--resume takes the model from the checkpoint; drop --checkpoint/--model")
@@ -202,6 +221,8 @@ def run(args) -> dict:
                               "wall_s": wall}
     if saved:
         out["checkpoints"] = saved
+    if config is not None:
+        out |= config
     if args.save:
         from models import hf
 

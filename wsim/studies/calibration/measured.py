@@ -1,4 +1,4 @@
-"""Published measurements of GPT training throughput on CS-2 systems, with their sources.
+"""Published measurements of GPT and Llama training throughput on CS-2 and CS-3 systems, with sources.
 
 Each row is what a paper printed, converted to samples per second by the stated rule; nothing here
 is estimated. ``role`` says how the wafer model uses the row: ``development`` rows are fitted on,
@@ -45,6 +45,19 @@ class MeasuredRun:
     release: str = "not stated"  # the Cerebras software release, where the source names it
     cluster: str = "cs2"  # the preset of the system generation it ran on (wsim.cluster.generations)
     note: str = ""  # how a figure not printed by the source was derived
+    # sequences per micro-batch ("lane") where the run's log states the compiler's choice; None: not stated
+    logged_seqs_per_micro_batch: int | None = None
+
+    @property
+    def family(self) -> str:
+        """The model family (``ModelSpec.family``: gpt2 for the GPT-2/GPT-3 shapes, gptj, llama)."""
+        return self.model.family
+
+    @property
+    def generation(self) -> str:
+        from wsim.cluster import generations
+
+        return generations.PRESETS[self.cluster].generation
 
     def __post_init__(self) -> None:
         positive("measured.systems", self.systems, integer=True)
@@ -77,8 +90,10 @@ ALCF_GPT2 = ("ALCF ai-science-training-series, 07_ AITestbeds/Cerebras/gpt2.md (
              "log of 2024-03-14)")
 # GPT-2 small (Radford et al. 2019: 12 layers, d_model 768, 12 heads) with 2048 positions, as the
 # run's modelzoo config sets max_position_embeddings 2048; data train_8M_msl2048.
+# The run's config, modelzoo Release_2.0.3 gpt2/configs/params_gpt2_small.yaml, sets dropout_rate and
+# attention_dropout_rate 0.1 (tests/cluster/test_modelzoo.py reads it and checks this spec).
 GPT2_SMALL_2048 = ModelSpec(name="gpt2-small-msl2048", layers=12, hidden=768, heads=12, vocab=50257,
-                            positions=2048, tied_embeddings=True, dropout=False,
+                            positions=2048, tied_embeddings=True, dropout=True,
                             source="GPT-2 small, Radford et al. 2019; ALCF run config")
 
 ALCF_GUIDE = "ALCF user-guides, docs/ai-testbed/cerebras/example-programs.md"
@@ -101,12 +116,28 @@ ALCF_ROWS = [
     # LLaMA-7B (v1; the shape of llama-2-7b: 32 x 4096, 32 heads, SwiGLU 11008, vocabulary 32,000),
     # sequence 2048 (modelzoo params_llama_7b.yaml), one CS-2: "Effective batch size is 99", "No
     # benefit from gradient accumulation expected", log of 2024-03-21.
+    # The log's compiler search (sub-batch sizes 3, 33, 9, 11 tried): "No benefit from gradient
+    # accumulation expected. Compile will proceed at original per-box batch size 99 with 9 lanes"
+    # (commit 9fa2df7b): 11 sequences a lane.
     MeasuredRun("LLaMA-7B b99 (ALCF)", zoo.get("llama-2-7b"), 1, 99, 2048, 20.45, "validation",
-                ALCF_GUIDE + " (commit ee72dfb)", "GlobalRate=20.45 samples/sec", release="R2.1.1"),
+                ALCF_GUIDE + " (commit ee72dfb)", "GlobalRate=20.45 samples/sec", release="R2.1.1",
+                logged_seqs_per_micro_batch=11),
     # One CS-3, GPT-J 6B, batch 120 ("uses 1 CS3"), log of 2025-10-10.
     MeasuredRun("GPT-J 6B b120 on 1 CS-3 (ALCF)", zoo.get("gpt-j-6b"), 1, 120, 2048, 44.75, "validation",
                 ALCF_GUIDE + " (commit 0a3c674)", "GlobalRate=44.75 samples/sec", release="R2.5/2.6",
                 cluster="cs3"),
+    # Llama-2-7B on one CS-3, log of 2025-10-13 (commit 0a3c6747, lines 155-211): "Processed 204800
+    # training sample(s)" over 200 steps (batch 1024, the batch of modelzoo params_llama2_7b.yaml),
+    # Rate 31.97-31.99 at steps 50-200, job image 2.5.1. The log does not print the sequence. 2048: the
+    # run reads "/software/datasets/llama_data_32K/", the pre-tokenised data of the LLaMA-7B CS-2 run
+    # above (commit 2fcc730c), whose config (params_llama_7b.yaml) has max_position_embeddings 2048;
+    # HDF5 data carry their own sequence length (modelzoo GptHDF5DataProcessor). At 4096 (the shipped
+    # config's max_position_embeddings) the run would reach 131k tokens/s, 3.1x the CS-2 run's tokens/s
+    # with twice the attention work per token, beyond the generations' 2.1x peak ratio.
+    MeasuredRun("Llama-2-7B b1024 on 1 CS-3 (ALCF)", zoo.get("llama-2-7b"), 1, 1024, 2048, 31.99,
+                "validation", ALCF_GUIDE + " (commit 0a3c6747)", "GlobalRate=31.99 samples/sec",
+                release="R2.5.1", cluster="cs3",
+                note="sequence 2048 inferred from the data path (the log does not print it)"),
 ]
 
 
