@@ -179,6 +179,7 @@ class ModelSpec:
     attention_bias: bool = True  # biases on the Q, K, V and output projections
     mlp_bias: bool = True
     head_bias: bool = False  # a bias on the LM head (GPT-J)
+    head_width: int = 0  # each head's dimensions; 0 means hidden / heads (Llama's config may give more or fewer)
 
     def __post_init__(self) -> None:
         for name in ("layers", "hidden", "heads", "vocab", "positions"):
@@ -225,18 +226,27 @@ class ModelSpec:
         if self.block_norms == 1 and not self.parallel_residual:
             raise ValueError("model block_norms 1 (one norm shared by attention and MLP) needs "
                              "parallel_residual: a sequential block normalises the MLP's own input")
+        hw = self.head_width
+        if not isinstance(hw, int) or isinstance(hw, bool) or hw < 0:
+            raise ValueError(f"model head_width must be a positive integer (or 0 for hidden/heads), got {hw!r}")
         f = self.rotary_fraction
-        if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f <= 1:
-            raise ValueError(f"model rotary_fraction must be in (0, 1], got {f!r}")
-        if self.positional == "rotary" and (self.rotary_dims < 2 or self.rotary_dims % 2):
+        # 0 rotates nothing (GPT-NeoX with int(head_dim x rotary_pct) = 0 runs so in transformers)
+        if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 <= f <= 1:
+            raise ValueError(f"model rotary_fraction must be in [0, 1], got {f!r}")
+        if self.positional == "rotary" and self.rotary_dims % 2:
             raise ValueError(f"model rotary_fraction {f!r} of head_dim {self.head_dim} gives "
-                             f"{self.rotary_dims} rotary dimensions; rotary rotates pairs: need an even "
-                             f"number >= 2")
+                             f"{self.rotary_dims} rotary dimensions; rotary rotates pairs: need an even number")
 
     # ---- shapes and parameter counts --------------------------------------------------------
     @property
     def head_dim(self) -> int:
-        return self.hidden // self.heads
+        return self.head_width or self.hidden // self.heads
+
+    @property
+    def q_dim(self) -> int:
+        """Width of the queries (and of the attention output): heads x head_dim (= hidden unless a
+        config gives head_dim)."""
+        return self.heads * self.head_dim
 
     @property
     def kv_dim(self) -> int:
@@ -264,10 +274,10 @@ class ModelSpec:
 
     @property
     def attention_params(self) -> int:
-        """Q (h x h), K and V (h x kv d each), output (h x h), and their biases when present."""
-        h, kvd = self.hidden, self.kv_dim
-        bias = (2 * h + 2 * kvd) if self.attention_bias else 0
-        return 2 * h * h + 2 * h * kvd + bias
+        """Q (h x q), K and V (h x kv d each), output (q x h), and their biases when present (q = heads d)."""
+        h, q, kvd = self.hidden, self.q_dim, self.kv_dim
+        bias = (q + h + 2 * kvd) if self.attention_bias else 0
+        return 2 * h * q + 2 * h * kvd + bias
 
     @property
     def mlp_params(self) -> int:
@@ -315,20 +325,20 @@ class ModelSpec:
         norm_outputs = 2 * h * self.block_norms
         replicated = norm_inputs + norm_outputs + (2 * h if self.dropout else 0)
         mlp = (6 if self.gated_mlp else 4) * f
-        tensor_parallel = 2 * h + 4 * kvd + 2 * h + mlp  # Q, K and V, projection input, MLP
+        tensor_parallel = 4 * self.q_dim + 4 * kvd + mlp  # Q, K and V, projection input, MLP
         attention = (5 if self.dropout else 2) * a * seq
         return BlockActivations(float(replicated), float(tensor_parallel), float(attention))
 
     def block_matmuls(self, seq: int) -> tuple[MatmulOp, ...]:
         """A block's forward matrix products per token (module docstring)."""
-        h, f, a, d, kvd = self.hidden, self.ffn, self.heads, self.head_dim, self.kv_dim
+        h, f, a, d, kvd, q = self.hidden, self.ffn, self.heads, self.head_dim, self.kv_dim, self.q_dim
         if self.fused_qkv:
-            qkv: tuple[MatmulOp, ...] = (MatmulOp("qkv", h, h + 2 * kvd),)
+            qkv: tuple[MatmulOp, ...] = (MatmulOp("qkv", h, q + 2 * kvd),)
         else:
-            qkv = (MatmulOp("q", h, h), MatmulOp("kv", h, 2 * kvd))
+            qkv = (MatmulOp("q", h, q), MatmulOp("kv", h, 2 * kvd))
         # every query head scores against seq keys and mixes seq values, whatever kv_heads is
         attention = (MatmulOp("attn_scores", d, seq, a, weight=False),
-                     MatmulOp("attn_values", seq, d, a, weight=False), MatmulOp("attn_proj", h, h))
+                     MatmulOp("attn_values", seq, d, a, weight=False), MatmulOp("attn_proj", q, h))
         if self.gated_mlp:
             mlp = (MatmulOp("mlp_gate", h, f), MatmulOp("mlp_up", h, f), MatmulOp("mlp_down", f, h))
         else:
@@ -337,7 +347,7 @@ class ModelSpec:
 
     def block_elementwise(self, seq: int) -> tuple[ElementwiseOp, ...]:
         h, f, a, ew = self.hidden, self.ffn, self.heads, ELEMENTWISE_OPS
-        biases = ((2 * h + 2 * self.kv_dim) if self.attention_bias else 0) + (
+        biases = ((self.q_dim + h + 2 * self.kv_dim) if self.attention_bias else 0) + (
             ((2 * f if self.gated_mlp else f) + h) if self.mlp_bias else 0)
         ops = [ElementwiseOp(self.norm, float(self.block_norms * h), ew[self.norm])]
         if biases:

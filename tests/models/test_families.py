@@ -19,6 +19,13 @@ VARIANTS = [  # what changes the math or the names, per family
     ("gptj", {}), ("gptj", dict(rotary_dim=8, activation_function="gelu", tie_word_embeddings=True)),
     ("gpt_neox", {}), ("gpt_neox", dict(use_parallel_residual=False, rotary_pct=0.25)),
     ("gpt_neox", dict(attention_bias=False, tie_word_embeddings=True, hidden_act="gelu_fast")),
+    # what transformers runs its own way: an odd int(head_dim x rotary_pct) r rotates r+1 dims with
+    # r's frequencies (3 -> 4 of 8, 5 -> 6, 7 -> all 8), 0 none at all; Llama's head_dim given
+    # wider or narrower than hidden/heads, another activation in its SwiGLU
+    ("gpt_neox", dict(rotary_pct=0.375)), ("gpt_neox", dict(rotary_pct=0.7)),
+    ("gpt_neox", dict(rotary_pct=0.9, use_parallel_residual=False)), ("gpt_neox", dict(rotary_pct=0.1)),
+    ("llama", dict(head_dim=16)), ("llama", dict(head_dim=4, num_key_value_heads=1, attention_bias=True)),
+    ("llama", dict(hidden_act="gelu_new", mlp_bias=True)),
 ]
 
 
@@ -192,13 +199,14 @@ def test_zoo_specs_build_their_family_config(name):
       "intermediate_size": 48, "vocab_size": 101, "rope_scaling": {"rope_type": "llama3", "factor": 8.0}},
      "rope type 'llama3' is not supported"),
     ({"model_type": "llama", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
-      "intermediate_size": 48, "vocab_size": 101, "head_dim": 16}, "head_dim 16"),
+      "intermediate_size": 48, "vocab_size": 101, "head_dim": 5}, "head_dim 5 must be even"),
     ({"model_type": "llama", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
-      "intermediate_size": 48, "vocab_size": 101, "hidden_act": "gelu"}, "hidden_act 'gelu'"),
+      "intermediate_size": 48, "vocab_size": 101, "hidden_act": "quick_gelu"},
+     "hidden_act 'quick_gelu' is not supported: transformers' quick_gelu is not modelled"),
     ({"model_type": "gptj", "n_embd": 32, "n_layer": 2, "n_head": 4, "vocab_size": 101, "rotary_dim": 5,
       "bos_token_id": 0, "eos_token_id": 1}, "rotary_dim"),
     ({"model_type": "gpt_neox", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
-      "intermediate_size": 64, "vocab_size": 101, "rotary_pct": 0.1}, "rotary_pct"),
+      "intermediate_size": 64, "vocab_size": 101, "rotary_pct": 1.2}, "rotary_pct 1.2 of head_dim 8"),
     ({"model_type": "gpt_neox", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
       "intermediate_size": 64, "vocab_size": 101, "eos_token_id": 500}, "eos_token_id"),
 ])
