@@ -319,6 +319,10 @@ class DecoderConfig:
     def block_prefix(self, i: int) -> str:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def block_shapes_at(self, i: int) -> Shapes:
+        """Block ``i``'s tensors: ``block_shapes()`` unless blocks differ (dense and MoE layers)."""
+        return self.block_shapes()
+
     def block_shapes(self) -> Shapes:  # pragma: no cover - abstract
         """One block's tensors, names relative to ``block_prefix(i)``, in Hugging Face's order."""
         raise NotImplementedError
@@ -437,16 +441,15 @@ class DecoderConfig:
             head_module = self.LM_HEAD.rsplit(".", 1)[0] + "."
             n_norm = sum(1 for n in own if not n.startswith(head_module))
             return own[:n_norm] + [self.EMBEDDING_WEIGHT] + own[n_norm:]
-        prefix = self.block_prefix(self.block_index(layer))
-        return [prefix + n for n in self.block_shapes()]
+        i = self.block_index(layer)
+        return [self.block_prefix(i) + n for n in self.block_shapes_at(i)]
 
     def param_shapes(self) -> Shapes:
         """Every unique parameter with its shape, named and ordered as transformers names them."""
         shapes = dict(self.embedding_shapes())
-        block = self.block_shapes()
         for i in range(self.n_layers):
             prefix = self.block_prefix(i)
-            shapes.update({prefix + n: s for n, s in block.items()})
+            shapes.update({prefix + n: s for n, s in self.block_shapes_at(i).items()})
         shapes.update(self.head_shapes())
         return shapes
 

@@ -42,6 +42,7 @@ class LlamaConfig(DecoderConfig):
     EMBEDDING_WEIGHT = EMBED
     FINAL_NORM = "model.norm"
     NORM_BIAS = False  # RMSNorm
+    QK_NORM = False  # an RMSNorm on each query and key head (Qwen3)
     DROPOUT_KEYS = ("attention_dropout",)
     CHECKPOINT_IGNORED = (".rotary_emb.inv_freq",)  # a buffer transformers 4.2x-4.3x saved
 
@@ -103,8 +104,8 @@ class LlamaConfig(DecoderConfig):
             vocab_size=d["vocab_size"], hidden_size=d["hidden_size"], intermediate_size=d["intermediate_size"],
             num_hidden_layers=d["num_hidden_layers"], num_attention_heads=d["num_attention_heads"],
             num_key_value_heads=d.get("num_key_value_heads"), head_dim=d.get("head_dim"),
-            max_position_embeddings=d.get("max_position_embeddings", 2048),
-            rms_norm_eps=d.get("rms_norm_eps", 1e-6), rope_theta=rope.get("rope_theta", d.get("rope_theta", 10000.0)),
+            max_position_embeddings=d.get("max_position_embeddings", cls.max_position_embeddings),
+            rms_norm_eps=d.get("rms_norm_eps", cls.rms_norm_eps), rope_theta=rope.get("rope_theta", d.get("rope_theta", 10000.0)),
             attention_bias=d.get("attention_bias", False), mlp_bias=d.get("mlp_bias", False),
             tie_word_embeddings=d.get("tie_word_embeddings", False), hidden_act=d.get("hidden_act", "silu"),
             bos_token_id=given(d, "bos_token_id", 1), eos_token_id=eos_ids(given(d, "eos_token_id", 2)),
@@ -193,6 +194,8 @@ def attention(x: Tensor, w: dict[str, Tensor], p: str, cfg: LlamaConfig, pos_off
     a = p + "self_attn."
     q = heads(linear(x, w, a + "q_proj"), cfg.num_attention_heads)  # (B, nh, T, d)
     k = heads(linear(x, w, a + "k_proj"), cfg.num_key_value_heads)  # (B, kvh, T, d)
+    if cfg.QK_NORM:  # Qwen3: RMSNorm over each head's dims of q and k, before the rotary
+        q, k = cfg.norm(q, w, a + "q_norm"), cfg.norm(k, w, a + "k_norm")
     v = heads(linear(x, w, a + "v_proj"), cfg.num_key_value_heads)
     positions = torch.arange(pos_offset, pos_offset + x.size(1), device=x.device)  # (T,)
     cos, sin = rope_cos_sin(positions, cfg.head_dim, cfg.rope_theta, x.dtype)  # (T, d) each
