@@ -28,7 +28,8 @@ def read_moe_layers(cls, d: dict) -> dict:
     if d.get("use_sliding_window"):
         raise ValueError("config use_sliding_window=true is not supported: transformers' sliding-window "
                          "attention is not modelled")
-    return dict(num_experts=d.get("num_experts", cls.num_experts),
+    # transformers 5's Qwen3MoeConfig maps num_experts to num_local_experts and writes the latter
+    return dict(num_experts=d.get("num_experts", d.get("num_local_experts", cls.num_experts)),
                 num_experts_per_tok=d.get("num_experts_per_tok", cls.num_experts_per_tok),
                 moe_intermediate_size=d.get("moe_intermediate_size", cls.moe_intermediate_size),
                 norm_topk_prob=d.get("norm_topk_prob", False),

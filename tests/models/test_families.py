@@ -11,7 +11,7 @@ import transformers
 
 from models import registry, zoo
 from models.decoder import CausalLM
-from tests.tiny_models import FAMILIES, HF_CONFIG, NEW_FAMILIES, hf_model, hf_name, perturbed, rel, tiny
+from tests.tiny_models import ALL_FAMILIES, FAMILIES, HF_CONFIG, NEW_FAMILIES, hf_model, hf_name, perturbed, rel, tiny
 
 VARIANTS = [  # what changes the math or the names, per family
     ("llama", {}), ("llama", dict(num_key_value_heads=1)), ("llama", dict(num_key_value_heads=4)),
@@ -26,6 +26,12 @@ VARIANTS = [  # what changes the math or the names, per family
     ("gpt_neox", dict(rotary_pct=0.9, use_parallel_residual=False)), ("gpt_neox", dict(rotary_pct=0.1)),
     ("llama", dict(head_dim=16)), ("llama", dict(head_dim=4, num_key_value_heads=1, attention_bias=True)),
     ("llama", dict(hidden_act="gelu_new", mlp_bias=True)),
+    # mixtures of experts: top-1 and top-all, tied; Qwen2 without its Q/K/V biases, every other block
+    # sparse, renormalised; Qwen3 with biases, a dense block, the default head width
+    ("mixtral", {}), ("mixtral", dict(num_experts_per_tok=1, tie_word_embeddings=True)),
+    ("mixtral", dict(num_experts_per_tok=4, head_dim=16)),
+    ("qwen2_moe", {}), ("qwen2_moe", dict(qkv_bias=False, mlp_only_layers=(), decoder_sparse_step=2, norm_topk_prob=True)),
+    ("qwen3_moe", {}), ("qwen3_moe", dict(attention_bias=True, mlp_only_layers=(0,), head_dim=None, norm_topk_prob=False)),
 ]
 
 
@@ -85,14 +91,14 @@ def test_kv_cache_incremental_equals_full(family):
                 h, cache[i] = cfg.layer_forward(f"block{i}", h, w, pos_offset=t, past_kv=cache[i], use_cache=True)
             outs.append(cfg.layer_forward("head", h, w))
             t += step
-    kv_heads = cfg.num_key_value_heads if family == "llama" else 4
-    assert cache[0][0].shape == (2, kv_heads, 12, 8)
+    kv_heads = getattr(cfg, "num_key_value_heads", 4)  # Llama and the MoE families group them
+    assert cache[0][0].shape == (2, kv_heads, 12, cfg.head_dim)
     assert rel(torch.cat(outs, dim=1), full) < 1e-6
     with pytest.raises(ValueError, match="KV cache holds"):  # positions that disagree with the cache
         cfg.layer_forward("block0", h, w, pos_offset=3, past_kv=cache[0], use_cache=True)
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", ALL_FAMILIES)
 def test_streamed_layers_compose_to_the_model(family):
     cfg = tiny(family, tie_word_embeddings=True)
     w = perturbed(cfg, torch.float64)
@@ -128,7 +134,7 @@ def test_checkpoints_both_ways(tmp_path, family):
     w = perturbed(cfg, torch.float64)
     hf.save_checkpoint(tmp_path / "ours", cfg, w)
     model, info = getattr(transformers, cfg.ARCHITECTURE).from_pretrained(
-        tmp_path / "ours", output_loading_info=True, attn_implementation="eager")
+        tmp_path / "ours", output_loading_info=True, attn_implementation="eager", experts_implementation="eager")
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
     x = idx()
     with torch.no_grad():
@@ -164,7 +170,7 @@ def test_init_is_deterministic_and_hf_like(family):
     assert list(w) == list(cfg.param_shapes())
     assert all(torch.equal(w[n], t) for n, t in cfg.init_weights(3).items())
     for n, t in w.items():
-        if t.dim() == 2:
+        if t.dim() >= 2:  # matrices, and the MoE families' stacked experts
             assert abs(t.std().item() - 0.02) < 0.004, n
         elif n.endswith(".bias"):
             assert torch.equal(t, torch.zeros_like(t)), n
