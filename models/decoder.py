@@ -537,9 +537,18 @@ class CausalLM(nn.Module):
         return dict(self.named_parameters())
 
     def forward(self, idx: Tensor, targets: Tensor | None = None):
+        """Logits (B, T, V) and the mean cross-entropy on ``targets``; an MoE config with
+        ``output_router_logits`` adds router_aux_loss_coef x the load-balancing loss over every
+        sparse block's tokens (``models.moe``), as transformers' MoE models do."""
+        from models.moe import collect_router_logits, load_balancing_loss
+
         w = self.weights()
         x = idx
-        for layer in self.cfg.layer_names():  # embedding (B, T, C), blocks (B, T, C), head (B, T, V)
-            x = self.cfg.layer_forward(layer, x, w)
+        with collect_router_logits() as router_logits:
+            for layer in self.cfg.layer_names():  # embedding (B, T, C), blocks (B, T, C), head (B, T, V)
+                x = self.cfg.layer_forward(layer, x, w)
         loss = loss_fn(x, targets) if targets is not None else None
+        if loss is not None and getattr(self.cfg, "output_router_logits", False):
+            aux = load_balancing_loss(router_logits, self.cfg.n_experts, self.cfg.experts_per_token)
+            loss = loss + self.cfg.router_aux_loss_coef * aux
         return x, loss

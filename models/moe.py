@@ -43,6 +43,9 @@ def collect_router_logits():
         yield found
     finally:
         _ROUTER_LOGITS.reset(token)
+        outer = _ROUTER_LOGITS.get()
+        if outer is not None:  # a collector around this one sees them too
+            outer.extend(found)
 
 
 def route(x: Tensor, gate: Tensor, top_k: int, normalise: bool) -> tuple[Tensor, Tensor, Tensor]:
@@ -164,6 +167,8 @@ class MoEConfig:
     CAST_ROUTER_WEIGHTS = True
 
     def moe_spec_fields(self) -> dict:
+        if not self.n_experts:  # Qwen with num_experts 0: a dense model
+            return {}
         return dict(experts=self.n_experts, experts_per_token=self.experts_per_token,
                     expert_ffn=self.expert_ffn, shared_expert_ffn=self.shared_expert_ffn,
                     moe_layers=tuple(i for i in range(self.num_hidden_layers) if self.sparse_layer(i)))

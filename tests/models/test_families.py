@@ -180,7 +180,8 @@ def test_init_is_deterministic_and_hf_like(family):
         assert all(torch.equal(t, w[n]) for n, t in cfg.init_layer_weights(layer, 3).items())
 
 
-@pytest.mark.parametrize("name", ["llama-2-7b", "llama-3-70b", "gpt-j-6b", "gpt-neox-20b", "pythia-160m"])
+@pytest.mark.parametrize("name", ["llama-2-7b", "llama-3-70b", "gpt-j-6b", "gpt-neox-20b", "pythia-160m",
+                                  "mixtral-8x7b", "mixtral-8x22b", "qwen3-30b-a3b"])
 def test_zoo_specs_build_their_family_config(name):
     """A zoo entry makes its family's config (``wsim train --model``) with the same counts."""
     spec = zoo.get(name)
