@@ -1,5 +1,8 @@
 """Read and write Hugging Face checkpoints of every family (``models/registry.py``: GPT-2, Llama,
-GPT-J, GPT-NeoX): ``config.json`` plus ``model.safetensors`` or ``pytorch_model.bin``, sharded or not.
+GPT-J, GPT-NeoX, Mixtral, Qwen2-MoE, Qwen3-MoE): ``config.json`` plus ``model.safetensors`` or
+``pytorch_model.bin``, sharded or not. MoE experts are read and written as transformers 5 holds them
+(stacked ``mlp.experts.gate_up_proj`` / ``down_proj``); older per-expert layouts (Mixtral's
+``block_sparse_moe.experts.{j}.w1``) are not converted and are refused as unexpected tensors.
 
 The family comes from config.json's ``model_type``. The layout is that of the family's
 ``save_pretrained`` (``GPT2LMHeadModel``, ``LlamaForCausalLM``, ``GPTJForCausalLM``,
