@@ -166,6 +166,34 @@ class MoEConfig:
 
     CAST_ROUTER_WEIGHTS = True
 
+    # published checkpoints hold one tensor per expert (transformers 5 stacks them on load, in
+    # conversion_mapping.py): Mixtral's block_sparse_moe.experts.{j}.w1 (gate), w3 (up), w2 (down);
+    # Qwen's mlp.experts.{j}.gate_proj, up_proj, down_proj
+    PER_EXPERT_NAMES = {"w1": "gate", "w3": "up", "w2": "down", "gate_proj": "gate", "up_proj": "up",
+                        "down_proj": "down"}
+
+    def normalise_checkpoint(self, raw: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Also stacks a published checkpoint's per-expert matrices as transformers 5 does:
+        gate_up_proj[j] = [gate_j; up_j], down_proj[j] = down_j."""
+        raw = {n.replace(".block_sparse_moe.", ".mlp."): t for n, t in raw.items()}
+        loose: dict[tuple[str, str], dict[int, Tensor]] = {}
+        out = {}
+        for name, t in raw.items():
+            head, sep, tail = name.partition(".mlp.experts.")
+            parts = tail.split(".")
+            if sep and len(parts) == 3 and parts[0].isdigit() and parts[1] in self.PER_EXPERT_NAMES:
+                loose.setdefault((head, self.PER_EXPERT_NAMES[parts[1]]), {})[int(parts[0])] = t
+            else:
+                out[name] = t
+        for head in sorted({h for h, _ in loose}):
+            gate, up, down = (loose.get((head, k), {}) for k in ("gate", "up", "down"))
+            if not (set(gate) == set(up) == set(down) == set(range(len(gate)))):
+                raise ValueError(f"checkpoint: the per-expert tensors of {head} are incomplete")
+            out[head + ".mlp.experts.gate_up_proj"] = torch.stack(
+                [torch.cat([gate[j], up[j]], dim=0) for j in range(len(gate))])
+            out[head + ".mlp.experts.down_proj"] = torch.stack([down[j] for j in range(len(down))])
+        return super().normalise_checkpoint(out)
+
     def moe_spec_fields(self) -> dict:
         if not self.n_experts:  # Qwen with num_experts 0: a dense model
             return {}

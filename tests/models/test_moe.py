@@ -153,3 +153,40 @@ def test_zoo_moe_parameter_counts_are_the_published_ones(name, total, active, to
     with torch.device("meta"):
         hf = transformers.AutoModelForCausalLM.from_config(transformers.AutoConfig.for_model(**cfg.to_hf_dict()))
     assert m.params == sum(p.numel() for p in hf.parameters())
+
+
+@pytest.mark.parametrize("family", MOE_FAMILIES)
+def test_published_per_expert_checkpoints_load_stacked_as_transformers_stacks_them(tmp_path, family):
+    """A checkpoint in the hub's per-expert layout (Mixtral: block_sparse_moe.experts.j.w1/w3/w2;
+    Qwen: mlp.experts.j.gate_proj/up_proj/down_proj) loads here with transformers' stacking, and
+    transformers' from_pretrained of the same folder gives our logits."""
+    from safetensors.torch import save_file
+
+    from models import hf
+
+    cfg = tiny(family)
+    w = perturbed(cfg, torch.float64)
+    names = ("w1", "w3", "w2", ".block_sparse_moe.") if family == "mixtral" else \
+        ("gate_proj", "up_proj", "down_proj", ".mlp.")
+    legacy = {}
+    for n, t in w.items():
+        if n.endswith("mlp.experts.gate_up_proj"):
+            head = n[: -len(".mlp.experts.gate_up_proj")] + names[3] + "experts."
+            for j in range(t.size(0)):
+                gate, up = t[j].chunk(2, dim=0)
+                legacy[f"{head}{j}.{names[0]}.weight"], legacy[f"{head}{j}.{names[1]}.weight"] = gate, up
+        elif n.endswith("mlp.experts.down_proj"):
+            head = n[: -len(".mlp.experts.down_proj")] + names[3] + "experts."
+            for j in range(t.size(0)):
+                legacy[f"{head}{j}.{names[2]}.weight"] = t[j]
+        else:
+            legacy[n.replace(".mlp.gate.", names[3] + "gate.")] = t
+    save_file({n: t.contiguous() for n, t in legacy.items()}, str(tmp_path / "model.safetensors"))
+    (tmp_path / "config.json").write_text(__import__("json").dumps(cfg.to_hf_dict()))
+    cfg2, w2 = hf.load_checkpoint(tmp_path)
+    assert cfg2 == cfg and all(torch.equal(w2[n], w[n]) for n in w)
+    model = transformers.AutoModelForCausalLM.from_pretrained(
+        tmp_path, attn_implementation="eager", experts_implementation="eager", dtype=torch.float64)
+    x = idx()
+    with torch.no_grad():
+        assert rel(CausalLM(cfg, w)(x)[0], model(x).logits) < 1e-12
