@@ -476,6 +476,14 @@ class DecoderConfig:
         return self.block_forward(inp, w, self.block_index(layer), past_kv=past_kv, use_cache=use_cache,
                                   pos_offset=pos_offset)
 
+    def run_layers(self, idx: Tensor, w: dict[str, Tensor]) -> tuple[Tensor, Tensor | None]:
+        """Every layer in order on token ids ``idx``: the logits (B, T, V) and an auxiliary loss
+        term for the whole model's loss (None here; the MoE families' router loss)."""
+        x = idx
+        for layer in self.layer_names():  # embedding (B, T, C), blocks (B, T, C), head (B, T, V)
+            x = self.layer_forward(layer, x, w)
+        return x, None
+
     def check_positions(self, pos_offset: int, T: int) -> None:
         if pos_offset < 0 or pos_offset + T > self.max_positions:
             raise ValueError(f"positions {pos_offset}..{pos_offset + T - 1} exceed the model's "
@@ -540,15 +548,8 @@ class CausalLM(nn.Module):
         """Logits (B, T, V) and the mean cross-entropy on ``targets``; an MoE config with
         ``output_router_logits`` adds router_aux_loss_coef x the load-balancing loss over every
         sparse block's tokens (``models.moe``), as transformers' MoE models do."""
-        from models.moe import collect_router_logits, load_balancing_loss
-
-        w = self.weights()
-        x = idx
-        with collect_router_logits() as router_logits:
-            for layer in self.cfg.layer_names():  # embedding (B, T, C), blocks (B, T, C), head (B, T, V)
-                x = self.cfg.layer_forward(layer, x, w)
+        x, aux = self.cfg.run_layers(idx, self.weights())
         loss = loss_fn(x, targets) if targets is not None else None
-        if loss is not None and getattr(self.cfg, "output_router_logits", False):
-            aux = load_balancing_loss(router_logits, self.cfg.n_experts, self.cfg.experts_per_token)
-            loss = loss + self.cfg.router_aux_loss_coef * aux
+        if loss is not None and aux is not None:
+            loss = loss + aux
         return x, loss

@@ -194,6 +194,16 @@ class MoEConfig:
             out[head + ".mlp.experts.down_proj"] = torch.stack([down[j] for j in range(len(down))])
         return super().normalise_checkpoint(out)
 
+    def run_layers(self, idx: Tensor, w: dict[str, Tensor]) -> tuple[Tensor, Tensor | None]:
+        """With ``output_router_logits``: router_aux_loss_coef x the load-balancing loss as the
+        auxiliary term (transformers' MoE ``ForCausalLM`` adds it to the loss)."""
+        with collect_router_logits() as router_logits:
+            x, _ = super().run_layers(idx, w)
+        if not self.output_router_logits:
+            return x, None
+        return x, self.router_aux_loss_coef * load_balancing_loss(router_logits, self.n_experts,
+                                                                  self.experts_per_token)
+
     def moe_spec_fields(self) -> dict:
         if not self.n_experts:  # Qwen with num_experts 0: a dense model
             return {}

@@ -295,7 +295,7 @@ class ModelSpec:
         return self.experts * h + n * 3 * h * self.expert_ffn + (3 * h * fs + h if fs else 0)
 
     def block_params_at(self, i: int) -> int:
-        mlp = self.moe_params() if i in self.sparse_layers else self.mlp_params
+        mlp = self.moe_params() if i in self.moe_layers else self.mlp_params  # a short sorted tuple
         return self.attention_params + mlp + self.norm_params(self.block_norms)
 
     @property
@@ -352,7 +352,10 @@ class ModelSpec:
         blocks both: the mean block (``block_params_at`` for each)."""
         if not self.experts:
             return self.attention_params + self.mlp_params + self.norm_params(self.block_norms)
-        return round(sum(self.block_params_at(i) for i in range(self.layers)) / self.layers)
+        n = len(self.moe_layers)
+        dense = self.attention_params + self.mlp_params + self.norm_params(self.block_norms)
+        sparse = dense - self.mlp_params + self.moe_params()
+        return round((n * sparse + (self.layers - n) * dense) / self.layers)
 
     @property
     def embedding_params(self) -> int:
@@ -461,12 +464,14 @@ class ModelSpec:
         # attention scores and the value product add 4 s h per token. A sparse (MoE) block streams
         # every expert (params) but a token computes with its k experts only (the FLOPs).
         kinds = {}
-        for sparse in {i in self.sparse_layers for i in range(self.layers)}:
+        sparse_layers = self.sparse_layers
+        present = ([True] if sparse_layers else []) + ([False] if len(sparse_layers) < self.layers else [])
+        for sparse in present:  # the block kinds this model has: sparse (MoE), dense
             mm = self.block_matmuls(seq, sparse)
+            params = self.attention_params + self.norm_params(self.block_norms) + (
+                self.moe_params() if sparse else self.mlp_params)
             kinds[sparse] = (mm, sum(m.flops_per_token for m in mm), self.block_elementwise(seq, sparse),
-                             self.block_activations(seq, sparse).total,
-                             self.block_params_at(min(i for i in range(self.layers)
-                                                      if (i in self.sparse_layers) == sparse)))
+                             self.block_activations(seq, sparse).total, params)
         learned = self.positional == "learned"
         head_ew = [ElementwiseOp(self.norm, float(h), ew[self.norm])]
         if self.head_bias:
@@ -487,7 +492,7 @@ class ModelSpec:
             )
         ]
         for i in range(self.layers):
-            block_mm, block_fwd, block_ew, block_act, block_params = kinds[i in self.sparse_layers]
+            block_mm, block_fwd, block_ew, block_act, block_params = kinds[i in sparse_layers]
             specs.append(
                 LayerSpec(
                     name=f"block{i}",
