@@ -16,7 +16,9 @@ experts add into each token's output included), so float64 runs match its float6
 kernel (``grouped_mm``) takes no float64 on CPU. Routing is per token: a CS-2 routes only its own rows
 (data parallelism), and each expert sees the tokens of that system that chose it. No token is dropped
 (transformers has no capacity factor). The load-balancing loss (Switch Transformers eq. 4-6,
-transformers' ``load_balancing_loss_func``) is added to the loss only with ``output_router_logits``.
+transformers' ``load_balancing_loss_func``) is added to the loss only with ``output_router_logits``:
+``router_statistics`` per sparse block, ``balance_loss`` over them (the weight-streamed executor
+computes it per CS-2 and micro-batch, on its own tokens, from the blocks' statistics).
 """
 
 from __future__ import annotations
@@ -82,20 +84,32 @@ def experts(x: Tensor, gate_up: Tensor, down: Tensor, top_i: Tensor, top_w: Tens
     return out
 
 
-def load_balancing_loss(router_logits: list[Tensor], n_experts: int, top_k: int) -> Tensor:
+def router_statistics(logits: Tensor, n_experts: int, top_k: int) -> tuple[Tensor, Tensor, int]:
+    """One sparse block's share of the load-balancing loss: (the sum over its tokens of the router
+    probabilities (E,) float32, with their graph; the top-k choices per expert (E,) float32; tokens)."""
+    weights = F.softmax(logits, dim=-1)  # in the dtype, as transformers' load_balancing_loss_func
+    _, chosen = torch.topk(weights, top_k, dim=-1)
+    counts = torch.histc(chosen.reshape(-1).to(torch.float32), bins=n_experts, min=0, max=n_experts)
+    return weights.float().sum(dim=0), counts, weights.shape[0]
+
+
+def balance_loss(stats: list[tuple[Tensor, Tensor, int]], n_experts: int) -> Tensor:
     """Switch Transformers' auxiliary loss E * sum_e f_e P_e over all MoE layers' tokens (f_e: the
     share of top-k choices that went to expert e, P_e: its mean router probability), in float32,
-    as transformers' ``load_balancing_loss_func`` computes it without an attention mask."""
+    summed layer by layer as transformers' ``load_balancing_loss_func`` does (no attention mask)."""
     tokens = torch.zeros(n_experts, dtype=torch.float32)
     probs = torch.zeros(n_experts, dtype=torch.float32)
     rows = 0.0
-    for logits in router_logits:
-        weights = F.softmax(logits, dim=-1)
-        _, chosen = torch.topk(weights, top_k, dim=-1)
-        tokens = tokens + torch.histc(chosen.reshape(-1).to(torch.float32), bins=n_experts, min=0, max=n_experts)
-        probs = probs + weights.float().sum(dim=0)
-        rows = rows + weights.shape[0]
+    for prob_sum, counts, n in stats:
+        tokens = tokens + counts
+        probs = probs + prob_sum
+        rows = rows + n
     return torch.sum((tokens / rows) * (probs / rows).unsqueeze(0)) * n_experts
+
+
+def load_balancing_loss(router_logits: list[Tensor], n_experts: int, top_k: int) -> Tensor:
+    """The load-balancing loss of every sparse block's router logits (``balance_loss``)."""
+    return balance_loss([router_statistics(g, n_experts, top_k) for g in router_logits], n_experts)
 
 
 class MoEConfig:

@@ -115,16 +115,6 @@ def test_qwen2_moe_without_experts_is_dense():
     assert cfg.spec("x").params == sum(p.numel() for p in hf.parameters()) and cfg.spec("x").experts == 0
 
 
-def test_streamed_training_refuses_the_aux_loss():
-    from wsim.errors import ConfigError
-    from wsim.functional.train import train
-
-    cfg = tiny("mixtral", output_router_logits=True)
-    data = torch.randint(0, 101, (4, 9))
-    with pytest.raises(ConfigError, match="router auxiliary loss is not modelled in weight-streamed"):
-        train(cfg, cfg.init_weights(0), data, steps=1, batch=4)
-
-
 def test_transformers_config_reads_back():
     for family in MOE_FAMILIES:
         d = tiny(family).to_hf_dict()

@@ -114,10 +114,6 @@ def train(cfg: DecoderConfig, weights: dict[str, Tensor], data: Tensor, *, syste
     positive("steps", steps, integer=True)
     positive("batch", batch, integer=True)
     check_data(data, cfg, steps, batch, first_step)
-    # the load-balancing loss couples every sparse block's router logits at the head: not streamed
-    require(not getattr(cfg, "output_router_logits", False),
-            "output_router_logits: the router auxiliary loss is not modelled in weight-streamed training "
-            "(set it false in config.json; models.decoder.CausalLM computes it)")
     density = sparsity.Density.of(density)
     sparse.check_mask_seed(mask_seed)
     spec = spec_from_config(cfg)
