@@ -69,6 +69,12 @@ class MatmulOp:
     n: int  # output features
     count: int = 1
     weight: bool = True
+    stored: int = 0  # weight matrices streamed for it; 0 means count (MoE experts: all E, count = k)
+
+    @property
+    def weight_entries(self) -> int:
+        """Entries of the streamed (k x n) weight matrices this product draws on (0 for activations)."""
+        return self.k * self.n * (self.stored or self.count) if self.weight else 0
 
     @property
     def flops_per_token(self) -> float:
@@ -417,8 +423,9 @@ class ModelSpec:
                      MatmulOp("attn_values", seq, d, a, weight=False), MatmulOp("attn_proj", q, h))
         if sparse:
             k, fe, fs = self.experts_per_token, self.expert_ffn, self.shared_expert_ffn
-            mlp = (MatmulOp("router", h, self.experts), MatmulOp("expert_gate", h, fe, k),
-                   MatmulOp("expert_up", h, fe, k), MatmulOp("expert_down", fe, h, k))
+            e = self.experts
+            mlp = (MatmulOp("router", h, e), MatmulOp("expert_gate", h, fe, k, stored=e),
+                   MatmulOp("expert_up", h, fe, k, stored=e), MatmulOp("expert_down", fe, h, k, stored=e))
             if fs:
                 mlp += (MatmulOp("shared_gate", h, fs), MatmulOp("shared_up", h, fs),
                         MatmulOp("shared_down", fs, h), MatmulOp("shared_expert_gate", h, 1))
