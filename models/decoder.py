@@ -58,9 +58,11 @@ def boolean(cls: str, name: str, value) -> None:
         raise ValueError(f"{cls}.{name} must be a bool, got {value!r}")
 
 
-def one_of(cls: str, name: str, value, allowed: tuple) -> None:
-    if value not in allowed:
-        raise ValueError(f"{cls}.{name} {value!r} is not one of {allowed}")
+def modelled_activation(cls: str, name: str, value) -> None:
+    """transformers takes any of its ACT2FN names; the ones ``activation`` computes are modelled."""
+    if value not in ACTIVATIONS:
+        raise ValueError(f"{cls}.{name} {value!r} is not supported: transformers' {value} is not "
+                         f"modelled (supported: {', '.join(ACTIVATIONS)})")
 
 
 def token_id(cls: str, name: str, value, vocab: int) -> None:

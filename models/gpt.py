@@ -25,10 +25,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from models.decoder import CausalLM, DecoderConfig, activation, attend, check_fields, layer_norm, one_of, token_id
+from models.decoder import (
+    CausalLM, DecoderConfig, activation, attend, check_fields, layer_norm, modelled_activation,
+    token_id,
+)
 from models.decoder import loss_fn  # noqa: F401  (part of this module's public names)
 
-ACTIVATIONS = ("gelu", "gelu_new", "relu")
 WTE, WPE, LM_HEAD = "transformer.wte.weight", "transformer.wpe.weight", "lm_head.weight"
 LN_F = ("transformer.ln_f.weight", "transformer.ln_f.bias")
 _C = "GPTConfig"
@@ -73,7 +75,7 @@ class GPTConfig(DecoderConfig):
         check_fields(_C, self, ints=("n_inner",))
         if self.n_embd % self.n_head:
             raise ValueError(f"{_C}.n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
-        one_of(_C, "activation_function", self.activation_function, ACTIVATIONS)
+        modelled_activation(_C, "activation_function", self.activation_function)
         check_fields(_C, self, floats=("layer_norm_epsilon", "initializer_range"), bools=("tie_word_embeddings",))
         for name in ("bos_token_id", "eos_token_id"):
             if getattr(self, name) is None:

@@ -23,13 +23,12 @@ import torch
 from torch import Tensor
 
 from models.decoder import (
-    CausalLM, DecoderConfig, attend, check_eos, check_fields, eos_ids, eos_json, given, heads, layer_norm,
-    linear, linear_shapes, one_of, plain_mlp, require_keys, rope_cos_sin, rope_parameters, rotary,
-    rotary_dims, token_id,
+    CausalLM, DecoderConfig, attend, check_eos, check_fields, eos_ids, eos_json, given, heads,
+    layer_norm, linear, linear_shapes, modelled_activation, plain_mlp, require_keys, rope_cos_sin,
+    rope_parameters, rotary, rotary_dims, token_id,
 )
 
 EMBED = "gpt_neox.embed_in.weight"
-ACTIVATIONS = ("gelu", "gelu_new", "gelu_fast", "relu")
 _C = "GPTNeoXConfig"
 
 
@@ -80,7 +79,7 @@ class GPTNeoXConfig(DecoderConfig):
             raise ValueError(f"{_C}.rotary_pct {p!r} of head_dim {self.head_dim} gives {self.rotary_ndims} "
                              f"rotary dimensions, a table of {self.rotated_dims}: need 0 .. head_dim "
                              f"(transformers fails on it too)")
-        one_of(_C, "hidden_act", self.hidden_act, ACTIVATIONS)
+        modelled_activation(_C, "hidden_act", self.hidden_act)
         check_fields(_C, self, floats=("rotary_emb_base", "layer_norm_eps", "initializer_range"),
                      bools=("use_parallel_residual", "attention_bias", "tie_word_embeddings"))
         token_id(_C, "bos_token_id", self.bos_token_id, self.vocab_size)

@@ -20,12 +20,11 @@ import torch
 from torch import Tensor
 
 from models.decoder import (
-    CausalLM, DecoderConfig, attend, check_eos, check_fields, eos_ids, eos_json, given, layer_norm, linear,
-    linear_shapes, one_of, plain_mlp, require_keys, token_id,
+    CausalLM, DecoderConfig, attend, check_eos, check_fields, eos_ids, eos_json, given, layer_norm,
+    linear, linear_shapes, modelled_activation, plain_mlp, require_keys, token_id,
 )
 
 WTE = "transformer.wte.weight"
-ACTIVATIONS = ("gelu", "gelu_new", "gelu_fast", "relu")
 _C = "GPTJConfig"
 
 
@@ -68,7 +67,7 @@ class GPTJConfig(DecoderConfig):
         if self.rotary_dim % 2 or self.rotary_dim > self.head_dim:
             raise ValueError(f"{_C}.rotary_dim must be an even number of dimensions up to head_dim "
                              f"{self.head_dim} (rotary rotates pairs), got {self.rotary_dim}")
-        one_of(_C, "activation_function", self.activation_function, ACTIVATIONS)
+        modelled_activation(_C, "activation_function", self.activation_function)
         check_fields(_C, self, floats=("layer_norm_epsilon", "initializer_range"), bools=("tie_word_embeddings",))
         token_id(_C, "bos_token_id", self.bos_token_id, self.vocab_size)
         check_eos(_C, self.eos_token_id, self.vocab_size)

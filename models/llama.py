@@ -24,9 +24,9 @@ import torch
 from torch import Tensor
 
 from models.decoder import (
-    ACTIVATIONS, CausalLM, DecoderConfig, attend, check_eos, check_fields, eos_ids, eos_json, gated_mlp,
-    given, heads, linear, linear_shapes, require_keys, rms_norm, rope_cos_sin, rope_parameters, rotary,
-    token_id,
+    CausalLM, DecoderConfig, attend, check_eos, check_fields, eos_ids, eos_json, gated_mlp, given,
+    heads, linear, linear_shapes, modelled_activation, require_keys, rms_norm, rope_cos_sin,
+    rope_parameters, rotary, token_id,
 )
 
 EMBED, NORM = "model.embed_tokens.weight", "model.norm.weight"
@@ -83,9 +83,7 @@ class LlamaConfig(DecoderConfig):
             raise ValueError(f"{_C}: head_dim {self.head_dim} must be even (rotary rotates pairs)")
         check_fields(_C, self, floats=("rms_norm_eps", "rope_theta", "initializer_range"),
                      bools=("attention_bias", "mlp_bias", "tie_word_embeddings"))
-        if self.hidden_act not in ACTIVATIONS:
-            raise ValueError(f"{_C}.hidden_act {self.hidden_act!r} is not supported: transformers' "
-                             f"{self.hidden_act} is not modelled (supported: {', '.join(ACTIVATIONS)})")
+        modelled_activation(_C, "hidden_act", self.hidden_act)
         token_id(_C, "bos_token_id", self.bos_token_id, self.vocab_size)
         check_eos(_C, self.eos_token_id, self.vocab_size)
 

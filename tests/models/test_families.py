@@ -25,7 +25,8 @@ VARIANTS = [  # what changes the math or the names, per family
     ("gpt_neox", dict(rotary_pct=0.375)), ("gpt_neox", dict(rotary_pct=0.7)),
     ("gpt_neox", dict(rotary_pct=0.9, use_parallel_residual=False)), ("gpt_neox", dict(rotary_pct=0.1)),
     ("llama", dict(head_dim=16)), ("llama", dict(head_dim=4, num_key_value_heads=1, attention_bias=True)),
-    ("llama", dict(hidden_act="gelu_new", mlp_bias=True)),
+    ("llama", dict(hidden_act="gelu_new", mlp_bias=True)), ("gptj", dict(activation_function="silu")),
+    ("gpt_neox", dict(hidden_act="relu", rotary_pct=0.6)),
     # mixtures of experts: top-1 and top-all, tied; Qwen2 without its Q/K/V biases, every other block
     # sparse, renormalised; Qwen3 with biases, a dense block, the default head width
     ("mixtral", {}), ("mixtral", dict(num_experts_per_tok=1, tie_word_embeddings=True)),
