@@ -11,7 +11,8 @@ Names, shapes and numerics follow transformers' ``models/llama/modeling_llama.py
 weights stored (out, in)), with its eager attention, so that a float64 model here gives transformers'
 float64 logits: RMSNorm statistics and the attention softmax are computed in float32 and cast back,
 and the rotary cos/sin tables are computed in float32, as transformers does for any dtype.
-Supported: the default rotary embedding (``rope_scaling`` null, any ``rope_theta``), any even
+Supported: the default rotary embedding (any ``rope_theta``), and its ``linear`` and ``llama3``
+scalings (``models.decoder.scaled_inv_freq``), any even
 ``head_dim`` (given, or hidden/heads), biases on attention and MLP, a tied head, the activations of
 ``models.decoder.ACTIVATIONS``; anything else is refused by name. No dropout.
 """
@@ -24,8 +25,8 @@ import torch
 from torch import Tensor
 
 from models.decoder import (
-    CausalLM, DecoderConfig, attend, check_eos, check_fields, eos_ids, eos_json, gated_mlp, given,
-    heads, linear, linear_shapes, modelled_activation, require_keys, rms_norm, rope_cos_sin,
+    SCALED_ROPE, CausalLM, DecoderConfig, attend, check_eos, check_fields, eos_ids, eos_json, gated_mlp,
+    given, heads, linear, linear_shapes, modelled_activation, require_keys, rms_norm, rope_cos_sin,
     rope_parameters, rotary, token_id,
 )
 
@@ -63,6 +64,9 @@ class LlamaConfig(DecoderConfig):
     eos_token_id: int | tuple[int, ...] = 2  # a tuple: stop on any, pad with the first
     initializer_range: float = 0.02
     head_dim: int | None = None  # None means hidden_size // num_attention_heads
+    # None, or ("linear", factor) / ("llama3", factor, low_freq_factor, high_freq_factor,
+    # original_max_position_embeddings): config.json's rope_scaling (models.decoder.scaled_inv_freq)
+    rope_scaling: tuple | None = None
 
     def __post_init__(self) -> None:
         check_fields(_C, self, ints=("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
@@ -86,6 +90,10 @@ class LlamaConfig(DecoderConfig):
         modelled_activation(_C, "hidden_act", self.hidden_act)
         token_id(_C, "bos_token_id", self.bos_token_id, self.vocab_size)
         check_eos(_C, self.eos_token_id, self.vocab_size)
+        r = self.rope_scaling
+        if r is not None and not (isinstance(r, tuple) and r and r[0] in SCALED_ROPE
+                                  and len(r) == 1 + len(SCALED_ROPE[r[0]])):
+            raise ValueError(f"{_C}.rope_scaling must be None or (kind, *values) of {sorted(SCALED_ROPE)}, got {r!r}")
 
     # ---- config.json ----
     @classmethod
@@ -97,7 +105,8 @@ class LlamaConfig(DecoderConfig):
     @classmethod
     def _hf_fields(cls, d: dict) -> dict:
         """The fields Llama and its descendants (the MoE families) read the same way."""
-        rope = rope_parameters(d)  # Llama's default rotary ignores partial_rotary_factor, as here
+        # Llama's default rotary ignores partial_rotary_factor, as here; linear and llama3 scale it
+        rope = rope_parameters(d, scaled=("linear", "llama3"))
         return dict(
             vocab_size=d["vocab_size"], hidden_size=d["hidden_size"], intermediate_size=d["intermediate_size"],
             num_hidden_layers=d["num_hidden_layers"], num_attention_heads=d["num_attention_heads"],
@@ -107,7 +116,7 @@ class LlamaConfig(DecoderConfig):
             attention_bias=d.get("attention_bias", False), mlp_bias=d.get("mlp_bias", False),
             tie_word_embeddings=d.get("tie_word_embeddings", False), hidden_act=d.get("hidden_act", "silu"),
             bos_token_id=given(d, "bos_token_id", 1), eos_token_id=eos_ids(given(d, "eos_token_id", 2)),
-            initializer_range=d.get("initializer_range", 0.02),
+            initializer_range=d.get("initializer_range", 0.02), rope_scaling=rope["scaling"],
         )
 
     def to_hf_dict(self) -> dict:
@@ -118,13 +127,20 @@ class LlamaConfig(DecoderConfig):
             "intermediate_size": self.intermediate_size, "num_hidden_layers": self.num_hidden_layers,
             "num_attention_heads": self.num_attention_heads, "num_key_value_heads": self.num_key_value_heads,
             "head_dim": self.head_dim, "max_position_embeddings": self.max_position_embeddings,
-            "rms_norm_eps": self.rms_norm_eps, "rope_theta": self.rope_theta, "rope_scaling": None,
+            "rms_norm_eps": self.rms_norm_eps, "rope_theta": self.rope_theta,
+            "rope_scaling": self.rope_scaling_json(),
             "attention_bias": self.attention_bias, "mlp_bias": self.mlp_bias,
             "tie_word_embeddings": self.tie_word_embeddings, "hidden_act": self.hidden_act,
             "bos_token_id": self.bos_token_id, "eos_token_id": eos_json(self.eos_token_id),
             "initializer_range": self.initializer_range, "attention_dropout": 0.0, "pretraining_tp": 1,
             "use_cache": True,
         }
+
+    def rope_scaling_json(self) -> dict | None:
+        if self.rope_scaling is None:
+            return None
+        kind, *values = self.rope_scaling
+        return {"rope_type": kind, **dict(zip(SCALED_ROPE[kind], values))}
 
     @classmethod
     def _from_spec_fields(cls, spec) -> dict:
@@ -196,7 +212,7 @@ def attention(x: Tensor, w: dict[str, Tensor], p: str, cfg: LlamaConfig, pos_off
         q, k = cfg.norm(q, w, a + "q_norm"), cfg.norm(k, w, a + "k_norm")
     v = heads(linear(x, w, a + "v_proj"), cfg.num_key_value_heads)
     positions = torch.arange(pos_offset, pos_offset + x.size(1), device=x.device)  # (T,)
-    cos, sin = rope_cos_sin(positions, cfg.head_dim, cfg.rope_theta, x.dtype)  # (T, d) each
+    cos, sin = rope_cos_sin(positions, cfg.head_dim, cfg.rope_theta, x.dtype, cfg.rope_scaling)  # (T, d) each
     y, present = attend(rotary(q, cos, sin), rotary(k, cos, sin), v, past_kv, pos_offset)  # (B, T, nh*d)
     return linear(y, w, a + "o_proj"), present
 

@@ -27,9 +27,13 @@ VARIANTS = [  # what changes the math or the names, per family
     ("llama", dict(head_dim=16)), ("llama", dict(head_dim=4, num_key_value_heads=1, attention_bias=True)),
     ("llama", dict(hidden_act="gelu_new", mlp_bias=True)), ("gptj", dict(activation_function="silu")),
     ("gpt_neox", dict(hidden_act="relu", rotary_pct=0.6)),
+    # scaled rotary: linear (position interpolation) and Llama 3.1's llama3 (low frequencies divided
+    # by 8, high ones kept, the middle one of the 4 interpolated with these tiny heads)
+    ("llama", dict(rope_scaling=("linear", 2.0))), ("llama", dict(rope_scaling=("llama3", 8.0, 1.0, 4.0, 16))),
     # mixtures of experts: top-1 and top-all, tied; Qwen2 without its Q/K/V biases, every other block
     # sparse, renormalised; Qwen3 with biases, a dense block, the default head width
-    ("mixtral", {}), ("mixtral", dict(num_experts_per_tok=1, tie_word_embeddings=True)),
+    ("mixtral", {}), ("mixtral", dict(num_experts_per_tok=1, tie_word_embeddings=True,
+                                      rope_scaling=("llama3", 8.0, 1.0, 4.0, 16))),
     ("mixtral", dict(num_experts_per_tok=4, head_dim=16)),
     ("qwen2_moe", {}), ("qwen2_moe", dict(qkv_bias=False, mlp_only_layers=(), decoder_sparse_step=2, norm_topk_prob=True)),
     ("qwen3_moe", {}), ("qwen3_moe", dict(attention_bias=True, mlp_only_layers=(0,), head_dim=None, norm_topk_prob=False)),
@@ -204,8 +208,11 @@ def test_zoo_specs_build_their_family_config(name):
       "num_key_value_heads": 3, "intermediate_size": 48, "vocab_size": 101},
      r"num_key_value_heads \(3\) must divide num_attention_heads \(4\)"),
     ({"model_type": "llama", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
+      "intermediate_size": 48, "vocab_size": 101, "rope_scaling": {"rope_type": "yarn", "factor": 8.0}},
+     "rope type 'yarn' is not supported"),
+    ({"model_type": "llama", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
       "intermediate_size": 48, "vocab_size": 101, "rope_scaling": {"rope_type": "llama3", "factor": 8.0}},
-     "rope type 'llama3' is not supported"),
+     "rope_scaling of type 'llama3' lacks 'low_freq_factor'"),
     ({"model_type": "llama", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
       "intermediate_size": 48, "vocab_size": 101, "head_dim": 5}, "head_dim 5 must be even"),
     ({"model_type": "llama", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,

@@ -74,8 +74,22 @@ def test_neox_partial_fraction_reads_back_as_transformers_reads_it():
     assert cfg.spec("x").rotary_dims == 4  # the cost model counts the rotated dims
 
 
-@pytest.mark.parametrize("kind", ["linear", "dynamic", "yarn", "llama3"])
-def test_scaled_rotary_is_refused_as_not_modelled(kind):
-    d = {**BASE["llama"], "rope_scaling": {"rope_type": kind, "factor": 2.0}}
+@pytest.mark.parametrize("family,kind", [("llama", "dynamic"), ("llama", "yarn"), ("llama", "longrope"),
+                                         ("gpt_neox", "linear"), ("gpt_neox", "llama3")])
+def test_other_scaled_rotary_is_refused_as_not_modelled(family, kind):
+    """Llama (and the MoE families) model the linear and llama3 scalings (logits tests in
+    test_families.py); the dynamic ones and YaRN's attention factor are not, nor any for GPT-NeoX."""
+    d = {**BASE[family], "rope_scaling": {"rope_type": kind, "factor": 2.0, "low_freq_factor": 1.0,
+                                          "high_freq_factor": 4.0, "original_max_position_embeddings": 16}}
     with pytest.raises(ValueError, match=f"transformers' {kind} rotary scaling is not modelled"):
         registry.config_from_hf_dict(d)
+
+
+def test_llama3_scaling_reads_from_either_config_format():
+    """transformers 4.x's rope_scaling and 5.x's rope_parameters give the same config."""
+    fields = {"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 16}
+    old = registry.config_from_hf_dict({**BASE["llama"], "rope_theta": 500.0,
+                                        "rope_scaling": {"rope_type": "llama3", **fields}})
+    new = registry.config_from_hf_dict({**BASE["llama"], "rope_parameters": {"rope_type": "llama3",
+                                                                          "rope_theta": 500.0, **fields}})
+    assert old == new and old.rope_scaling == ("llama3", 8.0, 1.0, 4.0, 16) and old.rope_theta == 500.0
