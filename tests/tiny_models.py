@@ -96,11 +96,15 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def adamw_reference(cfg: DecoderConfig, model, data: torch.Tensor, steps: int, batch: int, hyper: dict,
-                    masks: dict | None = None) -> tuple[list[float], dict[str, torch.Tensor]]:
+                    masks: dict | None = None, router_slices: int = 0) -> tuple[list[float], dict[str, torch.Tensor]]:
     """transformers' ``model`` trained on the whole batch with ``torch.optim.AdamW`` (decay on >= 2-D
     tensors, biases and norm gains not), the loss taken on its logits (its labels= loss casts logits
     to float32); ``masks`` (our parameter name -> kept entries) zero those gradients after
-    ``backward`` and before ``step``. Returns the losses and the final weights under our names."""
+    ``backward`` and before ``step``. ``router_slices`` (an MoE config with output_router_logits):
+    each step's rows cut into that many equal slices (CS-2s x micro-batches), each slice's loss its
+    cross-entropy sum over the step's targets + router_aux_loss_coef x its own load-balancing loss x
+    its share of the step's tokens, gradients summed (data parallelism). Returns the losses and the
+    final weights under our names."""
     import torch.nn.functional as F
 
     params = dict(model.named_parameters())
@@ -111,10 +115,20 @@ def adamw_reference(cfg: DecoderConfig, model, data: torch.Tensor, steps: int, b
     losses = []
     for k in range(steps):
         rows = data[k * batch:(k + 1) * batch]
-        logits = model(rows[:, :-1]).logits
-        loss = F.cross_entropy(logits.reshape(-1, cfg.vocab_size), rows[:, 1:].reshape(-1))
         opt.zero_grad()
-        loss.backward()
+        if router_slices:
+            loss, tokens = 0.0, rows[:, 1:].numel()
+            for part in rows.chunk(router_slices):
+                out = model(part[:, :-1], output_router_logits=True)
+                ce = F.cross_entropy(out.logits.reshape(-1, cfg.vocab_size), part[:, 1:].reshape(-1), reduction="sum")
+                share = part[:, 1:].numel() / tokens
+                term = ce / tokens + (cfg.router_aux_loss_coef * out.aux_loss).to(torch.float64) * share
+                term.backward()
+                loss = loss + term.detach()
+        else:
+            logits = model(rows[:, :-1]).logits
+            loss = F.cross_entropy(logits.reshape(-1, cfg.vocab_size), rows[:, 1:].reshape(-1))
+            loss.backward()
         for p, m in hf_masks.items():
             p.grad.masked_fill_(~m, 0.0)
         opt.step()

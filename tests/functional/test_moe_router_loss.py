@@ -6,10 +6,9 @@ loss, weighted by the slice's share of the step's tokens, gradients summed, one 
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from wsim.functional.train import train
-from tests.tiny_models import MOE_FAMILIES, hf_model, perturbed, tiny
+from tests.tiny_models import MOE_FAMILIES, adamw_reference, hf_model, perturbed, tiny
 from tests.tiny_models import worst as _worst
 
 STEPS, BATCH, SEQ = 3, 8, 12
@@ -18,30 +17,7 @@ COEF = 0.25  # large enough that the term moves the routers well beyond the tole
 
 
 def sliced_reference(cfg, w, data, slices: int):
-    """transformers' model, each step's rows cut into ``slices`` equal contiguous slices (CS-2s
-    times micro-batches), each slice's loss = its cross-entropy sum / the step's targets + coef x its
-    own aux loss x its share of the step's tokens."""
-    model = hf_model(cfg, w, torch.float64)
-    params = dict(model.named_parameters())
-    groups = [{"params": [p for p in params.values() if p.dim() >= 2], "weight_decay": HYPER["weight_decay"]},
-              {"params": [p for p in params.values() if p.dim() < 2], "weight_decay": 0.0}]
-    opt = torch.optim.AdamW(groups, lr=HYPER["lr"], betas=HYPER["betas"], eps=HYPER["eps"])
-    losses = []
-    for k in range(STEPS):
-        rows = data[k * BATCH:(k + 1) * BATCH]
-        tokens = rows[:, 1:].numel()
-        opt.zero_grad()
-        total = 0.0
-        for part in rows.chunk(slices):
-            out = model(part[:, :-1], output_router_logits=True)
-            ce = F.cross_entropy(out.logits.reshape(-1, cfg.vocab_size), part[:, 1:].reshape(-1), reduction="sum")
-            share = part[:, 1:].numel() / tokens
-            loss = ce / tokens + (COEF * out.aux_loss).to(torch.float64) * share
-            loss.backward()
-            total += loss.item()
-        opt.step()
-        losses.append(total)
-    return losses, {n: params[n].detach().clone() for n in cfg.param_shapes()}
+    return adamw_reference(cfg, hf_model(cfg, w, torch.float64), data, STEPS, BATCH, HYPER, router_slices=slices)
 
 
 @pytest.mark.parametrize("family", MOE_FAMILIES)
