@@ -19,9 +19,13 @@ The functional executor, reference trainer and decoder (``wsim/functional``) use
     cfg.init_weights(seed, dtype), cfg.check_weights(w), cfg.spec(name), cfg.to_hf_dict()
     cfg.vocab_size, cfg.n_layers, cfg.max_positions, cfg.bos_token_id, cfg.eos_token_id
 
-A family implements: ``MODEL_TYPE``, ``ARCHITECTURE``, ``from_hf_dict``, ``to_hf_dict``, ``spec``,
-``_from_spec_fields``; the tensor names (``embedding_shapes``, ``block_prefix``, ``block_shapes``,
-``head_shapes``, ``EMBEDDING_WEIGHT``); and ``embedding_forward``, ``block_forward``, ``head_forward``.
+A family implements: ``MODEL_TYPE``, ``ARCHITECTURE``, ``DIMENSIONS`` (its names for the width,
+layers, heads and positions), ``from_hf_dict``, ``to_hf_dict``, ``spec``, ``_from_spec_fields``; the
+tensor names (``embedding_shapes``, ``block_prefix``, ``block_shapes``, ``EMBEDDING_WEIGHT``,
+``FINAL_NORM``, ``NORM_BIAS``, ``HEAD_BIAS``); and ``norm`` and ``block`` (one block's math). The
+rest is shared: the embedding (token table), the block step (positions, cache), the head (final norm,
+LM head), and the pieces below (attention, rotary, MLPs, norms), which mirror transformers' eager
+modules operation for operation.
 """
 
 from __future__ import annotations
@@ -54,9 +58,11 @@ def boolean(cls: str, name: str, value) -> None:
         raise ValueError(f"{cls}.{name} must be a bool, got {value!r}")
 
 
-def one_of(cls: str, name: str, value, allowed: tuple) -> None:
-    if value not in allowed:
-        raise ValueError(f"{cls}.{name} {value!r} is not one of {allowed}")
+def modelled_activation(cls: str, name: str, value) -> None:
+    """transformers takes any of its ACT2FN names; the ones ``activation`` computes are modelled."""
+    if value not in ACTIVATIONS:
+        raise ValueError(f"{cls}.{name} {value!r} is not supported: transformers' {value} is not "
+                         f"modelled (supported: {', '.join(ACTIVATIONS)})")
 
 
 def token_id(cls: str, name: str, value, vocab: int) -> None:
@@ -114,7 +120,30 @@ def activation(x: Tensor, kind: str) -> Tensor:
     raise ValueError(f"activation {kind!r} is not one of {ACTIVATIONS}")
 
 
-# ---- shared attention pieces --------------------------------------------------------------------
+# ---- shared layer pieces (the numerics of transformers' eager modules) ---------------------------
+
+def linear(x: Tensor, w: dict[str, Tensor], name: str) -> Tensor:
+    """``nn.Linear`` module ``name``: x W^T (+ b when the module has a bias), W stored (out, in)."""
+    return F.linear(x, w[name + ".weight"], w.get(name + ".bias"))
+
+
+def linear_shapes(name: str, out: int, inp: int, bias: bool) -> Shapes:
+    """The tensors of ``nn.Linear(inp, out, bias)`` named as transformers names them."""
+    return {name + ".weight": (out, inp), **({name + ".bias": (out,)} if bias else {})}
+
+
+def rms_norm(x: Tensor, weight: Tensor, eps: float) -> Tensor:
+    """x / sqrt(mean(x^2) + eps) * g (Zhang & Sennrich 2019, arXiv 1910.07467, eq. 4), statistics in
+    float32 as transformers' ``LlamaRMSNorm`` (and its MoE descendants)."""
+    h = x.to(torch.float32)
+    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * h.to(x.dtype)
+
+
+def layer_norm(x: Tensor, w: dict[str, Tensor], name: str, eps: float) -> Tensor:
+    """``nn.LayerNorm`` module ``name`` (gain and bias) over the last dimension."""
+    return F.layer_norm(x, (x.size(-1),), w[name + ".weight"], w.get(name + ".bias"), eps)
+
 
 def causal_mask(T: int, P: int, device) -> Tensor:
     """(T, P+T) bool: query t sits at absolute position P+t and sees keys 0..P+t."""
@@ -141,15 +170,99 @@ def repeat_kv(x: Tensor, n_rep: int) -> Tensor:
     return x[:, :, None, :, :].expand(B, kvh, n_rep, S, d).reshape(B, kvh * n_rep, S, d)
 
 
-def rope_cos_sin(positions: Tensor, dim: int, base: float, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-    """Rotary tables (T, dim) for the half-split layout (Su et al. 2021, arXiv 2104.09864, eq. 34):
-    angle_j = pos / base^(2j/dim), duplicated over both halves. Computed in float32 and cast, as
-    transformers' ``LlamaRotaryEmbedding`` / ``GPTNeoXRotaryEmbedding`` do, so that float64 runs
-    see the same tables as transformers' float64 model."""
-    inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float) / dim))  # (dim/2,) float32
-    freqs = positions[:, None].float() * inv_freq  # (T, dim/2)
-    emb = torch.cat((freqs, freqs), dim=-1)  # (T, dim)
+def heads(t: Tensor, n: int) -> Tensor:
+    """(B, T, n*d) -> (B, n, T, d)."""
+    B, T, _ = t.shape
+    return t.view(B, T, n, -1).transpose(1, 2)
+
+
+def attend(q: Tensor, k: Tensor, v: Tensor, past_kv=None, pos_offset: int | None = None,
+           scores_fp32: bool = False, softmax_fp32: bool = True):
+    """Causal scaled dot-product attention (Vaswani et al. 2017) as transformers' eager attention:
+    q (B, nh, T, d), k and v (B, kvh, T, d) appended to the cache ``past_kv``; each key/value head
+    serves nh/kvh query heads. ``softmax_fp32``: the softmax in float32, cast back (Llama, GPT-NeoX
+    and descendants); else in the dtype (GPT-2, GPT-J). ``scores_fp32``: q k^T in float32 (GPT-J).
+    Returns y (B, T, nh*d) and the cache (k, v), each (B, kvh, P+T, d)."""
+    B, nh, T, d = q.shape
+    k, v = concat_cache(k, v, past_kv)  # (B, kvh, P+T, d) each
+    P = k.size(2) - T  # tokens already in the cache
+    if pos_offset is not None and P != pos_offset:
+        raise ValueError(f"the KV cache holds {P} positions but the tokens start at position {pos_offset}")
+    kr, vr = repeat_kv(k, nh // k.size(1)), repeat_kv(v, nh // v.size(1))  # (B, nh, P+T, d) each
+    if scores_fp32:  # transformers' GPT-J: "to avoid overflow issues", then back to the dtype
+        att = (torch.matmul(q.to(torch.float32), kr.to(torch.float32).transpose(2, 3)) * (d ** -0.5)).to(v.dtype)
+    else:
+        att = torch.matmul(q, kr.transpose(2, 3)) * (d ** -0.5)  # (B, nh, T, P+T)
+    att = att.masked_fill(~causal_mask(T, P, q.device), float("-inf"))  # query t sees keys 0..P+t
+    att = F.softmax(att, dim=-1, dtype=torch.float32).to(q.dtype) if softmax_fp32 else F.softmax(att, dim=-1)
+    y = torch.matmul(att, vr).transpose(1, 2).reshape(B, T, nh * d)  # (B, T, nh*d): heads side by side
+    return y, (k, v)
+
+
+def gated_mlp(x: Tensor, w: dict[str, Tensor], m: str, act: str) -> Tensor:
+    """SwiGLU-style MLP down(act(gate x) * up x) (Shazeer 2020, arXiv 2002.05202, eq. 6), modules
+    ``{m}gate_proj``, ``{m}up_proj``, ``{m}down_proj`` (Llama and its descendants, MoE experts)."""
+    gate = activation(linear(x, w, m + "gate_proj"), act)  # (..., f)
+    return linear(gate * linear(x, w, m + "up_proj"), w, m + "down_proj")  # (..., C)
+
+
+def plain_mlp(x: Tensor, w: dict[str, Tensor], fc_in: str, fc_out: str, act: str) -> Tensor:
+    """fc_out(act(fc_in x)), with biases (GPT-J, GPT-NeoX)."""
+    return linear(activation(linear(x, w, fc_in), act), w, fc_out)
+
+
+def scaled_inv_freq(inv_freq: Tensor, scaling: tuple) -> Tensor:
+    """Rotary frequencies under a config's ``rope_scaling`` (transformers' modeling_rope_utils):
+    ("linear", factor) divides them by the factor (position interpolation, Chen et al. 2023, arXiv
+    2306.15595); ("llama3", factor, low_freq_factor, high_freq_factor, original_max_position_embeddings)
+    divides the low frequencies, keeps the high ones and interpolates between (Llama 3.1, Meta's
+    reference code; transformers' ``_compute_llama3_parameters``, whose float32 steps these are)."""
+    if scaling[0] == "linear":
+        return inv_freq / scaling[1]
+    _, factor, low_freq_factor, high_freq_factor, old_context_len = scaling
+    low_freq_wavelen = old_context_len / low_freq_factor
+    high_freq_wavelen = old_context_len / high_freq_factor
+    wavelen = 2 * math.pi / inv_freq
+    inv_freq_llama = torch.where(wavelen > low_freq_wavelen, inv_freq / factor, inv_freq)
+    smooth_factor = (old_context_len / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor)
+    smoothed_inv_freq = (1 - smooth_factor) * inv_freq_llama / factor + smooth_factor * inv_freq_llama
+    is_medium_freq = ~(wavelen < high_freq_wavelen) * ~(wavelen > low_freq_wavelen)
+    return torch.where(is_medium_freq, smoothed_inv_freq, inv_freq_llama)
+
+
+def rope_cos_sin(positions: Tensor, dim: int, base: float, dtype: torch.dtype,
+                 scaling: tuple | None = None) -> tuple[Tensor, Tensor]:
+    """Rotary tables for the half-split layout (Su et al. 2021, arXiv 2104.09864, eq. 34):
+    angle_j = pos / base^(2j/dim), j < ceil(dim/2), duplicated over both halves, so (T, 2 ceil(dim/2)):
+    an odd ``dim`` rotates dim+1 dimensions, as transformers' ``GPTNeoXRotaryEmbedding`` does.
+    Computed in float32 and cast, as transformers' rotary embeddings do for any dtype."""
+    inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float) / dim))  # (ceil(dim/2),) float32
+    if scaling is not None:
+        inv_freq = scaled_inv_freq(inv_freq, scaling)
+    freqs = positions[:, None].float() * inv_freq  # (T, ceil(dim/2))
+    emb = torch.cat((freqs, freqs), dim=-1)  # (T, 2 ceil(dim/2))
     return emb.cos().to(dtype), emb.sin().to(dtype)
+
+
+def rotary_dims(dim: int) -> int:
+    """The dimensions ``rope_cos_sin(dim)`` rotates: 2 ceil(dim/2)."""
+    return 2 * ((dim + 1) // 2)
+
+
+def rotate_half(x: Tensor) -> Tensor:
+    """(..., d) -> (..., d): [-x2, x1] for halves x1, x2 (the half-split rotary pairing)."""
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate the first cos.size(-1) dims of every head, half-split pairing (all of them for Llama):
+    x (B, heads, T, d), cos/sin (T, rot)."""
+    rot = cos.size(-1)
+    if rot == x.size(-1):
+        return (x * cos) + (rotate_half(x) * sin)
+    x_rot, x_pass = x[..., :rot], x[..., rot:]
+    return torch.cat([(x_rot * cos) + (rotate_half(x_rot) * sin), x_pass], dim=-1)
 
 
 def token_embedding_forward(idx: Tensor, table: Tensor, cfg, pos_offset: int = 0) -> Tensor:
@@ -158,10 +271,46 @@ def token_embedding_forward(idx: Tensor, table: Tensor, cfg, pos_offset: int = 0
     return F.embedding(idx, table)  # (B, T, C)
 
 
-def rotate_half(x: Tensor) -> Tensor:
-    """(..., d) -> (..., d): [-x2, x1] for halves x1, x2 (the half-split rotary pairing)."""
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+SCALED_ROPE = {"linear": ("factor",),
+               "llama3": ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")}
+
+
+def rope_parameters(d: dict, scaled: tuple[str, ...] = ()) -> dict:
+    """config.json's rotary parameters (transformers 5 writes ``rope_parameters`` with rope_type,
+    rope_theta and partial_rotary_factor; 4.x ``rope_scaling`` and top-level fields), with
+    ``"scaling"``: None, or for a family that models the kinds in ``scaled`` (``SCALED_ROPE``) the
+    tuple ``scaled_inv_freq`` takes. Other kinds (dynamic, yarn, longrope, ...) are refused."""
+    rope = d.get("rope_parameters")
+    rope = rope if isinstance(rope, dict) else {}
+    scaling = d.get("rope_scaling") or rope
+    kind = scaling.get("rope_type", scaling.get("type", "default")) if isinstance(scaling, dict) else scaling
+    if kind in ("default", None):
+        return {**rope, "scaling": None}
+    if kind not in scaled:
+        raise ValueError(f"config rope type {kind!r} is not supported: transformers' {kind} rotary "
+                         f"scaling is not modelled (only the default rotary embedding"
+                         f"{', ' + ', '.join(scaled) if scaled else ''})")
+    missing = [k for k in SCALED_ROPE[kind] if not isinstance(scaling.get(k), (int, float))]
+    if missing:
+        raise ValueError(f"config rope_scaling of type {kind!r} lacks {missing[0]!r}")
+    values = tuple(scaling[k] if k == "original_max_position_embeddings" else float(scaling[k])
+                   for k in SCALED_ROPE[kind])
+    if any(v <= 0 for v in values) or (kind == "llama3" and values[1] == values[2]):
+        raise ValueError(f"config rope_scaling {kind} needs positive values and low_freq_factor != "
+                         f"high_freq_factor, got {dict(zip(SCALED_ROPE[kind], values))}")
+    if float(scaling.get("partial_rotary_factor", 1.0)) != 1.0:  # transformers' table would not fit the heads
+        raise ValueError(f"config rope_scaling {kind} with partial_rotary_factor is not supported")
+    return {**rope, **({"rope_theta": scaling["rope_theta"]} if "rope_theta" in scaling else {}),
+            "scaling": (kind, *values)}
+
+
+def check_fields(cls: str, obj, ints: tuple = (), floats: tuple = (), bools: tuple = ()) -> None:
+    for name in ints:
+        positive_int(cls, name, getattr(obj, name))
+    for name in floats:
+        positive_float(cls, name, getattr(obj, name))
+    for name in bools:
+        boolean(cls, name, getattr(obj, name))
 
 
 # ---- the interface ------------------------------------------------------------------------------
@@ -176,10 +325,16 @@ class DecoderConfig:
     DROPOUT_KEYS: ClassVar[tuple[str, ...]] = ()  # config.json dropout probabilities
     CHECKPOINT_IGNORED: ClassVar[tuple[str, ...]] = ()  # non-parameter buffers old checkpoints carry
     CHECKPOINT_RENAMES: ClassVar[dict[str, str]] = {}  # other tensor names transformers loads -> ours
+    FINAL_NORM: ClassVar[str]  # the final norm module's name
+    NORM_BIAS: ClassVar[bool] = True  # LayerNorm (gain and bias); False: RMSNorm (gain only)
+    HEAD_BIAS: ClassVar[str | None] = None  # a bias on the LM head (GPT-J)
+
+    # the Hugging Face fields of the model width, the block count, the attention heads and the
+    # longest sequence (learned table or rotary range), read under common names by the properties below
+    DIMENSIONS: ClassVar[tuple[str, str, str, str]] = (
+        "hidden_size", "num_hidden_layers", "num_attention_heads", "max_position_embeddings")
 
     # -- implemented by each family --
-    n_layers: int  # the family's layer count under a common name (a property of the HF field)
-    max_positions: int  # the longest sequence the config allows (learned table or RoPE range)
     vocab_size: int
     tie_word_embeddings: bool
     initializer_range: float
@@ -207,23 +362,71 @@ class DecoderConfig:
     def block_prefix(self, i: int) -> str:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def block_shapes_at(self, i: int) -> Shapes:
+        """Block ``i``'s tensors: ``block_shapes()`` unless blocks differ (dense and MoE layers)."""
+        return self.block_shapes()
+
     def block_shapes(self) -> Shapes:  # pragma: no cover - abstract
         """One block's tensors, names relative to ``block_prefix(i)``, in Hugging Face's order."""
         raise NotImplementedError
 
-    def head_shapes(self) -> Shapes:  # pragma: no cover - abstract
-        """The tensors the head owns (final norm, untied LM head, head bias), in HF's order."""
+    def block(self, x: Tensor, w: dict, p: str, pos_offset: int, past_kv=None):  # pragma: no cover
+        """One block with tensors under prefix ``p``, its first token at ``pos_offset``, the cache
+        ``past_kv`` (k, v) each (B, kv_heads, P, d): returns (x (B, T, C), present_kv)."""
         raise NotImplementedError
 
-    def embedding_forward(self, idx: Tensor, w: dict, pos_offset: int = 0) -> Tensor:  # pragma: no cover
+    def norm(self, x: Tensor, w: dict, name: str) -> Tensor:  # pragma: no cover
+        """The family's norm module ``name`` (LayerNorm or RMSNorm) applied to ``x``."""
         raise NotImplementedError
+
+    @property
+    def hidden(self) -> int:
+        return getattr(self, self.DIMENSIONS[0])
+
+    @property
+    def n_layers(self) -> int:
+        return getattr(self, self.DIMENSIONS[1])
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden // getattr(self, self.DIMENSIONS[2])
+
+    @property
+    def max_positions(self) -> int:
+        return getattr(self, self.DIMENSIONS[3])
+
+    # -- shared forward: embedding, the block loop's one step, head --
+    def norm_shapes(self, name: str) -> Shapes:
+        """A norm module's tensors: a gain, and a bias for a LayerNorm (``NORM_BIAS``)."""
+        return {name + ".weight": (self.hidden,), **({name + ".bias": (self.hidden,)} if self.NORM_BIAS else {})}
+
+    def head_shapes(self) -> Shapes:
+        """The tensors the head owns (final norm, untied LM head, head bias), in HF's order."""
+        shapes = self.norm_shapes(self.FINAL_NORM)
+        if not self.tie_word_embeddings:
+            shapes[self.LM_HEAD] = (self.vocab_size, self.hidden)
+        if self.HEAD_BIAS:  # GPT-J's, kept when the matrix is tied
+            shapes[self.HEAD_BIAS] = (self.vocab_size,)
+        return shapes
+
+    def embedding_forward(self, idx: Tensor, w: dict, pos_offset: int = 0) -> Tensor:
+        """Token embeddings (B, T, C); a rotary family's positions enter in each block's attention."""
+        return token_embedding_forward(idx, w[self.EMBEDDING_WEIGHT], self, pos_offset)
 
     def block_forward(self, x: Tensor, w: dict, layer_idx: int, past_kv=None, use_cache: bool = False,
-                      pos_offset: int | None = None):  # pragma: no cover
-        raise NotImplementedError
+                      pos_offset: int | None = None):
+        """Block ``layer_idx``. ``pos_offset`` (the first token's position) defaults to the cache's
+        length P. Returns x (B, T, C), or (x, present_kv) with ``use_cache``."""
+        if pos_offset is None:
+            pos_offset = 0 if past_kv is None else past_kv[0].size(2)
+        self.check_positions(pos_offset, x.size(1))
+        x, present = self.block(x, w, self.block_prefix(layer_idx), pos_offset, past_kv)
+        return (x, present) if use_cache else x
 
-    def head_forward(self, x: Tensor, w: dict) -> Tensor:  # pragma: no cover
-        raise NotImplementedError
+    def head_forward(self, x: Tensor, w: dict) -> Tensor:
+        """Final norm and the LM head (the token embedding when tied; its bias if any): (B, T, V)."""
+        bias = w[self.HEAD_BIAS] if self.HEAD_BIAS else None
+        return F.linear(self.norm(x, w, self.FINAL_NORM), w[self.head_weight_name], bias)
 
     def init_std(self, name: str) -> float:
         """Standard deviation of the normal init of matrix ``name`` (HF ``_init_weights``: N(0,
@@ -281,16 +484,15 @@ class DecoderConfig:
             head_module = self.LM_HEAD.rsplit(".", 1)[0] + "."
             n_norm = sum(1 for n in own if not n.startswith(head_module))
             return own[:n_norm] + [self.EMBEDDING_WEIGHT] + own[n_norm:]
-        prefix = self.block_prefix(self.block_index(layer))
-        return [prefix + n for n in self.block_shapes()]
+        i = self.block_index(layer)
+        return [self.block_prefix(i) + n for n in self.block_shapes_at(i)]
 
     def param_shapes(self) -> Shapes:
         """Every unique parameter with its shape, named and ordered as transformers names them."""
         shapes = dict(self.embedding_shapes())
-        block = self.block_shapes()
         for i in range(self.n_layers):
             prefix = self.block_prefix(i)
-            shapes.update({prefix + n: s for n, s in block.items()})
+            shapes.update({prefix + n: s for n, s in self.block_shapes_at(i).items()})
         shapes.update(self.head_shapes())
         return shapes
 
@@ -316,6 +518,14 @@ class DecoderConfig:
             return self.head_forward(inp, w)
         return self.block_forward(inp, w, self.block_index(layer), past_kv=past_kv, use_cache=use_cache,
                                   pos_offset=pos_offset)
+
+    def run_layers(self, idx: Tensor, w: dict[str, Tensor]) -> tuple[Tensor, Tensor | None]:
+        """Every layer in order on token ids ``idx``: the logits (B, T, V) and an auxiliary loss
+        term for the whole model's loss (None here; the MoE families' router loss)."""
+        x = idx
+        for layer in self.layer_names():  # embedding (B, T, C), blocks (B, T, C), head (B, T, V)
+            x = self.layer_forward(layer, x, w)
+        return x, None
 
     def check_positions(self, pos_offset: int, T: int) -> None:
         if pos_offset < 0 or pos_offset + T > self.max_positions:
@@ -378,9 +588,11 @@ class CausalLM(nn.Module):
         return dict(self.named_parameters())
 
     def forward(self, idx: Tensor, targets: Tensor | None = None):
-        w = self.weights()
-        x = idx
-        for layer in self.cfg.layer_names():  # embedding (B, T, C), blocks (B, T, C), head (B, T, V)
-            x = self.cfg.layer_forward(layer, x, w)
+        """Logits (B, T, V) and the mean cross-entropy on ``targets``; an MoE config with
+        ``output_router_logits`` adds router_aux_loss_coef x the load-balancing loss over every
+        sparse block's tokens (``models.moe``), as transformers' MoE models do."""
+        x, aux = self.cfg.run_layers(idx, self.weights())
         loss = loss_fn(x, targets) if targets is not None else None
+        if loss is not None and aux is not None:
+            loss = loss + aux
         return x, loss

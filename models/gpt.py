@@ -25,12 +25,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from models.decoder import CausalLM, DecoderConfig, activation, causal_mask, concat_cache
+from models.decoder import (
+    CausalLM, DecoderConfig, activation, attend, check_fields, layer_norm, modelled_activation,
+    token_id,
+)
 from models.decoder import loss_fn  # noqa: F401  (part of this module's public names)
 
-ACTIVATIONS = ("gelu", "gelu_new", "relu")
 WTE, WPE, LM_HEAD = "transformer.wte.weight", "transformer.wpe.weight", "lm_head.weight"
 LN_F = ("transformer.ln_f.weight", "transformer.ln_f.bias")
+_C = "GPTConfig"
 # The 12 tensors of one block, in Hugging Face's order, relative to "transformer.h.{i}.".
 BLOCK_PARAMS = (
     "ln_1.weight", "ln_1.bias", "attn.c_attn.weight", "attn.c_attn.bias",
@@ -39,18 +42,15 @@ BLOCK_PARAMS = (
 )
 
 
-def _positive_int(name: str, value) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ValueError(f"GPTConfig.{name} must be a positive integer, got {value!r}")
-
-
 @dataclass(frozen=True)
 class GPTConfig(DecoderConfig):
     """A GPT-2 decoder; field names and meanings are those of Hugging Face ``GPT2Config``."""
 
     MODEL_TYPE = "gpt2"
     ARCHITECTURE = "GPT2LMHeadModel"
+    DIMENSIONS = ("n_embd", "n_layer", "n_head", "n_positions")
     EMBEDDING_WEIGHT = WTE
+    FINAL_NORM = "transformer.ln_f"
     DROPOUT_KEYS = ("resid_pdrop", "embd_pdrop", "attn_pdrop")
     # the causal-mask buffers transformers 4.x saved in .bin files (Cerebras-GPT's checkpoints)
     CHECKPOINT_IGNORED = (".attn.bias", ".attn.masked_bias")
@@ -69,43 +69,18 @@ class GPTConfig(DecoderConfig):
     initializer_range: float = 0.02  # std of the GPT-2 normal init (HF GPT2Config default)
 
     def __post_init__(self) -> None:
-        for name in ("n_layer", "n_embd", "n_head", "vocab_size", "n_positions"):
-            _positive_int(name, getattr(self, name))
+        check_fields(_C, self, ints=("n_layer", "n_embd", "n_head", "vocab_size", "n_positions"))
         if self.n_inner is None:
             object.__setattr__(self, "n_inner", 4 * self.n_embd)
-        _positive_int("n_inner", self.n_inner)
+        check_fields(_C, self, ints=("n_inner",))
         if self.n_embd % self.n_head:
-            raise ValueError(f"GPTConfig.n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
-        if self.activation_function not in ACTIVATIONS:
-            raise ValueError(
-                f"GPTConfig.activation_function {self.activation_function!r} is not one of {ACTIVATIONS}"
-            )
-        for name in ("layer_norm_epsilon", "initializer_range"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < math.inf:
-                raise ValueError(f"GPTConfig.{name} must be a positive number, got {v!r}")
-        if not isinstance(self.tie_word_embeddings, bool):
-            raise ValueError(
-                f"GPTConfig.tie_word_embeddings must be a bool, got {self.tie_word_embeddings!r}"
-            )
+            raise ValueError(f"{_C}.n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        modelled_activation(_C, "activation_function", self.activation_function)
+        check_fields(_C, self, floats=("layer_norm_epsilon", "initializer_range"), bools=("tie_word_embeddings",))
         for name in ("bos_token_id", "eos_token_id"):
-            v = getattr(self, name)
-            if v is None:
+            if getattr(self, name) is None:
                 object.__setattr__(self, name, self.vocab_size - 1)
-            elif isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < self.vocab_size:
-                raise ValueError(f"GPTConfig.{name} must be a token id in [0, {self.vocab_size}), got {v!r}")
-
-    @property
-    def head_dim(self) -> int:
-        return self.n_embd // self.n_head
-
-    @property
-    def n_layers(self) -> int:
-        return self.n_layer
-
-    @property
-    def max_positions(self) -> int:
-        return self.n_positions
+            token_id(_C, name, getattr(self, name), self.vocab_size)
 
     @classmethod
     def from_hf_dict(cls, d: dict) -> GPTConfig:
@@ -190,12 +165,6 @@ class GPTConfig(DecoderConfig):
         shapes = ((C,), (C,), (C, 3 * C), (3 * C,), (C, C), (C,), (C,), (C,), (C, Fi), (Fi,), (Fi, C), (C,))
         return dict(zip(BLOCK_PARAMS, shapes))
 
-    def head_shapes(self):
-        shapes = {LN_F[0]: (self.n_embd,), LN_F[1]: (self.n_embd,)}
-        if not self.tie_word_embeddings:
-            shapes[LM_HEAD] = (self.vocab_size, self.n_embd)
-        return shapes
-
     def init_std(self, name: str) -> float:
         # GPT-2 sec. 2.3: residual projections scaled by 1/sqrt(N) for N residual layers (2 per block)
         if name.endswith("c_proj.weight"):
@@ -205,11 +174,14 @@ class GPTConfig(DecoderConfig):
     def embedding_forward(self, idx, w, pos_offset=0):
         return embedding_forward(idx, w, self, pos_offset)
 
-    def block_forward(self, x, w, layer_idx, past_kv=None, use_cache=False, pos_offset=None):
-        return block_forward(x, w, self, past_kv=past_kv, use_cache=use_cache, layer_idx=layer_idx)
+    def norm(self, x, w, name):
+        return layer_norm(x, w, name, self.layer_norm_epsilon)
 
-    def head_forward(self, x, w):
-        return head_forward(x, w, self)
+    def block(self, x, w, p, pos_offset, past_kv=None):
+        """One pre-LN transformer block (GPT-2 sec. 2.3): x + attn(ln_1 x), then + mlp(ln_2 x)."""
+        a, present = attention(self.norm(x, w, p + "ln_1"), w, p, self, past_kv)
+        x = x + a  # (B, T, C)
+        return x + mlp(self.norm(x, w, p + "ln_2"), w, p, self), present
 
 
 # ---- names, shapes and init as module functions (the interface above, for this module's callers) --
@@ -294,15 +266,8 @@ def attention(x: Tensor, w: dict[str, Tensor], p: str, cfg: GPTConfig, past_kv=N
     q = q.view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
     k = k.view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
     v = v.view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
-    k, v = concat_cache(k, v, past_kv)  # (B, nh, P+T, hs) each
-    P = k.size(2) - T  # tokens already in the cache
-    att = torch.matmul(q, k.transpose(-2, -1)) * (hs ** -0.5)  # (B, nh, T, P+T)
-    att = att.masked_fill(~causal_mask(T, P, x.device), float("-inf"))  # query t sees keys 0..P+t
-    att = F.softmax(att, dim=-1)  # (B, nh, T, P+T)
-    y = torch.matmul(att, v)  # (B, nh, T, hs)
-    y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C): heads side by side
-    y = conv1d(y, w[p + "attn.c_proj.weight"], w[p + "attn.c_proj.bias"])  # (B, T, C)
-    return y, (k, v)
+    y, present = attend(q, k, v, past_kv, softmax_fp32=False)  # (B, T, C): heads side by side
+    return conv1d(y, w[p + "attn.c_proj.weight"], w[p + "attn.c_proj.bias"]), present
 
 
 def mlp(x: Tensor, w: dict[str, Tensor], p: str, cfg: GPTConfig) -> Tensor:
@@ -316,20 +281,13 @@ def block_forward(x: Tensor, w: dict[str, Tensor], cfg: GPTConfig, past_kv=None,
     """One pre-LN transformer block (GPT-2 sec. 2.3). ``w`` holds this block's 12 tensors under HF
     names (or the whole model, with ``layer_idx``). ``past_kv`` = (k, v), each (B, nh, P, hs).
     Returns x (B, T, C), or (x, present_kv) with present_kv each (B, nh, P+T, hs) when ``use_cache``."""
-    p = _block_prefix(w, layer_idx)
-    C, eps = cfg.n_embd, cfg.layer_norm_epsilon
-    h = F.layer_norm(x, (C,), w[p + "ln_1.weight"], w[p + "ln_1.bias"], eps)  # (B, T, C)
-    a, present = attention(h, w, p, cfg, past_kv)
-    x = x + a  # (B, T, C)
-    h = F.layer_norm(x, (C,), w[p + "ln_2.weight"], w[p + "ln_2.bias"], eps)  # (B, T, C)
-    x = x + mlp(h, w, p, cfg)  # (B, T, C)
+    x, present = cfg.block(x, w, _block_prefix(w, layer_idx), 0, past_kv)
     return (x, present) if use_cache else x
 
 
 def head_forward(x: Tensor, w: dict[str, Tensor], cfg: GPTConfig) -> Tensor:
     """Final LayerNorm and the LM head (the token embedding when tied): logits (B, T, V)."""
-    x = F.layer_norm(x, (cfg.n_embd,), w[LN_F[0]], w[LN_F[1]], cfg.layer_norm_epsilon)  # (B, T, C)
-    return F.linear(x, w[cfg.head_weight_name])  # (B, T, V), as HF's nn.Linear lm_head
+    return cfg.head_forward(x, w)  # (B, T, V), as HF's nn.Linear lm_head
 
 
 def layer_forward(cfg: GPTConfig, layer: str, inp: Tensor, w: dict[str, Tensor], **kwargs):

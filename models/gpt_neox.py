@@ -4,7 +4,8 @@ Architecture (Black et al. 2022, "GPT-NeoX-20B", arXiv 2204.06745, sec. 2.1; Bid
 "Pythia", arXiv 2304.01373): two LayerNorms per block, both on the block input, with a parallel
 residual x + attn(ln1 x) + mlp(ln2 x) (``use_parallel_residual``; sequential otherwise); rotary
 positions (Su et al. 2021, arXiv 2104.09864) on the first ``rotary_pct`` of each head's dimensions,
-half-split pairing; Q, K and V in one matrix, laid out per head; biases; an untied head
+half-split pairing (an odd int(head_dim x rotary_pct) = r rotates r + 1 dimensions with r's
+frequencies, and 0 none, as transformers does); Q, K and V in one matrix, laid out per head; biases; an untied head
 (``embed_out``).
 
 Names, shapes and numerics follow transformers' ``models/gpt_neox/modeling_gpt_neox.py`` with its eager
@@ -15,20 +16,19 @@ the published checkpoints use and transformers 5 writes (it loads as ``lm_head``
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from models.decoder import (
-    CausalLM, DecoderConfig, activation, boolean, causal_mask, check_eos, concat_cache, eos_ids,
-    eos_json, given, one_of, positive_float, positive_int, require_keys, rope_cos_sin, rotate_half,
-    token_id, token_embedding_forward,
+    CausalLM, DecoderConfig, attend, check_eos, check_fields, eos_ids, eos_json, given, heads,
+    layer_norm, linear, linear_shapes, modelled_activation, plain_mlp, require_keys, rope_cos_sin,
+    rope_parameters, rotary, rotary_dims, token_id,
 )
 
-EMBED, FINAL_LN = "gpt_neox.embed_in.weight", ("gpt_neox.final_layer_norm.weight", "gpt_neox.final_layer_norm.bias")
-ACTIVATIONS = ("gelu", "gelu_new", "gelu_fast", "relu")
+EMBED = "gpt_neox.embed_in.weight"
 _C = "GPTNeoXConfig"
 
 
@@ -40,6 +40,7 @@ class GPTNeoXConfig(DecoderConfig):
     MODEL_TYPE = "gpt_neox"
     ARCHITECTURE = "GPTNeoXForCausalLM"
     EMBEDDING_WEIGHT = EMBED
+    FINAL_NORM = "gpt_neox.final_layer_norm"
     LM_HEAD = "embed_out.weight"
     DROPOUT_KEYS = ("hidden_dropout", "attention_dropout")
     # causal-mask and rotary buffers older checkpoints carry; transformers 5's own name for the head
@@ -64,54 +65,41 @@ class GPTNeoXConfig(DecoderConfig):
     initializer_range: float = 0.02
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-                     "intermediate_size", "max_position_embeddings"):
-            positive_int(_C, name, getattr(self, name))
+        check_fields(_C, self, ints=("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                                     "intermediate_size", "max_position_embeddings"))
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(f"{_C}.hidden_size ({self.hidden_size}) must be divisible by "
                              f"num_attention_heads ({self.num_attention_heads})")
         p = self.rotary_pct
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p <= 1:
-            raise ValueError(f"{_C}.rotary_pct must be in (0, 1], got {p!r}")
-        if self.rotary_ndims < 2 or self.rotary_ndims % 2:
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not math.isfinite(p):
+            raise ValueError(f"{_C}.rotary_pct must be a number, got {p!r}")
+        # transformers' rotary table spans 2 ceil(r/2) dims for r = int(head_dim x rotary_pct): it
+        # fails on a negative r (its arange) and on a table wider than the head (its broadcast)
+        if self.rotary_ndims < 0 or self.rotated_dims > self.head_dim:
             raise ValueError(f"{_C}.rotary_pct {p!r} of head_dim {self.head_dim} gives {self.rotary_ndims} "
-                             f"rotary dimensions; rotary rotates pairs: need an even number >= 2")
-        one_of(_C, "hidden_act", self.hidden_act, ACTIVATIONS)
-        for name in ("rotary_emb_base", "layer_norm_eps", "initializer_range"):
-            positive_float(_C, name, getattr(self, name))
-        for name in ("use_parallel_residual", "attention_bias", "tie_word_embeddings"):
-            boolean(_C, name, getattr(self, name))
+                             f"rotary dimensions, a table of {self.rotated_dims}: need 0 .. head_dim "
+                             f"(transformers fails on it too)")
+        modelled_activation(_C, "hidden_act", self.hidden_act)
+        check_fields(_C, self, floats=("rotary_emb_base", "layer_norm_eps", "initializer_range"),
+                     bools=("use_parallel_residual", "attention_bias", "tie_word_embeddings"))
         token_id(_C, "bos_token_id", self.bos_token_id, self.vocab_size)
         check_eos(_C, self.eos_token_id, self.vocab_size)
-
-    @property
-    def head_dim(self) -> int:
-        return self.hidden_size // self.num_attention_heads
 
     @property
     def rotary_ndims(self) -> int:
         return int(self.head_dim * self.rotary_pct)  # as transformers' GPTNeoXAttention
 
     @property
-    def n_layers(self) -> int:
-        return self.num_hidden_layers
-
-    @property
-    def max_positions(self) -> int:
-        return self.max_position_embeddings
+    def rotated_dims(self) -> int:
+        """The dimensions actually rotated: rotary_ndims rounded up to even (``rope_cos_sin``)."""
+        return rotary_dims(self.rotary_ndims)
 
     # ---- config.json ----
     @classmethod
     def from_hf_dict(cls, d: dict) -> GPTNeoXConfig:
         require_keys(d, ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
                          "intermediate_size"), "gpt_neox")
-        rope = d.get("rope_parameters") or {}  # transformers 5 writes the rotary fields here
-        scaling = d.get("rope_scaling") or rope
-        kind = scaling.get("rope_type", scaling.get("type", "default")) if isinstance(scaling, dict) else scaling
-        if kind not in ("default", None):
-            raise ValueError(f"config rope type {kind!r} is not supported (only the default rotary "
-                             f"embedding, rope_scaling null)")
-        rope = rope if isinstance(rope, dict) else {}
+        rope = rope_parameters(d)  # transformers 5 writes the rotary fields here
         return cls(
             vocab_size=d["vocab_size"], hidden_size=d["hidden_size"], num_hidden_layers=d["num_hidden_layers"],
             num_attention_heads=d["num_attention_heads"], intermediate_size=d["intermediate_size"],
@@ -156,7 +144,7 @@ class GPTNeoXConfig(DecoderConfig):
             name=name, layers=self.num_hidden_layers, hidden=self.hidden_size, heads=self.num_attention_heads,
             ffn=self.intermediate_size, vocab=self.vocab_size, positions=self.max_position_embeddings,
             tied_embeddings=self.tie_word_embeddings, activation=self.hidden_act, positional="rotary",
-            rotary_fraction=self.rotary_pct, parallel_residual=self.use_parallel_residual,
+            rotary_fraction=self.rotated_dims / self.head_dim, parallel_residual=self.use_parallel_residual,
             attention_bias=self.attention_bias, mlp_bias=True, family="gpt_neox"), **overrides})
 
     # ---- names and shapes (nn.Linear: (out, in)); the order of GPTNeoXForCausalLM.named_parameters ----
@@ -167,100 +155,37 @@ class GPTNeoXConfig(DecoderConfig):
         return f"gpt_neox.layers.{i}."
 
     def block_shapes(self):
-        C, Fi = self.hidden_size, self.intermediate_size
-        shapes = {"input_layernorm.weight": (C,), "input_layernorm.bias": (C,),
-                  "post_attention_layernorm.weight": (C,), "post_attention_layernorm.bias": (C,),
-                  "attention.query_key_value.weight": (3 * C, C)}
-        if self.attention_bias:
-            shapes["attention.query_key_value.bias"] = (3 * C,)
-        shapes["attention.dense.weight"] = (C, C)
-        if self.attention_bias:
-            shapes["attention.dense.bias"] = (C,)
-        shapes.update({"mlp.dense_h_to_4h.weight": (Fi, C), "mlp.dense_h_to_4h.bias": (Fi,),
-                       "mlp.dense_4h_to_h.weight": (C, Fi), "mlp.dense_4h_to_h.bias": (C,)})
-        return shapes
+        C, Fi, b = self.hidden_size, self.intermediate_size, self.attention_bias
+        return {**self.norm_shapes("input_layernorm"), **self.norm_shapes("post_attention_layernorm"),
+                **linear_shapes("attention.query_key_value", 3 * C, C, b), **linear_shapes("attention.dense", C, C, b),
+                **linear_shapes("mlp.dense_h_to_4h", Fi, C, True), **linear_shapes("mlp.dense_4h_to_h", C, Fi, True)}
 
-    def head_shapes(self):
-        shapes = {FINAL_LN[0]: (self.hidden_size,), FINAL_LN[1]: (self.hidden_size,)}
-        if not self.tie_word_embeddings:
-            shapes[self.LM_HEAD] = (self.vocab_size, self.hidden_size)
-        return shapes
+    # ---- layers ----
+    def norm(self, x, w, name):
+        return layer_norm(x, w, name, self.layer_norm_eps)
 
-    def embedding_forward(self, idx, w, pos_offset=0):
-        return embedding_forward(idx, w, self, pos_offset)
+    def block(self, x, w, p, pos_offset, past_kv=None):
+        """One GPT-NeoX block (Black et al. 2022, sec. 2.1.2): parallel x + attn(ln1 x) + mlp(ln2 x),
+        or sequential, summed in transformers' order."""
+        a, present = attention(self.norm(x, w, p + "input_layernorm"), w, p, self, pos_offset, past_kv)
+        if self.use_parallel_residual:
+            return self.mlp(self.norm(x, w, p + "post_attention_layernorm"), w, p) + a + x, present
+        a = a + x
+        return self.mlp(self.norm(a, w, p + "post_attention_layernorm"), w, p) + a, present
 
-    def block_forward(self, x, w, layer_idx, past_kv=None, use_cache=False, pos_offset=None):
-        return block_forward(x, w, self, layer_idx, past_kv=past_kv, use_cache=use_cache, pos_offset=pos_offset)
-
-    def head_forward(self, x, w):
-        return head_forward(x, w, self)
-
-
-# ---- layers --------------------------------------------------------------------------------------
-
-def rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Rotate the first cos.size(-1) dims of every head, half-split pairing: x (B, heads, T, d),
-    cos/sin (T, rot)."""
-    rot = cos.size(-1)
-    x_rot, x_pass = x[..., :rot], x[..., rot:]
-    return torch.cat([(x_rot * cos) + (rotate_half(x_rot) * sin), x_pass], dim=-1)
-
-
-def embedding_forward(idx: Tensor, w: dict[str, Tensor], cfg: GPTNeoXConfig, pos_offset: int = 0) -> Tensor:
-    return token_embedding_forward(idx, w[EMBED], cfg, pos_offset)  # (B, T, C)
+    def mlp(self, x, w, p):
+        return plain_mlp(x, w, p + "mlp.dense_h_to_4h", p + "mlp.dense_4h_to_h", self.hidden_act)
 
 
 def attention(x: Tensor, w: dict[str, Tensor], p: str, cfg: GPTNeoXConfig, pos_offset: int, past_kv=None):
-    """Causal multi-head self-attention with partial rotary q and k; returns (y, (k, v))."""
-    B, T, C = x.shape
-    nh, d = cfg.num_attention_heads, cfg.head_dim
-    a = p + "attention."
-    qkv = F.linear(x, w[a + "query_key_value.weight"], w.get(a + "query_key_value.bias"))  # (B, T, 3C)
-    q, k, v = qkv.view(B, T, nh, 3 * d).transpose(1, 2).chunk(3, dim=-1)  # (B, nh, T, d) each: per head q|k|v
-    positions = torch.arange(pos_offset, pos_offset + T, device=x.device)  # (T,)
-    cos, sin = rope_cos_sin(positions, cfg.rotary_ndims, cfg.rotary_emb_base, x.dtype)  # (T, rot)
-    q, k = rotary(q, cos, sin), rotary(k, cos, sin)
-    k, v = concat_cache(k, v, past_kv)  # (B, nh, P+T, d) each
-    P = k.size(2) - T
-    if P != pos_offset:
-        raise ValueError(f"the KV cache holds {P} positions but the tokens start at position {pos_offset}")
-    att = torch.matmul(q, k.transpose(2, 3)) * (d ** -0.5)  # (B, nh, T, P+T)
-    att = att.masked_fill(~causal_mask(T, P, x.device), float("-inf"))
-    att = F.softmax(att, dim=-1, dtype=torch.float32).to(q.dtype)  # in float32, as transformers' eager
-    y = torch.matmul(att, v).transpose(1, 2).reshape(B, T, C)  # (B, T, C)
-    return F.linear(y, w[a + "dense.weight"], w.get(a + "dense.bias")), (k, v)
-
-
-def mlp(x: Tensor, w: dict[str, Tensor], p: str, cfg: GPTNeoXConfig) -> Tensor:
-    h = F.linear(x, w[p + "mlp.dense_h_to_4h.weight"], w[p + "mlp.dense_h_to_4h.bias"])  # (B, T, f)
-    h = activation(h, cfg.hidden_act)
-    return F.linear(h, w[p + "mlp.dense_4h_to_h.weight"], w[p + "mlp.dense_4h_to_h.bias"])  # (B, T, C)
-
-
-def block_forward(x: Tensor, w: dict[str, Tensor], cfg: GPTNeoXConfig, layer_idx: int, past_kv=None,
-                  use_cache: bool = False, pos_offset: int | None = None):
-    """One GPT-NeoX block (Black et al. 2022, sec. 2.1.2): parallel x + attn(ln1 x) + mlp(ln2 x),
-    or sequential. ``past_kv`` = (k, v) each (B, nh, P, d). Returns x (B, T, C), or (x, present_kv)."""
-    p = cfg.block_prefix(layer_idx)
-    if pos_offset is None:
-        pos_offset = 0 if past_kv is None else past_kv[0].size(2)
-    cfg.check_positions(pos_offset, x.size(1))
-    C, eps = cfg.hidden_size, cfg.layer_norm_eps
-    ln1 = F.layer_norm(x, (C,), w[p + "input_layernorm.weight"], w[p + "input_layernorm.bias"], eps)
-    a, present = attention(ln1, w, p, cfg, pos_offset, past_kv)
-    ln2_w, ln2_b = w[p + "post_attention_layernorm.weight"], w[p + "post_attention_layernorm.bias"]
-    if cfg.use_parallel_residual:
-        x = mlp(F.layer_norm(x, (C,), ln2_w, ln2_b, eps), w, p, cfg) + a + x  # transformers' order
-    else:
-        a = a + x
-        x = mlp(F.layer_norm(a, (C,), ln2_w, ln2_b, eps), w, p, cfg) + a
-    return (x, present) if use_cache else x
-
-
-def head_forward(x: Tensor, w: dict[str, Tensor], cfg: GPTNeoXConfig) -> Tensor:
-    """Final LayerNorm and the LM head (``embed_out``): logits (B, T, V)."""
-    x = F.layer_norm(x, (cfg.hidden_size,), w[FINAL_LN[0]], w[FINAL_LN[1]], cfg.layer_norm_eps)
-    return F.linear(x, w[cfg.head_weight_name])  # (B, T, V)
+    """Causal multi-head self-attention with partial rotary q and k, Q, K and V of each head side by
+    side in one matrix; returns (y, (k, v))."""
+    qkv = heads(linear(x, w, p + "attention.query_key_value"), cfg.num_attention_heads)  # (B, nh, T, 3d)
+    q, k, v = qkv.chunk(3, dim=-1)  # (B, nh, T, d) each
+    positions = torch.arange(pos_offset, pos_offset + x.size(1), device=x.device)  # (T,)
+    cos, sin = rope_cos_sin(positions, cfg.rotary_ndims, cfg.rotary_emb_base, x.dtype)  # (T, rotated)
+    y, present = attend(rotary(q, cos, sin), rotary(k, cos, sin), v, past_kv, pos_offset)
+    return linear(y, w, p + "attention.dense"), present
 
 
 class GPTNeoX(CausalLM):

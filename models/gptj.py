@@ -17,18 +17,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from models.decoder import (
-    CausalLM, DecoderConfig, activation, boolean, causal_mask, check_eos, concat_cache, eos_ids,
-    eos_json, given, one_of, positive_float, positive_int, require_keys, token_id,
-    token_embedding_forward,
+    CausalLM, DecoderConfig, attend, check_eos, check_fields, eos_ids, eos_json, given, layer_norm,
+    linear, linear_shapes, modelled_activation, plain_mlp, require_keys, token_id,
 )
 
-WTE, LN_F = "transformer.wte.weight", ("transformer.ln_f.weight", "transformer.ln_f.bias")
-LM_HEAD_BIAS = "lm_head.bias"
-ACTIVATIONS = ("gelu", "gelu_new", "gelu_fast", "relu")
+WTE = "transformer.wte.weight"
 _C = "GPTJConfig"
 
 
@@ -38,7 +34,10 @@ class GPTJConfig(DecoderConfig):
 
     MODEL_TYPE = "gptj"
     ARCHITECTURE = "GPTJForCausalLM"
+    DIMENSIONS = ("n_embd", "n_layer", "n_head", "n_positions")
     EMBEDDING_WEIGHT = WTE
+    FINAL_NORM = "transformer.ln_f"
+    HEAD_BIAS = "lm_head.bias"
     DROPOUT_KEYS = ("resid_pdrop", "embd_pdrop", "attn_pdrop")
     CHECKPOINT_IGNORED = (".attn.bias", ".attn.masked_bias")  # causal-mask buffers of transformers 4.x
 
@@ -57,40 +56,27 @@ class GPTJConfig(DecoderConfig):
     initializer_range: float = 0.02
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "n_embd", "n_layer", "n_head", "n_positions", "rotary_dim"):
-            positive_int(_C, name, getattr(self, name))
+        check_fields(_C, self, ints=("vocab_size", "n_embd", "n_layer", "n_head", "n_positions", "rotary_dim"))
         if self.n_inner is None:
             object.__setattr__(self, "n_inner", 4 * self.n_embd)
-        positive_int(_C, "n_inner", self.n_inner)
+        check_fields(_C, self, ints=("n_inner",))
         if self.n_embd % self.n_head:
             raise ValueError(f"{_C}.n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        # transformers fails on the others too: an odd rotary_dim pairs unequal halves in
+        # rotate_every_two, a larger one (or 0, read as n_embd) mismatches its sin/cos table
         if self.rotary_dim % 2 or self.rotary_dim > self.head_dim:
             raise ValueError(f"{_C}.rotary_dim must be an even number of dimensions up to head_dim "
                              f"{self.head_dim} (rotary rotates pairs), got {self.rotary_dim}")
-        one_of(_C, "activation_function", self.activation_function, ACTIVATIONS)
-        for name in ("layer_norm_epsilon", "initializer_range"):
-            positive_float(_C, name, getattr(self, name))
-        boolean(_C, "tie_word_embeddings", self.tie_word_embeddings)
+        modelled_activation(_C, "activation_function", self.activation_function)
+        check_fields(_C, self, floats=("layer_norm_epsilon", "initializer_range"), bools=("tie_word_embeddings",))
         token_id(_C, "bos_token_id", self.bos_token_id, self.vocab_size)
         check_eos(_C, self.eos_token_id, self.vocab_size)
-
-    @property
-    def head_dim(self) -> int:
-        return self.n_embd // self.n_head
-
-    @property
-    def n_layers(self) -> int:
-        return self.n_layer
-
-    @property
-    def max_positions(self) -> int:
-        return self.n_positions
 
     # ---- config.json ----
     @classmethod
     def from_hf_dict(cls, d: dict) -> GPTJConfig:
         require_keys(d, ("vocab_size", "n_embd", "n_layer", "n_head"), "gptj")
-        if d.get("rotary_dim", 64) is None:  # transformers would rotate hidden_size dims of each head
+        if d.get("rotary_dim", 64) is None:  # transformers 5 refuses it too (GPTJConfig.rotary_dim: int)
             raise ValueError("config rotary_dim null is not supported: give the rotated head dimensions")
         return cls(
             vocab_size=d["vocab_size"], n_embd=d["n_embd"], n_layer=d["n_layer"], n_head=d["n_head"],
@@ -141,29 +127,20 @@ class GPTJConfig(DecoderConfig):
 
     def block_shapes(self):
         C, Fi = self.n_embd, self.n_inner
-        return {"ln_1.weight": (C,), "ln_1.bias": (C,), "attn.k_proj.weight": (C, C),
-                "attn.v_proj.weight": (C, C), "attn.q_proj.weight": (C, C), "attn.out_proj.weight": (C, C),
-                "mlp.fc_in.weight": (Fi, C), "mlp.fc_in.bias": (Fi,), "mlp.fc_out.weight": (C, Fi),
-                "mlp.fc_out.bias": (C,)}
+        return {**self.norm_shapes("ln_1"), **{f"attn.{n}.weight": (C, C) for n in ("k_proj", "v_proj", "q_proj", "out_proj")},
+                **linear_shapes("mlp.fc_in", Fi, C, True), **linear_shapes("mlp.fc_out", C, Fi, True)}
 
-    def head_shapes(self):
-        shapes = {LN_F[0]: (self.n_embd,), LN_F[1]: (self.n_embd,)}
-        if not self.tie_word_embeddings:
-            shapes[self.LM_HEAD] = (self.vocab_size, self.n_embd)
-        shapes[LM_HEAD_BIAS] = (self.vocab_size,)  # kept when the matrix is tied
-        return shapes
+    # ---- layers ----
+    def norm(self, x, w, name):
+        return layer_norm(x, w, name, self.layer_norm_epsilon)
 
-    def embedding_forward(self, idx, w, pos_offset=0):
-        return embedding_forward(idx, w, self, pos_offset)
+    def block(self, x, w, p, pos_offset, past_kv=None):
+        """One GPT-J block: x + attn(ln x) + mlp(ln x), one LayerNorm for both."""
+        h = self.norm(x, w, p + "ln_1")
+        a, present = attention(h, w, p, self, pos_offset, past_kv)
+        m = plain_mlp(h, w, p + "mlp.fc_in", p + "mlp.fc_out", self.activation_function)
+        return a + m + x, present  # (B, T, C), summed in transformers' order
 
-    def block_forward(self, x, w, layer_idx, past_kv=None, use_cache=False, pos_offset=None):
-        return block_forward(x, w, self, layer_idx, past_kv=past_kv, use_cache=use_cache, pos_offset=pos_offset)
-
-    def head_forward(self, x, w):
-        return head_forward(x, w, self)
-
-
-# ---- layers --------------------------------------------------------------------------------------
 
 def sin_cos(positions: Tensor, dim: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
     """(T, dim) tables for the interleaved layout: angle_j = pos / 10000^(2j/dim), each angle used
@@ -180,62 +157,25 @@ def rotate_every_two(x: Tensor) -> Tensor:
 
 
 def rotary(x: Tensor, sin: Tensor, cos: Tensor, rot: int) -> Tensor:
-    """Rotate the first ``rot`` dims of every head: x (B, T, heads, d), sin/cos (T, rot)."""
+    """Rotate the first ``rot`` dims of every head, adjacent pairs: x (B, T, heads, d), sin/cos (T, rot)."""
     sin, cos = sin[:, None, :], cos[:, None, :]  # (T, 1, rot): broadcast over heads
     x_rot, x_pass = x[..., :rot], x[..., rot:]
     return torch.cat([(x_rot * cos) + (rotate_every_two(x_rot) * sin), x_pass], dim=-1)
 
 
-def embedding_forward(idx: Tensor, w: dict[str, Tensor], cfg: GPTJConfig, pos_offset: int = 0) -> Tensor:
-    return token_embedding_forward(idx, w[WTE], cfg, pos_offset)  # (B, T, C)
-
-
 def attention(x: Tensor, w: dict[str, Tensor], p: str, cfg: GPTJConfig, pos_offset: int, past_kv=None):
-    """Causal multi-head self-attention with partial rotary q and k; returns (y, (k, v))."""
-    B, T, C = x.shape
+    """Causal multi-head self-attention with partial interleaved rotary q and k; scores in float32
+    whatever the dtype (transformers' GPT-J eager attention), then the dtype's softmax; returns (y, (k, v))."""
+    B, T, _ = x.shape
     nh, d = cfg.n_head, cfg.head_dim
-    q = F.linear(x, w[p + "attn.q_proj.weight"]).view(B, T, nh, d)  # (B, T, nh, d)
-    k = F.linear(x, w[p + "attn.k_proj.weight"]).view(B, T, nh, d)
-    v = F.linear(x, w[p + "attn.v_proj.weight"]).view(B, T, nh, d).transpose(1, 2)  # (B, nh, T, d)
-    positions = torch.arange(pos_offset, pos_offset + T, device=x.device)  # (T,)
-    sin, cos = sin_cos(positions, cfg.rotary_dim, x.dtype)
+    q = linear(x, w, p + "attn.q_proj").view(B, T, nh, d)  # (B, T, nh, d)
+    k = linear(x, w, p + "attn.k_proj").view(B, T, nh, d)
+    v = linear(x, w, p + "attn.v_proj").view(B, T, nh, d).transpose(1, 2)  # (B, nh, T, d)
+    sin, cos = sin_cos(torch.arange(pos_offset, pos_offset + T, device=x.device), cfg.rotary_dim, x.dtype)
     q = rotary(q, sin, cos, cfg.rotary_dim).transpose(1, 2)  # (B, nh, T, d)
     k = rotary(k, sin, cos, cfg.rotary_dim).transpose(1, 2)
-    k, v = concat_cache(k, v, past_kv)  # (B, nh, P+T, d) each
-    P = k.size(2) - T
-    if P != pos_offset:
-        raise ValueError(f"the KV cache holds {P} positions but the tokens start at position {pos_offset}")
-    # scores in float32 whatever the dtype (transformers' GPT-J eager attention), then the dtype's softmax
-    att = torch.matmul(q.to(torch.float32), k.to(torch.float32).transpose(2, 3)) * (d ** -0.5)
-    att = att.to(v.dtype).masked_fill(~causal_mask(T, P, x.device), float("-inf"))  # (B, nh, T, P+T)
-    att = F.softmax(att, dim=-1)
-    y = torch.matmul(att, v).transpose(1, 2).reshape(B, T, C)  # (B, T, C)
-    return F.linear(y, w[p + "attn.out_proj.weight"]), (k, v)
-
-
-def mlp(x: Tensor, w: dict[str, Tensor], p: str, cfg: GPTJConfig) -> Tensor:
-    h = F.linear(x, w[p + "mlp.fc_in.weight"], w[p + "mlp.fc_in.bias"])  # (B, T, n_inner)
-    return F.linear(activation(h, cfg.activation_function), w[p + "mlp.fc_out.weight"], w[p + "mlp.fc_out.bias"])
-
-
-def block_forward(x: Tensor, w: dict[str, Tensor], cfg: GPTJConfig, layer_idx: int, past_kv=None,
-                  use_cache: bool = False, pos_offset: int | None = None):
-    """One GPT-J block: x + attn(ln x) + mlp(ln x), one LayerNorm for both. ``past_kv`` = (k, v)
-    each (B, nh, P, d). Returns x (B, T, C), or (x, present_kv) with ``use_cache``."""
-    p = cfg.block_prefix(layer_idx)
-    if pos_offset is None:
-        pos_offset = 0 if past_kv is None else past_kv[0].size(2)
-    cfg.check_positions(pos_offset, x.size(1))
-    h = F.layer_norm(x, (cfg.n_embd,), w[p + "ln_1.weight"], w[p + "ln_1.bias"], cfg.layer_norm_epsilon)
-    a, present = attention(h, w, p, cfg, pos_offset, past_kv)
-    x = a + mlp(h, w, p, cfg) + x  # (B, T, C), summed in transformers' order
-    return (x, present) if use_cache else x
-
-
-def head_forward(x: Tensor, w: dict[str, Tensor], cfg: GPTJConfig) -> Tensor:
-    """Final LayerNorm and the LM head with its bias: logits (B, T, V)."""
-    x = F.layer_norm(x, (cfg.n_embd,), w[LN_F[0]], w[LN_F[1]], cfg.layer_norm_epsilon)  # (B, T, C)
-    return F.linear(x, w[cfg.head_weight_name], w[LM_HEAD_BIAS])  # (B, T, V)
+    y, present = attend(q, k, v, past_kv, pos_offset, scores_fp32=True, softmax_fp32=False)
+    return linear(y, w, p + "attn.out_proj"), present
 
 
 class GPTJ(CausalLM):

@@ -1,5 +1,9 @@
 """Read and write Hugging Face checkpoints of every family (``models/registry.py``: GPT-2, Llama,
-GPT-J, GPT-NeoX): ``config.json`` plus ``model.safetensors`` or ``pytorch_model.bin``, sharded or not.
+GPT-J, GPT-NeoX, Mixtral, Qwen2-MoE, Qwen3-MoE): ``config.json`` plus ``model.safetensors`` or
+``pytorch_model.bin``, sharded or not. MoE experts are read and written as transformers 5 holds them
+(stacked ``mlp.experts.gate_up_proj`` / ``down_proj``); the per-expert layout of published
+checkpoints (Mixtral's ``block_sparse_moe.experts.{j}.w1/w3/w2``, Qwen's ``mlp.experts.{j}.gate_proj``
+...) is stacked on load as transformers 5 stacks it (``models.moe.MoEConfig.normalise_checkpoint``).
 
 The family comes from config.json's ``model_type``. The layout is that of the family's
 ``save_pretrained`` (``GPT2LMHeadModel``, ``LlamaForCausalLM``, ``GPTJForCausalLM``,

@@ -13,9 +13,13 @@ from models.gpt import GPTConfig
 from models.gpt_neox import GPTNeoXConfig
 from models.gptj import GPTJConfig
 from models.llama import LlamaConfig
+from models.mixtral import MixtralConfig
+from models.qwen2_moe import Qwen2MoeConfig
+from models.qwen3_moe import Qwen3MoeConfig
 
 FAMILIES: dict[str, type[DecoderConfig]] = {
-    c.MODEL_TYPE: c for c in (GPTConfig, LlamaConfig, GPTJConfig, GPTNeoXConfig)}
+    c.MODEL_TYPE: c for c in (GPTConfig, LlamaConfig, GPTJConfig, GPTNeoXConfig, MixtralConfig, Qwen2MoeConfig,
+                              Qwen3MoeConfig)}
 
 
 def supported() -> str:

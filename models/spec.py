@@ -53,7 +53,7 @@ ACTIVATIONS = ("gelu", "gelu_new", "gelu_fast", "relu", "silu")
 POSITIONALS = ("learned", "rotary")
 NORMS = ("layernorm", "rmsnorm")
 # Hugging Face model_type of the functional model that computes each shape (models/registry.py)
-FAMILIES = ("gpt2", "llama", "gptj", "gpt_neox")
+FAMILIES = ("gpt2", "llama", "gptj", "gpt_neox", "mixtral", "qwen2_moe", "qwen3_moe")
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,12 @@ class MatmulOp:
     n: int  # output features
     count: int = 1
     weight: bool = True
+    stored: int = 0  # weight matrices streamed for it; 0 means count (MoE experts: all E, count = k)
+
+    @property
+    def weight_entries(self) -> int:
+        """Entries of the streamed (k x n) weight matrices this product draws on (0 for activations)."""
+        return self.k * self.n * (self.stored or self.count) if self.weight else 0
 
     @property
     def flops_per_token(self) -> float:
@@ -102,7 +108,11 @@ class ElementwiseOp:
 # add 1; cross-entropy over the vocabulary is a softmax (5) plus the target pick.
 ELEMENTWISE_OPS = {"layernorm": 7.0, "rmsnorm": 4.0, "softmax": 5.0, "gelu": 7.0, "gelu_new": 7.0,
                    "gelu_fast": 7.0, "silu": 4.0, "relu": 1.0, "gate": 1.0, "rotary": 3.0,
-                   "residual": 1.0, "bias": 1.0, "position": 1.0, "cross_entropy": 5.0}
+                   "residual": 1.0, "bias": 1.0, "position": 1.0, "cross_entropy": 5.0,
+                   "combine": 2.0, "sigmoid": 4.0}
+# (MoE: each chosen expert's output is scaled by its router weight and added, a multiply and an add =
+# 2 per element ("combine"); Qwen2-MoE's shared-expert gate is a sigmoid: exp, add, reciprocal and the
+# multiply = 4; the router's softmax over the experts counts as "softmax".)
 
 
 @dataclass(frozen=True)
@@ -179,6 +189,17 @@ class ModelSpec:
     attention_bias: bool = True  # biases on the Q, K, V and output projections
     mlp_bias: bool = True
     head_bias: bool = False  # a bias on the LM head (GPT-J)
+    head_width: int = 0  # each head's dimensions; 0 means hidden / heads (Llama's config may give more or fewer)
+    attention_out_bias: bool = True  # with attention_bias: the output projection's too (Qwen2-MoE: Q, K, V only)
+    qk_norm: bool = False  # an RMSNorm on each query and key head (Qwen3): 2 x head_dim gains
+    # mixture of experts (models/moe.py): in the blocks of moe_layers (None: every block when experts > 0)
+    # the MLP is a router (experts x hidden), `experts` SwiGLU experts of width expert_ffn of which
+    # experts_per_token run per token, and a shared expert of width shared_expert_ffn with a 1 x hidden gate
+    experts: int = 0
+    experts_per_token: int = 0
+    expert_ffn: int = 0
+    shared_expert_ffn: int = 0
+    moe_layers: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         for name in ("layers", "hidden", "heads", "vocab", "positions"):
@@ -225,18 +246,74 @@ class ModelSpec:
         if self.block_norms == 1 and not self.parallel_residual:
             raise ValueError("model block_norms 1 (one norm shared by attention and MLP) needs "
                              "parallel_residual: a sequential block normalises the MLP's own input")
+        self._check_moe()
+        hw = self.head_width
+        if not isinstance(hw, int) or isinstance(hw, bool) or hw < 0:
+            raise ValueError(f"model head_width must be a positive integer (or 0 for hidden/heads), got {hw!r}")
         f = self.rotary_fraction
-        if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f <= 1:
-            raise ValueError(f"model rotary_fraction must be in (0, 1], got {f!r}")
-        if self.positional == "rotary" and (self.rotary_dims < 2 or self.rotary_dims % 2):
+        # 0 rotates nothing (GPT-NeoX with int(head_dim x rotary_pct) = 0 runs so in transformers)
+        if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 <= f <= 1:
+            raise ValueError(f"model rotary_fraction must be in [0, 1], got {f!r}")
+        if self.positional == "rotary" and self.rotary_dims % 2:
             raise ValueError(f"model rotary_fraction {f!r} of head_dim {self.head_dim} gives "
-                             f"{self.rotary_dims} rotary dimensions; rotary rotates pairs: need an even "
-                             f"number >= 2")
+                             f"{self.rotary_dims} rotary dimensions; rotary rotates pairs: need an even number")
 
     # ---- shapes and parameter counts --------------------------------------------------------
     @property
     def head_dim(self) -> int:
-        return self.hidden // self.heads
+        return self.head_width or self.hidden // self.heads
+
+    def _check_moe(self) -> None:
+        for name in ("experts", "experts_per_token", "expert_ffn", "shared_expert_ffn"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise ValueError(f"model {name} must be an integer >= 0, got {v!r}")
+        for name in ("attention_out_bias", "qk_norm"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"model {name} must be a bool, got {getattr(self, name)!r}")
+        if not self.experts:
+            if self.experts_per_token or self.expert_ffn or self.shared_expert_ffn or self.moe_layers:
+                raise ValueError("model experts_per_token, expert_ffn, shared_expert_ffn and moe_layers "
+                                 "need experts > 0")
+            object.__setattr__(self, "moe_layers", ())
+            return
+        if not 0 < self.experts_per_token <= self.experts:
+            raise ValueError(f"model experts_per_token must be in 1..experts ({self.experts}), "
+                             f"got {self.experts_per_token!r}")
+        if self.expert_ffn <= 0:
+            raise ValueError(f"model expert_ffn must be a positive integer, got {self.expert_ffn!r}")
+        layers = tuple(range(self.layers)) if self.moe_layers is None else self.moe_layers
+        if not isinstance(layers, (tuple, list)) or not all(
+                isinstance(i, int) and not isinstance(i, bool) and 0 <= i < self.layers for i in layers):
+            raise ValueError(f"model moe_layers must list block indices below {self.layers}, got {layers!r}")
+        object.__setattr__(self, "moe_layers", tuple(sorted(set(layers))))
+
+    @property
+    def sparse_layers(self) -> frozenset[int]:
+        """The blocks whose MLP is a mixture of experts."""
+        return frozenset(self.moe_layers)
+
+    def moe_params(self, active: bool = False) -> int:
+        """A sparse block's MLP: router, experts (all, or the experts_per_token a token runs when
+        ``active``), shared expert and its gate."""
+        h, fs = self.hidden, self.shared_expert_ffn
+        n = self.experts_per_token if active else self.experts
+        return self.experts * h + n * 3 * h * self.expert_ffn + (3 * h * fs + h if fs else 0)
+
+    def block_params_at(self, i: int) -> int:
+        mlp = self.moe_params() if i in self.moe_layers else self.mlp_params  # a short sorted tuple
+        return self.attention_params + mlp + self.norm_params(self.block_norms)
+
+    @property
+    def active_params(self) -> int:
+        """Parameters one token computes with (the k chosen experts of every sparse block, not all)."""
+        return self.params - len(self.sparse_layers) * (self.moe_params() - self.moe_params(active=True))
+
+    @property
+    def q_dim(self) -> int:
+        """Width of the queries (and of the attention output): heads x head_dim (= hidden unless a
+        config gives head_dim)."""
+        return self.heads * self.head_dim
 
     @property
     def kv_dim(self) -> int:
@@ -264,10 +341,10 @@ class ModelSpec:
 
     @property
     def attention_params(self) -> int:
-        """Q (h x h), K and V (h x kv d each), output (h x h), and their biases when present."""
-        h, kvd = self.hidden, self.kv_dim
-        bias = (2 * h + 2 * kvd) if self.attention_bias else 0
-        return 2 * h * h + 2 * h * kvd + bias
+        """Q (h x q), K and V (h x kv d each), output (q x h), and their biases when present (q = heads d)."""
+        h, q, kvd = self.hidden, self.q_dim, self.kv_dim
+        bias = (q + 2 * kvd + (h if self.attention_out_bias else 0)) if self.attention_bias else 0
+        return 2 * h * q + 2 * h * kvd + bias + (2 * self.head_dim if self.qk_norm else 0)
 
     @property
     def mlp_params(self) -> int:
@@ -277,8 +354,14 @@ class ModelSpec:
 
     @property
     def block_params(self) -> int:
-        """Attention, MLP and the block's norms. GPT-2: 4h^2 + 2hf + f + 9h."""
-        return self.attention_params + self.mlp_params + self.norm_params(self.block_norms)
+        """Attention, MLP and the block's norms. GPT-2: 4h^2 + 2hf + f + 9h. With dense and MoE
+        blocks both: the mean block (``block_params_at`` for each)."""
+        if not self.experts:
+            return self.attention_params + self.mlp_params + self.norm_params(self.block_norms)
+        n = len(self.moe_layers)
+        dense = self.attention_params + self.mlp_params + self.norm_params(self.block_norms)
+        sparse = dense - self.mlp_params + self.moe_params()
+        return round((n * sparse + (self.layers - n) * dense) / self.layers)
 
     @property
     def embedding_params(self) -> int:
@@ -308,43 +391,69 @@ class ModelSpec:
                 f"seq {seq} exceeds the model's {self.positions} learned positions (n_positions)"
             )
 
-    def block_activations(self, seq: int) -> BlockActivations:
-        """Korthikanti et al. 2022 generalised (module docstring), bytes per token at 16-bit."""
-        h, f, a, kvd = self.hidden, self.ffn, self.heads, self.kv_dim
+    def mlp_width(self, sparse: bool = False) -> int:
+        """The MLP's inner width one token computes: ffn, or in a sparse block its k experts' and
+        the shared expert's (what its activations and element-wise work scale with)."""
+        return self.experts_per_token * self.expert_ffn + self.shared_expert_ffn if sparse else self.ffn
+
+    def block_activations(self, seq: int, sparse: bool | None = None) -> BlockActivations:
+        """Korthikanti et al. 2022 generalised (module docstring), bytes per token at 16-bit; a
+        sparse block stores its k experts' inner activations (and the shared expert's) and the
+        router's logits. ``sparse`` None: a sparse block when the model has experts."""
+        sparse = bool(self.experts) if sparse is None else sparse
+        h, f, a, kvd = self.hidden, self.mlp_width(sparse), self.heads, self.kv_dim
         norm_inputs = 2 * h if self.parallel_residual else 4 * h
         norm_outputs = 2 * h * self.block_norms
         replicated = norm_inputs + norm_outputs + (2 * h if self.dropout else 0)
-        mlp = (6 if self.gated_mlp else 4) * f
-        tensor_parallel = 2 * h + 4 * kvd + 2 * h + mlp  # Q, K and V, projection input, MLP
+        mlp = (6 if self.gated_mlp else 4) * f + (2 * self.experts if sparse else 0)
+        tensor_parallel = 4 * self.q_dim + 4 * kvd + mlp  # Q, K and V, projection input, MLP
         attention = (5 if self.dropout else 2) * a * seq
         return BlockActivations(float(replicated), float(tensor_parallel), float(attention))
 
-    def block_matmuls(self, seq: int) -> tuple[MatmulOp, ...]:
-        """A block's forward matrix products per token (module docstring)."""
-        h, f, a, d, kvd = self.hidden, self.ffn, self.heads, self.head_dim, self.kv_dim
+    def block_matmuls(self, seq: int, sparse: bool = False) -> tuple[MatmulOp, ...]:
+        """A block's forward matrix products per token (module docstring). A sparse block's experts
+        are ``count`` = experts_per_token products of one expert's matrices (the active FLOPs)."""
+        h, f, a, d, kvd, q = self.hidden, self.ffn, self.heads, self.head_dim, self.kv_dim, self.q_dim
         if self.fused_qkv:
-            qkv: tuple[MatmulOp, ...] = (MatmulOp("qkv", h, h + 2 * kvd),)
+            qkv: tuple[MatmulOp, ...] = (MatmulOp("qkv", h, q + 2 * kvd),)
         else:
-            qkv = (MatmulOp("q", h, h), MatmulOp("kv", h, 2 * kvd))
+            qkv = (MatmulOp("q", h, q), MatmulOp("kv", h, 2 * kvd))
         # every query head scores against seq keys and mixes seq values, whatever kv_heads is
         attention = (MatmulOp("attn_scores", d, seq, a, weight=False),
-                     MatmulOp("attn_values", seq, d, a, weight=False), MatmulOp("attn_proj", h, h))
-        if self.gated_mlp:
+                     MatmulOp("attn_values", seq, d, a, weight=False), MatmulOp("attn_proj", q, h))
+        if sparse:
+            k, fe, fs = self.experts_per_token, self.expert_ffn, self.shared_expert_ffn
+            e = self.experts
+            mlp = (MatmulOp("router", h, e), MatmulOp("expert_gate", h, fe, k, stored=e),
+                   MatmulOp("expert_up", h, fe, k, stored=e), MatmulOp("expert_down", fe, h, k, stored=e))
+            if fs:
+                mlp += (MatmulOp("shared_gate", h, fs), MatmulOp("shared_up", h, fs),
+                        MatmulOp("shared_down", fs, h), MatmulOp("shared_expert_gate", h, 1))
+        elif self.gated_mlp:
             mlp = (MatmulOp("mlp_gate", h, f), MatmulOp("mlp_up", h, f), MatmulOp("mlp_down", f, h))
         else:
             mlp = (MatmulOp("mlp_fc", h, f), MatmulOp("mlp_proj", f, h))
         return qkv + attention + mlp
 
-    def block_elementwise(self, seq: int) -> tuple[ElementwiseOp, ...]:
-        h, f, a, ew = self.hidden, self.ffn, self.heads, ELEMENTWISE_OPS
-        biases = ((2 * h + 2 * self.kv_dim) if self.attention_bias else 0) + (
+    def block_elementwise(self, seq: int, sparse: bool = False) -> tuple[ElementwiseOp, ...]:
+        h, f, a, ew = self.hidden, self.mlp_width(sparse), self.heads, ELEMENTWISE_OPS
+        attn_bias = self.q_dim + 2 * self.kv_dim + (h if self.attention_out_bias else 0)
+        biases = (attn_bias if self.attention_bias else 0) + (
             ((2 * f if self.gated_mlp else f) + h) if self.mlp_bias else 0)
         ops = [ElementwiseOp(self.norm, float(self.block_norms * h), ew[self.norm])]
+        if self.qk_norm:  # every query and key head
+            ops.append(ElementwiseOp("qk_norm", float(self.head_dim * (a + self.kv_heads)), ew["rmsnorm"]))
         if biases:
             ops.append(ElementwiseOp("bias", float(biases), ew["bias"]))
         if self.positional == "rotary":  # on the rotated dims of every query and key head
             ops.append(ElementwiseOp("rotary", float(self.rotary_dims * (a + self.kv_heads)), ew["rotary"]))
         ops.append(ElementwiseOp("softmax", float(a * seq), ew["softmax"]))
+        if sparse:  # the router's softmax, then k weighted expert outputs (and the gated shared one)
+            ops.append(ElementwiseOp("router_softmax", float(self.experts), ew["softmax"]))
+            shared = 1 if self.shared_expert_ffn else 0
+            ops.append(ElementwiseOp("combine", float((self.experts_per_token + shared) * h), ew["combine"]))
+            if shared:
+                ops.append(ElementwiseOp("shared_expert_gate", 1.0, ew["sigmoid"]))
         ops.append(ElementwiseOp("activation", float(f), ew[self.activation]))
         if self.gated_mlp:
             ops.append(ElementwiseOp("gate", float(f), ew["gate"]))
@@ -358,12 +467,18 @@ class ModelSpec:
         h, v = self.hidden, self.vocab
         scale = bytes_per_element / 2.0  # the activation formulas are written for 16-bit
         ew = ELEMENTWISE_OPS
-        block_mm = self.block_matmuls(seq)
         # Megatron (SC21, eq. 3): 24 h^2 per token for f = 4h is 6h^2 (QKV) + 2h^2 (proj) + 4hf (MLP);
-        # attention scores and the value product add 4 s h per token.
-        block_fwd = sum(m.flops_per_token for m in block_mm)
-        block_ew = self.block_elementwise(seq)
-        block_act = self.block_activations(seq).total
+        # attention scores and the value product add 4 s h per token. A sparse (MoE) block streams
+        # every expert (params) but a token computes with its k experts only (the FLOPs).
+        kinds = {}
+        sparse_layers = self.sparse_layers
+        present = ([True] if sparse_layers else []) + ([False] if len(sparse_layers) < self.layers else [])
+        for sparse in present:  # the block kinds this model has: sparse (MoE), dense
+            mm = self.block_matmuls(seq, sparse)
+            params = self.attention_params + self.norm_params(self.block_norms) + (
+                self.moe_params() if sparse else self.mlp_params)
+            kinds[sparse] = (mm, sum(m.flops_per_token for m in mm), self.block_elementwise(seq, sparse),
+                             self.block_activations(seq, sparse).total, params)
         learned = self.positional == "learned"
         head_ew = [ElementwiseOp(self.norm, float(h), ew[self.norm])]
         if self.head_bias:
@@ -384,12 +499,13 @@ class ModelSpec:
             )
         ]
         for i in range(self.layers):
+            block_mm, block_fwd, block_ew, block_act, block_params = kinds[i in sparse_layers]
             specs.append(
                 LayerSpec(
                     name=f"block{i}",
                     kind="block",
-                    params=self.block_params,
-                    owned_params=self.block_params,
+                    params=block_params,
+                    owned_params=block_params,
                     fwd_flops_per_token=block_fwd,
                     bwd_flops_per_token=2.0 * block_fwd,
                     act_bytes_per_token=block_act * scale,
@@ -422,6 +538,12 @@ class ModelSpec:
 
     def describe(self) -> str:
         kv = f" ({self.kv_heads} KV)" if self.kv_heads != self.heads else ""
+        if self.experts:
+            shared = f" + shared {self.shared_expert_ffn}" if self.shared_expert_ffn else ""
+            return (f"{self.name}: {self.params / 1e9:.3g}B params ({self.active_params / 1e9:.3g}B active), "
+                    f"{self.layers} layers ({len(self.sparse_layers)} MoE), d_model {self.hidden}, "
+                    f"{self.heads} heads{kv}, {self.experts} experts top-{self.experts_per_token} of d_ffn "
+                    f"{self.expert_ffn}{shared}, vocab {self.vocab}")
         mlp = "SwiGLU " if self.gated_mlp and self.activation == "silu" else "gated " if self.gated_mlp else ""
         return (
             f"{self.name}: {self.params / 1e9:.3g}B params, {self.layers} layers, d_model "

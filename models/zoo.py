@@ -170,6 +170,43 @@ GPT_NEOX = {
 }
 
 
+# ---- mixtures of experts (models/moe.py): every expert streamed, k of E computed per token.
+# Mixtral: Jiang et al. 2024 (arXiv 2401.04088) sec. 2 and Table 1; the Hugging Face config.json of
+# mistralai/Mixtral-8x7B-v0.1 (hidden 4096, intermediate 14336, 32 layers, 32 heads, 8 KV heads,
+# vocab 32000, 8 experts top-2, max_position_embeddings 32768, rope_theta 1e6) and of
+# mistralai/Mixtral-8x22B-v0.1 (6144, 16384, 56 layers, 48 heads, 8 KV, vocab 32000, 65536 positions).
+# Published totals: 46.7B parameters, 12.9B active (Mistral AI, "Mixtral of experts", 2023-12-11);
+# 141B, 39B active (Mistral AI, "Cheaper, Better, Faster, Stronger", 2024-04-17).
+# Qwen3-30B-A3B: Qwen3 Technical Report (arXiv 2505.09388) Table 2 and the config.json of
+# Qwen/Qwen3-30B-A3B (hidden 2048, 48 layers, 32 heads of 128 dims, 4 KV heads, 128 experts of 768,
+# top-8 renormalised, vocab 151936, 40960 positions, untied); model card: 30.5B total, 3.3B activated,
+# 29.9B non-embedding.
+_MIXTRAL_SRC = ("Mixtral, Jiang et al. 2024 (arXiv 2401.04088) sec. 2; Hugging Face config.json of "
+                "mistralai/Mixtral-{}-v0.1")
+
+
+def _moe(name: str, source: str, family: str, layers: int, hidden: int, heads: int, kv_heads: int,
+         experts: int, top_k: int, expert_ffn: int, vocab: int, positions: int, head_width: int = 0,
+         qk_norm: bool = False) -> ModelSpec:
+    return ModelSpec(name=name, layers=layers, hidden=hidden, heads=heads, kv_heads=kv_heads, ffn=expert_ffn,
+                     vocab=vocab, positions=positions, tied_embeddings=False, activation="silu",
+                     gated_mlp=True, norm="rmsnorm", positional="rotary", attention_bias=False,
+                     mlp_bias=False, family=family, source=source, head_width=head_width, qk_norm=qk_norm,
+                     experts=experts, experts_per_token=top_k, expert_ffn=expert_ffn)
+
+
+MOE = {
+    m.name: m
+    for m in (
+        _moe("mixtral-8x7b", _MIXTRAL_SRC.format("8x7B"), "mixtral", 32, 4096, 32, 8, 8, 2, 14336, 32000, 32768),
+        _moe("mixtral-8x22b", _MIXTRAL_SRC.format("8x22B"), "mixtral", 56, 6144, 48, 8, 8, 2, 16384, 32000, 65536),
+        _moe("qwen3-30b-a3b", "Qwen3 Technical Report (arXiv 2505.09388) Table 2; Hugging Face config.json "
+             "of Qwen/Qwen3-30B-A3B", "qwen3_moe", 48, 2048, 32, 4, 128, 8, 768, 151936, 40960,
+             head_width=128, qk_norm=True),
+    )
+}
+
+
 def _meg(tag: str, heads: int, hidden: int, layers: int) -> ModelSpec:
     return ModelSpec(name=f"megatron-{tag}", layers=layers, hidden=hidden, heads=heads, vocab=51200,
                      positions=2048, tied_embeddings=True, dropout=True, source=_MEG_SRC)
@@ -185,7 +222,7 @@ MEGATRON = {
     )
 }
 
-ZOO: dict[str, ModelSpec] = {**CEREBRAS_GPT, **GPT3, **OTHERS, **MEGATRON, **LLAMA, **GPTJ, **GPT_NEOX}
+ZOO: dict[str, ModelSpec] = {**CEREBRAS_GPT, **GPT3, **OTHERS, **MEGATRON, **LLAMA, **GPTJ, **GPT_NEOX, **MOE}
 
 
 def names() -> list[str]:

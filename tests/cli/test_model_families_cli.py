@@ -19,6 +19,16 @@ LLAMA2_7B = {"_name_or_path": "meta-llama/Llama-2-7b-hf", "architectures": ["Lla
              "torch_dtype": "float16", "use_cache": True, "vocab_size": 32000}
 
 
+# Mixtral-8x7B-v0.1's config.json as published (mistralai/Mixtral-8x7B-v0.1)
+MIXTRAL_8X7B = {"architectures": ["MixtralForCausalLM"], "attention_dropout": 0.0, "bos_token_id": 1,
+                "eos_token_id": 2, "hidden_act": "silu", "hidden_size": 4096, "initializer_range": 0.02,
+                "intermediate_size": 14336, "max_position_embeddings": 32768, "model_type": "mixtral",
+                "num_attention_heads": 32, "num_experts_per_tok": 2, "num_hidden_layers": 32,
+                "num_key_value_heads": 8, "num_local_experts": 8, "output_router_logits": False,
+                "rms_norm_eps": 1e-05, "rope_theta": 1e6, "router_aux_loss_coef": 0.02, "sliding_window": None,
+                "tie_word_embeddings": False, "torch_dtype": "bfloat16", "use_cache": True, "vocab_size": 32000}
+
+
 def run(capsys, *argv):
     code = main([str(a) for a in argv])
     out, err = capsys.readouterr()
@@ -81,3 +91,23 @@ def test_generate_from_each_family_checkpoint(capsys, tmp_path, family):
     r = json.loads(out)
     assert len(r["token_ids"]) == 2 and r["token_ids"][0][:3] == [5, 6, 7]
     assert r["simulated_latency_s"] > 0 and r["kv_cache_bytes"] > 0
+
+
+def test_a_published_mixtral_config_simulates_with_all_experts_streamed(capsys, tmp_path):
+    """All 8 experts' weights streamed (46.7B parameters), the FLOPs of the 2 a token uses (12.9B
+    active: 6 x 12.9e9 per token plus attention); the zoo entry is the same model; the GPU model,
+    which has no experts yet, refuses it in one line."""
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(MIXTRAL_8X7B))
+    results = []
+    for model in (path, "mixtral-8x7b"):
+        code, out, err = run(capsys, "simulate", "--model", model, "--systems", 16, "--json")
+        assert code == 0, err
+        results.append(json.loads(out))
+    assert results[0]["params"] == results[1]["params"] == 46_702_792_704
+    assert results[0]["step_time_s"] == pytest.approx(results[1]["step_time_s"], rel=1e-9)
+    tokens = results[0]["batch_seqs"] * results[0]["seq"]
+    per_token = results[0]["model_flops_per_step"] / tokens
+    assert 6 * 12.88e9 < per_token < 6 * 12.88e9 * 1.1  # active parameters, not all 46.7B
+    code, out, err = run(capsys, "gpu", "--model", path, "--gpus", 64, "--batch", 64)
+    assert code == 2 and out == "" and "mixture of experts: not modelled on GPUs" in err

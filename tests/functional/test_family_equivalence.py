@@ -10,13 +10,17 @@ import torch
 from wsim.engine.run import SimOptions
 from wsim.functional.executor import TrainingPayload
 from wsim.functional.train import train
-from tests.tiny_models import FAMILIES, NEW_FAMILIES, adamw_reference, hf_model, perturbed, tiny
+from tests.tiny_models import ALL_FAMILIES, NEW_FAMILIES, adamw_reference, hf_model, perturbed, tiny
 from tests.tiny_models import worst as _worst
 
 STEPS, BATCH, SEQ = 4, 8, 16  # 8 rows divide over 1, 2 and 4 systems
 HYPER = dict(lr=2e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
 TIED = {"llama": dict(tie_word_embeddings=True, attention_bias=True, mlp_bias=True),
-        "gptj": dict(tie_word_embeddings=True), "gpt_neox": dict(tie_word_embeddings=True, use_parallel_residual=False)}
+        "gptj": dict(tie_word_embeddings=True), "gpt_neox": dict(tie_word_embeddings=True, use_parallel_residual=False),
+        "mixtral": dict(tie_word_embeddings=True, num_experts_per_tok=1),
+        "qwen2_moe": dict(tie_word_embeddings=True, norm_topk_prob=True, qkv_bias=False, mlp_only_layers=(),
+                          decoder_sparse_step=2),
+        "qwen3_moe": dict(tie_word_embeddings=True, attention_bias=True, norm_topk_prob=False, num_experts_per_tok=3)}
 
 
 def setup(family, variant=None, seed=1):
@@ -78,12 +82,13 @@ def test_a_broken_schedule_fails_the_equivalence(family, fault):
     assert dw > 1e-3
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", ALL_FAMILIES)
 def test_the_weight_holding_guard_fires_on_a_layer_that_keeps_weight_copies(family, monkeypatch):
     """A layer computing on ``weight * 1.0`` makes autograd keep a copy of every matrix until the
     backward. The result is still right (the equivalence cannot see it) and the streamed tensors
     are gone (weak references cannot see it); the saved-tensor guard counts the copies' bytes: at
-    least every block matrix and the head matrix, per CS-2 and step."""
+    least every block matrix (an MoE block's stacked expert tensors too) and the head matrix, per
+    CS-2 and step."""
     cfg, w, data = setup(family)
     steps, systems = 2, 2
     kw = dict(systems=systems, steps=steps, batch=BATCH, dtype="float64", **HYPER)
@@ -92,7 +97,7 @@ def test_the_weight_holding_guard_fires_on_a_layer_that_keeps_weight_copies(fami
     monkeypatch.setattr(TrainingPayload, "copy_weights_fault", True)
     leaky = train(cfg, w, data, **kw)
     assert leaky.losses == pytest.approx(clean.losses, rel=1e-12)  # the math is unchanged
-    matrices = [n for n, s in cfg.param_shapes().items() if len(s) == 2 and n != cfg.EMBEDDING_WEIGHT]
+    matrices = [n for n, s in cfg.param_shapes().items() if len(s) >= 2 and n != cfg.EMBEDDING_WEIGHT]
     per_pass = sum(torch.Size(cfg.param_shapes()[n]).numel() * 8 for n in matrices)  # float64 bytes
     assert leaky.weight_bytes_held_between_passes >= steps * systems * per_pass
     assert leaky.weights_held_between_passes >= steps * systems * len(matrices)

@@ -1,4 +1,5 @@
-"""Weight-streamed generation of Llama (grouped KV cache), GPT-J and GPT-NeoX (partial rotary): the
+"""Weight-streamed generation of Llama (grouped KV cache), GPT-J, GPT-NeoX (partial rotary) and the
+MoE families (Mixtral, Qwen2-MoE, Qwen3-MoE: each CS-2 routes its own rows): the
 token ids of transformers' ``generate``, greedy and beam search with ``no_repeat_ngram_size``, every
 forward pass through the engine with rotary positions taken from the KV cache's length."""
 
@@ -32,7 +33,8 @@ def model_pair(family, seed, eos_boost):
 @pytest.mark.parametrize("family", NEW_FAMILIES)
 def test_same_ids_as_transformers(family, kwargs):
     ended_early = False
-    for seed, boost, systems in ((3, 1.0, 1), (4, 3.0, 2)):
+    # Qwen3-MoE's normed queries and keys give flatter logits: a stronger eos row ends some rows
+    for seed, boost, systems in ((3, 1.0, 1), (4, 6.0 if family == "qwen3_moe" else 3.0, 2)):
         cfg, w, ref = model_pair(family, seed, boost)
         prompts = torch.randint(0, EOS, (2, 4), generator=torch.Generator().manual_seed(seed))
         ours = generate(cfg, w, prompts, max_new_tokens=12, systems=systems, **kwargs)

@@ -1,6 +1,6 @@
 """Sparse weight streaming, functionally (``wsim/functional/sparse.py``): weight-streamed training of a
 masked model equals the same masked model trained by transformers with ``torch.optim.AdamW`` on the
-whole batch, for every family, 1, 2 and 4 CS-2s, densities 0.5 and 0.25 on the blocks only and on
+whole batch, for every family (the MoE ones with masks on every stacked expert), 1, 2 and 4 CS-2s, densities 0.5 and 0.25 on the blocks only and on
 every kind (GPT-2's tied head included), within the house tolerances (float64: losses 1e-10
 relative, every parameter within 1e-9 of its tensor's largest magnitude); masked entries end exactly
 0; the masks follow the rule the timing model counts; and the check has teeth: an unmasked gradient
@@ -17,7 +17,7 @@ from wsim.functional.executor import TrainingPayload
 from wsim.functional.train import spec_from_config, train
 from wsim.cluster.job import TrainingJob
 from wsim.cluster.sparsity import Density, matrix_params
-from tests.tiny_models import FAMILIES, adamw_reference, hf_model, perturbed, tiny
+from tests.tiny_models import ALL_FAMILIES, adamw_reference, hf_model, perturbed, tiny
 from tests.tiny_models import worst as _worst
 
 STEPS, BATCH, SEQ = 3, 8, 16  # 8 rows divide over 1, 2 and 4 systems
@@ -58,7 +58,7 @@ def worst(report, ref):
 # ---- the rule -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("tied", [False, True])
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", ALL_FAMILIES)
 def test_the_masked_tensors_are_the_timing_models_weight_matrices(family, tied):
     """Per family, the tensors each kind's density masks hold exactly the entries
     ``sparsity.matrix_params`` counts for that layer (the timing side's rule), no bias, norm gain or
@@ -68,10 +68,11 @@ def test_the_masked_tensors_are_the_timing_models_weight_matrices(family, tied):
     shapes = cfg.param_shapes()
     names = sparse.sparse_tensors(cfg)
     numel = {n: torch.Size(s).numel() for n, s in shapes.items()}
-    for layer in spec.layer_specs(SEQ, 2):
-        per_layer = sum(numel[n] for n in names[layer.kind]) // (cfg.n_layers if layer.kind == "block" else 1)
-        assert per_layer == matrix_params(layer, spec), layer.kind
-    assert all(len(shapes[n]) == 2 for ns in names.values() for n in ns)
+    layers = spec.layer_specs(SEQ, 2)
+    for kind in ("embedding", "block", "head"):  # summed over the kind's layers (MoE blocks differ)
+        assert sum(numel[n] for n in names[kind]) == sum(matrix_params(l, spec) for l in layers if l.kind == kind)
+    # matrices, and an MoE block's stacked experts (all of them: every expert is streamed)
+    assert all(len(shapes[n]) >= 2 for ns in names.values() for n in ns)
     assert (names["head"] == names["embedding"]) == tied
     density = Density(embedding=0.3, block=0.25, head=0.3 if tied else 0.7)
     masks = sparse.masks(cfg, density, 0)
@@ -105,7 +106,7 @@ def test_masks_are_reproducible_seeded_and_nested():
 @pytest.mark.parametrize("systems", [1, 2, 4])
 @pytest.mark.parametrize("d", [0.5, 0.25])
 @pytest.mark.parametrize("scope", ["block", "all"])
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", ALL_FAMILIES)
 def test_masked_training_matches_transformers(family, scope, d, systems):
     density = SCOPES[scope](d)
     cfg, w, data = setup(family)
@@ -178,7 +179,7 @@ def test_bad_sparse_arguments_are_refused(bad, needle):
 
 # ---- the teeth ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", ALL_FAMILIES)
 def test_an_unmasked_gradient_breaks_the_invariant_and_the_equivalence(family, monkeypatch):
     """The CS-2s forget to mask one tensor's gradient: MemoryX's invariant check stops the run at
     the first update of that tensor; with the check off, the run ends far from the reference."""
@@ -195,7 +196,7 @@ def test_an_unmasked_gradient_breaks_the_invariant_and_the_equivalence(family, m
     assert dw > 1e-3, dw
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", ALL_FAMILIES)
 def test_a_wrong_mask_on_the_wafer_breaks_the_equivalence(family, monkeypatch):
     """The CS-2s compute with the weights re-masked by other masks of the same density (each shifted
     by one entry): MemoryX's masters keep their zeros (the invariant cannot see it), the losses and

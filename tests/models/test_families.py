@@ -11,7 +11,7 @@ import transformers
 
 from models import registry, zoo
 from models.decoder import CausalLM
-from tests.tiny_models import FAMILIES, HF_CONFIG, NEW_FAMILIES, hf_model, hf_name, perturbed, rel, tiny
+from tests.tiny_models import ALL_FAMILIES, FAMILIES, HF_CONFIG, NEW_FAMILIES, hf_model, hf_name, perturbed, rel, tiny
 
 VARIANTS = [  # what changes the math or the names, per family
     ("llama", {}), ("llama", dict(num_key_value_heads=1)), ("llama", dict(num_key_value_heads=4)),
@@ -19,6 +19,24 @@ VARIANTS = [  # what changes the math or the names, per family
     ("gptj", {}), ("gptj", dict(rotary_dim=8, activation_function="gelu", tie_word_embeddings=True)),
     ("gpt_neox", {}), ("gpt_neox", dict(use_parallel_residual=False, rotary_pct=0.25)),
     ("gpt_neox", dict(attention_bias=False, tie_word_embeddings=True, hidden_act="gelu_fast")),
+    # what transformers runs its own way: an odd int(head_dim x rotary_pct) r rotates r+1 dims with
+    # r's frequencies (3 -> 4 of 8, 5 -> 6, 7 -> all 8), 0 none at all; Llama's head_dim given
+    # wider or narrower than hidden/heads, another activation in its SwiGLU
+    ("gpt_neox", dict(rotary_pct=0.375)), ("gpt_neox", dict(rotary_pct=0.7)),
+    ("gpt_neox", dict(rotary_pct=0.9, use_parallel_residual=False)), ("gpt_neox", dict(rotary_pct=0.1)),
+    ("llama", dict(head_dim=16)), ("llama", dict(head_dim=4, num_key_value_heads=1, attention_bias=True)),
+    ("llama", dict(hidden_act="gelu_new", mlp_bias=True)), ("gptj", dict(activation_function="silu")),
+    ("gpt_neox", dict(hidden_act="relu", rotary_pct=0.6)),
+    # scaled rotary: linear (position interpolation) and Llama 3.1's llama3 (low frequencies divided
+    # by 8, high ones kept, the middle one of the 4 interpolated with these tiny heads)
+    ("llama", dict(rope_scaling=("linear", 2.0))), ("llama", dict(rope_scaling=("llama3", 8.0, 1.0, 4.0, 16))),
+    # mixtures of experts: top-1 and top-all, tied; Qwen2 without its Q/K/V biases, every other block
+    # sparse, renormalised; Qwen3 with biases, a dense block, the default head width
+    ("mixtral", {}), ("mixtral", dict(num_experts_per_tok=1, tie_word_embeddings=True,
+                                      rope_scaling=("llama3", 8.0, 1.0, 4.0, 16))),
+    ("mixtral", dict(num_experts_per_tok=4, head_dim=16)),
+    ("qwen2_moe", {}), ("qwen2_moe", dict(qkv_bias=False, mlp_only_layers=(), decoder_sparse_step=2, norm_topk_prob=True)),
+    ("qwen3_moe", {}), ("qwen3_moe", dict(attention_bias=True, mlp_only_layers=(0,), head_dim=None, norm_topk_prob=False)),
 ]
 
 
@@ -78,14 +96,14 @@ def test_kv_cache_incremental_equals_full(family):
                 h, cache[i] = cfg.layer_forward(f"block{i}", h, w, pos_offset=t, past_kv=cache[i], use_cache=True)
             outs.append(cfg.layer_forward("head", h, w))
             t += step
-    kv_heads = cfg.num_key_value_heads if family == "llama" else 4
-    assert cache[0][0].shape == (2, kv_heads, 12, 8)
+    kv_heads = getattr(cfg, "num_key_value_heads", 4)  # Llama and the MoE families group them
+    assert cache[0][0].shape == (2, kv_heads, 12, cfg.head_dim)
     assert rel(torch.cat(outs, dim=1), full) < 1e-6
     with pytest.raises(ValueError, match="KV cache holds"):  # positions that disagree with the cache
         cfg.layer_forward("block0", h, w, pos_offset=3, past_kv=cache[0], use_cache=True)
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", ALL_FAMILIES)
 def test_streamed_layers_compose_to_the_model(family):
     cfg = tiny(family, tie_word_embeddings=True)
     w = perturbed(cfg, torch.float64)
@@ -121,7 +139,7 @@ def test_checkpoints_both_ways(tmp_path, family):
     w = perturbed(cfg, torch.float64)
     hf.save_checkpoint(tmp_path / "ours", cfg, w)
     model, info = getattr(transformers, cfg.ARCHITECTURE).from_pretrained(
-        tmp_path / "ours", output_loading_info=True, attn_implementation="eager")
+        tmp_path / "ours", output_loading_info=True, attn_implementation="eager", experts_implementation="eager")
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
     x = idx()
     with torch.no_grad():
@@ -157,7 +175,7 @@ def test_init_is_deterministic_and_hf_like(family):
     assert list(w) == list(cfg.param_shapes())
     assert all(torch.equal(w[n], t) for n, t in cfg.init_weights(3).items())
     for n, t in w.items():
-        if t.dim() == 2:
+        if t.dim() >= 2:  # matrices, and the MoE families' stacked experts
             assert abs(t.std().item() - 0.02) < 0.004, n
         elif n.endswith(".bias"):
             assert torch.equal(t, torch.zeros_like(t)), n
@@ -167,7 +185,8 @@ def test_init_is_deterministic_and_hf_like(family):
         assert all(torch.equal(t, w[n]) for n, t in cfg.init_layer_weights(layer, 3).items())
 
 
-@pytest.mark.parametrize("name", ["llama-2-7b", "llama-3-70b", "gpt-j-6b", "gpt-neox-20b", "pythia-160m"])
+@pytest.mark.parametrize("name", ["llama-2-7b", "llama-3-70b", "gpt-j-6b", "gpt-neox-20b", "pythia-160m",
+                                  "mixtral-8x7b", "mixtral-8x22b", "qwen3-30b-a3b"])
 def test_zoo_specs_build_their_family_config(name):
     """A zoo entry makes its family's config (``wsim train --model``) with the same counts."""
     spec = zoo.get(name)
@@ -189,16 +208,20 @@ def test_zoo_specs_build_their_family_config(name):
       "num_key_value_heads": 3, "intermediate_size": 48, "vocab_size": 101},
      r"num_key_value_heads \(3\) must divide num_attention_heads \(4\)"),
     ({"model_type": "llama", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
+      "intermediate_size": 48, "vocab_size": 101, "rope_scaling": {"rope_type": "yarn", "factor": 8.0}},
+     "rope type 'yarn' is not supported"),
+    ({"model_type": "llama", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
       "intermediate_size": 48, "vocab_size": 101, "rope_scaling": {"rope_type": "llama3", "factor": 8.0}},
-     "rope type 'llama3' is not supported"),
+     "rope_scaling of type 'llama3' lacks 'low_freq_factor'"),
     ({"model_type": "llama", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
-      "intermediate_size": 48, "vocab_size": 101, "head_dim": 16}, "head_dim 16"),
+      "intermediate_size": 48, "vocab_size": 101, "head_dim": 5}, "head_dim 5 must be even"),
     ({"model_type": "llama", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
-      "intermediate_size": 48, "vocab_size": 101, "hidden_act": "gelu"}, "hidden_act 'gelu'"),
+      "intermediate_size": 48, "vocab_size": 101, "hidden_act": "quick_gelu"},
+     "hidden_act 'quick_gelu' is not supported: transformers' quick_gelu is not modelled"),
     ({"model_type": "gptj", "n_embd": 32, "n_layer": 2, "n_head": 4, "vocab_size": 101, "rotary_dim": 5,
       "bos_token_id": 0, "eos_token_id": 1}, "rotary_dim"),
     ({"model_type": "gpt_neox", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
-      "intermediate_size": 64, "vocab_size": 101, "rotary_pct": 0.1}, "rotary_pct"),
+      "intermediate_size": 64, "vocab_size": 101, "rotary_pct": 1.2}, "rotary_pct 1.2 of head_dim 8"),
     ({"model_type": "gpt_neox", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
       "intermediate_size": 64, "vocab_size": 101, "eos_token_id": 500}, "eos_token_id"),
 ])

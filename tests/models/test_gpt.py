@@ -43,7 +43,7 @@ def rel(a, b):
     return ((a - b).abs().max() / b.abs().max()).item()
 
 
-@pytest.mark.parametrize("act", ["gelu", "gelu_new"])
+@pytest.mark.parametrize("act", ["gelu", "gelu_new", "gelu_fast", "silu"])  # what transformers' ACT2FN runs
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 1e-5)])
 @pytest.mark.parametrize("tied", [True, False])
 @pytest.mark.parametrize("attn", ["eager", "sdpa"])

@@ -100,7 +100,7 @@ def matrix_params(layer: LayerSpec, model: ModelSpec) -> int:
     if layer.kind == "embedding":
         w = model.vocab * model.hidden  # the token table; positions stay dense
     else:
-        w = sum(op.k * op.n * op.count for op in layer.matmuls if op.weight)
+        w = sum(op.weight_entries for op in layer.matmuls)  # an MoE block's every expert
     return min(w, layer.params)
 
 

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from models.decoder import DecoderConfig
+from models.moe import balance_loss, collect_router_logits, router_statistics
 from wsim.functional import sparse
 from wsim.functional.reference import adamw_param_groups, step_batch
 from wsim.functional.streamed import StreamedLayer
@@ -44,12 +45,16 @@ class _CopyingWeights:
 class _SystemState:
     """One CS-2's activations for one micro-batch: per layer, the graph and its input."""
 
-    __slots__ = ("x", "grad", "layers")
+    __slots__ = ("x", "grad", "layers", "router", "router_grads")
 
     def __init__(self):
         self.x: Tensor | None = None  # the activation flowing forward
         self.grad: Tensor | None = None  # the gradient flowing backward
         self.layers: dict[int, tuple] = {}  # layer -> (StreamedLayer, input leaf, output)
+        # MoE with output_router_logits: per sparse block, its router statistics (models.moe), and
+        # after the head the load-balancing loss's gradient with respect to its probability sums
+        self.router: dict[int, tuple] = {}
+        self.router_grads: dict[int, Tensor] = {}
 
 
 class TrainingPayload:
@@ -103,6 +108,7 @@ class TrainingPayload:
         self.per_system = batch // systems
         self.mb_rows = split(self.per_system, len(micro_batch_seqs)) if micro_batch_seqs else [self.per_system]
         self.tokens = batch * (data.size(1) - 1)  # the loss is a mean over every target of the step
+        self.aux_loss = bool(getattr(cfg, "output_router_logits", False))  # MoE router loss (models.moe)
         self.states: dict[tuple[int, int], _SystemState] = {}
         self.losses: dict[int, Tensor] = {}
         self.clipped_steps: set[int] = set()
@@ -224,11 +230,31 @@ class TrainingPayload:
                 out = layer.forward(fn, weights, self.dtype)
                 prev = self.losses.get(p.step)
                 self.losses[p.step] = out.detach() if prev is None else prev + out.detach()
+                self._router_loss(st, p, out)
             else:
-                out = layer.forward(lambda ws: cfg.layer_forward(name, inp, ws), weights, self.dtype)
+                with collect_router_logits() as logits:
+                    out = layer.forward(lambda ws: cfg.layer_forward(name, inp, ws), weights, self.dtype)
+                if logits and self.aux_loss:  # this CS-2's own tokens, as data parallelism has it
+                    st.router[p.layer] = router_statistics(logits[0], self.cfg.n_experts, self.cfg.experts_per_token)
         st.layers[p.layer] = (layer, inp, out)
         st.x = out
         self.fwd_weight_refs[(system, p.micro_batch, p.layer)] = [weakref.ref(w) for w in weights.values()]
+
+    def _router_loss(self, st: _SystemState, p, head_out: Tensor) -> None:
+        """At the head: this CS-2's (and micro-batch's) load-balancing loss over its sparse blocks'
+        tokens, times router_aux_loss_coef, weighted by its share of the step's tokens (so one
+        CS-2 with one micro-batch adds exactly transformers' term). Its gradient with respect to each
+        block's probability sum is taken here and joins that block's backward."""
+        if not st.router:
+            return
+        layers = sorted(st.router)
+        leaves = [st.router[l][0].detach().requires_grad_(True) for l in layers]
+        stats = [(leaf, st.router[l][1], st.router[l][2]) for leaf, l in zip(leaves, layers)]
+        share = st.router[layers[0]][2] / self.tokens  # this micro-batch's tokens over the step's
+        term = (self.cfg.router_aux_loss_coef * balance_loss(stats, self.cfg.n_experts)).to(self.dtype) * share
+        term.backward()
+        st.router_grads = {l: leaf.grad for l, leaf in zip(layers, leaves)}
+        self.losses[p.step] = self.losses[p.step] + term.detach()
 
     def _backward(self, system: int, p, weights, key) -> dict[str, Tensor]:
         st = self.states[key]
@@ -238,6 +264,8 @@ class TrainingPayload:
         self.weights_held_between_passes += layer.held_tensors
         self.weight_bytes_held_between_passes += layer.held_bytes
         grad_out = None if self.names[p.layer] == "head" else st.grad
+        if p.layer in st.router:  # the router loss's gradient enters the block with the activations'
+            out, grad_out = (out, st.router.pop(p.layer)[0]), (grad_out, st.router_grads.pop(p.layer))
         grads = layer.backward(out, grad_out, [inp], weights)
         # the wafer has gradients for the nonzeros only: masked entries leave it as exact zeros
         grads = {n: sparse.apply(g, self.masks[n]) if n in self.masks and n != self.unmasked else g

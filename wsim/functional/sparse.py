@@ -4,8 +4,9 @@ The tensors (``wsim/cluster/sparsity.py``'s rule, mapped onto any family through
 interface, no family's names written here):
 
     embedding  ``cfg.EMBEDDING_WEIGHT`` (the token table; GPT-2's position table stays dense)
-    block      every 2-D tensor of ``cfg.block_shapes()``: the QKV (or q/k/v), attention-projection
-               and MLP matrices (gate, up and down of a gated MLP); biases and norm gains are 1-D
+    block      every 2-D tensor of ``cfg.block_shapes_at(i)``: the QKV (or q/k/v), attention-projection
+               and MLP matrices (gate, up and down of a gated MLP; an MoE block's router and its
+               stacked 3-D expert tensors too); biases and norm gains are 1-D
     head       ``cfg.head_weight_name``: the untied LM head, or, tied, the embedding's matrix itself
                (one matrix, one mask: ``sparsity.check_tied`` requires equal densities)
 
@@ -47,7 +48,7 @@ def sparse_tensors(cfg: DecoderConfig) -> dict[str, tuple[str, ...]]:
     """Per layer kind, the names of the tensors its density applies to (a tied matrix under both
     embedding and head)."""
     blocks = [cfg.block_prefix(i) + n for i in range(cfg.n_layers)
-              for n, shape in cfg.block_shapes().items() if len(shape) == 2]
+              for n, shape in cfg.block_shapes_at(i).items() if len(shape) >= 2]  # MoE: stacked experts
     return {"embedding": (cfg.EMBEDDING_WEIGHT,), "block": tuple(blocks), "head": (cfg.head_weight_name,)}
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from models.spec import ModelSpec
+from wsim.errors import require
 
 GATED = ("swiglu", "geglu", "silu_glu", "gated")
 
@@ -60,6 +61,10 @@ def _extra(model: ModelSpec, name: str, default=None):
 
 
 def block_shape(model: ModelSpec) -> BlockShape:
+    # the GPU model has no experts yet (expert parallelism, all-to-all: issue 20 item 4); a mixture of
+    # experts read as a dense block would count all experts' weights but one expert's FLOPs
+    require(not getattr(model, "experts", 0),
+            f"model {model.name!r} is a mixture of experts: not modelled on GPUs yet (wsim simulate models it)")
     h, a = model.hidden, model.heads
     kv = int(_extra(model, "kv_heads", a) or a)
     mlp = str(_extra(model, "mlp", "") or "").lower()
