@@ -52,8 +52,8 @@ CS2_IO_BYTES_PER_S = 150e9  # glossary "SwarmX": 1.2 Tb/s (12 x 100 GbE), each w
 class _NoScores(ModelSpec):
     """The same model, its blocks storing no s x s attention probabilities."""
 
-    def block_activations(self, seq: int) -> BlockActivations:
-        b = super().block_activations(seq)
+    def block_activations(self, seq: int, sparse: bool | None = None) -> BlockActivations:
+        b = super().block_activations(seq, sparse)
         return BlockActivations(b.replicated, b.tensor_parallel, 0.0)
 
 
