@@ -13,6 +13,7 @@ from models.gpt import GPTConfig
 from models.gpt_neox import GPTNeoXConfig
 from models.gptj import GPTJConfig
 from models.llama import LlamaConfig
+from models.suggest import hint
 
 FAMILIES: dict[str, type[DecoderConfig]] = {
     c.MODEL_TYPE: c for c in (GPTConfig, LlamaConfig, GPTJConfig, GPTNeoXConfig)}
@@ -24,7 +25,7 @@ def supported() -> str:
 
 def family(model_type: str) -> type[DecoderConfig]:
     if model_type not in FAMILIES:
-        raise ValueError(f"model_type {model_type!r} is not supported; supported: {supported()}")
+        raise ValueError(f"model_type {model_type!r} is not supported; {hint(model_type, FAMILIES, listing='supported')}")
     return FAMILIES[model_type]
 
 
@@ -34,7 +35,7 @@ def config_from_hf_dict(d) -> DecoderConfig:
         raise ValueError(f"a model config must be a JSON object, got {type(d).__name__}")
     model_type = d.get("model_type", "gpt2")
     if model_type not in FAMILIES:
-        raise ValueError(f"model_type {model_type!r} is not supported; supported: {supported()}")
+        raise ValueError(f"model_type {model_type!r} is not supported; {hint(model_type, FAMILIES, listing='supported')}")
     return FAMILIES[model_type].from_hf_dict(d)
 
 
