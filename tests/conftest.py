@@ -83,7 +83,7 @@ def tally(prop: str, outcome: str, example=None) -> None:
         DISTINCT[prop].add(digest(example))
 
 
-tally.counts = OUTCOMES
+tally.counts, tally.distinct, tally.digest = OUTCOMES, DISTINCT, digest
 RAN = ("ran", "exit 0")  # the outcomes of an input that ran (Python API, CLI)
 
 
