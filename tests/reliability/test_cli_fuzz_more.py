@@ -102,10 +102,11 @@ SWEEP_BASE = ["sweep", "--quiet", "--out", os.path.join(TMP, "s.csv"), "--kind",
 
 
 # floors on the share of examples that ran (tests/reliability/test_input_validation.run_with_floor)
-# and examples per command in the fast suite (shares seen: compare 42-55%, sweep 38%, train 17-30%,
-# generate 20-32%; the floors are low enough that a random seed trips one with a chance under 1e-3)
-FLOORS = {"compare": 0.10, "sweep": 0.10, "train": 0.03, "generate": 0.03}
-EXAMPLES = {"compare": 40, "sweep": 40, "train": 60, "generate": 60}
+# and examples per command in the fast suite. Shares seen under the CI seed and random seeds: compare
+# 18-55%, sweep 20-38%, train 10-30%, generate 18-32%; at these counts and the lowest share, a
+# random seed trips a floor with a chance under about 3e-4 (binomial), and "all refused" always does.
+FLOORS = {"compare": 0.03, "sweep": 0.03, "train": 0.02, "generate": 0.03}
+EXAMPLES = {"compare": 60, "sweep": 60, "train": 100, "generate": 60}
 BASES = {"compare": (COMPARE_BASE, compare_opts), "sweep": (SWEEP_BASE, sweep_opts),
          "train": (TRAIN_BASE, train_opts), "generate": (GENERATE_BASE, generate_opts)}
 
