@@ -10,6 +10,7 @@ faults table with the faults asked for, the tokens generated). Example counts ar
 fast suite (``WSIM_VALID_EXAMPLES``, default 25); the ``slow`` variants draw 150."""
 
 import json
+import math
 import os
 import tempfile
 
@@ -49,20 +50,24 @@ def run_valid(outcomes, prop: str, argv: list[str]) -> dict:
 @st.composite
 def valid_compare(draw):
     """A published Cerebras-GPT run as it is, or any zoo model with a batch and a CS-2 count (the
-    batch a multiple of it) and steps or a token budget; GPU types, count, micro-batching, method."""
+    batch a multiple of it) and steps or a token budget; GPU types, micro-batching, method; a fixed
+    GPU count only with a batch it divides (data parallelism alone can run it; a count larger than
+    the batch allows with any tp x pp is invalid input, refused)."""
     model = draw(st.sampled_from(["cerebras-gpt-111m", "cerebras-gpt-256m", "gpt3-125m", "pythia-160m"]))
     argv = ["compare", "--model", model, "--method", draw(st.sampled_from(["analytic", "analytic", "engine"]))]
     if model.startswith("cerebras") and draw(st.booleans()):
         pass  # the published batch, CS-2 count and steps
     else:
         systems = draw(st.sampled_from([1, 2, 4, 16]))
-        argv += ["--systems", str(systems), "--batch", str(systems * draw(st.integers(1, 32))),
+        gpus = draw(st.sampled_from([None, 8, 64, 512]))
+        unit = math.lcm(systems, gpus or 1)
+        argv += ["--systems", str(systems), "--batch", str(unit * draw(st.integers(1, 32 if gpus is None else 4))),
                  "--seq", draw(st.sampled_from(["512", "2048"]))]
         argv += draw(st.sampled_from([["--steps", str(draw(st.integers(1, 10_000)))],
                                       ["--tokens", draw(st.sampled_from(["1e8", "2.5e9"]))], []]))
+        if gpus is not None:
+            argv += ["--gpus", str(gpus)]
     argv += ["--gpu", ",".join(draw(st.lists(st.sampled_from(GPU_TYPES), min_size=1, max_size=2, unique=True)))]
-    if draw(st.booleans()):
-        argv += ["--gpus", str(draw(st.sampled_from([8, 64, 512])))]
     return argv + ["--micro-batching", draw(st.sampled_from(["best", "fit", "auto"]))]
 
 
