@@ -66,3 +66,13 @@ def test_a_short_list_is_given_whole_when_nothing_is_close():
 def test_the_cli_suggests_on_one_line_with_exit_2(argv, line):
     code, out, err = run_cli(argv)
     assert (code, out, err) == (2, "", line + "\n")
+
+
+def test_a_gpu_plan_option_suggests_the_closest_choice():
+    from models import zoo as z
+    from wsim.gpu import estimate
+
+    with pytest.raises(ConfigError) as exc:
+        estimate(z.get("gpt3-125m"), batch=8, gpus=8, stack="megatron-cor")
+    msg = str(exc.value)
+    assert msg.startswith("stack 'megatron-cor' is not one of") and msg.endswith("; did you mean megatron-core?"), msg
