@@ -16,6 +16,7 @@ from models.llama import LlamaConfig
 from models.mixtral import MixtralConfig
 from models.qwen2_moe import Qwen2MoeConfig
 from models.qwen3_moe import Qwen3MoeConfig
+from models.suggest import hint
 
 FAMILIES: dict[str, type[DecoderConfig]] = {
     c.MODEL_TYPE: c for c in (GPTConfig, LlamaConfig, GPTJConfig, GPTNeoXConfig, MixtralConfig, Qwen2MoeConfig,
@@ -28,7 +29,7 @@ def supported() -> str:
 
 def family(model_type: str) -> type[DecoderConfig]:
     if model_type not in FAMILIES:
-        raise ValueError(f"model_type {model_type!r} is not supported; supported: {supported()}")
+        raise ValueError(f"model_type {model_type!r} is not supported; {hint(model_type, FAMILIES, listing='supported')}")
     return FAMILIES[model_type]
 
 
@@ -38,7 +39,7 @@ def config_from_hf_dict(d) -> DecoderConfig:
         raise ValueError(f"a model config must be a JSON object, got {type(d).__name__}")
     model_type = d.get("model_type", "gpt2")
     if model_type not in FAMILIES:
-        raise ValueError(f"model_type {model_type!r} is not supported; supported: {supported()}")
+        raise ValueError(f"model_type {model_type!r} is not supported; {hint(model_type, FAMILIES, listing='supported')}")
     return FAMILIES[model_type].from_hf_dict(d)
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from models.spec import ModelSpec
+from models.suggest import hint
 
 _CGPT_SRC = "Cerebras-GPT, Dey et al. 2023 (arXiv 2304.03208) Table 1"
 _GPT3_SRC = "GPT-3, Brown et al. 2020 (arXiv 2005.14165) Table 2.1"
@@ -233,7 +234,7 @@ def get(name: str) -> ModelSpec:
     """A registered model by (case-insensitive) name."""
     key = name.lower()
     if key not in ZOO:
-        raise ValueError(f"unknown model {name!r}; known: {', '.join(names())}")
+        raise ValueError(f"unknown model {name!r}; {hint(name, names(), 'models/zoo.py')}")
     return ZOO[key]
 
 

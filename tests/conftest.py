@@ -6,6 +6,7 @@ the cores (tiny models ran ~30x slower). Benchmarks keep torch's default threads
 figures are what a user would see."""
 
 import collections
+import hashlib
 import importlib.util
 import json
 import os
@@ -56,9 +57,14 @@ def _one_torch_thread(request):
 # Property tests record each input they actually ran, and its outcome, with
 # ``tally(property, outcome, example)`` (the ``outcomes`` fixture): the counts are the examples
 # Hypothesis drew and executed (not its ``max_examples``), and ``distinct`` counts different inputs
-# among them (Hypothesis may draw the same input twice). They are printed in pytest's terminal
-# summary (no ``-s`` needed) and written to ``$WSIM_RELIABILITY_COUNTS`` when that variable names a
-# file. Under pytest-xdist each
+# among them (Hypothesis may draw the same input twice), by a digest of the example's repr that is
+# the same in every process (sha256; Python's ``hash`` of a str is salted per process, so two xdist
+# workers' hashes of one input would count twice). A record without an example counts in no
+# distinct figure (the summary prints ``-`` when a property has none). ``tally.counts`` is the
+# live table, which a property reads to assert its floor on the share of examples that ran
+# (tests/reliability/test_input_validation.py, ``run_with_floor``). The counts are printed in
+# pytest's terminal summary (no ``-s`` needed) and written to ``$WSIM_RELIABILITY_COUNTS`` when
+# that variable names a file. Under pytest-xdist each
 # worker sends its counts to the controller (``workeroutput``), which prints the sum. These hooks
 # live here, not in tests/reliability/conftest.py: an xdist controller collects nothing, so it
 # loads only this top-level conftest.
@@ -66,9 +72,27 @@ OUTCOMES: dict[str, collections.Counter] = collections.defaultdict(collections.C
 DISTINCT: dict[str, set] = collections.defaultdict(set)
 
 
+def digest(example) -> str:
+    """A digest of ``repr(example)`` that every process computes alike."""
+    return hashlib.sha256(repr(example).encode()).hexdigest()[:16]
+
+
 def tally(prop: str, outcome: str, example=None) -> None:
     OUTCOMES[prop][outcome] += 1
-    DISTINCT[prop].add(hash(repr(example)) if example is not None else len(DISTINCT[prop]))
+    if example is not None:
+        DISTINCT[prop].add(digest(example))
+
+
+tally.counts, tally.distinct, tally.digest = OUTCOMES, DISTINCT, digest
+RAN = ("ran", "exit 0")  # the outcomes of an input that ran (Python API, CLI)
+
+
+def ran_share(counts: collections.Counter) -> float:
+    n = sum(counts.values())
+    return sum(counts[k] for k in RAN) / n if n else 0.0
+
+
+tally.ran_share = ran_share
 
 
 @pytest.fixture(scope="session")
@@ -98,14 +122,17 @@ def pytest_terminal_summary(terminalreporter):
         return
     tr = terminalreporter
     tr.section("generated inputs by outcome (tests/reliability)")
-    tr.write_line(f"{'property':<40} {'drawn':>6} {'distinct':>8}  outcomes")
+    tr.write_line(f"{'property':<40} {'drawn':>6} {'distinct':>8} {'ran':>5}  outcomes")
     total = collections.Counter()
     for prop in sorted(OUTCOMES):
         counts = OUTCOMES[prop]
         total.update(counts)
-        tr.write_line(f"{prop:<40} {sum(counts.values()):>6} {len(DISTINCT[prop]):>8}  " +
+        distinct = len(DISTINCT[prop]) if DISTINCT.get(prop) else "-"
+        ran = f"{ran_share(counts):.0%}" if any(k in RAN or k.startswith(("exit", "ConfigError")) for k in counts) else "-"
+        tr.write_line(f"{prop:<40} {sum(counts.values()):>6} {distinct:>8} {ran:>5}  " +
                       ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
-    tr.write_line(f"{'TOTAL':<40} {sum(total.values()):>6} {sum(len(v) for v in DISTINCT.values()):>8}  " +
+    tr.write_line(f"{'TOTAL':<40} {sum(total.values()):>6} {sum(len(v) for v in DISTINCT.values()):>8} "
+                  f"{ran_share(total):>5.0%}  " +
                   ", ".join(f"{k} {v}" for k, v in sorted(total.items())))
     path = os.environ.get("WSIM_RELIABILITY_COUNTS")
     if path:

@@ -35,14 +35,30 @@ def run(capsys, *argv):
 
 
 def test_train_json_and_save(capsys, checkpoint, tokens, tmp_path):
+    """The saved checkpoint is the trained model: transformers' GPT-2 loaded from the checkpoint
+    given, trained by torch.optim.AdamW on the same rows with the CLI's default hyper-parameters
+    (tests/tiny_models.adamw_reference), ends where --save's checkpoint is, tensor by tensor, and
+    the losses printed are that training's (float64, so that the tolerance is the equivalence's)."""
+    from tests.tiny_models import adamw_reference
+
     code, out, err = run(capsys, "train", "--checkpoint", checkpoint, "--data", tokens, "--systems", 2,
-                         "--batch", 4, "--steps", 3, "--save", tmp_path / "out", "--json")
+                         "--batch", 4, "--steps", 3, "--dtype", "float64", "--save", tmp_path / "out", "--json")
     assert code == 0, err
     data = json.loads(out)
     assert len(data["losses"]) == 3 and data["systems"] == 2 and data["simulated_step_time_s"] > 0
     assert "step 3/3" in err  # progress on stderr
-    model = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "out")
-    assert sum(p.numel() for p in model.parameters()) > 0
+    saved = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "out", dtype=torch.float64).state_dict()
+    cfg, _ = hf.load_checkpoint(checkpoint)
+    ref_model = transformers.GPT2LMHeadModel.from_pretrained(checkpoint).to(torch.float64)
+    rows = torch.from_numpy(np.load(tokens)).long()
+    hyper = dict(lr=6e-4, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)  # wsim train's defaults
+    losses, final = adamw_reference(cfg, ref_model, rows, 3, 4, hyper)
+    assert data["losses"] == pytest.approx(losses, rel=1e-10)
+    for name, t in final.items():  # float64 (docs/design.md, "Numerical equivalence")
+        assert ((saved[name] - t).abs().max() / t.abs().max()).item() < 1e-9, name
+    first = transformers.GPT2LMHeadModel.from_pretrained(checkpoint).state_dict()
+    moved = max(((saved[n] - first[n]).abs().max() / first[n].abs().max()).item() for n in final)
+    assert moved > 1e-4  # the training moved the weights beyond the tolerance
 
 
 def test_same_losses_for_any_number_of_systems(capsys, checkpoint, tokens):

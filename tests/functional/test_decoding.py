@@ -213,3 +213,28 @@ def test_generate_validation():
     with pytest.raises(ValueError, match="LongTensor"):
         generate(prompt.float(), forward, reorder, GenerationConfig(max_new_tokens=2))
     assert GenerationConfig(max_new_tokens=2, eos_token_id=[3, 4]).eos_token_id == (3, 4)
+
+
+def test_the_first_full_ngram_is_banned_like_transformers():
+    """Prompt [7, 7] with n = 2 holds one complete 2-gram, (7, 7): transformers bans 7 next. The
+    boundary where the history is exactly n long is where an off-by-one hides."""
+    from transformers.generation.logits_process import NoRepeatNGramLogitsProcessor
+
+    ids, scores = torch.tensor([[7, 7]]), torch.zeros(1, 10)
+    ref = NoRepeatNGramLogitsProcessor(2)(ids, scores.clone())
+    ours = ban_repeated_ngrams(ids, scores.clone(), 2)
+    assert torch.isinf(ref[0, 7]) and ref[0].isinf().sum() == 1  # what transformers does
+    assert torch.equal(ours, ref)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_every_short_history_bans_what_transformers_bans(n):
+    """Every history of length 1..6 over two ids (126 of them) and n = 1..3, one row each, against
+    transformers' processor: shorter than n, exactly n, and longer."""
+    from transformers.generation.logits_process import NoRepeatNGramLogitsProcessor
+
+    for length in range(1, 7):
+        for hist in itertools.product([7, 8], repeat=length):
+            ids, scores = torch.tensor([hist]), torch.zeros(1, 10)
+            ref = NoRepeatNGramLogitsProcessor(n)(ids, scores.clone())
+            assert torch.equal(ban_repeated_ngrams(ids, scores.clone(), n), ref), (hist, n)

@@ -83,8 +83,28 @@ def test_plan_flags(capsys):
     d = _json(capsys, base + ["--distributed-optimizer"])
     assert d["plan"]["zero"] == 1 and d["plan"]["stack"] == "megatron-core"
     d = _json(capsys, base + ["--zero", "3"])
-    assert d["plan"]["zero"] == 3 and d["plan"]["stack"] in ("deepspeed", "fsdp")
-    assert "stack" in d["plan"]["chosen"]
+    assert d["plan"]["zero"] == 3 and "stack" in d["plan"]["chosen"]
+
+
+@pytest.mark.parametrize("flags,kw", [([], {}), (["--zero", "3"], {"zero": 3}),
+                                      (["--zero", "1", "--pp", "2"], {"zero": 1, "pp": 2})])
+def test_a_stack_left_open_is_the_fastest_that_runs_the_plan(capsys, flags, kw):
+    """Left open, the stack is the one with the shortest step among every stack that runs the
+    plan, each estimated on its own (validation alone only narrows ZeRO-3 to DeepSpeed or FSDP)."""
+    from wsim.errors import ConfigError
+    from wsim.gpu import STACKS
+
+    base = ["gpu", "--model", "gpt3-1.3b", "--gpus", "16", "--batch", "64", "--tp", "2"]
+    d = _json(capsys, base + flags)
+    times = {}
+    for name in STACKS:
+        try:
+            times[name] = estimate(zoo.get("gpt3-1.3b"), seq=2048, batch=64, gpus=16, tp=2, stack=name, **kw).step_time_s
+        except ConfigError:
+            continue  # this stack does not run the plan
+    assert len(times) >= 2, times  # a real choice
+    assert d["plan"]["stack"] == min(times, key=times.get), (d["plan"]["stack"], times)
+    assert d["step_time_s"] == pytest.approx(min(times.values()), rel=1e-12)
 
 
 def test_cli_equals_the_python_api(capsys):

@@ -138,9 +138,40 @@ def test_any_single_damage_is_refused(outcomes, saved, tmp_path_factory, name, w
     else:
         data[i] ^= xor
     f.write_bytes(bytes(data))
-    with pytest.raises(ck.CheckpointError):
+    with pytest.raises(ck.CheckpointError) as err:
         ck.load(path)
-    outcomes("checkpoint: damaged files", "refused")
+    blamed(err, name)
+    outcomes("checkpoint: damaged files", "refused", (name, i, xor, truncate))
+
+
+def blamed(err, name: str) -> None:
+    """The refusal names the damaged file, and no other file of the checkpoint."""
+    msg = str(err.value)
+    assert name in msg, msg
+    assert not [other for other in [*ck.FILES, ck.MANIFEST] if other != name and other in msg], msg
+
+
+def test_damage_to_any_hash_or_size_in_the_manifest_is_blamed_on_the_manifest(saved, tmp_path):
+    """Every SHA-256 the manifest holds (its own and each file's) and every size, altered at its
+    first, middle and last digit (the JSON stays valid): refused, every time, naming the manifest
+    (a file's hash damaged in the manifest is not damage to that file)."""
+    import re
+
+    text = (saved / ck.MANIFEST).read_text()
+    spans = [m.span(1) for m in re.finditer(r'"([0-9a-f]{64})"', text)]
+    spans += [m.span(1) for m in re.finditer(r'"bytes": ([0-9]+)', text)]
+    assert len(spans) == 2 * len(ck.FILES) + 1  # each file's hash and size, the manifest's own hash
+    cases = 0
+    for lo, hi in spans:
+        for i in sorted({lo, (lo + hi) // 2, hi - 1}):
+            digit = "1" if text[i] != "1" else "2"
+            path = copy(saved, tmp_path / f"c{cases}")
+            (path / ck.MANIFEST).write_text(text[:i] + digit + text[i + 1:])
+            with pytest.raises(ck.CheckpointError) as err:
+                ck.load(path)
+            blamed(err, ck.MANIFEST)
+            cases += 1
+    assert cases >= 3 * len(spans) - 2
 
 
 def test_save_is_atomic_and_never_overwrites(saved, tmp_path, monkeypatch):

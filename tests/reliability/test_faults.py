@@ -213,3 +213,18 @@ def test_stream_bound_plan_hides_a_straggler_but_not_a_slow_link():
     straggler, link = F.fault_table(job, ANDROMEDA, faults)
     assert straggler["cost_s"] < 0.01 * straggler["nominal_step_s"]
     assert link["slowdown"] == pytest.approx(2.0, rel=0.02)
+
+
+def test_the_default_table_runs_when_the_batch_does_not_divide_over_the_survivors(capsys):
+    """The default batch (8 per system) on 8 CS-2 is 64, which does not divide over 7: the default
+    table's CS-2 shrink row cuts the batch to 63 (found by the valid-only faults generator,
+    tests/reliability/test_valid_commands_run.py, which met exit 2 here); a batch that divides is kept."""
+    tiny = ["--layers", "2", "--hidden", "64", "--heads", "4", "--vocab", "300", "--seq", "64"]
+    assert main(["faults", *tiny, "--systems", "8", "--json"]) == 0
+    rows = {r["fault"]: r for r in json.loads(capsys.readouterr().out)["faults"]}
+    shrink = rows["CS-2 cs2.3 fails at 50% of a step, shrink"]
+    assert (shrink["systems_after"], shrink["batch_after"], shrink["dropped_seqs_per_step"]) == (7, 63, 1)
+    job = TrainingJob(SMALL, seq=128, batch_seqs=7 * 16)
+    (kept,) = [r for r in F.fault_table(job, generations.preset("cs2", 8)) if r["fault"].startswith("CS-2 cs2.3")
+               and r["fault"].endswith("shrink")]
+    assert kept["batch_after"] == 112 and kept["dropped_seqs_per_step"] == 0

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from wsim.cluster.hardware import (GENERATION_NAMES, ClusterSpec, CS2Spec, MemoryXSpec, PowerSpec,
                                   SwarmXSpec)
+from models.suggest import hint
 from wsim.errors import ConfigError, require
 
 # ---- CS-3 (WSE-3) -----------------------------------------------------------------------------
@@ -131,7 +132,7 @@ PRESETS = {
 def cluster(generation: str, systems: int = 1, name: str | None = None) -> ClusterSpec:
     """``systems`` systems of ``generation`` with the generation's figures."""
     if generation not in GENERATIONS:
-        raise ConfigError(f"unknown generation {generation!r}; known: {', '.join(GENERATIONS)}")
+        raise ConfigError(f"unknown generation {generation!r}; {hint(generation, GENERATIONS)}")
     g = GENERATIONS[generation]
     return ClusterSpec(name=name or generation, systems=systems, cs2=g.system, memoryx=g.memoryx,
                        swarmx=g.swarmx, power=g.power, max_systems=g.max_systems)
@@ -139,8 +140,8 @@ def cluster(generation: str, systems: int = 1, name: str | None = None) -> Clust
 
 def preset(name: str, systems: int | None = None) -> ClusterSpec:
     if name not in PRESETS:
-        raise ConfigError(f"unknown cluster preset {name!r}; known: {', '.join(PRESETS)} "
-                          f"or a cluster .json file")
+        raise ConfigError(f"unknown cluster preset {name!r}; {hint(name, PRESETS)} "
+                          f"(or give a cluster .json file)")
     p = PRESETS[name]
     spec = cluster(p.generation, p.systems if systems is None else systems, name=name)
     if p.memoryx_capacity_bytes is not None:

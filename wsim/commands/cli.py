@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import re
 import sys
 
+from models.suggest import hint
 from wsim.errors import ConfigError
 
 # Each module defines ``register(subparsers)`` that adds its parser and sets ``func(args) -> dict``
@@ -18,8 +20,17 @@ from wsim.errors import ConfigError
 COMMANDS = ("simulate", "gpu", "train", "compare", "sweep", "generate", "faults")
 
 
+# argparse's refusal of a value outside ``choices`` (Python 3.11-3.13 wording): the list of every
+# choice is replaced by the closest ones (models.suggest)
+_INVALID_CHOICE = re.compile(r"^(?P<head>.*invalid choice: (?P<value>'.*?'|\S+)) \(choose from (?P<choices>.*)\)$")
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2 (argparse would print usage too)
+        m = _INVALID_CHOICE.match(message)
+        if m:
+            choices = [c.strip().strip("'") for c in m["choices"].split(",")]
+            message = f"{m['head']}; {hint(m['value'].strip(chr(39)), choices)}"
         raise _UsageError(f"{self.prog}: {message}")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from models import zoo
+from models.suggest import hint
 from wsim.commands.common import (add_config_arg, add_json_arg, add_model_args, apply_config, cluster_help,
                                   model_from_args)
 from wsim.studies.compare import GPU_GRID, GPUS_DEFAULT, METHODS, compare, phases_from, published_phases
@@ -77,7 +78,8 @@ def run(args) -> dict:
 
     bad = [g for g in gpus if g not in GPUS]
     if bad or not gpus:
-        raise ConfigError(f"--gpu {args.gpu!r}: unknown GPU type(s) {bad}; known: {', '.join(sorted(GPUS))}")
+        raise ConfigError(f"--gpu {args.gpu!r}: unknown GPU type(s) {bad}; " + (
+            "; ".join(f"{g}: {hint(g, GPUS)}" for g in bad) or "none given"))
     report = compare(model, phases=phases, seq=args.seq, cluster=args.cluster, gpu=gpus,
                      gpus=args.gpus, micro_batching=args.micro_batching, method=args.method,
                      max_gpus=args.max_gpus, prices=load_prices(args.prices))

@@ -51,7 +51,7 @@ def register(sub) -> None:
     p.set_defaults(func=run, human=human, steps=1)
 
 
-def chosen_faults(args, cluster) -> list:
+def chosen_faults(args, cluster, batch_seqs: int | None = None) -> list:
     slow = [F.parse_straggler(s) for s in args.straggler] + [F.parse_degraded_link(s) for s in args.degraded_link]
     out = [slow] if slow else []
     for text in args.fail:
@@ -59,7 +59,7 @@ def chosen_faults(args, cluster) -> list:
         out.append(F.FailStop(kind, target, args.at, args.policy, args.batch_policy))
     if args.memoryx_loss:
         out.append(F.MemoryXLoss(args.checkpoint_every, args.at))
-    return out or F.default_faults(cluster)
+    return out or F.default_faults(cluster, batch_seqs)
 
 
 def run(args) -> dict:
@@ -74,7 +74,7 @@ def run(args) -> dict:
         detection_s=args.detection_s, reconfigure_s=args.reconfigure_s, repair_s=args.repair_s,
         restart_s=args.restart_s, reload_bytes_per_s=reload, checkpoint_bytes_per_s=reload,
         failure_interval_steps=args.failure_interval_steps)
-    faults = chosen_faults(args, cluster)
+    faults = chosen_faults(args, cluster, job.batch_seqs)
     cache: dict = {}
     results = [F.evaluate(job, cluster, f, assumptions, trace=bool(args.trace) and i == 0, cache=cache)
                for i, f in enumerate(faults)]

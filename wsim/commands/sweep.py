@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from models.suggest import hint
 from wsim.commands.common import cluster_help
 from wsim.errors import ConfigError
 from wsim.cluster.job import MICRO_BATCH_POLICIES
@@ -57,7 +58,8 @@ def run(args) -> dict:
     models = [m.strip().lower() for m in args.models.split(",") if m.strip()]
     unknown = [m for m in models if m not in zoo.ZOO]
     if unknown or not models:
-        raise ConfigError(f"--models: unknown model(s) {unknown}; known: {', '.join(zoo.names())}")
+        raise ConfigError(f"--models: unknown model(s) {unknown}; " + (
+            "; ".join(f"{m}: {hint(m, zoo.names(), 'models/zoo.py')}" for m in unknown) or "none given"))
     if args.kind == "gpu":
         if args.systems:
             raise ConfigError("kind gpu takes --gpus, not --systems")
@@ -67,7 +69,8 @@ def run(args) -> dict:
         gpus = [g.strip() for g in args.gpu.split(",") if g.strip()]
         bad = [g for g in gpus if g not in GPUS]
         if bad or not gpus:
-            raise ConfigError(f"--gpu: unknown GPU type(s) {bad}; known: {', '.join(sorted(GPUS))}")
+            raise ConfigError(f"--gpu: unknown GPU type(s) {bad}; " + (
+                "; ".join(f"{g}: {hint(g, GPUS)}" for g in bad) or "none given"))
     else:
         if args.gpus:
             raise ConfigError(f"kind {args.kind} takes --systems, not --gpus")

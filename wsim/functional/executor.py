@@ -42,6 +42,39 @@ class _CopyingWeights:
         return self.cfg.layer_forward(layer, inp, {n: w * 1.0 for n, w in ws.items()}, **kwargs)
 
 
+class _KeepingWeights:
+    """Test-only (``TrainingPayload.keep_weights_fault``): layers that keep ``w.detach()`` ("detach":
+    the same storage, which the storage guard sees) or ``w.detach().clone()`` ("clone": new storage,
+    which only the live-tensor measure sees) of every streamed weight in a list outside autograd."""
+
+    def __init__(self, cfg, kept: list, how: str):
+        self.cfg, self.kept, self.how = cfg, kept, how
+
+    def layer_forward(self, layer: str, inp, ws: dict[str, Tensor], **kwargs):
+        for w in ws.values():
+            self.kept.append(w.detach() if self.how == "detach" else w.detach().clone())
+        return self.cfg.layer_forward(layer, inp, ws, **kwargs)
+
+
+def live_tensor_bytes() -> int:
+    """Bytes of every tensor storage the garbage collector can reach now, each storage once (the
+    test mode ``TrainingPayload.live_bytes``: a copy of weights kept anywhere shows here)."""
+    import gc
+
+    gc.collect()  # garbage from before (an earlier run's cycles) is not live
+    seen, total = set(), 0
+    for obj in gc.get_objects():
+        if issubclass(type(obj), Tensor):  # type(): isinstance would touch deprecated torch objects
+            try:
+                s = obj.untyped_storage()
+            except (RuntimeError, NotImplementedError):  # pragma: no cover - storage-less tensors
+                continue
+            if s.data_ptr() not in seen:
+                seen.add(s.data_ptr())
+                total += s.nbytes()
+    return total
+
+
 class _SystemState:
     """One CS-2's activations for one micro-batch: per layer, the graph and its input."""
 
@@ -61,6 +94,12 @@ class TrainingPayload:
     # test-only fault switch: every layer computes on copies of its weights (``w * 1.0``), which the
     # autograd graph then keeps until the backward; the weight-holding guard must report them
     copy_weights_fault = False
+    # test-only: every layer keeps w.detach() ("detach") or w.detach().clone() ("clone") of its
+    # streamed weights in a list outside autograd (``_KeepingWeights``)
+    keep_weights_fault: str | None = None
+    # test mode: a list here receives live_tensor_bytes() after every step (costs a walk of every
+    # object the garbage collector tracks, so it is off in normal runs)
+    live_bytes: list | None = None
     # test-only fault switches of sparse training (``masks``): the CS-2s forget to mask the gradient
     # of one tensor (the first masked one), or compute with the weights re-masked by other masks of
     # the same density (a wrong bitmap on the wafer; the masters keep their zeros, so only the
@@ -113,10 +152,12 @@ class TrainingPayload:
         self.losses: dict[int, Tensor] = {}
         self.clipped_steps: set[int] = set()
         # instrumentation: weights a CS-2 used in forward must be gone before its backward, neither
-        # alive (weak references) nor kept by the graph in another form (saved-tensor hooks)
+        # their storage alive (weak references to the storages: a tensor, a view or a detach() of a
+        # streamed weight keeps its storage) nor kept by the graph in another form (saved-tensor hooks)
         self.fwd_weight_refs: dict[tuple[int, int, int], list] = {}
-        self.weights_held_between_passes = 0  # weight tensors (or copies) held, summed over passes
-        self.weight_bytes_held_between_passes = 0  # bytes of the copies the graphs saved
+        self.weights_held_between_passes = 0  # weight storages (or copies) held, summed over passes
+        self.weight_bytes_held_between_passes = 0  # their bytes, and those of the copies the graphs saved
+        self._kept: list = []  # keep_weights_fault's list
         self.log: list[tuple] = []  # (event, step, micro-batch, layer, system) in engine order
         self.updates_done: dict[int, int] = {}
         self.on_step_end = None  # callback(step, loss) once every layer of a step is updated
@@ -151,8 +192,11 @@ class TrainingPayload:
         self.log.append(("update", step, -1, layer, -1))
         self._apply(step, layer)
         self.updates_done[step] = self.updates_done.get(step, 0) + 1
-        if self.updates_done[step] == len(self.names) and self.on_step_end is not None:
-            self.on_step_end(step, self.losses[step].item())
+        if self.updates_done[step] == len(self.names):
+            if self.live_bytes is not None:
+                self.live_bytes.append(live_tensor_bytes())
+            if self.on_step_end is not None:
+                self.on_step_end(step, self.losses[step].item())
 
     def _apply(self, step: int, layer: int) -> None:
         if self.grad_clip is not None and step not in self.clipped_steps:
@@ -212,6 +256,8 @@ class TrainingPayload:
         cfg = self.cfg
         if self.copy_weights_fault:
             cfg = _CopyingWeights(cfg)
+        if self.keep_weights_fault:
+            cfg = _KeepingWeights(cfg, self._kept, self.keep_weights_fault)
         if name == "embedding":
             idx, _ = self._rows(p.step, system, p.micro_batch)
             inp = None
@@ -238,7 +284,8 @@ class TrainingPayload:
                     st.router[p.layer] = router_statistics(logits[0], self.cfg.n_experts, self.cfg.experts_per_token)
         st.layers[p.layer] = (layer, inp, out)
         st.x = out
-        self.fwd_weight_refs[(system, p.micro_batch, p.layer)] = [weakref.ref(w) for w in weights.values()]
+        self.fwd_weight_refs[(system, p.micro_batch, p.layer)] = [
+            (weakref.ref(s), s.nbytes()) for s in (w.untyped_storage() for w in weights.values())]
 
     def _router_loss(self, st: _SystemState, p, head_out: Tensor) -> None:
         """At the head: this CS-2's (and micro-batch's) load-balancing loss over its sparse blocks'
@@ -259,7 +306,10 @@ class TrainingPayload:
     def _backward(self, system: int, p, weights, key) -> dict[str, Tensor]:
         st = self.states[key]
         refs = self.fwd_weight_refs.pop((system, p.micro_batch, p.layer), [])
-        self.weights_held_between_passes += sum(r() is not None for r in refs)
+        for ref, nbytes in refs:
+            if ref() is not None:
+                self.weights_held_between_passes += 1
+                self.weight_bytes_held_between_passes += nbytes
         layer, inp, out = st.layers.pop(p.layer)
         self.weights_held_between_passes += layer.held_tensors
         self.weight_bytes_held_between_passes += layer.held_bytes

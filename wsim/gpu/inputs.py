@@ -6,6 +6,7 @@ import dataclasses
 
 from models.spec import ModelSpec
 from wsim.errors import ConfigError, positive, require
+from models.suggest import close
 from wsim.gpu.calibration import STACKS, Efficiency, efficiency_for
 from wsim.gpu.specs import gpu_spec, with_network
 from wsim.gpu.step import ATTENTION, PRECISION, Consts
@@ -16,7 +17,9 @@ MAX_BATCH_SEQS = 2**24
 
 def choice(name: str, value, allowed) -> None:
     if value not in allowed:
-        raise ConfigError(f"{name} {value!r} is not one of {', '.join(map(str, allowed))}")
+        near = close(value, map(str, allowed)) if isinstance(value, str) else []
+        raise ConfigError(f"{name} {value!r} is not one of {', '.join(map(str, allowed))}"
+                          + (f"; did you mean {' or '.join(near)}?" if near else ""))
 
 
 def _bandwidth(name: str, value) -> float | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from models.suggest import hint
 from wsim.errors import ConfigError, non_negative, positive
 
 GIB = 2**30
@@ -103,7 +104,7 @@ def gpu_spec(name: str | GpuSpec) -> GpuSpec:
     key = str(name).lower()
     key = ALIASES.get(key, key)
     if key not in GPUS:
-        raise ConfigError(f"gpu {name!r} is not known; allowed: {', '.join(sorted(GPUS))}")
+        raise ConfigError(f"gpu {name!r} is not known; {hint(key, [*GPUS, *ALIASES])}")
     return GPUS[key]
 
 

@@ -361,8 +361,11 @@ def _memoryx_loss(job, cluster, f: MemoryXLoss, a: FaultAssumptions, t, base) ->
 
 
 # ---- the table and the trace ---------------------------------------------------------------------
-def default_faults(cluster: ClusterSpec) -> list:
-    """One of each kind, placed on system 3 (or the last) and the first SwarmX node above it."""
+def default_faults(cluster: ClusterSpec, batch_seqs: int | None = None) -> list:
+    """One of each kind, placed on system 3 (or the last) and the first SwarmX node above it. The
+    CS-2 shrink row keeps the global batch when it divides over the N-1 survivors (or when
+    ``batch_seqs`` is not given), else cuts it to the largest that does: the default table runs for
+    every batch the cluster runs (a batch of 8 per system on 8 CS-2 does not divide over 7)."""
     n = cluster.systems
     s = min(3, n - 1)
     g = topology.build(cluster)
@@ -372,7 +375,8 @@ def default_faults(cluster: ClusterSpec) -> list:
     if g.nodes[parent]["kind"] == "swarmx" and next(g.predecessors(parent)) != topology.MEMORYX:
         out.append(DegradedLink(parent, 2.0))
     if n > 1:
-        out.append(FailStop("cs2", s, 0.5, "shrink"))
+        keep = batch_seqs is None or batch_seqs % (n - 1) == 0
+        out.append(FailStop("cs2", s, 0.5, "shrink", "keep" if keep else "largest-divisible"))
     out.append(FailStop("cs2", s, 0.5, "repair"))
     if n > 1 and next(g.predecessors(parent)) != topology.MEMORYX:
         out.append(FailStop("link", parent, 0.5, "shrink", "largest-divisible"))
@@ -384,7 +388,7 @@ def fault_table(job: TrainingJob, cluster: ClusterSpec, faults=None,
                 assumptions: FaultAssumptions | None = None, options=None) -> list[dict]:
     cache: dict = {}
     return [evaluate(job, cluster, f, assumptions, options, cache=cache).report
-            for f in (faults if faults is not None else default_faults(cluster))]
+            for f in (faults if faults is not None else default_faults(cluster, job.batch_seqs))]
 
 
 def format_table(rows: list[dict]) -> str:
