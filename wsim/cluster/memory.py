@@ -80,7 +80,8 @@ def activation_bytes(job: TrainingJob, recompute: bool, seqs: int) -> float:
 
 def _fit(job: TrainingJob, recompute: bool, usable: float) -> int:
     """The most sequences whose activations fit ``usable`` bytes."""
-    per, tile, b = activation_bytes_per_seq(job, recompute), attention_tile_bytes_per_seq(job), job.attention_tile_seqs
+    per, tile = activation_bytes_per_seq(job, recompute), attention_tile_bytes_per_seq(job)
+    b = job.attention_tile_seqs
     small = int(usable // (per + tile))
     return small if not tile or small < b else int((usable - b * tile) // per)
 
