@@ -183,3 +183,21 @@ def test_bta_flag_and_shares_on_the_cli(tmp_path):
     assert r["extra"]["moe"]["attention_tile_seqs"] == 1 and r["extra"]["moe"]["routing"] == "measured shares"
     assert r["extra"]["moe"]["tokens_per_expert_product"] == pytest.approx(
         r["wafer_memory"]["seqs_per_micro_batch"] * 2048 * 2 / 8)
+
+
+def test_router_work_and_padded_expert_memory():
+    """The router: an h x E product, a softmax over E and a top-k (log2 k comparisons per score); a
+    skewed routing pads every expert's stored activations to the most loaded one's."""
+    m = small_moe(experts=16, top_k=4)
+    block = TrainingJob(m, seq=1024).layers()[1]
+    router = [op for op in block.matmuls if op.name == "router"]
+    assert [(op.k, op.n, op.count) for op in router] == [(m.hidden, 16, 1)]
+    ew = {op.name: (op.elements_per_token, op.ops_per_element) for op in block.elementwise}
+    assert ew["router_softmax"] == (16.0, 5.0) and ew["router_topk"] == (16.0, 2.0)
+    plain = TrainingJob(m, seq=1024)
+    skew = TrainingJob(m, seq=1024, expert_shares=(2,) + (1,) * 14 + (0,))  # max share 2/16, 15 run
+    slots = 15 * 4 * 2 / 16  # 7.5 padded slots for 4 routed
+    assert memory.expert_padding_bytes_per_token(plain) == 0
+    assert memory.expert_padding_bytes_per_token(skew) == pytest.approx((slots - 4) * 6 * m.expert_ffn)
+    assert memory.activation_bytes_per_seq(skew, False) - memory.activation_bytes_per_seq(plain, False) \
+        == pytest.approx(1024 * m.layers * (slots - 4) * 6 * m.expert_ffn)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from wsim.errors import ConfigError
 from wsim.cluster.hardware import ClusterSpec
+from wsim.cluster import moe
 from wsim.cluster.job import TrainingJob
 
 
@@ -57,6 +58,17 @@ def attention_tile_bytes_per_seq(job: TrainingJob) -> float:
     return job.seq * job.bytes_per_element / 2.0 * m.block_activations(job.seq, False).attention
 
 
+def expert_padding_bytes_per_token(job: TrainingJob) -> float:
+    """What padding every expert to the most loaded one adds to an MoE block's stored activations
+    per token (a measured routing distribution, wsim/cluster/moe.py): the experts' inner activations
+    (6 f_e bytes per routed slot at 16-bit, ``ModelSpec.block_activations``) for the padded slots."""
+    m = job.model
+    if not m.experts or job.expert_shares is None:
+        return 0.0
+    _, slots = moe.expert_sub_passes(m.experts, m.experts_per_token, job.expert_shares)
+    return (slots - m.experts_per_token) * (6 if m.gated_mlp else 4) * m.expert_ffn * job.bytes_per_element / 2.0
+
+
 def activation_bytes_per_seq(job: TrainingJob, recompute: bool) -> float:
     """Peak stored activation bytes for one sequence on one CS-2 (with Batch Tiling on Attention,
     without the s x s attention activations: ``activation_bytes`` adds one tile's).
@@ -65,10 +77,12 @@ def activation_bytes_per_seq(job: TrainingJob, recompute: bool) -> float:
     plus the one layer being recomputed held in full."""
     layers = job.layers()
     attn = attention_tile_bytes_per_seq(job)
+    padded = expert_padding_bytes_per_token(job)
     if not recompute:
-        return job.seq * sum(l.act_bytes_per_token for l in layers) - attn * job.model.layers
+        return job.seq * (sum(l.act_bytes_per_token for l in layers) + padded * len(job.model.sparse_layers)) \
+            - attn * job.model.layers
     inputs = sum(l.input_bytes_per_token for l in layers)
-    return job.seq * (inputs + max(l.act_bytes_per_token for l in layers)) - attn
+    return job.seq * (inputs + max(l.act_bytes_per_token for l in layers) + padded) - attn
 
 
 def activation_bytes(job: TrainingJob, recompute: bool, seqs: int) -> float:
