@@ -201,3 +201,13 @@ def test_router_work_and_padded_expert_memory():
     assert memory.expert_padding_bytes_per_token(skew) == pytest.approx((slots - 4) * 6 * m.expert_ffn)
     assert memory.activation_bytes_per_seq(skew, False) - memory.activation_bytes_per_seq(plain, False) \
         == pytest.approx(1024 * m.layers * (slots - 4) * 6 * m.expert_ffn)
+
+
+def test_a_pass_of_few_tokens_pays_only_the_experts_it_reaches():
+    """Decoding 1 token with top-2 of 16 experts: at most 2 expert sub-passes, not 16."""
+    m = small_moe(experts=16, top_k=2)
+    cs2 = generations.preset("cs2", 1).cs2
+    timer = wafer.PassTimer(TrainingJob(m, seq=1024).layers(), cs2)
+    fill = wafer.pass_overhead_s(cs2)
+    assert timer.seconds(1, "fwd", 1) == pytest.approx(timer.per_token[1]["fwd"] + fill + 2 * fill)
+    assert timer.seconds(1, "fwd", 8) == pytest.approx(8 * timer.per_token[1]["fwd"] + fill + 16 * fill)

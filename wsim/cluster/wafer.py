@@ -178,6 +178,9 @@ class PassTimer:
         cache: dict = {}
         self.per_token: list[dict[str, float]] = []
         self.overhead: list[float] = []
+        # per MoE layer: (experts that run, k) so that a pass of fewer than E / k tokens pays only
+        # the sub-passes of the experts it can reach (decoding); None for other layers
+        self.expert_runs: list[tuple[int, int] | None] = []
         for i, layer in enumerate(layers):
             d = 1.0 if densities is None else densities[i]
             # by identity: a model's blocks share one tuple of products (equal tuples that are not the
@@ -186,7 +189,7 @@ class PassTimer:
                    layer.bwd_flops_per_token, d)
             if key not in cache:
                 per = {ph: seconds_per_token(layer, ph, cs2, d) for ph in ("fwd", "recompute", "bwd")}
-                over = self.overhead_s
+                over, runs = self.overhead_s, None
                 experts = [op for op in layer.matmuls if is_expert(op)]
                 if experts and cs2.compute_efficiency is None:
                     side_by_side, one = expert_seconds_per_token(layer, cs2, d)
@@ -194,10 +197,12 @@ class PassTimer:
                     for ph, f in (("fwd", 1.0), ("recompute", 1.0), ("bwd", BWD_FACTOR)):
                         per[ph] += f * (slots * one - side_by_side)
                     over += run * self.overhead_s
+                    runs = (run, experts[0].count)
                 if attention_recompute and layer.kind == "block" and cs2.compute_efficiency is None:
                     per["bwd"] += attention_core_seconds_per_token(layer, cs2)
-                cache[key] = (per, over)
-            per, over = cache[key]
+                cache[key] = (per, over, runs)
+            per, over, runs = cache[key]
+            self.expert_runs.append(runs)
             self.per_token.append(per)
             self.overhead.append(over)
 
@@ -208,7 +213,11 @@ class PassTimer:
                    expert_shares=job.expert_shares, attention_recompute=job.attention_tile_seqs > 0)
 
     def seconds(self, layer_index: int, phase: str, tokens: float) -> float:
-        return tokens * self.per_token[layer_index][phase] + self.overhead[layer_index]
+        t = tokens * self.per_token[layer_index][phase] + self.overhead[layer_index]
+        runs = self.expert_runs[layer_index]
+        if runs is not None and tokens * runs[1] < runs[0]:  # fewer (token, expert) pairs than experts
+            t -= (runs[0] - math.ceil(tokens * runs[1])) * self.overhead_s
+        return t
 
 
 def tokens_per_s(layers: list[LayerSpec], cs2: CS2Spec, *, training: bool = True) -> float:
