@@ -16,12 +16,13 @@ from experiments.common import RESULTS, log
 
 # Question order of the scaling study (issue 5): one script each.
 SCRIPTS = ["wafer_validation", "cs3_llama", "cluster_scaling", "model_scaling", "training_budget", "gpu_comparison",
-           "gpu_validation", "sensitivity", "equivalence", "inference", "sweep_demo", "sparsity", "energy"]
+           "gpu_validation", "sensitivity", "equivalence", "inference", "sweep_demo", "sparsity", "energy", "moe_scaling"]
 # The CSV whose presence means a script's section can be written.
 PRIMARY = {"wafer_validation": "wafer_validation.csv", "cs3_llama": "cs3_mechanisms.csv", "cluster_scaling": "cluster_scaling.csv", "model_scaling": "model_scaling.csv",
            "training_budget": "training_budget.csv", "gpu_comparison": "gpu_comparison.csv", "gpu_validation": "gpu_validation.csv",
            "sensitivity": "sensitivity.csv", "equivalence": "equivalence_losses.csv",
-           "inference": "inference.csv", "sweep_demo": "sweep.csv", "sparsity": "sparsity.csv", "energy": "energy.csv"}
+           "inference": "inference.csv", "sweep_demo": "sweep.csv", "sparsity": "sparsity.csv", "energy": "energy.csv",
+           "moe_scaling": "moe_scaling.csv"}
 
 INTRO = """# wsim scaling study
 

@@ -45,6 +45,8 @@ wraps it in its ``ConfigError``.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -110,7 +112,9 @@ ELEMENTWISE_OPS = {"layernorm": 7.0, "rmsnorm": 4.0, "softmax": 5.0, "gelu": 7.0
                    "gelu_fast": 7.0, "silu": 4.0, "relu": 1.0, "gate": 1.0, "rotary": 3.0,
                    "residual": 1.0, "bias": 1.0, "position": 1.0, "cross_entropy": 5.0,
                    "combine": 2.0, "sigmoid": 4.0}
-# (MoE: each chosen expert's output is scaled by its router weight and added, a multiply and an add =
+# (MoE: the router's top-k picks k of E scores per token, counted as log2(k) comparisons per score
+# (a partial selection through a k-entry heap; an assumption of the count, at least 1);
+# each chosen expert's output is scaled by its router weight and added, a multiply and an add =
 # 2 per element ("combine"); Qwen2-MoE's shared-expert gate is a sigmoid: exp, add, reciprocal and the
 # multiply = 4; the router's softmax over the experts counts as "softmax".)
 
@@ -450,6 +454,8 @@ class ModelSpec:
         ops.append(ElementwiseOp("softmax", float(a * seq), ew["softmax"]))
         if sparse:  # the router's softmax, then k weighted expert outputs (and the gated shared one)
             ops.append(ElementwiseOp("router_softmax", float(self.experts), ew["softmax"]))
+            ops.append(ElementwiseOp("router_topk", float(self.experts),
+                                     max(1.0, math.log2(self.experts_per_token))))
             shared = 1 if self.shared_expert_ffn else 0
             ops.append(ElementwiseOp("combine", float((self.experts_per_token + shared) * h), ew["combine"]))
             if shared:

@@ -31,6 +31,7 @@ OUTPUTS = {
     "sweep_demo": ["sweep.csv", "sweep_resume.csv", "sweep.png"],
     "sparsity": ["sparsity.csv", "sparsity.png"],
     "energy": ["energy.csv", "energy.png"],
+    "moe_scaling": ["moe_scaling.csv", "moe_time_to_train.csv", "moe_scaling.png"],
 }
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from models.spec import LayerSpec, ModelSpec
-from wsim.cluster import sparsity
+from wsim.cluster import moe, sparsity
 from wsim.errors import ConfigError, positive, require
 from wsim.cluster.hardware import MemoryXSpec
 from wsim.cluster.sparsity import Density, LayerTraffic
@@ -33,6 +33,12 @@ class TrainingJob:
     # Nonzero fraction of the weight matrices (wsim/cluster/sparsity.py): one number for every layer kind,
     # a mapping {"embedding" | "block" | "head": d}, or a Density; 1 is dense. Stored as a Density.
     density: float | dict | Density = 1.0
+    # mixture of experts (wsim/cluster/moe.py): a measured routing distribution, one share (or count)
+    # per expert, normalised; None: uniform routing (an assumption, T k / E tokens per expert)
+    expert_shares: tuple[float, ...] | None = None
+    # Batch Tiling on Attention: attention runs on tiles of this many sequences (its s x s activations
+    # held for one tile, recomputed in the backward); 0: off (wsim/cluster/moe.py)
+    attention_tile_seqs: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, ModelSpec):
@@ -55,6 +61,9 @@ class TrainingJob:
         require(self.grad_bytes_per_param in (1, 2, 4),
                 f"grad_bytes_per_param must be 1, 2 or 4, got {self.grad_bytes_per_param!r}")
         object.__setattr__(self, "density", Density.of(self.density))
+        object.__setattr__(self, "expert_shares", moe.check_shares(self.expert_shares, self.model))
+        if self.attention_tile_seqs != 0:
+            positive("attention_tile_seqs", self.attention_tile_seqs, integer=True)
         sparsity.check_tied(self.density, self.model)
 
     @property

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from wsim.errors import ConfigError
 from wsim.cluster.hardware import ClusterSpec
+from wsim.cluster import moe
 from wsim.cluster.job import TrainingJob
 
 
@@ -48,16 +49,55 @@ class WaferPlan:
         }
 
 
+def attention_tile_bytes_per_seq(job: TrainingJob) -> float:
+    """Batch Tiling on Attention (wsim/cluster/moe.py): one block's s x s attention activations per
+    sequence, held for one tile only; 0 without tiling."""
+    if not job.attention_tile_seqs:
+        return 0.0
+    m = job.model
+    return job.seq * job.bytes_per_element / 2.0 * m.block_activations(job.seq, False).attention
+
+
+def expert_padding_bytes_per_token(job: TrainingJob) -> float:
+    """What padding every expert to the most loaded one adds to an MoE block's stored activations
+    per token (a measured routing distribution, wsim/cluster/moe.py): the experts' inner activations
+    (6 f_e bytes per routed slot at 16-bit, ``ModelSpec.block_activations``) for the padded slots."""
+    m = job.model
+    if not m.experts or job.expert_shares is None:
+        return 0.0
+    _, slots = moe.expert_sub_passes(m.experts, m.experts_per_token, job.expert_shares)
+    return (slots - m.experts_per_token) * (6 if m.gated_mlp else 4) * m.expert_ffn * job.bytes_per_element / 2.0
+
+
 def activation_bytes_per_seq(job: TrainingJob, recompute: bool) -> float:
-    """Peak stored activation bytes for one sequence on one CS-2.
+    """Peak stored activation bytes for one sequence on one CS-2 (with Batch Tiling on Attention,
+    without the s x s attention activations: ``activation_bytes`` adds one tile's).
 
     Without recompute: every layer's stored activations. With checkpointing: every layer's input,
     plus the one layer being recomputed held in full."""
     layers = job.layers()
+    attn = attention_tile_bytes_per_seq(job)
+    padded = expert_padding_bytes_per_token(job)
     if not recompute:
-        return job.seq * sum(l.act_bytes_per_token for l in layers)
+        return job.seq * (sum(l.act_bytes_per_token for l in layers) + padded * len(job.model.sparse_layers)) \
+            - attn * job.model.layers
     inputs = sum(l.input_bytes_per_token for l in layers)
-    return job.seq * (inputs + max(l.act_bytes_per_token for l in layers))
+    return job.seq * (inputs + max(l.act_bytes_per_token for l in layers) + padded) - attn
+
+
+def activation_bytes(job: TrainingJob, recompute: bool, seqs: int) -> float:
+    """Peak stored activations of a micro-batch of ``seqs`` sequences: per sequence, plus one
+    attention tile (of at most ``seqs`` sequences) with Batch Tiling on Attention."""
+    return activation_bytes_per_seq(job, recompute) * seqs + attention_tile_bytes_per_seq(job) * min(
+        seqs, job.attention_tile_seqs)
+
+
+def _fit(job: TrainingJob, recompute: bool, usable: float) -> int:
+    """The most sequences whose activations fit ``usable`` bytes."""
+    per, tile = activation_bytes_per_seq(job, recompute), attention_tile_bytes_per_seq(job)
+    b = job.attention_tile_seqs
+    small = int(usable // (per + tile))
+    return small if not tile or small < b else int((usable - b * tile) // per)
 
 
 def memoryx_bytes(job: TrainingJob, cluster: ClusterSpec) -> float:
@@ -97,10 +137,9 @@ def _usable(cluster: ClusterSpec) -> float:
 
 def _make(job: TrainingJob, cluster: ClusterSpec, m: int, recompute: bool) -> WaferPlan:
     seqs = job.seqs_per_system(cluster.systems)
-    per = activation_bytes_per_seq(job, recompute)
     largest = -(-seqs // m)
-    return WaferPlan(seqs, m, largest, recompute, per * largest, cluster.cs2.weight_buffer_bytes,
-                     _usable(cluster))
+    return WaferPlan(seqs, m, largest, recompute, activation_bytes(job, recompute, largest),
+                     cluster.cs2.weight_buffer_bytes, _usable(cluster))
 
 
 def fewest(job: TrainingJob, cluster: ClusterSpec, recompute: bool) -> WaferPlan:
@@ -108,8 +147,8 @@ def fewest(job: TrainingJob, cluster: ClusterSpec, recompute: bool) -> WaferPlan
     largest micro-batch that fits, the system's sequences split evenly (sizes may differ by one)."""
     seqs = job.seqs_per_system(cluster.systems)
     usable = _usable(cluster)
-    per = activation_bytes_per_seq(job, recompute)
-    fit = int(usable // per)
+    per = activation_bytes(job, recompute, 1)
+    fit = _fit(job, recompute, usable)
     if fit < 1:
         how = "even with activation recompute" if recompute else "without activation recompute"
         raise ConfigError(
@@ -135,8 +174,6 @@ def plan(job: TrainingJob, cluster: ClusterSpec) -> WaferPlan:
             return fewest(job, cluster, recompute=False)
         except ConfigError:
             return fewest(job, cluster, recompute=True)
-    full = activation_bytes_per_seq(job, recompute=False)
-    ckpt = activation_bytes_per_seq(job, recompute=True)
     m = job.micro_batches
     if m > seqs:
         raise ConfigError(
@@ -144,13 +181,14 @@ def plan(job: TrainingJob, cluster: ClusterSpec) -> WaferPlan:
             f"(batch {job.batch_seqs} / {cluster.systems} systems)"
         )
     largest = -(-seqs // m)
-    if full * largest <= usable:
+    if activation_bytes(job, False, largest) <= usable:
         return _make(job, cluster, m, False)
-    if ckpt * largest <= usable:
+    ckpt = activation_bytes(job, True, largest)
+    if ckpt <= usable:
         return _make(job, cluster, m, True)
-    fit = int(usable // ckpt)
+    fit = _fit(job, True, usable)
     hint = f"use --micro-batches {-(-seqs // fit)} or more, or best" if fit else "shorten --seq"
     raise ConfigError(
-        f"micro_batches {m}: {largest} sequences need {ckpt * largest / 1e9:.3g} GB of "
+        f"micro_batches {m}: {largest} sequences need {ckpt / 1e9:.3g} GB of "
         f"activations even with checkpointing, over the wafer's {usable / 1e9:.3g} GB: {hint}"
     )

@@ -43,6 +43,7 @@ import math
 from dataclasses import dataclass
 
 from models.spec import LayerSpec, MatmulOp
+from wsim.cluster import moe
 from wsim.cluster.hardware import CS2Spec
 
 BWD_FACTOR = 2.0  # backward = 2 x forward (weight and input gradients), models.spec's convention
@@ -93,8 +94,21 @@ def sparse_time_factor(cs2: CS2Spec, density: float) -> float:
     return 1.0 - cs2.sparse_flop_efficiency * (1.0 - density) if density != 1 else 1.0
 
 
+def is_expert(op: MatmulOp) -> bool:
+    """A routed expert's product (``MatmulOp.stored`` set: every expert streamed, k computed)."""
+    return op.weight and op.stored > 0
+
+
+def _matmul_s(ops, cs2: CS2Spec, sparse: float) -> float:
+    peak = cs2.peak_flops_per_s
+    return sum(op.flops_per_token / (peak * matmul_efficiency(op, cs2)) * (sparse if op.weight else 1.0)
+               for op in ops)
+
+
 def layer_cost(layer: LayerSpec, cs2: CS2Spec, density: float = 1.0) -> LayerCost:
-    """Seconds per token of ``layer``'s forward on one CS-2, its weight matrices at ``density``."""
+    """Seconds per token of ``layer``'s forward on one CS-2, its weight matrices at ``density``
+    (an MoE block's experts as ``count`` = k products side by side; ``PassTimer`` times them one
+    expert after another instead, ``expert_seconds_per_token``)."""
     sparse = sparse_time_factor(cs2, density)
     if cs2.compute_efficiency is not None:
         flops = layer.fwd_flops_per_token
@@ -102,12 +116,29 @@ def layer_cost(layer: LayerSpec, cs2: CS2Spec, density: float = 1.0) -> LayerCos
             flops -= (1.0 - sparse) * sum(op.flops_per_token for op in layer.matmuls if op.weight)
         return LayerCost(flops / (cs2.peak_flops_per_s * cs2.compute_efficiency), 0.0)
     peak = cs2.peak_flops_per_s
-    mm = sum(op.flops_per_token / (peak * matmul_efficiency(op, cs2)) * (sparse if op.weight else 1.0)
-             for op in layer.matmuls)
+    mm = _matmul_s(layer.matmuls, cs2, sparse)
     ops = sum(op.ops_per_token for op in layer.elementwise)
     if not layer.matmuls and not layer.elementwise:  # a layer that lists no ops: its FLOPs at peak
         mm = layer.fwd_flops_per_token / (peak * cs2.matmul_peak_fraction)
     return LayerCost(mm, ops / elementwise_ops_per_s(cs2))
+
+
+def expert_seconds_per_token(layer: LayerSpec, cs2: CS2Spec, density: float = 1.0) -> tuple[float, float]:
+    """(forward seconds per token of the layer's expert products as ``layer_cost`` times them,
+    forward seconds per token that *one* expert takes for one of its tokens, its products alone on
+    the wafer: (k x n), not (k x count n))."""
+    sparse = sparse_time_factor(cs2, density)
+    experts = [op for op in layer.matmuls if is_expert(op)]
+    one = [MatmulOp(op.name, op.k, op.n) for op in experts]
+    return _matmul_s(experts, cs2, sparse), _matmul_s(one, cs2, sparse)
+
+
+def attention_core_seconds_per_token(layer: LayerSpec, cs2: CS2Spec) -> float:
+    """Forward seconds per token of attention's activation products and softmax (what Batch Tiling
+    on Attention recomputes in the backward, wsim/cluster/moe.py)."""
+    mm = _matmul_s([op for op in layer.matmuls if not op.weight], cs2, 1.0)
+    ew = sum(op.ops_per_token for op in layer.elementwise if op.name == "softmax")
+    return mm + ew / elementwise_ops_per_s(cs2)
 
 
 def pass_overhead_s(cs2: CS2Spec) -> float:
@@ -131,13 +162,25 @@ def seconds_per_token(layer: LayerSpec, phase: str, cs2: CS2Spec, density: float
 
 class PassTimer:
     """Pass times of a job's layers, computed once per distinct layer shape (blocks repeat).
-    ``densities``: each layer's weight density (wsim/cluster/sparsity.py); None: dense."""
+    ``densities``: each layer's weight density (wsim/cluster/sparsity.py); None: dense.
 
-    def __init__(self, layers: list[LayerSpec], cs2: CS2Spec, densities: list[float] | None = None):
+    A pass takes ``tokens x per_token[i][phase] + overhead[i]`` seconds: affine in the tokens.
+    An MoE block (wsim/cluster/moe.py) runs its experts one after another, each over the whole
+    wafer as its own sub-pass: ``experts_run`` sub-passes of ``tokens x k x max share`` tokens each
+    (every expert's product padded to the most loaded one's), each with its fill and drain.
+    ``attention_recompute``: Batch Tiling on Attention, the backward of a block recomputes its
+    attention core (scores, softmax, values)."""
+
+    def __init__(self, layers: list[LayerSpec], cs2: CS2Spec, densities: list[float] | None = None,
+                 *, expert_shares: tuple[float, ...] | None = None, attention_recompute: bool = False):
         self.cs2 = cs2
         self.overhead_s = pass_overhead_s(cs2)
         cache: dict = {}
         self.per_token: list[dict[str, float]] = []
+        self.overhead: list[float] = []
+        # per MoE layer: (experts that run, k) so that a pass of fewer than E / k tokens pays only
+        # the sub-passes of the experts it can reach (decoding); None for other layers
+        self.expert_runs: list[tuple[int, int] | None] = []
         for i, layer in enumerate(layers):
             d = 1.0 if densities is None else densities[i]
             # by identity: a model's blocks share one tuple of products (equal tuples that are not the
@@ -145,11 +188,36 @@ class PassTimer:
             key = (layer.kind, id(layer.matmuls), id(layer.elementwise), layer.fwd_flops_per_token,
                    layer.bwd_flops_per_token, d)
             if key not in cache:
-                cache[key] = {ph: seconds_per_token(layer, ph, cs2, d) for ph in ("fwd", "recompute", "bwd")}
-            self.per_token.append(cache[key])
+                per = {ph: seconds_per_token(layer, ph, cs2, d) for ph in ("fwd", "recompute", "bwd")}
+                over, runs = self.overhead_s, None
+                experts = [op for op in layer.matmuls if is_expert(op)]
+                if experts and cs2.compute_efficiency is None:
+                    side_by_side, one = expert_seconds_per_token(layer, cs2, d)
+                    run, slots = moe.expert_sub_passes(experts[0].stored, experts[0].count, expert_shares)
+                    for ph, f in (("fwd", 1.0), ("recompute", 1.0), ("bwd", BWD_FACTOR)):
+                        per[ph] += f * (slots * one - side_by_side)
+                    over += run * self.overhead_s
+                    runs = (run, experts[0].count)
+                if attention_recompute and layer.kind == "block" and cs2.compute_efficiency is None:
+                    per["bwd"] += attention_core_seconds_per_token(layer, cs2)
+                cache[key] = (per, over, runs)
+            per, over, runs = cache[key]
+            self.expert_runs.append(runs)
+            self.per_token.append(per)
+            self.overhead.append(over)
+
+    @classmethod
+    def for_job(cls, job, cs2: CS2Spec, first: int = 0, stop: int | None = None) -> "PassTimer":
+        """The timer of a ``TrainingJob``'s layers [first:stop] (its densities, routing and BTA)."""
+        return cls(job.layers()[first:stop], cs2, job.layer_densities()[first:stop],
+                   expert_shares=job.expert_shares, attention_recompute=job.attention_tile_seqs > 0)
 
     def seconds(self, layer_index: int, phase: str, tokens: float) -> float:
-        return tokens * self.per_token[layer_index][phase] + self.overhead_s
+        t = tokens * self.per_token[layer_index][phase] + self.overhead[layer_index]
+        runs = self.expert_runs[layer_index]
+        if runs is not None and tokens * runs[1] < runs[0]:  # fewer (token, expert) pairs than experts
+            t -= (runs[0] - math.ceil(tokens * runs[1])) * self.overhead_s
+        return t
 
 
 def tokens_per_s(layers: list[LayerSpec], cs2: CS2Spec, *, training: bool = True) -> float:

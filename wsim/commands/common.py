@@ -23,6 +23,40 @@ def add_model_args(parser: argparse.ArgumentParser, *, required: bool = True) ->
     parser.set_defaults(_model_required=required)
 
 
+def add_moe_args(parser: argparse.ArgumentParser) -> None:
+    """Mixture-of-experts options (wsim/cluster/moe.py)."""
+    g = parser.add_argument_group("mixture of experts")
+    g.add_argument("--batch-tiling-attention", type=int, default=0, metavar="B",
+                   help="Batch Tiling on Attention: attention runs on tiles of B sequences (its s x s "
+                        "activations held for one tile and recomputed in the backward), so the experts "
+                        "see larger micro-batches (default 0: off)")
+    g.add_argument("--expert-shares", default=None, metavar="S1,S2,...|FILE.json",
+                   help="a measured routing distribution: one share or count per expert (comma list or "
+                        "a JSON list); default: uniform routing, T k / E tokens per expert")
+
+
+def moe_job_fields(args: argparse.Namespace) -> dict:
+    """TrainingJob fields from ``add_moe_args``'s flags."""
+    import json
+
+    text = getattr(args, "expert_shares", None)
+    shares = None
+    if text is not None:
+        try:
+            if text.endswith(".json"):
+                shares = json.loads(Path(text).read_text())
+            else:
+                shares = [float(x) for x in text.split(",")]
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"--expert-shares: cannot read {text!r} ({exc})") from None
+        if not isinstance(shares, list):
+            raise ConfigError(f"--expert-shares: {text!r} is not a list of numbers")
+    tile = getattr(args, "batch_tiling_attention", 0) or 0
+    if tile < 0:
+        raise ConfigError(f"--batch-tiling-attention must be a positive integer (or 0: off), got {tile}")
+    return {"expert_shares": shares, "attention_tile_seqs": tile}
+
+
 def int_or_word(text: str, flag: str, words: tuple[str, ...]):
     """A flag's value: one of ``words`` as given, else a positive integer (ConfigError naming the flag)."""
     if text in words:

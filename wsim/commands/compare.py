@@ -36,6 +36,8 @@ def register(sub) -> None:
                    help="CS-2 micro-batching: best (default: count and recompute chosen jointly for "
                         "the shortest step) or fit (the fewest micro-batches without recompute; "
                         "'auto' is its older name)")
+    p.add_argument("--batch-tiling-attention", type=int, default=0, metavar="B",
+                   help="CS-2 Batch Tiling on Attention: attention in tiles of B sequences (default 0: off)")
     p.add_argument("--method", default="engine", choices=METHODS,
                    help="CS-2 step time from the simpy engine (default) or the closed form")
     p.add_argument("--switch-fraction", type=float, default=0.5,
@@ -82,6 +84,7 @@ def run(args) -> dict:
             "; ".join(f"{g}: {hint(g, GPUS)}" for g in bad) or "none given"))
     report = compare(model, phases=phases, seq=args.seq, cluster=args.cluster, gpu=gpus,
                      gpus=args.gpus, micro_batching=args.micro_batching, method=args.method,
+                     attention_tile_seqs=args.batch_tiling_attention,
                      max_gpus=args.max_gpus, prices=load_prices(args.prices))
     out = report.to_dict()
     if config is not None:

@@ -8,8 +8,8 @@ import sys
 from wsim.studies import faults as F
 from wsim.cluster import generations
 from wsim.cluster import hardware
-from wsim.commands.common import (add_config_arg, add_json_arg, add_model_args, apply_config, config_line,
-                                  int_or_word, model_from_args)
+from wsim.commands.common import (add_config_arg, add_json_arg, add_model_args, add_moe_args, apply_config,
+                                  config_line, int_or_word, model_from_args, moe_job_fields)
 from wsim.errors import ConfigError
 from wsim.cluster.job import MICRO_BATCH_POLICIES, TrainingJob
 from wsim.cluster.sparsity import Density
@@ -35,6 +35,7 @@ def register(sub) -> None:
                    help="micro-batches per system: best (default: the shortest step, the count and "
                         "activation recompute chosen jointly by the closed form), fit (the fewest "
                         "that fit without recompute; 'auto' is its older name) or an integer")
+    add_moe_args(p)
     p.add_argument("--steps", type=int, default=1)
     p.add_argument("--chunk-bytes", type=float, default=None,
                    help="simulation grain: bytes per weight chunk (default: auto)")
@@ -75,7 +76,7 @@ def job_and_cluster(args) -> tuple[TrainingJob, hardware.ClusterSpec]:
     density_text = getattr(args, "density", None)
     density = Density.parse(density_text) if density_text is not None else 1.0
     job = TrainingJob(model, seq=args.seq, batch_seqs=batch, micro_batches=micro_batches,
-                      steps=args.steps, density=density,
+                      steps=args.steps, density=density, **moe_job_fields(args),
                       bytes_per_element=getattr(args, "_bytes_per_element", 2))
     config = args._config
     if config is not None and isinstance(micro_batches, int) and \
@@ -146,6 +147,13 @@ def human(r: dict) -> str:
         "  breakdown (s)      " + ", ".join(f"{k[:-2]} {v:.4g}" for k, v in b.items()),
         f"  simpy events       {r['events']}",
     ]
+    moe = r.get("extra", {}).get("moe")
+    if moe:
+        bta = f", attention in tiles of {moe['attention_tile_seqs']} seqs" if moe["attention_tile_seqs"] else ""
+        lines.insert(1, f"  experts            {moe['experts']} top-{moe['experts_per_token']} in "
+                        f"{moe['moe_layers']} layers, {moe['active_params'] / 1e9:.3g}B active; "
+                        f"{moe['tokens_per_expert_product']:.4g} tokens per expert product, routing "
+                        f"{moe['routing']}{bta}")
     if r.get("config"):
         lines.append(config_line(r))
     return "\n".join(lines)

@@ -29,6 +29,8 @@ def register(sub) -> None:
     p.add_argument("--gpu", default="a100-80gb", help="comma-separated GPU types (kind gpu)")
     p.add_argument("--micro-batches", default="best",
                    help="micro-batches per system: best (default), fit or an integer (as in simulate)")
+    p.add_argument("--batch-tiling-attention", type=int, default=0, metavar="B",
+                   help="Batch Tiling on Attention: attention in tiles of B sequences (default 0: off)")
     p.add_argument("--out", default="results/sweep.csv", help="output .csv or .json (resumable)")
     p.add_argument("--no-resume", action="store_true", help="recompute rows already in --out")
     p.add_argument("--jobs", type=int, default=1, help="local worker processes (default 1)")
@@ -83,12 +85,15 @@ def run(args) -> dict:
         raise ConfigError(f"--jobs must be a positive integer, got {args.jobs}")
     if args.micro_batches not in MICRO_BATCH_POLICIES:
         _ints(args.micro_batches, "--micro-batches")
+    if args.batch_tiling_attention < 0:
+        raise ConfigError(f"--batch-tiling-attention must be a positive integer (or 0: off), "
+                          f"got {args.batch_tiling_attention}")
     if args.batch:
         sizes = {"batch": _ints(args.batch, "--batch")}
     else:
         sizes = {"seqs_per_system": _ints(args.seqs_per_system or "8", "--seqs-per-system")}
     points = grid(models, counts, kind=args.kind, seq=args.seq, cluster=args.cluster, gpu=gpus,
-                  micro_batches=args.micro_batches, **sizes)
+                  micro_batches=args.micro_batches, attention_tile_seqs=args.batch_tiling_attention, **sizes)
     result = run_grid(points, out=args.out, jobs=args.jobs, scheduler=args.scheduler,
                       resume=not args.no_resume, progress=not args.quiet)
     out = result.to_dict()

@@ -84,9 +84,9 @@ def balance_tokens(job: TrainingJob, cluster: ClusterSpec) -> float:
     down, _, _ = bandwidths(cluster)
     layers = job.layers()
     i = next(i for i, l in enumerate(layers) if l.kind == "block")
-    timer = PassTimer(layers[i:i + 1], cluster.cs2, job.layer_densities()[i:i + 1])
+    timer = PassTimer.for_job(job, cluster.cs2, i, i + 1)
     stream_s = job.traffic(cluster.memoryx)[i].weight_bytes / down
-    return max(0.0, stream_s - timer.overhead_s) / timer.per_token[0][FWD]
+    return max(0.0, stream_s - timer.overhead[0]) / timer.per_token[0][FWD]
 
 
 def passes(job: TrainingJob, cluster: ClusterSpec, plan: WaferPlan) -> list[tuple[float, float, float]]:
@@ -98,7 +98,7 @@ def passes(job: TrainingJob, cluster: ClusterSpec, plan: WaferPlan) -> list[tupl
     down, up, _ = bandwidths(cluster)
     layers = job.layers()
     traffic = job.traffic(cluster.memoryx)
-    timer = PassTimer(layers, cluster.cs2, job.layer_densities())
+    timer = PassTimer.for_job(job, cluster.cs2)
     out = []
     for seqs in plan.micro_batch_seqs:
         tokens = seqs * job.seq

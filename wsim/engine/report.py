@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from wsim.cluster import power
+from wsim.cluster import moe, power
 from wsim.cluster.memory import memoryx_bytes
 
 
@@ -133,5 +133,18 @@ def build_report(sim) -> StepReport:
             "dense_model_flops_per_step": job.dense_model_flops_per_step(),
             "power_breakdown_w": power.power_breakdown_w(cluster),
             "engine_calls": sim.calls,
-        },
+        } | ({"moe": moe_summary(job, plan)} if job.model.experts else {}),
     )
+
+
+def moe_summary(job, plan) -> dict:
+    """An MoE job's routing and tiling as timed (wsim/cluster/moe.py)."""
+    m = job.model
+    run, slots = moe.expert_sub_passes(m.experts, m.experts_per_token, job.expert_shares)
+    return {"experts": m.experts, "experts_per_token": m.experts_per_token, "moe_layers": len(m.sparse_layers),
+            "active_params": m.active_params,
+            "routing": "uniform (assumption)" if job.expert_shares is None else "measured shares",
+            "expert_sub_passes_per_layer_pass": run,
+            "tokens_per_expert_product": moe.tokens_per_expert(plan.seqs_per_micro_batch * job.seq, m.experts,
+                                                               m.experts_per_token, job.expert_shares),
+            "attention_tile_seqs": job.attention_tile_seqs}

@@ -121,7 +121,7 @@ def build(job: TrainingJob, cluster: ClusterSpec, plan: WaferPlan, chunk_bytes: 
     layers = job.layers()
     density = job.layer_densities()
     traffic = job.traffic(cluster.memoryx)
-    timer = PassTimer(layers, cluster.cs2, density)
+    timer = PassTimer.for_job(job, cluster.cs2)
     mb_tokens = [n * job.seq for n in plan.micro_batch_seqs]
     passes: list[Pass] = []
 

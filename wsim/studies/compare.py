@@ -88,10 +88,12 @@ def cluster_for(cluster: ClusterSpec | str, systems: int) -> ClusterSpec:
 
 
 def choose_job(model: ModelSpec, *, seq: int, batch: int, cluster: ClusterSpec,
-               micro_batching: str | int = "best") -> tuple[TrainingJob, closed_form.AnalyticReport]:
+               micro_batching: str | int = "best",
+               attention_tile_seqs: int = 0) -> tuple[TrainingJob, closed_form.AnalyticReport]:
     """The job under the micro-batch policy (``best``, ``fit`` or a count) and its closed-form step;
     the engine, given the job, makes the same choice (``wsim.engine.closed_form.choose_plan``)."""
-    job = TrainingJob(model, seq=seq, batch_seqs=batch, micro_batches=micro_batching)
+    job = TrainingJob(model, seq=seq, batch_seqs=batch, micro_batches=micro_batching,
+                      attention_tile_seqs=attention_tile_seqs)
     return job, closed_form.step_time(job, cluster)
 
 
@@ -101,12 +103,13 @@ def _analytic_bottleneck(rep: closed_form.AnalyticReport) -> str:
 
 
 def cs2_step(model: ModelSpec, *, seq: int = 2048, batch: int, systems: int,
-             cluster: ClusterSpec | str = "cs2", micro_batching: str | int = "best",
+             cluster: ClusterSpec | str = "cs2", micro_batching: str | int = "best", attention_tile_seqs: int = 0,
              method: str = "engine") -> dict:
     """One step on ``systems`` CS-2: the engine (``method='engine'``) or the closed form."""
     require(method in METHODS, f"method must be one of {', '.join(METHODS)}, got {method!r}")
     spec = cluster_for(cluster, systems)
-    job, rep = choose_job(model, seq=seq, batch=batch, cluster=spec, micro_batching=micro_batching)
+    job, rep = choose_job(model, seq=seq, batch=batch, cluster=spec, micro_batching=micro_batching,
+                          attention_tile_seqs=attention_tile_seqs)
     out = {
         "systems": systems, "batch_seqs": batch, "seq": seq, "method": method,
         "balance_tokens_per_system": rep.balance_tokens_per_system,
@@ -133,13 +136,13 @@ def cs2_step(model: ModelSpec, *, seq: int = 2048, batch: int, systems: int,
 
 def cs2_time_to_train(model: ModelSpec, phases: list[Phase], *, seq: int = 2048,
                       cluster: ClusterSpec | str = "cs2", micro_batching: str | int = "best",
-                      method: str = "engine") -> dict:
+                      attention_tile_seqs: int = 0, method: str = "engine") -> dict:
     from wsim.cluster.power import cluster_power_w
 
     rows = []
     for ph in phases:
         step = cs2_step(model, seq=seq, batch=ph.batch_seqs, systems=ph.systems, cluster=cluster,
-                        micro_batching=micro_batching, method=method)
+                        micro_batching=micro_batching, attention_tile_seqs=attention_tile_seqs, method=method)
         spec = cluster_for(cluster, ph.systems)
         power = cluster_power_w(spec)
         rows.append(step | {"steps": ph.steps, "time_s": ph.steps * step["step_time_s"], "power_w": power,
@@ -218,7 +221,7 @@ def match_gpus(model: ModelSpec, phases: list[Phase], target_s: float, *, gpu: s
 
 
 def match_cs2(model: ModelSpec, batch: int, target_s_per_step: float, *, seq: int = 2048,
-              cluster: ClusterSpec | str = "cs2", micro_batching: str | int = "best",
+              cluster: ClusterSpec | str = "cs2", micro_batching: str | int = "best", attention_tile_seqs: int = 0,
               method: str = "engine") -> dict | None:
     """The fewest CS-2 (dividing ``batch``, within the cluster's max) as fast as a GPU step."""
     limit = cluster_for(cluster, 1).max_systems
@@ -226,11 +229,11 @@ def match_cs2(model: ModelSpec, batch: int, target_s_per_step: float, *, seq: in
         if batch % n:
             continue
         quick = cs2_step(model, seq=seq, batch=batch, systems=n, cluster=cluster,
-                         micro_batching=micro_batching, method="analytic")
+                         micro_batching=micro_batching, attention_tile_seqs=attention_tile_seqs, method="analytic")
         if quick["step_time_s"] <= target_s_per_step * 1.01:  # closed form within 1% of the engine
             step = quick if method == "analytic" else cs2_step(
                 model, seq=seq, batch=batch, systems=n, cluster=cluster,
-                micro_batching=micro_batching, method=method)
+                micro_batching=micro_batching, attention_tile_seqs=attention_tile_seqs, method=method)
             return step
     return None
 
@@ -255,7 +258,7 @@ class CompareReport:
 
 def compare(model: ModelSpec | str, *, phases: list[Phase] | None = None, seq: int = 2048,
             cluster: ClusterSpec | str = "cs2", gpu=GPUS_DEFAULT, gpus: int | None = None,
-            micro_batching: str | int = "best", method: str = "engine", grid=GPU_GRID,
+            micro_batching: str | int = "best", attention_tile_seqs: int = 0, method: str = "engine", grid=GPU_GRID,
             max_gpus: int | None = None, switch_fraction: float = 0.5,
             prices: PriceTable | None = None) -> CompareReport:
     """CS-2 cluster vs GPUs for the same batches and steps.
@@ -275,6 +278,7 @@ def compare(model: ModelSpec | str, *, phases: list[Phase] | None = None, seq: i
     if gpus is not None:
         positive("gpus", gpus, integer=True)
     cs2 = cs2_time_to_train(model, phases, seq=seq, cluster=cluster, micro_batching=micro_batching,
+                            attention_tile_seqs=attention_tile_seqs,
                             method=method)
     rows = []
     for g in gpu:
@@ -292,7 +296,7 @@ def compare(model: ModelSpec | str, *, phases: list[Phase] | None = None, seq: i
                 per_step = r["phases"][0]["step_time_s"]
                 r["cs2_match"] = match_cs2(model, phases[0].batch_seqs, per_step, seq=seq,
                                            cluster=cluster, micro_batching=micro_batching,
-                                           method=method)
+                                           attention_tile_seqs=attention_tile_seqs, method=method)
         if r.get("time_to_train_s"):
             r["time_ratio_gpu_over_cs2"] = r["time_to_train_s"] / cs2["time_to_train_s"]
         rows.append(r)

@@ -45,6 +45,7 @@ class Point:
     cluster: str = "cs2"
     gpu: str = "a100-80gb"
     micro_batches: str = "best"
+    attention_tile_seqs: int = 0  # Batch Tiling on Attention (wsim/cluster/moe.py); 0: off
 
     def __post_init__(self) -> None:
         require(self.kind in KINDS, f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
@@ -55,13 +56,14 @@ class Point:
     @property
     def key(self) -> str:
         parts = [self.kind, self.model, f"n{self.systems}", f"b{self.batch}", f"s{self.seq}"]
-        parts.append(self.gpu if self.kind == "gpu" else f"{self.cluster}:mb{self.micro_batches}")
+        parts.append(self.gpu if self.kind == "gpu" else f"{self.cluster}:mb{self.micro_batches}"
+                     + (f":bta{self.attention_tile_seqs}" if self.attention_tile_seqs else ""))
         return "|".join(parts)
 
 
 def grid(models, systems, *, kind: str = "simulate", seqs_per_system=None, batch=None,
          seq: int = 2048, cluster: str = "cs2", gpu="a100-80gb",
-         micro_batches: str = "best") -> list[Point]:
+         micro_batches: str = "best", attention_tile_seqs: int = 0) -> list[Point]:
     """The cross product models x systems x (seqs_per_system | batch) x gpu types, in that order."""
     require((seqs_per_system is None) != (batch is None), "give seqs_per_system or batch (one of them)")
     models, systems = _as_list(models, "models"), _as_list(systems, "systems")
@@ -73,7 +75,8 @@ def grid(models, systems, *, kind: str = "simulate", seqs_per_system=None, batch
             for b in per:
                 for g in gpus:
                     global_batch = b * n if batch is None else b
-                    points.append(Point(kind, m, n, global_batch, seq, cluster, g, str(micro_batches)))
+                    points.append(Point(kind, m, n, global_batch, seq, cluster, g, str(micro_batches),
+                                        attention_tile_seqs))
     return points
 
 
@@ -111,7 +114,8 @@ def _cs2_row(p: Point) -> dict:
     model = _model(p.model)
     cluster = generations.load(p.cluster, p.systems)
     mb = p.micro_batches if p.micro_batches in MICRO_BATCH_POLICIES else int(p.micro_batches)
-    job = TrainingJob(model, seq=p.seq, batch_seqs=p.batch, micro_batches=mb)
+    job = TrainingJob(model, seq=p.seq, batch_seqs=p.batch, micro_batches=mb,
+                      attention_tile_seqs=p.attention_tile_seqs)
     a = closed_form.step_time(job, cluster)
     row = {"params": model.params, "systems": p.systems, "cluster": p.cluster,
            "seqs_per_system": p.batch // p.systems, "micro_batches": a.micro_batches,
