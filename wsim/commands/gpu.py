@@ -7,7 +7,7 @@ import argparse
 from wsim.commands.common import add_json_arg, add_model_args, int_or_word, model_from_args
 from wsim.errors import ConfigError
 from wsim.gpu import ATTENTION, GPUS, PRECISION, RECOMPUTE, STACKS, estimate, search
-from wsim.gpu.specs import ALIASES
+from wsim.gpu.specs import ALIASES, FABRICS
 
 GIB = 2**30
 
@@ -56,6 +56,8 @@ def register(subparsers) -> None:
                    help="each GPU's own NIC, Gb/s per direction (default: the GPU preset's node)")
     p.add_argument("--nvlink-gbyte-s", type=_float, metavar="GBYTE_S",
                    help="NVLink per GPU, GB/s per direction (default: the GPU preset's)")
+    p.add_argument("--fabric", choices=FABRICS,
+                   help="scale-out network: infiniband or roce (default: the GPU preset's, infiniband)")
     p.add_argument("--allow-oom", action="store_true",
                    help="report a plan that does not fit instead of failing")
     add_json_arg(p)
@@ -76,7 +78,8 @@ def _options(args: argparse.Namespace) -> dict:
         if value is not None and not 0 < value < float("inf"):
             raise ConfigError(f"{flag} must be a positive number, got {value!r}")
     return dict(zero=zero, stack=stack, attention=args.attention, precision=args.precision,
-                dropout=args.dropout, nic_bytes_per_s=nic, nvlink_bytes_per_s=nvlink)
+                dropout=args.dropout, nic_bytes_per_s=nic, nvlink_bytes_per_s=nvlink,
+                fabric=args.fabric)
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -122,7 +125,8 @@ def human(r: dict) -> str:
         f"{r['model']} on {r['gpus']} x {r['gpu']}, batch {r['batch']} x {r['seq']}, "
         f"{r['attention']} attention, {r['precision']}, dropout {'on' if r['dropout'] else 'off'}",
         f"network: NIC {8 * net['nic_bytes_per_s'] / 1e9:.0f} Gb/s per GPU, NVLink "
-        f"{net['nvlink_bytes_per_s'] / 1e9:.0f} GB/s per direction, {net['gpus_per_node']} GPUs per node",
+        f"{net['nvlink_bytes_per_s'] / 1e9:.0f} GB/s per direction, {net['gpus_per_node']} GPUs per "
+        f"NVLink domain, {net.get('fabric', 'infiniband')}",
         f"plan: tp {p['tp']} x cp {p['cp']} x pp {p['pp']} x dp {p['dp']}, micro-batch "
         f"{p['micro_batch']}, interleave {p['interleave']}, recompute {p['recompute']}, "
         f"sequence-parallel {'on' if p['sequence_parallel'] else 'off'}, zero {p['zero']}, "

@@ -54,6 +54,11 @@ class Efficiency:
     # 85-96 GB/s of 100 on 4 HDR NICs; NCCL maintainers, nccl-tests issue #290: "46-48 GB/s per
     # NIC" for 400 Gb/s NDR): 0.92.
     ib_efficiency: float = 0.92
+    # ASSUMPTION: RoCE reaches the same fraction of line rate as InfiniBand. Meta tuned its RoCE and
+    # InfiniBand 24k-GPU clusters to equal large-model training performance ("Building Meta's
+    # GenAI Infrastructure", engineering.fb.com, 2024-03-12; Llama 3 405B trained on RoCE, Llama 3
+    # paper arXiv 2407.21783 sec. 3.3.1); NCCL drives both through its IB verbs transport.
+    roce_efficiency: float = 0.92
     # SOURCED (NCCL 2.9.9 src/graph/tuning.cc, Simple protocol): a collective's base latency 8.4 us,
     # each ring hop over NVLink 3.4 us and over the network 9.6 us; NCCL's own model of a ring
     # collective is base + (nsteps - nInterSteps) x NVLink hop + nInterSteps x network hop, with
@@ -82,7 +87,7 @@ class Efficiency:
     reserved_bytes: float = 3 * GIB
 
     def __post_init__(self) -> None:
-        for name in ("matmul_peak_fraction", "nvlink_efficiency", "ib_efficiency",
+        for name in ("matmul_peak_fraction", "nvlink_efficiency", "ib_efficiency", "roce_efficiency",
                      "flash_forward_efficiency", "flash_backward_efficiency", "fp8_gemm_relative"):
             value = getattr(self, name)
             positive(f"efficiency.{name}", value)

@@ -122,7 +122,7 @@ def build_report(c: Consts, plan: Plan, ev: Evaluation, chosen=(), search=None,
         "cp_comm_s": ev.cp_comm_s, "pp_comm_s": ev.pp_comm_s, "bubble_s": ev.bubble_s,
         "dp_comm_s": ev.dp_comm_s, "optimizer_s": ev.optimizer_s,
     }
-    network = {"nic_bytes_per_s": c.gpu.nic_bytes_per_s,
+    network = {"nic_bytes_per_s": c.gpu.nic_bytes_per_s, "fabric": c.gpu.fabric,
                "nvlink_bytes_per_s": c.gpu.nvlink_bytes_per_s,
                "gpus_per_node": c.gpu.gpus_per_node}
     return GpuReport(

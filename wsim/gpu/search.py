@@ -44,12 +44,12 @@ def search(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, gpu="a10
            recompute: str | None = None, sequence_parallel: bool | None = None,
            zero: int | None = None, stack: str | None = None, attention: str = "eager",
            precision: str = "bf16", dropout: float | None = None,
-           nic_bytes_per_s: float | None = None, nvlink_bytes_per_s: float | None = None,
+           nic_bytes_per_s: float | None = None, nvlink_bytes_per_s: float | None = None, fabric: str | None = None,
            efficiency: Efficiency | None = None) -> GpuReport:
     """The fastest plan that fits. Arguments left ``None`` are searched; given ones are fixed."""
     c = make_consts(model, seq=seq, batch=batch, gpus=gpus, gpu=gpu, efficiency=efficiency,
                     attention=attention, precision=precision, dropout=dropout,
-                    nic_bytes_per_s=nic_bytes_per_s, nvlink_bytes_per_s=nvlink_bytes_per_s)
+                    nic_bytes_per_s=nic_bytes_per_s, nvlink_bytes_per_s=nvlink_bytes_per_s, fabric=fabric)
     model = c.model
     recomputes = _choices(recompute, RECOMPUTE, "recompute")
     sps = _choices(sequence_parallel, (False, True), "sequence_parallel")
