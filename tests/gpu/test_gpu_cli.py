@@ -86,7 +86,7 @@ def test_plan_flags(capsys):
     d = _json(capsys, base + ["--distributed-optimizer"])
     assert d["plan"]["zero"] == 1 and d["plan"]["stack"] == "megatron-core"
     d = _json(capsys, base + ["--zero", "3"])
-    assert d["plan"]["zero"] == 3 and d["plan"]["stack"] in ("deepspeed", "fsdp")
+    assert d["plan"]["zero"] == 3 and d["plan"]["stack"] in ("deepspeed", "fsdp", "nemo")
     assert "stack" in d["plan"]["chosen"]
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from wsim.errors import ConfigError, non_negative, positive, require
+from wsim.gpu.knobs import KNOBS
 
 GIB = 2**30
 
@@ -82,6 +83,12 @@ class Efficiency:
     # write 1 byte and 1 byte transposed): 4 bytes of HBM traffic per element, memory-bound.
     fp8_gemm_relative: float = 1.0
     fp8_cast_bytes: float = 4.0
+    # FITTED (development set; validity: H100 Megatron-Core rows, 1.7B-462B): seconds of host time to
+    # issue one kernel from PyTorch eager mode (Python, dispatcher, launch). A block cannot run
+    # faster than its kernels are issued (wsim.gpu.knobs.KERNELS_PER_BLOCK_*) unless CUDA graphs
+    # replay them. PyTorch's per-operator overhead is ~10 us (PyTorch docs, "CUDA Graphs": "CPU
+    # overhead ... of order ten microseconds per kernel" is the motivation for graphs).
+    host_s_per_kernel: float = 10e-6
     # ASSUMPTION: HBM that the CUDA context, NCCL buffers, cuBLAS workspace and allocator
     # fragmentation keep from the model (a few GiB is what PyTorch jobs typically lose).
     reserved_bytes: float = 3 * GIB
@@ -94,7 +101,7 @@ class Efficiency:
             require(value <= 1.0, f"efficiency.{name} must be at most 1, got {value!r}")
         for name in ("gemm_half_dim", "elementwise_passes", "collective_base_latency_s",
                      "nvlink_hop_latency_s", "network_hop_latency_s", "reserved_bytes",
-                     "fp8_cast_bytes"):
+                     "fp8_cast_bytes", "host_s_per_kernel"):
             non_negative(f"efficiency.{name}", getattr(self, name))
         non_negative("efficiency.overlap_compute_penalty", self.overlap_compute_penalty)
         require(self.overlap_compute_penalty <= 1.0, "efficiency.overlap_compute_penalty must be at "
@@ -145,6 +152,10 @@ class Stack:
     # FSDP's unit) and the gradient bucket (None: one block's gradient)
     zero3_live_params: float | None = None
     zero3_grad_bucket: float | None = None
+    # Megatron-Core / Transformer Engine options (wsim.gpu.knobs): those a plan may set, and those on
+    # unless the plan says otherwise (grad_reduce_fp32's default is grad_reduce_bytes == 4)
+    knobs: tuple = ()
+    knob_defaults: tuple = ()
 
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -161,11 +172,27 @@ STACKS: dict[str, Stack] = {
     # Megatron-Core (2023+): --overlap-grad-reduce reduces gradient buckets as the last backward
     # finalises them, --overlap-param-gather all-gathers updated parameters under the next forward
     # (Megatron-LM docs, "distributed optimizer"); context parallelism and Transformer Engine FP8.
-    # Gradients reduced in fp32 (--accumulate-allreduce-grads-in-fp32, the default with bf16).
-    # kernel_efficiency 1.0: ASSUMPTION (the same fused kernels as Megatron-LM; no development row).
+    # Gradients reduced in fp32 (--accumulate-allreduce-grads-in-fp32, forced on with bf16 unless
+    # --grad-reduce-in-bf16: megatron/training/arguments.py). Every Transformer Engine option of
+    # wsim.gpu.knobs can be set; only the interleaved schedule's p2p overlap is on by default
+    # (overlap_p2p_comm). kernel_efficiency FITTED (the Megatron-LM r0.8 H100 scaling table).
     "megatron-core": Stack("megatron-core", (0, 1), True, True, True, True, 1.0, True, False, 4.0,
                            1.0, "Megatron-LM/Megatron-Core docs: distributed optimizer, "
-                           "--overlap-grad-reduce, --overlap-param-gather, context parallelism"),
+                           "--overlap-grad-reduce, --overlap-param-gather, context parallelism",
+                           knobs=KNOBS, knob_defaults=("p2p_overlap",)),
+    # NeMo 2 / Megatron-Bridge performance recipes on Megatron-Core (2024-25; NVIDIA's DGX Cloud
+    # benchmarking recipes and NeMo performance summaries): the distributed optimizer with
+    # overlapped gradient reduce-scatter and parameter all-gather, gradients reduced in bf16
+    # (recipes set grad_reduce_in_fp32 False; the logged memory of dgxc-benchmarking @ 741c886
+    # llama3.1 and nemotron READMEs matches 2 + 2 + 12/d bytes a parameter, docs/gpu-model.md),
+    # tensor-parallel communication overlapped with the GEMMs (MegatronCommOverlapCallback
+    # tp_comm_overlap=True), p2p overlap in the interleaved schedule, Transformer Engine / cuDNN
+    # fused attention, Megatron-FSDP for ZeRO-3 (no pipeline then). kernel_efficiency FITTED
+    # (development rows of NeMo 24.07 and dgxc-benchmarking v24.11.1).
+    "nemo": Stack("nemo", (0, 1, 3), True, True, True, True, 1.0, True, False, 2.0, 1.0,
+                  "NeMo 2.0 recipes (nemo/collections/llm/recipes/*.py @ 8cfedd72) and "
+                  "github.com/NVIDIA/dgxc-benchmarking recipes (v24.11.1 35a9aec, v25.04 741c886)",
+                  knobs=KNOBS, knob_defaults=("tp_comm_overlap", "p2p_overlap")),
     # Megatron-DeepSpeed (MT-NLG, BLOOM, GPT-NeoX): Megatron's kernels in DeepSpeed's pipeline engine
     # (plain 1F1B, no interleaving: deepspeed/runtime/pipe/schedule.py TrainSchedule, whose
     # ReduceGrads runs after the last backward), ZeRO 1-3 (ZeRO-2/3 only without pipeline

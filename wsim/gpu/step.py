@@ -26,8 +26,9 @@ from __future__ import annotations
 from models.spec import ModelSpec
 from wsim.gpu import comm
 from wsim.gpu.calibration import STACKS, Efficiency, Stack
-from wsim.gpu.dataparallel import data_parallel
+from wsim.gpu.dataparallel import _overlap, data_parallel
 from wsim.gpu.flops import block_fwd_flops_per_token, block_shape, model_flops_per_step
+from wsim.gpu.knobs import KERNELS_PER_BLOCK_BWD, KERNELS_PER_BLOCK_FWD, Knobs, resolve
 from wsim.gpu.memory import LOGIT_BYTES, memory
 from wsim.gpu.specs import GpuSpec, generation
 
@@ -141,12 +142,13 @@ class Consts:
         self._gemm[key] = hit
         return hit
 
-    def elementwise_times(self, tp: int, b: int, sp: bool, cp: int = 1) -> tuple[float, float, float]:
+    def elementwise_times(self, tp: int, b: int, sp: bool, cp: int = 1,
+                          fp8_params: bool = False) -> tuple[float, float, float]:
         """Forward seconds per micro-batch of the memory-bound element-wise kernels: one block,
         its attention core (softmax, dropout; none under FlashAttention), the LM head's loss; HBM
         traffic is ``Efficiency.elementwise_passes`` times the bytes Korthikanti et al. count as
         stored, plus Transformer Engine's FP8 casts (activations and weights)."""
-        key = (tp, b, sp, cp)
+        key = (tp, b, sp, cp, fp8_params)
         hit = self._ew.get(key)
         if hit is not None:
             return hit
@@ -155,9 +157,9 @@ class Consts:
         k = self.eff.elementwise_passes * tokens / hbm
         core = 0.0 if self.flash else k * self.act_attn / tp
         block = k * (self.act_rep / (tp if sp else 1) + self.act_par / tp) + core
-        if self.fp8:  # cast each GEMM input; weights once per micro-batch
+        if self.fp8:  # cast each GEMM input; weights once per micro-batch (unless kept in FP8)
             block += self.eff.fp8_cast_bytes * (tokens * (3 * self.h + self.f)
-                                                + self.block_params) / tp / hbm
+                                                + (0.0 if fp8_params else self.block_params)) / tp / hbm
         head = k * self.vocab / tp * LOGIT_BYTES
         hit = (block, core, head)
         self._ew[key] = hit
@@ -168,19 +170,25 @@ class Evaluation:
     """One plan's timing and memory (plain attributes; ``report.GpuReport`` is the public view)."""
 
     __slots__ = ("step_s", "compute_s", "recompute_s", "tp_comm_s", "cp_comm_s", "pp_comm_s",
-                 "dp_comm_s", "bubble_s", "optimizer_s", "bubble_fraction", "memory", "m")
+                 "dp_comm_s", "bubble_s", "optimizer_s", "launch_s", "bubble_fraction", "memory",
+                 "m", "knobs")
 
 
 def evaluate(c: Consts, tp: int, pp: int, dp: int, b: int, v: int, recompute: str, sp: bool,
-             zero: int, cp: int = 1, stack: Stack | None = None) -> Evaluation:
-    """Time and memory of one (already validated) plan (``stack`` None: Megatron-LM)."""
+             zero: int, cp: int = 1, stack: Stack | None = None,
+             kn: Knobs | None = None) -> Evaluation:
+    """Time and memory of one (already validated) plan (``stack`` None: Megatron-LM; ``kn`` None:
+    the stack's default options, ``wsim.gpu.knobs``)."""
     st = stack if stack is not None else STACKS["megatron"]
+    if kn is None:
+        kn = resolve(st, fp8=c.fp8, sp=sp, zero=zero)
     gpu, eff = c.gpu, c.eff
+    pen = eff.overlap_compute_penalty
     m = c.batch // (dp * b)
     L = -(-c.layers // pp)  # the fullest stage (uneven stages: DeepSpeed)
     ke = st.kernel_efficiency
     linear, core_f, core_b, head = c.gemm_times(tp, b, cp)
-    ew, ew_core, ew_head = c.elementwise_times(tp, b, sp, cp)
+    ew, ew_core, ew_head = c.elementwise_times(tp, b, sp, cp, kn.fp8_param_gather)
     tpg = c.group(tp, 1)
     act_bytes = b * c.seq / cp * c.h * 2.0
     ar = tpg.all_reduce_s(act_bytes) if tp > 1 else 0.0
@@ -203,17 +211,33 @@ def evaluate(c: Consts, tp: int, pp: int, dp: int, b: int, v: int, recompute: st
         fwd_exposed = max(0.0, cp_f - core_f / ke)
         cp_exposed = fwd_exposed * (2.0 if recompute == "full" else 1.0) \
             + max(0.0, 2.0 * cp_f - core_b / ke)
-    layer_fwd = fwd + c.ar_fwd * ar
-    layer_bwd = bwd + rec + 2.0 * ar + rec_ar
+    # tensor-parallel collectives, exposed or overlapped with the block's own linear GEMMs
+    if kn.tp_comm_overlap and tp > 1:
+        tp_f = _overlap(c.ar_fwd * ar, linear / ke, pen)
+        tp_b = _overlap(2.0 * ar, 2.0 * linear / ke, pen)
+        tp_r = _overlap(rec_ar, linear / ke, pen) if rec_ar else 0.0
+    else:
+        tp_f, tp_b, tp_r = c.ar_fwd * ar, 2.0 * ar, rec_ar
+    layer_fwd = fwd + tp_f
+    layer_bwd = bwd + rec + tp_b + tp_r
+    # the host issues every kernel unless CUDA graphs replay them: a block is never faster
+    launch = 0.0
+    if not kn.cuda_graphs and eff.host_s_per_kernel:
+        kf = KERNELS_PER_BLOCK_FWD * eff.host_s_per_kernel
+        kb = (KERNELS_PER_BLOCK_BWD + (KERNELS_PER_BLOCK_FWD if recompute == "full" else 0.0)) \
+            * eff.host_s_per_kernel
+        launch = max(0.0, kf - layer_fwd) + max(0.0, kb - layer_bwd)
 
     # the stage's micro-batch time (all v chunks)
     compute = L * (fwd + bwd)
-    tp_comm = L * ((c.ar_fwd + 2.0) * ar + rec_ar)
+    tp_comm = L * (tp_f + tp_b + tp_r)
     send = 2.0 * v * comm.pp_send_s(act_bytes, gpu, eff, tp * cp * dp, tpg) if pp > 1 else 0.0
+    if kn.p2p_overlap and v > 1:  # each chunk's send runs under the next chunk's compute
+        send = _overlap(send, compute, pen)
     head_t = (head + ew_head) / ke
     head_extra = 3.0 * head_t + ar  # LM head fwd + bwd; its input-gradient all-reduce
     embed_extra = ar  # vocab-parallel embedding all-reduce in forward
-    tau = compute + L * rec + tp_comm + L * cp_exposed + send
+    tau = compute + L * rec + tp_comm + L * cp_exposed + send + L * launch
     if pp == 1:
         tau_max = tau_mean = tau + head_extra + embed_extra
     else:
@@ -223,7 +247,7 @@ def evaluate(c: Consts, tp: int, pp: int, dp: int, b: int, v: int, recompute: st
     dpres = data_parallel(c, st, tp=tp, pp=pp, dp=dp, cp=cp, m=m, L=L, zero=zero,
                           recompute=recompute, layer_fwd=layer_fwd, layer_bwd=layer_bwd,
                           stage_bwd=L * layer_bwd + (2.0 * head_t if pp == 1 else 0.0),
-                          stage_fwd=L * layer_fwd, head_s=3.0 * head_t)
+                          stage_fwd=L * layer_fwd, head_s=3.0 * head_t, kn=kn)
     tau_max += dpres.per_micro_batch_s
     tau_mean += dpres.per_micro_batch_s
     bubble = (pp - 1) / v * tau_mean
@@ -234,6 +258,8 @@ def evaluate(c: Consts, tp: int, pp: int, dp: int, b: int, v: int, recompute: st
     ev.compute_s = m * (compute + 3.0 * head_t)  # the last stage (head_extra >= embed_extra)
     ev.recompute_s = m * L * rec
     ev.tp_comm_s = m * (tp_comm + (ar if pp > 1 else 2.0 * ar))
+    ev.launch_s = m * L * launch
+    ev.knobs = kn
     ev.cp_comm_s = m * L * cp_exposed
     ev.pp_comm_s = m * send
     ev.bubble_s = bubble
@@ -241,7 +267,7 @@ def evaluate(c: Consts, tp: int, pp: int, dp: int, b: int, v: int, recompute: st
     ev.optimizer_s = dpres.optimizer_s
     ev.step_s = pipe + dpres.exposed_s + dpres.optimizer_s
     ev.bubble_fraction = (pp - 1) / (v * m)
-    ev.memory = memory(c, tp, pp, dp, b, v, recompute, sp, zero, m, cp, st)
+    ev.memory = memory(c, tp, pp, dp, b, v, recompute, sp, zero, m, cp, st, kn)
     return ev
 
 
@@ -263,6 +289,8 @@ def step_lower_bound_s(c: Consts, tp: int, pp: int, dp: int, b: int, cp: int = 1
     m = c.batch // (dp * b)
     L = -(-c.layers // pp)  # the fullest stage (uneven stages: DeepSpeed)
     linear, core_f, core_b, head = c.gemm_times(tp, b, cp)
-    ew, _, ew_head = c.elementwise_times(tp, b, tp > 1, cp)
+    ew, _, ew_head = c.elementwise_times(tp, b, tp > 1, cp, c.fp8)
     ar = c.group(tp, 1).all_reduce_s(b * c.seq / cp * c.h * 2.0) if tp > 1 else 0.0
+    # tensor-parallel communication overlapped with the GEMMs still costs at least its penalty
+    ar *= min(1.0, c.eff.overlap_compute_penalty)
     return m * (L * (3.0 * (linear + ew) + core_f + core_b + (c.ar_fwd + 2.0) * ar) + 3.0 * (head + ew_head))
