@@ -48,6 +48,13 @@ KNOBS = ("tp_comm_overlap", "grad_reduce_fp32", "fp8_param_gather", "cuda_graphs
 # sequence-parallel collectives): ~24 kernels per block forward, twice that in backward.
 KERNELS_PER_BLOCK_FWD = 24.0
 KERNELS_PER_BLOCK_BWD = 48.0
+# ASSUMPTION (counted from Transformer Engine's ring attention, transformer_engine/pytorch/attention/
+# dot_product_attention/context_parallel.py @ d0067d0d, AttnFuncWithCPAndKVP2P: per ring step
+# "for i in range(cp_size)" a batch_isend_irecv send and receive of K and V, one attention call and
+# the out / softmax-lse correction; backward also sends dK, dV and accumulates dQ): kernels per ring
+# step, each of which the host issues and the device runs however small the chunk.
+KERNELS_PER_CP_STEP_FWD = 4.0
+KERNELS_PER_CP_STEP_BWD = 6.0
 
 
 class Knobs(NamedTuple):

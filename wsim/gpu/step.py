@@ -28,7 +28,8 @@ from wsim.gpu import comm
 from wsim.gpu.calibration import STACKS, Efficiency, Stack
 from wsim.gpu.dataparallel import _overlap, data_parallel
 from wsim.gpu.flops import block_fwd_flops_per_token, block_shape, model_flops_per_step
-from wsim.gpu.knobs import KERNELS_PER_BLOCK_BWD, KERNELS_PER_BLOCK_FWD, Knobs, resolve
+from wsim.gpu.knobs import (KERNELS_PER_BLOCK_BWD, KERNELS_PER_BLOCK_FWD, KERNELS_PER_CP_STEP_BWD,
+                             KERNELS_PER_CP_STEP_FWD, Knobs, resolve)
 from wsim.gpu.memory import LOGIT_BYTES, memory
 from wsim.gpu.specs import GpuSpec, generation
 
@@ -67,6 +68,13 @@ class Consts:
         act = model.block_activations(seq)
         self.act_rep = act.replicated
         self.act_par = act.tensor_parallel
+        if precision == "fp8":
+            # Transformer Engine keeps each GEMM's input for backward in its quantized (FP8,
+            # 1-byte) form: the norm outputs feeding QKV and FC1, the projection input and the FC2
+            # input (transformer_engine/pytorch/module/linear.py @ d0067d0d: saved_inputmat =
+            # inputmat after input_quantizer; layernorm_linear.py likewise for ln_out)
+            self.act_rep -= model.hidden * model.block_norms
+            self.act_par -= model.hidden + model.ffn
         if self.flash:
             self.act_attn = 4.0 * a  # FlashAttention keeps only a float32 log-sum-exp per head
         else:
@@ -80,8 +88,10 @@ class Consts:
         self.head_bias = float(model.vocab if model.head_bias else 0)
         self.reserved_bytes = eff.reserved_bytes
         self.capacity_bytes = gpu.hbm_bytes
-        self.peak16 = gpu.peak_flops_per_s
-        self.peak = gpu.peak_for(precision) * (eff.fp8_gemm_relative if self.fp8 else 1.0)
+        self.generation = generation(gpu)
+        gen = 1.0 if self.generation == "ampere" else eff.hopper_gemm_relative
+        self.peak16 = gpu.peak_flops_per_s * gen
+        self.peak = gpu.peak_for(precision) * gen * (eff.fp8_gemm_relative if self.fp8 else 1.0)
         self.tied = model.tied_embeddings
         self.block_fwd_flops = block_fwd_flops_per_token(model, seq)
         self.linear_fwd_flops = self.block_fwd_flops - 4.0 * seq * h
@@ -89,7 +99,6 @@ class Consts:
         self.params = (self.layers * self.block_params + model.embedding_params + self.head_norm_params
                        + (0.0 if model.tied_embeddings else model.vocab * h + self.head_bias))
         self.model_flops = model_flops_per_step(model, seq=seq, batch=batch)
-        self.generation = generation(gpu)
         self._gemm: dict = {}
         self._ew: dict = {}
         self._groups: dict = {}
@@ -202,15 +211,18 @@ def evaluate(c: Consts, tp: int, pp: int, dp: int, b: int, v: int, recompute: st
         rec, rec_ar = (core_f + ew_core) / ke, 0.0
     else:
         rec, rec_ar = 0.0, 0.0
-    cp_exposed = 0.0
+    cp_exposed = fwd_cp = bwd_cp = 0.0
     if cp > 1:
         cpg = c.group(cp, tp)
         kv_bytes = b * c.seq / cp * 2.0 * c.kv * c.hd * 2.0 / tp  # K and V, 16-bit
-        hop = kv_bytes / cpg.bw + eff.collective_base_latency_s
+        # one P2P send per ring step: NCCL's base latency plus one hop (over the network when the
+        # ring leaves the node)
+        hop = kv_bytes / cpg.bw + eff.collective_base_latency_s + (
+            eff.network_hop_latency_s if cpg.nodes > 1 else eff.nvlink_hop_latency_s)
         cp_f = (cp - 1) * hop  # forward: K, V once around the ring; backward: K, V and dK, dV
-        fwd_exposed = max(0.0, cp_f - core_f / ke)
-        cp_exposed = fwd_exposed * (2.0 if recompute == "full" else 1.0) \
-            + max(0.0, 2.0 * cp_f - core_b / ke)
+        fwd_cp = max(0.0, cp_f - core_f / ke)
+        bwd_cp = max(0.0, 2.0 * cp_f - core_b / ke)
+        cp_exposed = fwd_cp * (2.0 if recompute == "full" else 1.0) + bwd_cp
     # tensor-parallel collectives, exposed or overlapped with the block's own linear GEMMs
     if kn.tp_comm_overlap and tp > 1:
         tp_f = _overlap(c.ar_fwd * ar, linear / ke, pen)
@@ -221,12 +233,17 @@ def evaluate(c: Consts, tp: int, pp: int, dp: int, b: int, v: int, recompute: st
     layer_fwd = fwd + tp_f
     layer_bwd = bwd + rec + tp_b + tp_r
     # the host issues every kernel unless CUDA graphs replay them: a block is never faster
+    # (CUDA graphs remove the host's part; the device still pays its gap between kernels), and
+    # context parallelism adds the kernels of every ring step
+    per_kernel = eff.kernel_gap_s if kn.cuda_graphs else max(eff.host_s_per_kernel, eff.kernel_gap_s)
     launch = 0.0
-    if not kn.cuda_graphs and eff.host_s_per_kernel:
-        kf = KERNELS_PER_BLOCK_FWD * eff.host_s_per_kernel
-        kb = (KERNELS_PER_BLOCK_BWD + (KERNELS_PER_BLOCK_FWD if recompute == "full" else 0.0)) \
-            * eff.host_s_per_kernel
-        launch = max(0.0, kf - layer_fwd) + max(0.0, kb - layer_bwd)
+    if per_kernel:
+        n_f = KERNELS_PER_BLOCK_FWD + (cp * KERNELS_PER_CP_STEP_FWD if cp > 1 else 0.0)
+        n_b = KERNELS_PER_BLOCK_BWD + (cp * KERNELS_PER_CP_STEP_BWD if cp > 1 else 0.0)
+        if recompute == "full":
+            n_b += n_f
+        launch = max(0.0, n_f * per_kernel - layer_fwd - fwd_cp) \
+            + max(0.0, n_b * per_kernel - layer_bwd - bwd_cp)
 
     # the stage's micro-batch time (all v chunks)
     compute = L * (fwd + bwd)
@@ -279,7 +296,7 @@ def compute_lower_bound_s(c: Consts, tp: int, pp: int, dp: int, cp: int = 1) -> 
     core = 4.0 * c.seq * c.h * 0.5
     per_token = 3.0 * (c.layers / pp * c.linear_fwd_flops + 2.0 * c.vocab * c.h / pp) / c.peak \
         + 3.0 * c.layers / pp * core / c.peak16
-    return tokens * per_token / tp / c.eff.matmul_peak_fraction
+    return tokens * per_token / tp / c.eff.matmul_peak_fraction / _fastest_stack()
 
 
 def step_lower_bound_s(c: Consts, tp: int, pp: int, dp: int, b: int, cp: int = 1) -> float:
@@ -293,4 +310,10 @@ def step_lower_bound_s(c: Consts, tp: int, pp: int, dp: int, b: int, cp: int = 1
     ar = c.group(tp, 1).all_reduce_s(b * c.seq / cp * c.h * 2.0) if tp > 1 else 0.0
     # tensor-parallel communication overlapped with the GEMMs still costs at least its penalty
     ar *= min(1.0, c.eff.overlap_compute_penalty)
-    return m * (L * (3.0 * (linear + ew) + core_f + core_b + (c.ar_fwd + 2.0) * ar) + 3.0 * (head + ew_head))
+    return m * (L * (3.0 * (linear + ew) + core_f + core_b + (c.ar_fwd + 2.0) * ar)
+                + 3.0 * (head + ew_head)) / _fastest_stack()
+
+
+def _fastest_stack() -> float:
+    """The largest kernel_efficiency of any stack (a stack may be faster than Megatron-LM 2021)."""
+    return max(1.0, max(st.kernel_efficiency for st in STACKS.values()))
