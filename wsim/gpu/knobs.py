@@ -9,7 +9,10 @@ default (``Stack.knob_defaults``); a stack that lacks a feature refuses it (``St
   each block's tensor-parallel communication overlaps its own linear GEMMs (``_overlap``: what does
   not fit plus ``Efficiency.overlap_compute_penalty`` of what does, the SMs the copies hold).
   Needs sequence parallelism (megatron/training/arguments.py: "Tensor parallel communication/GEMM
-  overlap can happen only when sequence parallelism is enabled").
+  overlap can happen only when sequence parallelism is enabled") and a tensor-parallel group inside
+  one NVLink domain (userbuffers map peer memory by CUDA IPC or NVLink fabric handles,
+  transformer_engine/common/comm_gemm_overlap/userbuffers/userbuffers-host.cpp); across nodes the
+  plan runs without it (the report says so).
 - ``grad_reduce_fp32`` (``DistributedDataParallelConfig.grad_reduce_in_fp32``; Megatron-LM forces it
   on for bf16 unless ``--grad-reduce-in-bf16``; NeMo's performance recipes set it False, e.g.
   nemo/collections/llm/recipes/llama3_70b.py line 246): the main-gradient buffer and the

@@ -130,7 +130,7 @@ def search(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, gpu="a10
                                             if smallest is None or mem < smallest[0]:
                                                 smallest = (mem, (t, x, p, d, z))
                                             continue
-                                        key = (t, p, d, b, v, rc, sp, z, x, st.name, kn)
+                                        key = (t, p, d, b, v, rc, sp, z, x, st.name, ev.knobs)
                                         if best is None or ev.step_s < best[0]:
                                             best = (ev.step_s, key, ev)
                                         if valid is None or ev.step_s < valid[0]:

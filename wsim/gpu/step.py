@@ -11,8 +11,9 @@ masked half (FA-2 sec. 3.1.1, "causal masking"; Megatron-Core's context parallel
 Each block does 2 all-reduces of b*s*h 16-bit activations in forward and 2 in backward (Megatron-LM
 SC21 sec. 3.3; with sequence parallelism a reduce-scatter + all-gather pair of the same volume,
 Korthikanti et al. 2022 sec. 4.2.2), and 2 more when full recompute reruns the forward. Context
-parallelism passes K and V around a ring of cp ranks, overlapped with the attention core
-(Megatron-Core docs, "context parallelism"). With ``tau`` the time one stage spends per micro-batch
+parallelism passes K and V around a ring of cp ranks, each of the cp - 1 transfers overlapped with
+one ring step's share of the attention core (Megatron-Core docs, "context parallelism"; Transformer
+Engine's AttnFuncWithCPAndKVP2P), and every ring step costs kernels (``wsim.gpu.knobs``). With ``tau`` the time one stage spends per micro-batch
 (all its v chunks, sends included) the pipeline takes ``m * tau_max + (p - 1) / v * tau_mean``: for
 equal stages Megatron's bubble ``(p-1)/(v m)`` (SC21 sec. 2.2), matched by the simpy schedule in
 ``pipeline_sim``. The last stage also runs the LM head (not recomputed). A stack's layers run at its
@@ -199,6 +200,10 @@ def evaluate(c: Consts, tp: int, pp: int, dp: int, b: int, v: int, recompute: st
     linear, core_f, core_b, head = c.gemm_times(tp, b, cp)
     ew, ew_core, ew_head = c.elementwise_times(tp, b, sp, cp, kn.fp8_param_gather)
     tpg = c.group(tp, 1)
+    if kn.tp_comm_overlap and tpg.nodes > 1:
+        # userbuffers map the peers' memory through CUDA IPC / fabric handles: one NVLink domain
+        # (transformer_engine/common/comm_gemm_overlap/userbuffers/userbuffers-host.cpp @ d0067d0d)
+        kn = kn._replace(tp_comm_overlap=False)
     act_bytes = b * c.seq / cp * c.h * 2.0
     ar = tpg.all_reduce_s(act_bytes) if tp > 1 else 0.0
 
@@ -219,9 +224,11 @@ def evaluate(c: Consts, tp: int, pp: int, dp: int, b: int, v: int, recompute: st
         # ring leaves the node)
         hop = kv_bytes / cpg.bw + eff.collective_base_latency_s + (
             eff.network_hop_latency_s if cpg.nodes > 1 else eff.nvlink_hop_latency_s)
-        cp_f = (cp - 1) * hop  # forward: K, V once around the ring; backward: K, V and dK, dV
-        fwd_cp = max(0.0, cp_f - core_f / ke)
-        bwd_cp = max(0.0, 2.0 * cp_f - core_b / ke)
+        # a ring of cp steps, each computing 1/cp of the (load-balanced causal) attention while the
+        # next step's K, V arrive (backward: K, V and dK, dV): each of the cp - 1 transfers hides
+        # under one step's compute only, never under the whole attention
+        fwd_cp = (cp - 1) * max(0.0, hop - core_f / ke / cp)
+        bwd_cp = (cp - 1) * max(0.0, 2.0 * hop - core_b / ke / cp)
         cp_exposed = fwd_cp * (2.0 if recompute == "full" else 1.0) + bwd_cp
     # tensor-parallel collectives, exposed or overlapped with the block's own linear GEMMs
     if kn.tp_comm_overlap and tp > 1:
