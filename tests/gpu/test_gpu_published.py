@@ -21,9 +21,9 @@ TOLERANCE = {
     "neox": 0.15,
     "opt": 0.05,
     "mcore-h100": 0.10,  # Megatron-LM r0.8 H100 scaling table, 1.7B-462B
-    "nemo-24.07": 0.20,  # NeMo 24.07 FP8 (Nemotron-340B on 128 GPUs needs full recompute: -18%)
+    "nemo-24.07": 0.12,  # NeMo 24.07 FP8
     "dgxc-24.11": 0.20,  # DGX Cloud recipes v24.11.1 (the same 340B plans: -18%)
-    "flash-attn": 0.15,  # validation: FlashAttention-2 GPT-3 1.3B / 2.7B on 8 A100
+    "flash-attn": 0.07,  # validation: FlashAttention-2 GPT-3 1.3B / 2.7B on 8 A100
     "mosaic-a100": 0.25,  # validation: MosaicML FSDP + flash on A100 (the model is ~15% slow)
     "mosaic-h100": 0.25,  # validation: MosaicML FSDP on H100, incl. FP8
     "dgxc-25.04": 0.15,  # validation: DGX Cloud recipes v25.04, H100 BF16 and FP8
@@ -107,14 +107,14 @@ def test_validation_rows_were_not_fitted_on():
 def test_fit_reproduces_the_shipped_parameters():
     """Refitting on the development set lands on the shipped values (rounded in calibration.py)."""
     from wsim.gpu.calibration import EFFICIENCY, STACKS
-    values, objective = V.fit(sweeps=3)
+    values, objective = V.fit(sweeps=6)
     assert values["matmul_peak_fraction"] == pytest.approx(EFFICIENCY.matmul_peak_fraction, abs=0.005)
     assert values["elementwise_passes"] == pytest.approx(EFFICIENCY.elementwise_passes, abs=0.1)
     assert values["hopper_gemm_relative"] == pytest.approx(EFFICIENCY.hopper_gemm_relative, abs=0.01)
     assert values["fp8_gemm_relative"] == pytest.approx(EFFICIENCY.fp8_gemm_relative, abs=0.01)
     for name in ("deepspeed", "fsdp", "megatron-core", "nemo"):
         assert values[name] == pytest.approx(STACKS[name].kernel_efficiency, abs=0.01), name
-    assert objective < 0.07
+    assert objective < 0.06
 
 
 @pytest.mark.slow
@@ -132,13 +132,13 @@ def test_leave_one_group_out(capsys):
 
 
 # (mean absolute error, worst error) per group, as README.md and docs/gpu-model.md print them (0.1%)
-QUOTED = {"sc21-table1": (0.019, -0.042), "sc21-zero3": (0.056, 0.114), "sc21-ptdp": (0.023, -0.045),
-          "mt-nlg": (0.060, 0.085), "bloom": (0.141, -0.141), "opt": (0.001, -0.001),
-          "neox": (0.126, -0.126), "mcore-h100": (0.043, 0.060), "nemo-24.07": (0.051, -0.177),
-          "dgxc-24.11": (0.062, -0.184), "flash-attn": (0.122, -0.137),
-          "mosaic-a100": (0.145, -0.203), "mosaic-h100": (0.127, 0.206),
-          "dgxc-25.04": (0.048, -0.106), "bridge-h100": (0.051, -0.102),
-          "bridge-blackwell": (0.085, -0.255), "llama3-table4": (0.191, 0.300)}
+QUOTED = {"sc21-table1": (0.020, 0.041), "sc21-zero3": (0.056, 0.111), "sc21-ptdp": (0.023, 0.051),
+          "mt-nlg": (0.062, 0.088), "bloom": (0.140, -0.140), "opt": (0.000, 0.000),
+          "neox": (0.123, -0.123), "mcore-h100": (0.046, 0.076), "nemo-24.07": (0.029, -0.097),
+          "dgxc-24.11": (0.051, -0.188), "flash-attn": (0.042, -0.057),
+          "mosaic-a100": (0.142, 0.203), "mosaic-h100": (0.101, -0.188),
+          "dgxc-25.04": (0.056, -0.146), "bridge-h100": (0.092, -0.142),
+          "bridge-blackwell": (0.076, -0.264), "llama3-table4": (0.204, 0.339)}
 
 
 def test_quoted_group_figures_at_their_printed_precision():

@@ -152,13 +152,12 @@ class Consts:
         self._gemm[key] = hit
         return hit
 
-    def elementwise_times(self, tp: int, b: int, sp: bool, cp: int = 1,
-                          fp8_params: bool = False) -> tuple[float, float, float]:
+    def elementwise_times(self, tp: int, b: int, sp: bool, cp: int = 1) -> tuple[float, float, float]:
         """Forward seconds per micro-batch of the memory-bound element-wise kernels: one block,
         its attention core (softmax, dropout; none under FlashAttention), the LM head's loss; HBM
         traffic is ``Efficiency.elementwise_passes`` times the bytes Korthikanti et al. count as
         stored, plus Transformer Engine's FP8 casts (activations and weights)."""
-        key = (tp, b, sp, cp, fp8_params)
+        key = (tp, b, sp, cp)
         hit = self._ew.get(key)
         if hit is not None:
             return hit
@@ -167,9 +166,8 @@ class Consts:
         k = self.eff.elementwise_passes * tokens / hbm
         core = 0.0 if self.flash else k * self.act_attn / tp
         block = k * (self.act_rep / (tp if sp else 1) + self.act_par / tp) + core
-        if self.fp8:  # cast each GEMM input; weights once per micro-batch (unless kept in FP8)
-            block += self.eff.fp8_cast_bytes * (tokens * (3 * self.h + self.f)
-                                                + (0.0 if fp8_params else self.block_params)) / tp / hbm
+        if self.fp8:  # cast each GEMM input (the weights: once per step, ``weight_cast_s``)
+            block += self.eff.fp8_cast_bytes * tokens * (3 * self.h + self.f) / tp / hbm
         head = k * self.vocab / tp * LOGIT_BYTES
         hit = (block, core, head)
         self._ew[key] = hit
@@ -198,7 +196,7 @@ def evaluate(c: Consts, tp: int, pp: int, dp: int, b: int, v: int, recompute: st
     L = -(-c.layers // pp)  # the fullest stage (uneven stages: DeepSpeed)
     ke = st.kernel_efficiency
     linear, core_f, core_b, head = c.gemm_times(tp, b, cp)
-    ew, ew_core, ew_head = c.elementwise_times(tp, b, sp, cp, kn.fp8_param_gather)
+    ew, ew_core, ew_head = c.elementwise_times(tp, b, sp, cp)
     tpg = c.group(tp, 1)
     if kn.tp_comm_overlap and tpg.nodes > 1:
         # userbuffers map the peers' memory through CUDA IPC / fabric handles: one NVLink domain
@@ -288,8 +286,13 @@ def evaluate(c: Consts, tp: int, pp: int, dp: int, b: int, v: int, recompute: st
     ev.pp_comm_s = m * send
     ev.bubble_s = bubble
     ev.dp_comm_s = dpres.exposed_s + m * dpres.per_micro_batch_s
-    ev.optimizer_s = dpres.optimizer_s
-    ev.step_s = pipe + dpres.exposed_s + dpres.optimizer_s
+    # Transformer Engine casts the weights to FP8 on the first micro-batch of a step and caches
+    # them (Linear.forward is_first_microbatch: "caching of FP8 versions of the weights"); none
+    # to cast when they are kept in FP8 (fp8_param_gather)
+    weight_cast = (L * c.block_params / tp * eff.fp8_cast_bytes / gpu.hbm_bytes_per_s
+                   if c.fp8 and not kn.fp8_param_gather else 0.0)
+    ev.optimizer_s = dpres.optimizer_s + weight_cast
+    ev.step_s = pipe + dpres.exposed_s + ev.optimizer_s
     ev.bubble_fraction = (pp - 1) / (v * m)
     ev.memory = memory(c, tp, pp, dp, b, v, recompute, sp, zero, m, cp, st, kn)
     return ev
@@ -313,7 +316,7 @@ def step_lower_bound_s(c: Consts, tp: int, pp: int, dp: int, b: int, cp: int = 1
     m = c.batch // (dp * b)
     L = -(-c.layers // pp)  # the fullest stage (uneven stages: DeepSpeed)
     linear, core_f, core_b, head = c.gemm_times(tp, b, cp)
-    ew, _, ew_head = c.elementwise_times(tp, b, tp > 1, cp, c.fp8)
+    ew, _, ew_head = c.elementwise_times(tp, b, tp > 1, cp)
     ar = c.group(tp, 1).all_reduce_s(b * c.seq / cp * c.h * 2.0) if tp > 1 else 0.0
     # tensor-parallel communication overlapped with the GEMMs still costs at least its penalty
     ar *= min(1.0, c.eff.overlap_compute_penalty)
