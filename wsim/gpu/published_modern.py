@@ -190,11 +190,20 @@ def _bridge() -> list[Row]:
             ("bridge-blackwell", "25.11", "DGX-GB200", "gb200-nvl72", "70b", 64, 256, 2, True, 1, 1, 1, 1, 4312),
             ("bridge-blackwell", "25.11", "DGX-GB200", "gb200-nvl72", "405b", 256, 1536, 1, False, 4, 16, 1, 4, 813)):
         model = MODELS[tag]
+        extra, note = {}, ""
+        if tag == "8b" and gpu != "h100-80gb":
+            # CUDA graphs in Megatron-Bridge's 8B Blackwell recipes (src/megatron/bridge/
+            # perf_recipes/llama/{b200,gb200}/llama3.py @ 067f987d: cuda_graph_impl "local")
+            extra, note = {"cuda_graphs": True}, "; CUDA graphs (the recipe's)"
+        if tag == "70b" and fsdp and gpu == "gb200-nvl72":
+            note = ("; the recipe offloads 40 of 80 layers' activations to the Grace CPU "
+                    "(cpu_offloading_num_layers 40, gb200/llama3.py): not modelled, the model "
+                    "recomputes instead")
         rows.append(Row(group, f"{ver}-{tag}-{gpu.split('-')[0]}-{gpus}", VALIDATION, model, gpu,
                         gpus, gbs, 8192, "tokens_per_s_per_gpu", tps, _BRIDGE.format(ver, system),
-                        _plan(tp, pp, cp, vp, mbs, zero=3 if fsdp else 1, precision="fp8"),
+                        _plan(tp, pp, cp, vp, mbs, zero=3 if fsdp else 1, precision="fp8", **extra),
                         notes="FSDP > 0: Megatron-FSDP (zero 3); recompute not stated (the "
-                              "fastest that fits)"))
+                              "fastest that fits)" + note))
     return rows
 
 
