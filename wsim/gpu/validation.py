@@ -35,7 +35,7 @@ BOUNDS = {"matmul_peak_fraction": (0.5, 0.9), "hopper_gemm_relative": (0.6, 1.2)
           "gemm_half_dim": (0.0, 64.0),
           "elementwise_passes": (0.5, 4.0),
           "fp8_gemm_relative": (0.5, 1.0), "deepspeed": (0.6, 1.0), "fsdp": (0.6, 1.0),
-          "megatron-core": (0.6, 1.4), "nemo": (0.6, 1.4)}
+          "megatron-core": (0.6, 1.0), "nemo": (0.6, 1.0)}
 
 
 @dataclass(frozen=True)
