@@ -56,6 +56,7 @@ def time_to_train_13b() -> dict:
 
 def trillion() -> dict:
     from models.spec import ModelSpec
+    from wsim.cluster import generations
     from wsim.engine.run import simulate
     from wsim.cluster.job import TrainingJob
 

@@ -377,7 +377,7 @@ def test_gqa_gated_and_parallel_residual_change_what_they_should():
     assert Consts(llama2, GPUS["a100-80gb"], EFFICIENCY, seq=2048, batch=8, gpus=8).head_norm_params == llama2.hidden
 
 
-# ---- hardware as deployed (issue 19 item 3) -------------------------------------------------------
+# ---- hardware as deployed (issue 19 item 3) ----------------------------------------------
 def test_presets_carry_dense_peaks_and_datasheets():
     from wsim.gpu.specs import GPUS, generation
     for g in GPUS.values():

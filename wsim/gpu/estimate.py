@@ -15,7 +15,8 @@ def estimate(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, gpu="a
              interleave: int | None = None, recompute: str = "full",
              sequence_parallel: bool = False, zero: int = 0, stack: str | None = None,
              attention: str = "eager", precision: str = "bf16", dropout: float | None = None,
-             nic_bytes_per_s: float | None = None, nvlink_bytes_per_s: float | None = None, fabric: str | None = None,
+             nic_bytes_per_s: float | None = None, nvlink_bytes_per_s: float | None = None,
+             fabric: str | None = None,
              efficiency: Efficiency | None = None, allow_oom: bool = False, **knobs) -> GpuReport:
     """Step time, throughput and memory per GPU of ``model`` on ``gpus`` GPUs with plan
     tp x cp x pp (x dp, the rest).
@@ -31,6 +32,7 @@ def estimate(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, gpu="a
         model, seq=seq, batch=batch, gpus=gpus, gpu=gpu, tp=tp, pp=pp, cp=cp, micro_batch=micro_batch,
         interleave=interleave, recompute=recompute, sequence_parallel=sequence_parallel, zero=zero,
         stack=stack, attention=attention, precision=precision, dropout=dropout,
-        nic_bytes_per_s=nic_bytes_per_s, nvlink_bytes_per_s=nvlink_bytes_per_s, fabric=fabric, efficiency=efficiency,
+        nic_bytes_per_s=nic_bytes_per_s, nvlink_bytes_per_s=nvlink_bytes_per_s, fabric=fabric,
+        efficiency=efficiency,
         allow_oom=allow_oom, **knobs)
     return build_report(c, plan, ev, chosen=chosen, regime=classify(c, plan))

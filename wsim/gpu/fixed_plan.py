@@ -23,7 +23,8 @@ def best_for_plan(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, g
              interleave: int | None = None, recompute: str = "full",
              sequence_parallel: bool = False, zero: int = 0, stack: str | None = None,
              attention: str = "eager", precision: str = "bf16", dropout: float | None = None,
-             nic_bytes_per_s: float | None = None, nvlink_bytes_per_s: float | None = None, fabric: str | None = None,
+             nic_bytes_per_s: float | None = None, nvlink_bytes_per_s: float | None = None,
+             fabric: str | None = None,
              efficiency: Efficiency | None = None, allow_oom: bool = False,
              **knobs) -> tuple[Consts, Plan, Evaluation, list]:
     """Step time, throughput and memory per GPU of ``model`` on ``gpus`` GPUs with plan

@@ -182,13 +182,14 @@ def _bridge() -> list[Row]:
             ("bridge-h100", "25.11", "DGX-H100", "h100-80gb", "8b", 8, 128, 1, True, 1, 1, 1, 1, 14451),
             ("bridge-h100", "25.11", "DGX-H100", "h100-80gb", "70b", 64, 128, 1, False, 4, 8, 1, 5, 1602),
             ("bridge-h100", "25.11", "DGX-H100", "h100-80gb", "405b", 1024, 512, 1, False, 8, 8, 2, 8, 292),
-            ("bridge-blackwell", "25.09", "DGX-B200", "b200-180gb", "8b", 8, 128, 2, False, 1, 1, 1, 1, 29994),
-            ("bridge-blackwell", "25.09", "DGX-B200", "b200-180gb", "405b", 128, 64, 1, False, 4, 8, 2, 8, 664),
-            ("bridge-blackwell", "25.11", "DGX-B200", "b200-180gb", "8b", 8, 128, 2, False, 1, 1, 1, 1, 30624),
-            ("bridge-blackwell", "25.11", "DGX-B200", "b200-180gb", "405b", 128, 64, 1, False, 4, 8, 2, 8, 661),
-            ("bridge-blackwell", "25.11", "DGX-GB200", "gb200-nvl72", "8b", 8, 128, 2, False, 1, 1, 1, 1, 31508),
-            ("bridge-blackwell", "25.11", "DGX-GB200", "gb200-nvl72", "70b", 64, 256, 2, True, 1, 1, 1, 1, 4312),
-            ("bridge-blackwell", "25.11", "DGX-GB200", "gb200-nvl72", "405b", 256, 1536, 1, False, 4, 16, 1, 4, 813)):
+            ("bridge-bw", "25.09", "DGX-B200", "b200-180gb", "8b", 8, 128, 2, False, 1, 1, 1, 1, 29994),
+            ("bridge-bw", "25.09", "DGX-B200", "b200-180gb", "405b", 128, 64, 1, False, 4, 8, 2, 8, 664),
+            ("bridge-bw", "25.11", "DGX-B200", "b200-180gb", "8b", 8, 128, 2, False, 1, 1, 1, 1, 30624),
+            ("bridge-bw", "25.11", "DGX-B200", "b200-180gb", "405b", 128, 64, 1, False, 4, 8, 2, 8, 661),
+            ("bridge-bw", "25.11", "DGX-GB200", "gb200-nvl72", "8b", 8, 128, 2, False, 1, 1, 1, 1, 31508),
+            ("bridge-bw", "25.11", "DGX-GB200", "gb200-nvl72", "70b", 64, 256, 2, True, 1, 1, 1, 1, 4312),
+            ("bridge-bw", "25.11", "DGX-GB200", "gb200-nvl72", "405b", 256, 1536, 1, False, 4, 16, 1, 4, 813)):
+        group = "bridge-blackwell" if group == "bridge-bw" else group
         model = MODELS[tag]
         extra, note = {}, ""
         if tag == "8b" and gpu != "h100-80gb":

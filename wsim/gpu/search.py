@@ -45,7 +45,8 @@ def search(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, gpu="a10
            recompute: str | None = None, sequence_parallel: bool | None = None,
            zero: int | None = None, stack: str | None = None, attention: str = "eager",
            precision: str = "bf16", dropout: float | None = None,
-           nic_bytes_per_s: float | None = None, nvlink_bytes_per_s: float | None = None, fabric: str | None = None,
+           nic_bytes_per_s: float | None = None, nvlink_bytes_per_s: float | None = None,
+             fabric: str | None = None,
            efficiency: Efficiency | None = None, **knobs) -> GpuReport:
     """The fastest plan that fits. Arguments left ``None`` are searched; given ones are fixed.
     The options of ``wsim.gpu.knobs`` left None are searched too: each stack's defaults, and

@@ -13,7 +13,8 @@ SC21 sec. 3.3; with sequence parallelism a reduce-scatter + all-gather pair of t
 Korthikanti et al. 2022 sec. 4.2.2), and 2 more when full recompute reruns the forward. Context
 parallelism passes K and V around a ring of cp ranks, each of the cp - 1 transfers overlapped with
 one ring step's share of the attention core (Megatron-Core docs, "context parallelism"; Transformer
-Engine's AttnFuncWithCPAndKVP2P), and every ring step costs kernels (``wsim.gpu.knobs``). With ``tau`` the time one stage spends per micro-batch
+Engine's AttnFuncWithCPAndKVP2P), and every ring step costs kernels (``wsim.gpu.knobs``).
+With ``tau`` the time one stage spends per micro-batch
 (all its v chunks, sends included) the pipeline takes ``m * tau_max + (p - 1) / v * tau_mean``: for
 equal stages Megatron's bubble ``(p-1)/(v m)`` (SC21 sec. 2.2), matched by the simpy schedule in
 ``pipeline_sim``. The last stage also runs the LM head (not recomputed). A stack's layers run at its
