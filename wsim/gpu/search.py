@@ -150,6 +150,7 @@ def search(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, gpu="a10
         stats["validated_alternative"] = {
             "plan": _plan(valid[1]).to_dict(), "regime": valid[3], "step_time_s": valid[0],
             "model_tflops_per_gpu": c.model_flops / valid[0] / gpus / 1e12,
+            "memory_per_gpu_bytes": valid[2].memory.total_bytes,
             "slower_than_best": valid[0] / best[0] - 1}
     chosen = ["tp", "pp", "dp", "micro_batch", "interleave"] + [
         n for n, val in (("cp", cp), ("recompute", recompute), ("sequence_parallel", sequence_parallel),

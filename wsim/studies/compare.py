@@ -177,10 +177,12 @@ def gpu_time_to_train(model: ModelSpec, phases: list[Phase], *, gpus: int, gpu: 
         alt = (r.search or {}).get("validated_alternative")
         if r.regime.get("validated"):
             vplan, vstep, vtflops = plan, r.step_time_s, r.model_tflops_per_gpu
+            vmem = r.memory.total_bytes
         elif alt:
             vplan, vstep, vtflops = alt["plan"], alt["step_time_s"], alt["model_tflops_per_gpu"]
+            vmem = alt["memory_per_gpu_bytes"]
         else:
-            vplan = vstep = vtflops = None
+            vplan = vstep = vtflops = vmem = None
         rows.append({"batch_seqs": ph.batch_seqs, "steps": ph.steps, "step_time_s": r.step_time_s,
                      "time_s": ph.steps * r.step_time_s, "plan": plan, "mfu": r.mfu,
                      "model_tflops_per_gpu": r.model_tflops_per_gpu,
@@ -188,6 +190,7 @@ def gpu_time_to_train(model: ModelSpec, phases: list[Phase], *, gpus: int, gpu: 
                      "regime": r.regime.get("status"),
                      # the fastest plan inside a validated regime, when the fastest is not in one
                      "validated_step_time_s": vstep, "validated_plan": vplan,
+                     "validated_memory_per_gpu_bytes": vmem,
                      "validated_mfu": None if vtflops is None else r.mfu * vtflops / r.model_tflops_per_gpu,
                      "power_w": r.power_w, "energy_j": ph.steps * r.energy_per_step_j})
     total = sum(r["time_s"] for r in rows)
@@ -216,6 +219,7 @@ def validated_view(r: dict) -> dict:
                 "plan": plan, "complexity": complexity(plan), "mfu": main["validated_mfu"],
                 "model_tflops_per_gpu": main["model_tflops_per_gpu"] * main["validated_mfu"]
                 / main["mfu"], "regime": "validated",
+                "memory_per_gpu_bytes": main["validated_memory_per_gpu_bytes"],
                 "energy_j": r["energy_j"] * t / r["time_to_train_s"],
                 "device_hours": r["gpus"] * t / 3600}
 
