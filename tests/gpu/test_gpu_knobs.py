@@ -75,3 +75,22 @@ def test_stacks_without_an_option_refuse_it_and_report_their_own():
 def test_distributed_optimizer_with_pipeline_shards_the_optimizer_over_dp():
     z0, z1 = _run(zero=0), _run(zero=1)
     assert z1.memory.optimizer_bytes == pytest.approx(z0.memory.optimizer_bytes / 4)
+
+
+def test_context_parallel_ring_hides_each_transfer_under_one_ring_step_only():
+    """Megatron-Core's ring (Transformer Engine) overlaps each K/V transfer with one ring step's
+    attention; Llama 3's all-gather CP exposes its gather. At sequence 8192 on one node the ring
+    hides (almost) everything, the all-gather does not; the ring adds kernels per step."""
+    base = dict(BASE, cp=2, stack="nemo", interleave=None, pp=1, tp=4, gpus=8, batch=8,
+                micro_batch=1, recompute="full")
+    ring = _run(**base)
+    gather = _run(**dict(base, stack="meta-llama3", zero=1))
+    assert gather.breakdown_s["cp_comm_s"] > ring.breakdown_s["cp_comm_s"]
+    assert ring.breakdown_s["cp_comm_s"] < 0.01 * ring.step_time_s
+    # 111M-sized work at micro-batch 1: the ring's kernels, not its bytes, set the floor
+    tiny = dict(tp=1, pp=1, interleave=None, gpus=16, batch=120, seq=2048, micro_batch=1,
+                sequence_parallel=False, recompute="none", zero=1, stack="nemo")
+    model = zoo.get("cerebras-gpt-111m")
+    cp1 = estimate(model, **{**BASE, **tiny, "cp": 1, "gpus": 8})
+    cp2 = estimate(model, **{**BASE, **tiny, "cp": 2})
+    assert cp2.breakdown_s["launch_s"] > cp1.breakdown_s["launch_s"]

@@ -30,7 +30,7 @@ TOLERANCE = {
     "dgxc-25.04": 0.15,  # validation: DGX Cloud recipes v25.04, H100 BF16 and FP8
     "bridge-h100": 0.15,  # validation: Megatron-Bridge 25.09 / 25.11 on H100
     "bridge-blackwell": 0.30,  # validation: B200 and GB200 NVL72 (GB200 405B and 70B FSDP: slow)
-    "llama3-table4": 0.40,  # validation: Meta's own stack, 8K-16K GPUs (CP 16 row: +37%)
+    "llama3-table4": 0.30,  # validation: Meta's own stack (meta-llama3), 8K-16K GPUs: recomputes
 }
 
 
@@ -139,7 +139,7 @@ QUOTED = {"sc21-table1": (0.021, 0.040), "sc21-zero3": (0.055, 0.108), "sc21-ptd
           "dgxc-24.11": (0.051, -0.188), "flash-attn": (0.145, -0.158),
           "mosaic-a100": (0.141, 0.203), "mosaic-h100": (0.117, 0.230),
           "dgxc-25.04": (0.056, -0.146), "bridge-h100": (0.092, -0.144),
-          "bridge-blackwell": (0.077, -0.264), "llama3-table4": (0.215, 0.371)}
+          "bridge-blackwell": (0.077, -0.264), "llama3-table4": (0.193, -0.257)}
 
 
 def test_quoted_group_figures_at_their_printed_precision():

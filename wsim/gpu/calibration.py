@@ -163,6 +163,9 @@ class Stack:
     kernel_efficiency: float  # FITTED: layer speed relative to Megatron-LM's fused kernels
     source: str
     uneven_stages: bool = False  # pipeline stages of unequal layer counts (the fullest decides)
+    # context parallelism by all-gathering K and V before the local attention (Llama 3) instead of
+    # Megatron-Core's ring
+    cp_allgather: bool = False
     # ZeRO-3 parameter gathers / gradient reduce-scatters cross the network through the rank's own
     # NIC only ("gpu"), or spread over the NICs of the group's members in the node as NCCL's
     # multi-rail ring does for one large collective ("node"). See the stacks below.
@@ -250,6 +253,21 @@ STACKS: dict[str, Stack] = {
 # kernel_efficiency FITTED (OPT-175B).
     "fsdp": Stack("fsdp", (2, 3), False, False, False, True, 1.0, False, False, 2.0, 0.925,
                   "PyTorch FSDP docs (ShardingStrategy, BackwardPrefetch, forward_prefetch)"),
+    # Meta's Llama 3 405B training stack (Llama 3 paper, arXiv 2407.21783, sec. 3.3.2-3.3.4):
+    # TP, CP, PP and FSDP-style data parallelism; an interleaved 1F1B-like schedule with one layer
+    # fewer on the first and last stages (uneven stages); context parallelism that all-gathers K
+    # and V and then computes the local queries' attention ("unlike existing CP implementations
+    # that overlap communication and computation in a ring-like structure, our CP implementation
+    # adopts an all-gather based method"); gradients accumulated and reduce-scattered in FP32
+    # (sec. 3.3.4, "numerical stability"); the optimizer state sharded across data parallelism
+    # (ZeRO-1 here: the paper's FSDP also shards gradients together with pipelining, sec. 3.3.2, but
+    # reduce-scattering fp32 gradients per micro-batch, the ZeRO-2 of DeepSpeed and FSDP, costs
+    # 9 s a step on these rows, far from the published times; how Meta accumulates them is not
+    # stated, so it is not modelled); no FP8.
+    # kernel_efficiency 1.0: the prior (no development row; its rows are held out).
+    "meta-llama3": Stack("meta-llama3", (0, 1), True, True, True, False, 1.0, True, False, 4.0,
+                         1.0, "Llama 3 paper, arXiv 2407.21783, sec. 3.3", uneven_stages=True,
+                         cp_allgather=True),
 }
 
 

@@ -216,12 +216,12 @@ def _llama3() -> list[Row]:
                         "h100-80gb", gpus, 16 * dp if gpus == 16384 else 32 * dp, seq,
                         "tflops_model", tflops, _LLAMA3,
                         dict(tp=8, pp=16, cp=cp, interleave=None, micro_batch=None,
-                             recompute=None, sequence_parallel=True, zero=1, stack="nemo",
+                             recompute=None, sequence_parallel=True, zero=1, stack="meta-llama3",
                              attention="flash", fabric="roce"),
-                        notes="Meta's own stack, modelled as the nemo stack's options (ZeRO-1 with "
-                              "PP, TP overlap); 126 layers on 16 stages: uneven stages (the paper "
-                              "removes a layer from the first and last); the CP 16 row's DP is 8 "
-                              "(v3; v1 prints 4, which does not multiply to 16,384)"))
+                        notes="Meta's own stack (meta-llama3: all-gather CP, FP32 gradient "
+                              "reduction, ZeRO-1 with PP); 126 layers on 16 stages: uneven stages "
+                              "(the paper removes a layer from the first and last); the CP 16 "
+                              "row's DP is 8 (v3; v1 prints 4, which does not multiply to 16,384)"))
     return rows
 
 

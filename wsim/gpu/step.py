@@ -226,8 +226,12 @@ def evaluate(c: Consts, tp: int, pp: int, dp: int, b: int, v: int, recompute: st
         # a ring of cp steps, each computing 1/cp of the (load-balanced causal) attention while the
         # next step's K, V arrive (backward: K, V and dK, dV): each of the cp - 1 transfers hides
         # under one step's compute only, never under the whole attention
-        fwd_cp = (cp - 1) * max(0.0, hop - core_f / ke / cp)
-        bwd_cp = (cp - 1) * max(0.0, 2.0 * hop - core_b / ke / cp)
+        if st.cp_allgather:  # all-gather K, V first, then the local queries' attention (exposed)
+            fwd_cp = cpg.all_gather_s(kv_bytes * cp)
+            bwd_cp = fwd_cp + cpg.reduce_scatter_s(kv_bytes * cp)  # again, and dK, dV back
+        else:
+            fwd_cp = (cp - 1) * max(0.0, hop - core_f / ke / cp)
+            bwd_cp = (cp - 1) * max(0.0, 2.0 * hop - core_b / ke / cp)
         cp_exposed = fwd_cp * (2.0 if recompute == "full" else 1.0) + bwd_cp
     # tensor-parallel collectives, exposed or overlapped with the block's own linear GEMMs
     if kn.tp_comm_overlap and tp > 1:
@@ -244,8 +248,9 @@ def evaluate(c: Consts, tp: int, pp: int, dp: int, b: int, v: int, recompute: st
     per_kernel = eff.kernel_gap_s if kn.cuda_graphs else max(eff.host_s_per_kernel, eff.kernel_gap_s)
     launch = 0.0
     if per_kernel:
-        n_f = KERNELS_PER_BLOCK_FWD + (cp * KERNELS_PER_CP_STEP_FWD if cp > 1 else 0.0)
-        n_b = KERNELS_PER_BLOCK_BWD + (cp * KERNELS_PER_CP_STEP_BWD if cp > 1 else 0.0)
+        ring = cp > 1 and not st.cp_allgather
+        n_f = KERNELS_PER_BLOCK_FWD + (cp * KERNELS_PER_CP_STEP_FWD if ring else 0.0)
+        n_b = KERNELS_PER_BLOCK_BWD + (cp * KERNELS_PER_CP_STEP_BWD if ring else 0.0)
         if recompute == "full":
             n_b += n_f
         launch = max(0.0, n_f * per_kernel - layer_fwd - fwd_cp) \
