@@ -28,7 +28,8 @@ GPUS = ("a100-80gb", "h100-80gb")
 COLUMNS = ["model", "params", "cs2_systems", "cs2_days", "gpu", "matched", "gpus", "gpu_days",
            "time_ratio", "tp", "pp", "dp", "micro_batch", "interleave", "recompute",
            "sequence_parallel", "zero", "cp", "stack", "parallel_dims", "model_parallel", "knobs", "mfu",
-           "memory_per_gpu_gib", "regime", "validated_gpu_days"]
+           "memory_per_gpu_gib", "regime", "validated_gpu_days", "extrapolated_gpus",
+           "extrapolated_days", "extrapolated_regime"]
 CURVE_COLUMNS = ["model", "gpu", "gpus", "time_to_train_days", "cs2_days"]
 SEED_COLUMNS = ["case", "model", "batch", "gpu", "gpus", "plan_source", "tp", "pp", "dp", "micro_batch",
                 "interleave", "recompute", "sequence_parallel", "zero", "cp", "stack", "gpu_step_s",
@@ -46,6 +47,10 @@ def model_rows(name: str) -> tuple[list[dict], list[dict]]:
     for g in r["gpu"]:
         row = {"model": name, "params": r["params"], "cs2_systems": label, "cs2_days": cs2_days,
                "gpu": g["gpu"], "matched": g["matched"], "gpus": g["gpus"]}
+        x = g.get("fastest_extrapolated")
+        if x:  # the fastest plan of any regime, beside the validated headline (issue 19)
+            row |= {"extrapolated_gpus": x["gpus"], "extrapolated_days": days(x["time_to_train_s"]),
+                    "extrapolated_regime": x["regime"]}
         if g["matched"]:
             row |= {"gpu_days": days(g["time_to_train_s"]), "time_ratio": g["time_ratio_gpu_over_cs2"],
                     "mfu": g["mfu"], "memory_per_gpu_gib": g["memory_per_gpu_bytes"] / 2**30,
@@ -129,7 +134,7 @@ def plot(rows: list[dict], curves: list[dict], out: Path) -> str:
             if r["matched"]:
                 a1.annotate(f"{v}: {r['tp']}x{r['pp']}x{r['dp']}", (xi + j * w, v), xytext=(0, 2),
                             textcoords="offset points", ha="center", fontsize=6, rotation=90)
-    top = max(int(r["gpus"]) for r in rows if r["matched"])
+    top = max((int(r["gpus"]) for r in rows if r["matched"]), default=max(cs2))
     log2_axis(a1, top, "y")
     a1.set_ylim(0.7, top * 3)
     a1.set_xticks(x)
@@ -222,19 +227,25 @@ def reading(out: Path) -> str:
              "/ model-parallel degree (tp x pp) / knobs away from plain data parallelism (the CS-2 "
              "cluster: 1 / 1 / 0). Regime: whether the GPU model was validated on runs like this plan "
              "(`wsim.gpu.regimes`: validated, checked, extrapolated); 'validated days' is the same "
-             "GPU count with its fastest plan inside a validated regime.", "",
+             "GPU count with its fastest plan inside a validated regime. Since issue 19 the GPU count "
+             "is matched with plans inside a validated regime only (`--basis validated`); the "
+             "last column is the count the fastest plan of any regime would need, with its regime "
+             "(an extrapolation of the cost model, not a headline).", "",
              "| model | CS-2 | CS-2 days | GPU | GPUs | GPU days | plan | complexity | MFU | regime | "
-             "validated days |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "validated days | fastest of any regime |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        ext = (f"{r['extrapolated_gpus']} GPUs, {r['extrapolated_days']:.3g} days "
+               f"({r['extrapolated_regime']})" if r.get("extrapolated_gpus") else "")
         if not r["matched"]:
             lines.append(f"| {r['model']} | {r['cs2_systems']} | {r['cs2_days']:.3g} | {r['gpu']} | "
-                         f"none in grid | | | | | | |")
+                         f"none in grid (validated) | | | | | | | {ext} |")
             continue
         lines.append(f"| {r['model']} | {r['cs2_systems']} | {r['cs2_days']:.3g} | {r['gpu']} | "
                      f"{r['gpus']} | {r['gpu_days']:.3g} | {_plan(r)} | {r['parallel_dims']} / "
                      f"{r['model_parallel']} / {r['knobs']} | {r['mfu']:.0%} | {r['regime']} | "
-                     + (f"{r['validated_gpu_days']:.3g} |" if r["validated_gpu_days"] is not None else "none |"))
+                     + (f"{r['validated_gpu_days']:.3g} |" if r["validated_gpu_days"] is not None else "none |")
+                     + f" {ext} |")
     lines += ["", "Seed points (per step):", "",
               "| case | GPUs | plan (source) | GPU step (s) | model TFLOP/s per GPU (published) | "
               "CS-2 count (as fast / given) | CS-2 step (s) |", "|---|---|---|---|---|---|---|"]
@@ -249,8 +260,8 @@ def reading(out: Path) -> str:
                      f"{s['gpu_step_s']:.3g} | {s['model_tflops_per_gpu']:.0f}{pub} | {cs2} | {step} |")
     a100 = [r for r in rows if r["gpu"] == GPUS[0] and r["matched"]]
     h100 = [r for r in rows if r["gpu"] == GPUS[1] and r["matched"]]
-    ratio = [r["gpus"] / _cs2_max(r) for r in a100]
-    hr = [r["gpus"] / _cs2_max(r) for r in h100]
+    ratio = [r["gpus"] / _cs2_max(r) for r in a100] or [float("nan")]
+    hr = [r["gpus"] / _cs2_max(r) for r in h100] or [float("nan")]
     mp = [r for r in a100 + h100 if r["model_parallel"] > 1]
     extra_knobs = sum(1 for r in a100 + h100 if r["zero"] or r["sequence_parallel"] or r["recompute"] != "none")
     lines += ["", f"Reading: matching a Cerebras-GPT run takes {min(ratio):.3g} to {max(ratio):.3g} "

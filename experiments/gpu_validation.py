@@ -1,8 +1,10 @@
 """GPU cost model validation: every published run, predicted vs published, by group.
 
-The development rows (SC21 Tables 1 and 2, MT-NLG, BLOOM, OPT, GPT-NeoX) fitted the global
-parameters (``wsim.gpu.validation.fit``); the validation rows (FlashAttention repository,
-MosaicML LLM Foundry) were not used to fit anything. For each development group the
+The development rows (SC21 Tables 1 and 2, MT-NLG, BLOOM, OPT, GPT-NeoX; the Megatron-LM r0.8 H100
+table, NeMo 24.07 FP8, DGX Cloud recipes v24.11.1) fitted the global parameters
+(``wsim.gpu.validation.fit``); the validation rows (FlashAttention repository, MosaicML LLM
+Foundry, DGX Cloud recipes v25.04, Megatron-Bridge H100/B200/GB200, Llama 3 Table 4) were not used
+to fit anything. For each development group the
 leave-one-group-out error refits without the group and predicts it. The alternatives table shows
 what the structural choices do: the NICs ZeRO-3 gathers use, and the compute slowdown while
 communication overlaps. Writes ``gpu_validation.csv`` (every row), ``gpu_validation_groups.csv``

@@ -130,7 +130,13 @@ def render(f: dict) -> str:
         f"- GPU model (`python -m experiments.gpu_validation`, `tests/gpu/test_gpu_published.py`): SC21 "
         f"Table 1 mean {g['sc21-table1']['mean']:.1%}, worst {g['sc21-table1']['worst']:+.1%}; the ZeRO-3 "
         f"rows of Table 2 worst {g['sc21-zero3']['worst']:+.1%}; MT-NLG worst {g['mt-nlg']['worst']:+.1%}; "
-        f"not fitted on: FlashAttention GPT-3 runs worst {g['flash-attn']['worst']:+.1%}, MosaicML FSDP "
+        f"Megatron-Core / NeMo on H100 (fitted on): Megatron-LM r0.8 table mean "
+        f"{g['mcore-h100']['mean']:.1%}, DGX Cloud recipes v24.11.1 mean {g['dgxc-24.11']['mean']:.1%}; "
+        f"not fitted on: DGX Cloud recipes v25.04 mean {g['dgxc-25.04']['mean']:.1%}, worst "
+        f"{g['dgxc-25.04']['worst']:+.1%}; Megatron-Bridge H100 worst {g['bridge-h100']['worst']:+.1%}, "
+        f"B200/GB200 worst {g['bridge-blackwell']['worst']:+.1%}; Llama 3 Table 4 worst "
+        f"{g['llama3-table4']['worst']:+.1%}; FlashAttention GPT-3 runs worst "
+        f"{g['flash-attn']['worst']:+.1%}, MosaicML FSDP "
         f"worst {g['mosaic-a100']['worst']:+.1%} (A100) and {g['mosaic-h100']['worst']:+.1%} (H100).",
     ]
     return "\n".join(lines)

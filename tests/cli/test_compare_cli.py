@@ -13,8 +13,21 @@ def run(capsys, *argv):
     return code, out, err
 
 
+def test_headline_gpu_count_comes_from_validated_plans(capsys):
+    """111M is outside every validated regime (too small): no headline count, the fastest plan of
+    any regime beside it, labelled with its regime (issue 19)."""
+    code, out, err = run(capsys, "compare", "--model", "cerebras-gpt-111m", "--gpu", "a100-80gb",
+                         "--method", "analytic", "--max-gpus", "32", "--json")
+    assert code == 0, err
+    g = json.loads(out)["gpu"][0]
+    assert g["basis"] == "validated" and g["matched"] is False and g["gpus"] is None
+    x = g["fastest_extrapolated"]
+    assert x["regime"] in ("checked", "extrapolated") and x["gpus"] >= 1
+
+
 def test_published_run_json(capsys):
-    code, out, err = run(capsys, "compare", "--model", "cerebras-gpt-111m", "--json")
+    code, out, err = run(capsys, "compare", "--model", "cerebras-gpt-111m", "--basis", "fastest",
+                         "--json")
     assert code == 0, err
     d = json.loads(out)
     assert {"model", "params", "seq", "tokens", "model_flops", "micro_batching", "method", "cs2",
@@ -53,8 +66,12 @@ def test_fixed_gpu_count_reports_the_cs2_count_that_matches(capsys):
 
 
 def test_human_table(capsys):
-    code, out, _ = run(capsys, "compare", "--model", "cerebras-gpt-111m", "--gpu", "a100-80gb")
+    code, out, _ = run(capsys, "compare", "--model", "cerebras-gpt-111m", "--gpu", "a100-80gb",
+                       "--basis", "fastest")
     assert code == 0 and "time to train" in out and "plan: tp" in out
+    code, out, _ = run(capsys, "compare", "--model", "cerebras-gpt-111m", "--gpu", "a100-80gb",
+                       "--method", "analytic", "--max-gpus", "32")
+    assert code == 0 and "validated regime" in out and "fastest plan of any regime" in out
 
 
 @pytest.mark.parametrize("argv,needle", [

@@ -40,7 +40,8 @@ def test_json_contract(capsys):
     assert d["plan"]["chosen"] == ["micro_batch", "interleave"]
     assert d["fits"] is True and 0 < d["mfu"] < d["hfu"] < 1
     assert d["regime"]["validated"] is True and d["regime"]["status"] == "validated"
-    assert d["network"] == {"nic_bytes_per_s": 25e9, "nvlink_bytes_per_s": 300e9, "gpus_per_node": 8}
+    assert d["network"] == {"nic_bytes_per_s": 25e9, "nvlink_bytes_per_s": 300e9, "gpus_per_node": 8,
+                            "fabric": "infiniband"}
 
 
 def test_human_table(capsys):
@@ -67,9 +68,11 @@ def test_search_says_the_regime_and_the_validated_alternative(capsys):
     (["--dropout", "0"], "dropout", False),
     (["--dropout", "0.1"], "dropout", True),
     (["--nic-gbit-s", "400"], "network", {"nic_bytes_per_s": 50e9, "nvlink_bytes_per_s": 300e9,
-                                          "gpus_per_node": 8}),
+                                          "gpus_per_node": 8, "fabric": "infiniband"}),
     (["--nvlink-gbyte-s", "450"], "network", {"nic_bytes_per_s": 25e9, "nvlink_bytes_per_s": 450e9,
-                                              "gpus_per_node": 8}),
+                                              "gpus_per_node": 8, "fabric": "infiniband"}),
+    (["--fabric", "roce"], "network", {"nic_bytes_per_s": 25e9, "nvlink_bytes_per_s": 300e9,
+                                       "gpus_per_node": 8, "fabric": "roce"}),
 ])
 def test_each_flag_has_its_json_key(capsys, flags, key, value):
     base = ["gpu", "--model", "gpt3-1.3b", "--gpus", "16", "--batch", "64", "--tp", "2"]

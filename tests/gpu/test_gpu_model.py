@@ -375,3 +375,37 @@ def test_gqa_gated_and_parallel_residual_change_what_they_should():
     # one all-reduce instead of two in each forward (and in the recomputed forward)
     assert par.breakdown_s["tp_comm_s"] < seqr.breakdown_s["tp_comm_s"]
     assert Consts(llama2, GPUS["a100-80gb"], EFFICIENCY, seq=2048, batch=8, gpus=8).head_norm_params == llama2.hidden
+
+
+# ---- hardware as deployed (issue 19 item 3) ----------------------------------------------
+def test_presets_carry_dense_peaks_and_datasheets():
+    from wsim.gpu.specs import GPUS, generation
+    for g in GPUS.values():
+        assert g.source, g.name
+        # the sparse (2:4) headline is kept apart and is twice the dense peak or more
+        assert g.sparse_peak_flops_per_s >= 1.9 * g.peak_flops_per_s, g.name
+    assert generation(GPUS["h100-nvl-94gb"]) == "hopper"
+    assert generation(GPUS["gb200-nvl72"]) == "blackwell"
+
+
+def test_nvl72_keeps_groups_of_up_to_72_on_nvlink():
+    from wsim.gpu.calibration import EFFICIENCY
+    from wsim.gpu.comm import Group
+    from wsim.gpu.specs import GPUS
+    nvl, dgx = GPUS["gb200-nvl72"], GPUS["b200-180gb"]
+    assert Group(nvl, EFFICIENCY, 64, 1).nodes == 1
+    assert Group(dgx, EFFICIENCY, 64, 1).nodes == 8
+    # a 64-rank all-reduce on one NVLink domain beats the same over eight DGX nodes
+    assert Group(nvl, EFFICIENCY, 64, 1).all_reduce_s(1e9) < Group(dgx, EFFICIENCY, 64, 1).all_reduce_s(1e9)
+
+
+def test_roce_uses_its_own_efficiency():
+    import dataclasses
+    from wsim.gpu.calibration import EFFICIENCY
+    from wsim.gpu.comm import Group
+    from wsim.gpu.specs import GPUS, with_network
+    roce = with_network(GPUS["h100-80gb"], fabric="roce")
+    slow = dataclasses.replace(EFFICIENCY, roce_efficiency=0.46)
+    ib = Group(GPUS["h100-80gb"], slow, 16, 8)
+    rg = Group(roce, slow, 16, 8)
+    assert rg.bw == pytest.approx(ib.bw / 2)

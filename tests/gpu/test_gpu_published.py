@@ -20,9 +20,17 @@ TOLERANCE = {
     "bloom": 0.15,
     "neox": 0.15,
     "opt": 0.05,
-    "flash-attn": 0.05,  # validation: FlashAttention-2 GPT-3 1.3B / 2.7B on 8 A100
+    "mcore-h100": 0.10,  # Megatron-LM r0.8 H100 scaling table, 1.7B-462B
+    "nemo-24.07": 0.12,  # NeMo 24.07 FP8
+    "dgxc-24.11": 0.20,  # DGX Cloud recipes v24.11.1 (the same 340B plans: -18%)
+    "flash-attn": 0.20,  # validation: FlashAttention-2 GPT-3 1.3B / 2.7B on 8 A100 (run as
+    # megatron-core, whose fitted speed comes from Megatron-LM r0.8's slower H100 runs: -16%)
     "mosaic-a100": 0.25,  # validation: MosaicML FSDP + flash on A100 (the model is ~15% slow)
-    "mosaic-h100": 0.35,  # validation: MosaicML FSDP on H100, incl. FP8 (the model is too fast)
+    "mosaic-h100": 0.25,  # validation: MosaicML FSDP on H100, incl. FP8 (+23%)
+    "dgxc-25.04": 0.15,  # validation: DGX Cloud recipes v25.04, H100 BF16 and FP8
+    "bridge-h100": 0.15,  # validation: Megatron-Bridge 25.09 / 25.11 on H100
+    "bridge-blackwell": 0.30,  # validation: B200 and GB200 NVL72 (GB200 405B and 70B FSDP: slow)
+    "llama3-table4": 0.30,  # validation: Meta's own stack (meta-llama3), 8K-16K GPUs: recomputes
 }
 
 
@@ -82,6 +90,14 @@ def test_zero3_collapse_comes_from_communication(predictions):
         "compute_s"]
 
 
+def test_whole_modern_groups_are_held_out():
+    """Blackwell, Llama 3 Table 4, the v25.04 recipes and Megatron-Bridge are validation only."""
+    roles = {r.group: r.role for r in all_rows()}
+    for group in ("dgxc-25.04", "bridge-h100", "bridge-blackwell", "llama3-table4"):
+        assert roles[group] == VALIDATION
+    assert all(r.role == VALIDATION for r in all_rows() if r.gpu in ("b200-180gb", "gb200-nvl72"))
+
+
 def test_validation_rows_were_not_fitted_on():
     from wsim.gpu.published import development_rows
     dev = {r.label for r in development_rows()}
@@ -92,12 +108,14 @@ def test_validation_rows_were_not_fitted_on():
 def test_fit_reproduces_the_shipped_parameters():
     """Refitting on the development set lands on the shipped values (rounded in calibration.py)."""
     from wsim.gpu.calibration import EFFICIENCY, STACKS
-    values, objective = V.fit(sweeps=3)
+    values, objective = V.fit(sweeps=6)
     assert values["matmul_peak_fraction"] == pytest.approx(EFFICIENCY.matmul_peak_fraction, abs=0.005)
     assert values["elementwise_passes"] == pytest.approx(EFFICIENCY.elementwise_passes, abs=0.1)
-    assert values["deepspeed"] == pytest.approx(STACKS["deepspeed"].kernel_efficiency, abs=0.01)
-    assert values["fsdp"] == pytest.approx(STACKS["fsdp"].kernel_efficiency, abs=0.01)
-    assert objective < 0.07
+    assert values["hopper_gemm_relative"] == pytest.approx(EFFICIENCY.hopper_gemm_relative, abs=0.01)
+    assert values["fp8_gemm_relative"] == pytest.approx(EFFICIENCY.fp8_gemm_relative, abs=0.01)
+    for name in ("deepspeed", "fsdp", "megatron-core", "nemo"):  # nemo: on its bound, 1.0
+        assert values[name] == pytest.approx(STACKS[name].kernel_efficiency, abs=0.01), name
+    assert objective < 0.06
 
 
 @pytest.mark.slow
@@ -115,10 +133,13 @@ def test_leave_one_group_out(capsys):
 
 
 # (mean absolute error, worst error) per group, as README.md and docs/gpu-model.md print them (0.1%)
-QUOTED = {"sc21-table1": (0.021, 0.039), "sc21-zero3": (0.055, 0.109), "sc21-ptdp": (0.024, 0.051),
-          "mt-nlg": (0.066, 0.091), "bloom": (0.140, -0.140), "opt": (0.000, 0.000),
-          "neox": (0.119, -0.119), "flash-attn": (0.023, -0.038), "mosaic-a100": (0.140, 0.205),
-          "mosaic-h100": (0.161, 0.321)}
+QUOTED = {"sc21-table1": (0.021, 0.040), "sc21-zero3": (0.055, 0.108), "sc21-ptdp": (0.023, 0.051),
+          "mt-nlg": (0.062, 0.088), "bloom": (0.141, -0.141), "opt": (0.000, 0.000),
+          "neox": (0.122, -0.122), "mcore-h100": (0.044, 0.067), "nemo-24.07": (0.030, -0.099),
+          "dgxc-24.11": (0.051, -0.188), "flash-attn": (0.145, -0.158),
+          "mosaic-a100": (0.141, 0.203), "mosaic-h100": (0.117, 0.230),
+          "dgxc-25.04": (0.056, -0.146), "bridge-h100": (0.092, -0.144),
+          "bridge-blackwell": (0.077, -0.264), "llama3-table4": (0.193, -0.257)}
 
 
 def test_quoted_group_figures_at_their_printed_precision():
@@ -128,3 +149,28 @@ def test_quoted_group_figures_at_their_printed_precision():
     for group, (mean, worst) in QUOTED.items():
         assert s[group]["mean_abs_error"] == pytest.approx(mean, abs=0.0005), group
         assert s[group]["worst_error"] == pytest.approx(worst, abs=0.0005), group
+
+
+@pytest.mark.parametrize("model, kw, allocated, peak", [
+    # dgxc-benchmarking v25.04 (741c8860) llama3.1/README.md line 47: Llama 3.1 8B BF16, 8 H100
+    ("8b", dict(seq=8192, batch=128, gpus=8, tp=1, cp=2, micro_batch=1, sequence_parallel=False),
+     44271689728, 70833405952),
+    # nemotron/README.md line 35: Nemotron-4 15B BF16, 64 H100, TP 2, micro-batch 2
+    ("15b", dict(seq=4096, batch=256, gpus=64, tp=2, cp=1, micro_batch=2, sequence_parallel=True),
+     34466545664, 72972500992),
+])
+def test_memory_against_logged_allocations(model, kw, allocated, peak):
+    """Weights + gradients + optimizer state of the nemo stack (bf16 gradients, distributed
+    optimizer) equal PyTorch's allocated bytes after the step within 2%; with activations the model
+    stays below the logged peak (transients are only in reserved_bytes) but within 15% of it."""
+    from wsim.gpu import estimate
+    from wsim.gpu.published_modern import MODELS
+    r = estimate(MODELS[model], gpu="h100-80gb", zero=1, stack="nemo", attention="flash",
+                 recompute="none", pp=1, **kw)
+    m = r.memory
+    states = m.weights_bytes + m.gradients_bytes + m.optimizer_bytes
+    assert states == pytest.approx(allocated, rel=0.02)
+    assert 0.85 * peak < states + m.activations_bytes < peak
+    fp32 = estimate(MODELS[model], gpu="h100-80gb", zero=1, stack="nemo", attention="flash",
+                    recompute="none", pp=1, grad_reduce_fp32=True, **kw).memory
+    assert fp32.weights_bytes + fp32.gradients_bytes + fp32.optimizer_bytes > 1.2 * allocated

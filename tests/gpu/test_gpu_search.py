@@ -42,13 +42,18 @@ def _brute_force(model, *, seq, batch, gpus, gpu, **opts):
                 if (sp and tp == 1) or (zero >= 2 and pp > 1):
                     continue
                 vs = divisors(model.layers // pp) if (pp > 1 and st.interleave) else [1]
-                for v in vs:
+                # the stack's default options, and every option it has that this plan can use
+                usable = {"grad_reduce_fp32": False, "tp_comm_overlap": sp, "cuda_graphs": True,
+                          "p2p_overlap": True,
+                          "fp8_param_gather": opts.get("precision") == "fp8" and zero in (1, 3)}
+                for knobs in ({}, {n: usable[n] for n in st.knobs}):
+                  for v in vs:
                     if v > 1 and (batch // dp // mb) % pp:
                         continue
                     r = estimate(model, seq=seq, batch=batch, gpus=gpus, gpu=gpu, tp=tp, pp=pp,
                                  cp=cp, micro_batch=mb, interleave=v, recompute=rc,
                                  sequence_parallel=sp, zero=zero, stack=st.name, allow_oom=True,
-                                 **opts)
+                                 **opts, **knobs)
                     if r.fits and (fastest is None or r.step_time_s < fastest.step_time_s):
                         fastest = r
     return fastest

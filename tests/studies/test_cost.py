@@ -31,7 +31,7 @@ def test_bad_price_tables_are_refused(tmp_path, data, needle):
 
 
 def test_compare_energy_is_power_times_time():
-    r = compare("cerebras-gpt-111m", gpu=("a100-80gb",), method="analytic").to_dict()
+    r = compare("cerebras-gpt-111m", gpu=("a100-80gb",), method="analytic", basis="fastest").to_dict()
     c = r["cs2"]
     p = cluster_power_w(generations.preset("cs2", 1))
     assert c["energy_j"] == pytest.approx(p * c["time_to_train_s"], rel=1e-12)

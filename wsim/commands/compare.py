@@ -32,6 +32,10 @@ def register(sub) -> None:
                    help="fix the GPU count (and report the CS-2 count that matches it); default: "
                         "the smallest count in a geometric grid that matches the CS-2 cluster")
     p.add_argument("--max-gpus", type=int, default=GPU_GRID[-1], help="largest GPU count tried")
+    p.add_argument("--basis", default="validated", choices=("validated", "fastest"),
+                   help="GPU count matched with plans inside a validated regime of the GPU model "
+                        "(default; the fastest plan of any regime is shown beside it), or with "
+                        "the fastest plan of any regime")
     p.add_argument("--micro-batching", default="best", choices=["best", "fit", "auto"],
                    help="CS-2 micro-batching: best (default: count and recompute chosen jointly for "
                         "the shortest step) or fit (the fewest micro-batches without recompute; "
@@ -85,7 +89,7 @@ def run(args) -> dict:
     report = compare(model, phases=phases, seq=args.seq, cluster=args.cluster, gpu=gpus,
                      gpus=args.gpus, micro_batching=args.micro_batching, method=args.method,
                      attention_tile_seqs=args.batch_tiling_attention,
-                     max_gpus=args.max_gpus, prices=load_prices(args.prices))
+                     max_gpus=args.max_gpus, prices=load_prices(args.prices), basis=args.basis)
     out = report.to_dict()
     if config is not None:
         out |= config
@@ -124,10 +128,16 @@ def human(r: dict) -> str:
                      f"{' (recompute)' if ph['recompute'] else ''}, bottleneck {ph['bottleneck']}")
     lines.append(_cost(c.get("cost")))
     for g in r["gpu"]:
+        x = g.get("fastest_extrapolated")
+        extra = (f"  fastest plan of any regime (labelled, not the headline): {x['gpus']} GPUs, "
+                 f"{_days(x['time_to_train_s'])}, regime {x['regime']}: {_plan(x['plan'])}") if x else None
         if g.get("gpus") is None:
             f = g.get("fastest_tried")
-            lines.append(f"{g['gpu']}: no GPU count in the grid matches"
+            lines.append(f"{g['gpu']}: no GPU count in the grid matches with a plan inside a "
+                         "validated regime"
                          + (f" (fastest: {f['gpus']} GPUs, {_days(f['time_to_train_s'])})" if f else ""))
+            if extra:
+                lines.append(extra)
             continue
         tag = "matches with" if g["matched"] else "on"
         lines.append(f"{g['gpu']}: {tag} {g['gpus']} GPUs, time to train {_days(g['time_to_train_s'])} "
@@ -136,6 +146,8 @@ def human(r: dict) -> str:
                      f"parallel dims, model-parallel degree {g['complexity']['model_parallel']}, "
                      f"{g['complexity']['knobs']} knobs; regime {g.get('regime')}")
         lines.append(_cost(g.get("cost")))
+        if extra and x["gpus"] != g["gpus"]:
+            lines.append(extra)
         m = g.get("cs2_match")
         if m is not None:
             lines.append(f"  fewest CS-2 as fast: {m['systems']} (step {m['step_time_s']:.4g} s)")

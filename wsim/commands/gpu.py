@@ -7,7 +7,8 @@ import argparse
 from wsim.commands.common import add_json_arg, add_model_args, int_or_word, model_from_args
 from wsim.errors import ConfigError
 from wsim.gpu import ATTENTION, GPUS, PRECISION, RECOMPUTE, STACKS, estimate, search
-from wsim.gpu.specs import ALIASES
+from wsim.gpu.knobs import KNOBS
+from wsim.gpu.specs import ALIASES, FABRICS
 
 GIB = 2**30
 
@@ -56,6 +57,18 @@ def register(subparsers) -> None:
                    help="each GPU's own NIC, Gb/s per direction (default: the GPU preset's node)")
     p.add_argument("--nvlink-gbyte-s", type=_float, metavar="GBYTE_S",
                    help="NVLink per GPU, GB/s per direction (default: the GPU preset's)")
+    for flag, text in (
+            ("tp-comm-overlap", "tensor-parallel communication overlapped with the GEMMs "
+                                "(Transformer Engine userbuffers; needs --sequence-parallel)"),
+            ("grad-reduce-fp32", "fp32 gradient buffer and data-parallel reduction (off: bf16)"),
+            ("fp8-param-gather", "weights kept in FP8 only and all-gathered in FP8 (--precision "
+                                 "fp8 with --zero 1 or 3)"),
+            ("cuda-graphs", "replay each block's kernels from a CUDA graph (no host launch floor)"),
+            ("p2p-overlap", "pipeline sends under the next chunk's compute (interleaved schedule)")):
+        p.add_argument(f"--{flag}", action=argparse.BooleanOptionalAction, default=None,
+                       help=f"{text}; default: the stack's")
+    p.add_argument("--fabric", choices=FABRICS,
+                   help="scale-out network: infiniband or roce (default: the GPU preset's, infiniband)")
     p.add_argument("--allow-oom", action="store_true",
                    help="report a plan that does not fit instead of failing")
     add_json_arg(p)
@@ -75,8 +88,10 @@ def _options(args: argparse.Namespace) -> dict:
     for flag, value in (("--nic-gbit-s", args.nic_gbit_s), ("--nvlink-gbyte-s", args.nvlink_gbyte_s)):
         if value is not None and not 0 < value < float("inf"):
             raise ConfigError(f"{flag} must be a positive number, got {value!r}")
-    return dict(zero=zero, stack=stack, attention=args.attention, precision=args.precision,
-                dropout=args.dropout, nic_bytes_per_s=nic, nvlink_bytes_per_s=nvlink)
+    knobs = {n: getattr(args, n) for n in KNOBS if getattr(args, n) is not None}
+    return dict(zero=zero, stack=stack, attention=args.attention, precision=args.precision, **knobs,
+                dropout=args.dropout, nic_bytes_per_s=nic, nvlink_bytes_per_s=nvlink,
+                fabric=args.fabric)
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -122,11 +137,14 @@ def human(r: dict) -> str:
         f"{r['model']} on {r['gpus']} x {r['gpu']}, batch {r['batch']} x {r['seq']}, "
         f"{r['attention']} attention, {r['precision']}, dropout {'on' if r['dropout'] else 'off'}",
         f"network: NIC {8 * net['nic_bytes_per_s'] / 1e9:.0f} Gb/s per GPU, NVLink "
-        f"{net['nvlink_bytes_per_s'] / 1e9:.0f} GB/s per direction, {net['gpus_per_node']} GPUs per node",
+        f"{net['nvlink_bytes_per_s'] / 1e9:.0f} GB/s per direction, {net['gpus_per_node']} GPUs per "
+        f"NVLink domain, {net.get('fabric', 'infiniband')}",
         f"plan: tp {p['tp']} x cp {p['cp']} x pp {p['pp']} x dp {p['dp']}, micro-batch "
         f"{p['micro_batch']}, interleave {p['interleave']}, recompute {p['recompute']}, "
         f"sequence-parallel {'on' if p['sequence_parallel'] else 'off'}, zero {p['zero']}, "
         f"stack {p['stack']}{chosen}",
+        "options: " + ", ".join(f"{n.replace('_', '-')} {'on' if p.get(n) else 'off'}"
+                                for n in KNOBS),
         *_regime_lines(r.get("regime", {})),
         f"step time       {r['step_time_s']:10.3f} s   ({r['tokens_per_s']:,.0f} tokens/s)",
         f"model TFLOP/s   {r['model_tflops_per_gpu']:10.1f} per GPU  (MFU {100 * r['mfu']:.1f}%)",

@@ -3,7 +3,9 @@
 ONE parameter set for every GPU, model and published run. Each parameter is one of
 - **sourced**: a published measurement or the code of the system modelled, cited at the value;
 - **fitted**: chosen by ``wsim.gpu.validation.fit`` on the development set stated in
-  ``docs/gpu-model.md`` (SC21 Tables 1 and 2, MT-NLG, BLOOM, OPT, GPT-NeoX), never per row;
+  ``docs/gpu-model.md`` (SC21 Tables 1 and 2, MT-NLG, BLOOM, OPT, GPT-NeoX; and since issue 19 the
+  Megatron-LM r0.8 H100 scaling table, NeMo 24.07 FP8 and the DGX Cloud recipes v24.11.1), never
+  per row;
 - **assumption**: a stated guess with its reason, varied in the documentation's sensitivity notes.
 Every parameter states its validity range: the span of the published runs that constrain it.
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from wsim.errors import ConfigError, non_negative, positive, require
+from wsim.gpu.knobs import KNOBS
 
 GIB = 2**30
 
@@ -32,20 +35,25 @@ class Efficiency:
     arithmetic intensity) pulls it down smoothly: one curve for every GEMM of every model.
     """
 
-    # FITTED (development set; validity: A100, GEMM dimensions 64 .. 51,200): the fraction of dense
+    # FITTED (development set; validity: A100, GEMM dimensions 64 .. 73,728): the fraction of dense
     # peak that a large 16-bit GEMM sustains *inside a training step* (kernel gaps and clock
     # throttling under load included). Isolated cuBLAS runs reach ~0.85-0.9 of peak; in a step less.
-    # Used on every GPU as a fraction of that GPU's peak: on Hopper/Blackwell an *assumption* that
-    # the validation rows test.
-    matmul_peak_fraction: float = 0.662
+    # Hopper and Blackwell scale it by hopper_gemm_relative.
+    matmul_peak_fraction: float = 0.666
+    # FITTED (development set: the H100 rows; validity: H100, GEMM dimensions 1,024 .. 73,728): the
+    # fraction of matmul_peak_fraction that Hopper's tensor cores sustain at their (BF16 or FP8)
+    # peak in a training step. A 700 W H100 running dense GEMMs throttles below the boost clock at
+    # which its datasheet peak is quoted, and reaches a smaller share of that peak than an A100 does
+    # of its own. ASSUMPTION for Blackwell (the same share), tested by the held-out B200/GB200 rows.
+    hopper_gemm_relative: float = 0.923
     # FITTED (validity as above): the dimension at which a GEMM runs at half speed along it. The
-    # development set constrains it weakly (anything in 0..40 fits); it matters for small heads.
-    gemm_half_dim: float = 11.0
+    # development set constrains it weakly (10..40 fit about as well); it matters for small heads.
+    gemm_half_dim: float = 17.9
     # FITTED (validity: A100/H100 HBM, hidden 1,024 .. 25,600): HBM traffic of the memory-bound
     # element-wise kernels (LayerNorm, GeLU, bias, dropout, residual, softmax) per byte of stored
     # activation (Korthikanti et al. 2022, arXiv 2205.05198, sec. 4 counts) in one forward; the
     # backward moves twice that. 2.0 would be "each stored tensor written once and read once".
-    elementwise_passes: float = 1.97
+    elementwise_passes: float = 1.95
     # SOURCED: NCCL caps the all-reduce bus bandwidth of an A100 node at 235 GB/s of the 300 GB/s
     # NVLink per direction (NCCL 2.9.9 src/graph/tuning.cc, "if (compCap80) busBw = min(busBw,
     # 235)"); nccl-tests on DGX A100 measure ~230 GB/s: 0.78. Used for every NVLink generation.
@@ -54,6 +62,11 @@ class Efficiency:
     # 85-96 GB/s of 100 on 4 HDR NICs; NCCL maintainers, nccl-tests issue #290: "46-48 GB/s per
     # NIC" for 400 Gb/s NDR): 0.92.
     ib_efficiency: float = 0.92
+    # ASSUMPTION: RoCE reaches the same fraction of line rate as InfiniBand. Meta tuned its RoCE and
+    # InfiniBand 24k-GPU clusters to equal large-model training performance ("Building Meta's
+    # GenAI Infrastructure", engineering.fb.com, 2024-03-12; Llama 3 405B trained on RoCE, Llama 3
+    # paper arXiv 2407.21783 sec. 3.3.1); NCCL drives both through its IB verbs transport.
+    roce_efficiency: float = 0.92
     # SOURCED (NCCL 2.9.9 src/graph/tuning.cc, Simple protocol): a collective's base latency 8.4 us,
     # each ring hop over NVLink 3.4 us and over the network 9.6 us; NCCL's own model of a ring
     # collective is base + (nsteps - nInterSteps) x NVLink hop + nInterSteps x network hop, with
@@ -72,25 +85,43 @@ class Efficiency:
     # ~80-90% in the same benchmarks: relative to the GEMM efficiency, forward 0.85, backward 0.70.
     flash_forward_efficiency: float = 0.85
     flash_backward_efficiency: float = 0.70
-    # ASSUMPTION (Transformer Engine FP8 recipe): FP8 GEMMs reach the same fraction of the FP8 peak
-    # as BF16 GEMMs of the BF16 peak; each GEMM input and output gradient is cast (read 2 bytes,
-    # write 1 byte and 1 byte transposed): 4 bytes of HBM traffic per element, memory-bound.
-    fp8_gemm_relative: float = 1.0
+    # FITTED (fp8_gemm_relative; development set: the FP8 rows of NeMo 24.07 and the DGX Cloud
+    # recipes v24.11.1; validity H100, 8B-340B): the fraction of the BF16 GEMMs' share of peak that
+    # FP8 GEMMs reach of the FP8 peak. ASSUMPTION (Transformer Engine FP8 recipe): each GEMM input
+    # and output gradient is cast (read 2 bytes, write 1 byte and 1 byte transposed): 4 bytes of
+    # HBM traffic per element, memory-bound.
+    fp8_gemm_relative: float = 0.787
     fp8_cast_bytes: float = 4.0
+    # ASSUMPTION (not fitted: no development row is host-bound, so the fit cannot see it): seconds
+    # of host time to issue one kernel from PyTorch eager mode (Python, dispatcher, launch), ~10 us
+    # (the order of magnitude PyTorch's "Accelerating PyTorch with CUDA Graphs" blog, 2021, gives
+    # for CPU launch overhead). A block cannot run faster than its kernels are issued
+    # (wsim.gpu.knobs.KERNELS_PER_BLOCK_*) unless CUDA graphs replay them.
+    host_s_per_kernel: float = 10e-6
+    # ASSUMPTION: the device's own gap between two dependent kernels (launch latency, ramp-up and
+    # tail of a kernel too small to fill the GPU), which CUDA graphs do not remove: ~2 us (NVIDIA's
+    # "Getting Started with CUDA Graphs" blog, 2019: 2.0 us per short kernel with a graph, against
+    # 3.8 us without, for back-to-back launches).
+    kernel_gap_s: float = 2e-6
     # ASSUMPTION: HBM that the CUDA context, NCCL buffers, cuBLAS workspace and allocator
     # fragmentation keep from the model (a few GiB is what PyTorch jobs typically lose).
     reserved_bytes: float = 3 * GIB
 
     def __post_init__(self) -> None:
-        for name in ("matmul_peak_fraction", "nvlink_efficiency", "ib_efficiency",
+        for name in ("matmul_peak_fraction", "nvlink_efficiency",
+                     "ib_efficiency", "roce_efficiency",
                      "flash_forward_efficiency", "flash_backward_efficiency", "fp8_gemm_relative"):
             value = getattr(self, name)
             positive(f"efficiency.{name}", value)
             require(value <= 1.0, f"efficiency.{name} must be at most 1, got {value!r}")
         for name in ("gemm_half_dim", "elementwise_passes", "collective_base_latency_s",
                      "nvlink_hop_latency_s", "network_hop_latency_s", "reserved_bytes",
-                     "fp8_cast_bytes"):
+                     "fp8_cast_bytes", "host_s_per_kernel", "kernel_gap_s"):
             non_negative(f"efficiency.{name}", getattr(self, name))
+        positive("efficiency.hopper_gemm_relative", self.hopper_gemm_relative)
+        require(self.hopper_gemm_relative * self.matmul_peak_fraction <= 1.0,
+                "efficiency.hopper_gemm_relative x matmul_peak_fraction must be at most 1, got "
+                f"{self.hopper_gemm_relative * self.matmul_peak_fraction!r}")
         non_negative("efficiency.overlap_compute_penalty", self.overlap_compute_penalty)
         require(self.overlap_compute_penalty <= 1.0, "efficiency.overlap_compute_penalty must be at "
                 f"most 1, got {self.overlap_compute_penalty!r}")
@@ -132,6 +163,9 @@ class Stack:
     kernel_efficiency: float  # FITTED: layer speed relative to Megatron-LM's fused kernels
     source: str
     uneven_stages: bool = False  # pipeline stages of unequal layer counts (the fullest decides)
+    # context parallelism by all-gathering K and V before the local attention (Llama 3) instead of
+    # Megatron-Core's ring
+    cp_allgather: bool = False
     # ZeRO-3 parameter gathers / gradient reduce-scatters cross the network through the rank's own
     # NIC only ("gpu"), or spread over the NICs of the group's members in the node as NCCL's
     # multi-rail ring does for one large collective ("node"). See the stacks below.
@@ -140,6 +174,10 @@ class Stack:
     # FSDP's unit) and the gradient bucket (None: one block's gradient)
     zero3_live_params: float | None = None
     zero3_grad_bucket: float | None = None
+    # Megatron-Core / Transformer Engine options (wsim.gpu.knobs): those a plan may set, and those on
+    # unless the plan says otherwise (grad_reduce_fp32's default is grad_reduce_bytes == 4)
+    knobs: tuple = ()
+    knob_defaults: tuple = ()
 
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -156,11 +194,36 @@ STACKS: dict[str, Stack] = {
     # Megatron-Core (2023+): --overlap-grad-reduce reduces gradient buckets as the last backward
     # finalises them, --overlap-param-gather all-gathers updated parameters under the next forward
     # (Megatron-LM docs, "distributed optimizer"); context parallelism and Transformer Engine FP8.
-    # Gradients reduced in fp32 (--accumulate-allreduce-grads-in-fp32, the default with bf16).
-    # kernel_efficiency 1.0: ASSUMPTION (the same fused kernels as Megatron-LM; no development row).
+    # Gradients reduced in fp32 (--accumulate-allreduce-grads-in-fp32, forced on with bf16 unless
+    # --grad-reduce-in-bf16: megatron/training/arguments.py). Every Transformer Engine option of
+    # wsim.gpu.knobs can be set; only the interleaved schedule's p2p overlap is on by default
+    # (overlap_p2p_comm). Uneven stages: --decoder-first/last-pipeline-num-layers (Megatron-Core
+    # 0.9+; the fullest stage decides). kernel_efficiency FITTED (the Megatron-LM r0.8 H100 scaling
+    # table: its runs were ~12% slower than NeMo's recipes on the same GPUs).
     "megatron-core": Stack("megatron-core", (0, 1), True, True, True, True, 1.0, True, False, 4.0,
-                           1.0, "Megatron-LM/Megatron-Core docs: distributed optimizer, "
-                           "--overlap-grad-reduce, --overlap-param-gather, context parallelism"),
+                           0.878, "Megatron-LM/Megatron-Core docs: distributed optimizer, "
+                           "--overlap-grad-reduce, --overlap-param-gather, context parallelism",
+                           knobs=KNOBS, knob_defaults=("p2p_overlap",), uneven_stages=True),
+    # NeMo 2 / Megatron-Bridge performance recipes on Megatron-Core (2024-25; NVIDIA's DGX Cloud
+    # benchmarking recipes and NeMo performance summaries): the distributed optimizer with
+    # overlapped gradient reduce-scatter and parameter all-gather, gradients reduced in bf16
+    # (recipes set grad_reduce_in_fp32 False; the logged memory of dgxc-benchmarking @ 741c886
+    # llama3.1 and nemotron READMEs matches 2 + 2 + 12/d bytes a parameter, docs/gpu-model.md),
+    # tensor-parallel communication overlapped with the GEMMs (MegatronCommOverlapCallback
+    # tp_comm_overlap=True), p2p overlap in the interleaved schedule, Transformer Engine / cuDNN
+    # fused attention, Megatron-FSDP for ZeRO-3 (no pipeline then); FP8 weights kept in FP8
+    # (fp8_param_gather = True in every FP8 recipe: nemo/collections/llm/recipes/precision/
+    # mixed_precision.py @ 8cfedd72 line 70; Megatron-Bridge src/megatron/bridge/training/
+    # mixed_precision.py @ 067f987d, bf16_with_fp8_current_scaling_mixed). kernel_efficiency FITTED
+    # (development rows of NeMo 24.07 and dgxc-benchmarking v24.11.1) within the bound every stack
+    # has, at most Megatron-LM's own (1.0): it lands on the bound. Unbounded it trades off with
+    # hopper_gemm_relative (1.13 x 0.815 fits the H100 rows as well as 1.0 x 0.923) and would run
+    # A100 plans 13% faster than any A100 row supports.
+    "nemo": Stack("nemo", (0, 1, 3), True, True, True, True, 1.0, True, False, 2.0, 1.0,
+                  "NeMo 2.0 recipes (nemo/collections/llm/recipes/*.py @ 8cfedd72) and "
+                  "github.com/NVIDIA/dgxc-benchmarking recipes (v24.11.1 35a9aec, v25.04 741c886)",
+                  knobs=KNOBS, knob_defaults=("tp_comm_overlap", "p2p_overlap", "fp8_param_gather"),
+                  uneven_stages=True),
     # Megatron-DeepSpeed (MT-NLG, BLOOM, GPT-NeoX): Megatron's kernels in DeepSpeed's pipeline engine
     # (plain 1F1B, no interleaving: deepspeed/runtime/pipe/schedule.py TrainSchedule, whose
     # ReduceGrads runs after the last backward), ZeRO 1-3 (ZeRO-2/3 only without pipeline
@@ -176,7 +239,7 @@ STACKS: dict[str, Stack] = {
     # 25 GB/s NIC per GPU, not the node's eight ("node" misses those rows by up to +250%).
     # kernel_efficiency FITTED (MT-NLG, BLOOM, GPT-NeoX, the ZeRO-3 rows).
     "deepspeed": Stack("deepspeed", (0, 1, 2, 3), False, True, False, False, 0.0, False, True, 2.0,
-                       0.880, "DeepSpeed docs (ZeRO, overlap_comm, pipeline engine); "
+                       0.876, "DeepSpeed docs (ZeRO, overlap_comm, pipeline engine); "
                        "github.com/microsoft/DeepSpeed stage3.py (2021)", uneven_stages=True,
                        sharded_nics="gpu", zero3_live_params=1e9, zero3_grad_bucket=5e8),
     # PyTorch FSDP (FULL_SHARD = ZeRO-3, SHARD_GRAD_OP = ZeRO-2), with or without Megatron-style
@@ -188,8 +251,23 @@ STACKS: dict[str, Stack] = {
 # multi-rail over the node's NICs (sharded_nics "node", from NCCL's ring; the MosaicML rows need it:
 # 70B on 32 A100 moves 381 GB per GPU per micro-batch in 11 s, more than one 25 GB/s NIC can).
 # kernel_efficiency FITTED (OPT-175B).
-    "fsdp": Stack("fsdp", (2, 3), False, False, False, True, 1.0, False, False, 2.0, 0.928,
+    "fsdp": Stack("fsdp", (2, 3), False, False, False, True, 1.0, False, False, 2.0, 0.925,
                   "PyTorch FSDP docs (ShardingStrategy, BackwardPrefetch, forward_prefetch)"),
+    # Meta's Llama 3 405B training stack (Llama 3 paper, arXiv 2407.21783, sec. 3.3.2-3.3.4):
+    # TP, CP, PP and FSDP-style data parallelism; an interleaved 1F1B-like schedule with one layer
+    # fewer on the first and last stages (uneven stages); context parallelism that all-gathers K
+    # and V and then computes the local queries' attention ("unlike existing CP implementations
+    # that overlap communication and computation in a ring-like structure, our CP implementation
+    # adopts an all-gather based method"); gradients accumulated and reduce-scattered in FP32
+    # (sec. 3.3.4, "numerical stability"); the optimizer state sharded across data parallelism
+    # (ZeRO-1 here: the paper's FSDP also shards gradients together with pipelining, sec. 3.3.2, but
+    # reduce-scattering fp32 gradients per micro-batch, the ZeRO-2 of DeepSpeed and FSDP, costs
+    # 9 s a step on these rows, far from the published times; how Meta accumulates them is not
+    # stated, so it is not modelled); no FP8.
+    # kernel_efficiency 1.0: the prior (no development row; its rows are held out).
+    "meta-llama3": Stack("meta-llama3", (0, 1), True, True, True, False, 1.0, True, False, 4.0,
+                         1.0, "Llama 3 paper, arXiv 2407.21783, sec. 3.3", uneven_stages=True,
+                         cp_allgather=True),
 }
 
 

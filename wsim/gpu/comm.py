@@ -28,6 +28,11 @@ from wsim.gpu.specs import GpuSpec
 TREE_BW_FACTOR = 0.92  # NCCL tuning.cc: "if (a == NCCL_ALGO_TREE) busBw = min(busBw*.92, ...)"
 
 
+def network_efficiency(gpu: GpuSpec, eff: Efficiency) -> float:
+    """The fraction of NIC line rate NCCL reaches on the GPU's fabric (InfiniBand or RoCE)."""
+    return eff.roce_efficiency if gpu.fabric == "roce" else eff.ib_efficiency
+
+
 def members_per_node(group: int, stride: int, gpus_per_node: int) -> int:
     """How many ranks of a group of ``group`` ranks spaced ``stride`` apart share one node."""
     if stride >= gpus_per_node:
@@ -50,7 +55,7 @@ class Group:
         if self.nodes == 1:
             self.bw = nvlink
         else:
-            self.bw = min(nvlink, self.nics * gpu.nic_bytes_per_s * eff.ib_efficiency)
+            self.bw = min(nvlink, self.nics * gpu.nic_bytes_per_s * network_efficiency(gpu, eff))
         self.base = eff.collective_base_latency_s
         self.nv_hop = eff.nvlink_hop_latency_s
         self.net_hop = eff.network_hop_latency_s
@@ -107,7 +112,7 @@ def pp_send_s(nbytes: float, gpu: GpuSpec, eff: Efficiency, stride: int, tp: Gro
         bw = gpu.nvlink_bytes_per_s * eff.nvlink_efficiency
         lat = eff.collective_base_latency_s + eff.nvlink_hop_latency_s
     else:
-        bw = gpu.nic_bytes_per_s * eff.ib_efficiency
+        bw = gpu.nic_bytes_per_s * network_efficiency(gpu, eff)
         lat = eff.collective_base_latency_s + eff.network_hop_latency_s
     t = p2p_s(nbytes / tp.size, bw, lat)
     if tp.size > 1:

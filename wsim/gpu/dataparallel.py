@@ -51,7 +51,7 @@ def _overlap(comm_s: float, window_s: float, penalty: float) -> float:
 
 def data_parallel(c, st: Stack, *, tp: int, pp: int, dp: int, cp: int, m: int, L: int, zero: int,
                   recompute: str, layer_fwd: float, layer_bwd: float, stage_bwd: float,
-                  stage_fwd: float, head_s: float) -> DataParallel:
+                  stage_fwd: float, head_s: float, kn=None) -> DataParallel:
     eff = c.eff
     k = eff.overlap_compute_penalty
     edge = c.head_params_tp(tp, pp) if pp > 1 else c.head_params_tp(tp, pp) + c.embed_params_tp(tp)
@@ -64,16 +64,17 @@ def data_parallel(c, st: Stack, *, tp: int, pp: int, dp: int, cp: int, m: int, L
     out.optimizer_s = params / shards * ADAM_BYTES_PER_PARAM / c.gpu.hbm_bytes_per_s
     if reduce_over <= 1:
         return out
-    grad_bytes = params * st.grad_reduce_bytes
+    gb = kn.grad_bytes if kn is not None else st.grad_reduce_bytes
+    wb = 1.0 if (kn is not None and kn.fp8_param_gather) else WEIGHT_BYTES  # FP8 all-gather
+    grad_bytes = params * gb
     if zero == 3:
         g = c.group(dp, tp * cp, single_nic=st.sharded_nics == "gpu")
-        gather = g.all_gather_s(c.block_params / tp * WEIGHT_BYTES)
-        scatter = g.reduce_scatter_s(c.block_params / tp * st.grad_reduce_bytes)
+        gather = g.all_gather_s(c.block_params / tp * wb)
+        scatter = g.reduce_scatter_s(c.block_params / tp * gb)
         regather = gather if (st.zero3_regather_on_recompute and recompute == "full") else 0.0
         back = gather + regather + scatter
-        edge_comm = g.all_gather_s(edge * WEIGHT_BYTES) * (2 if st.zero3_regather_on_recompute
-                                                           else 1) \
-            + g.reduce_scatter_s(edge * st.grad_reduce_bytes)
+        edge_comm = g.all_gather_s(edge * wb) * (2 if st.zero3_regather_on_recompute else 1) \
+            + g.reduce_scatter_s(edge * gb)
         per_mb = gather  # the first block's gather has nothing to hide under
         per_mb += L * (_overlap(gather, layer_fwd, k) + _overlap(back, layer_bwd, k))
         per_mb += _overlap(edge_comm, head_s, k)
@@ -89,7 +90,7 @@ def data_parallel(c, st: Stack, *, tp: int, pp: int, dp: int, cp: int, m: int, L
         out.exposed_s = _overlap(g.all_reduce_s(grad_bytes), window, k)
         return out
     rs = g.reduce_scatter_s(grad_bytes)
-    ag = g.all_gather_s(params * WEIGHT_BYTES)
+    ag = g.all_gather_s(params * wb)
     out.exposed_s = _overlap(rs, window, k) + _overlap(ag, stage_fwd if st.param_gather_overlap
                                                          else 0.0, k)
     return out

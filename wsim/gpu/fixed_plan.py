@@ -9,6 +9,7 @@ from models.spec import ModelSpec
 from wsim.errors import ConfigError, positive
 from wsim.gpu.calibration import Efficiency
 from wsim.gpu.inputs import make_consts, stacks_for
+from wsim.gpu.knobs import KNOBS, resolve
 from wsim.gpu.memory import MemoryBreakdown
 from wsim.gpu.plan import Plan, check_plan, divisors
 from wsim.gpu.report import GpuReport, build_report
@@ -23,18 +24,23 @@ def best_for_plan(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, g
              sequence_parallel: bool = False, zero: int = 0, stack: str | None = None,
              attention: str = "eager", precision: str = "bf16", dropout: float | None = None,
              nic_bytes_per_s: float | None = None, nvlink_bytes_per_s: float | None = None,
-             efficiency: Efficiency | None = None,
-                  allow_oom: bool = False) -> tuple[Consts, Plan, Evaluation, list]:
+             fabric: str | None = None,
+             efficiency: Efficiency | None = None, allow_oom: bool = False,
+             **knobs) -> tuple[Consts, Plan, Evaluation, list]:
     """Step time, throughput and memory per GPU of ``model`` on ``gpus`` GPUs with plan
     tp x cp x pp (x dp, the rest).
 
     ``micro_batch`` ("auto"/None), ``interleave`` (None) and ``stack`` (None) left open take the
     fastest value that fits; the report's ``chosen`` names them. A plan that cannot fit raises
-    ``ConfigError`` unless ``allow_oom`` (then the report has ``fits`` False).
+    ``ConfigError`` unless ``allow_oom`` (then the report has ``fits`` False). ``knobs``: the
+    options of ``wsim.gpu.knobs`` (None or absent: the stack's default).
     """
+    bad = set(knobs) - set(KNOBS)
+    if bad:
+        raise ConfigError(f"unknown option(s) {', '.join(sorted(bad))}; allowed: {', '.join(KNOBS)}")
     c = make_consts(model, seq=seq, batch=batch, gpus=gpus, gpu=gpu, efficiency=efficiency,
                     attention=attention, precision=precision, dropout=dropout,
-                    nic_bytes_per_s=nic_bytes_per_s, nvlink_bytes_per_s=nvlink_bytes_per_s)
+                    nic_bytes_per_s=nic_bytes_per_s, nvlink_bytes_per_s=nvlink_bytes_per_s, fabric=fabric)
     model = c.model
     positive("tp", tp, integer=True)
     positive("pp", pp, integer=True)
@@ -48,24 +54,28 @@ def best_for_plan(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, g
         raise ConfigError(f"micro_batch must be a positive integer or 'auto', got {micro_batch!r}")
     auto_v = interleave is None
     stacks = stacks_for(c, stack, zero=zero, pp=pp, cp=cp, interleave=interleave)
+    if stack is None and any(v is not None for v in knobs.values()):
+        stacks = [st for st in stacks if _runs(st, c, sequence_parallel, zero, knobs)] or stacks
     base = None
     for st in stacks:  # validate once with a stack that runs the options (or the given one)
         base = Plan(tp=tp, pp=pp, dp=dp, micro_batch=1 if auto_mb else micro_batch,
                     interleave=1 if auto_v else interleave, recompute=recompute,
-                    sequence_parallel=sequence_parallel, zero=zero, cp=cp, stack=st.name)
+                    sequence_parallel=sequence_parallel, zero=zero, cp=cp, stack=st.name, **knobs)
         check_plan(base, model, batch=batch, gpus=gpus, seq=seq)
+        base.knobs(c.fp8)
 
     local = batch // dp
     mbs = divisors(local) if auto_mb else [micro_batch]
     best = smallest = None
     for st in stacks:
+        kn = resolve(st, fp8=c.fp8, sp=sequence_parallel, zero=zero, given=knobs)
         vs = divisors(model.layers // pp) if (auto_v and pp > 1 and st.interleave) else [base.interleave]
         for b in mbs:
             m = local // b
             for v in vs:
                 if v > 1 and m % pp:
                     continue
-                ev = evaluate(c, tp, pp, dp, b, v, recompute, sequence_parallel, zero, cp, st)
+                ev = evaluate(c, tp, pp, dp, b, v, recompute, sequence_parallel, zero, cp, st, kn)
                 key = (ev.step_s, b, v)
                 if ev.memory.fits and (best is None or key < best[0]):
                     best = (key, b, v, ev, st)
@@ -84,8 +94,17 @@ def best_for_plan(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, g
         best = smallest
     _, b, v, ev, st = best
     plan = Plan(tp=tp, pp=pp, dp=dp, micro_batch=b, interleave=v, recompute=recompute,
-                sequence_parallel=sequence_parallel, zero=zero, cp=cp, stack=st.name)
+                sequence_parallel=sequence_parallel, zero=zero, cp=cp, stack=st.name,
+                **ev.knobs._asdict())
     return c, plan, ev, chosen
+
+
+def _runs(st, c, sp, zero, knobs) -> bool:
+    try:
+        resolve(st, fp8=c.fp8, sp=sp, zero=zero, given=knobs)
+    except ConfigError:
+        return False
+    return True
 
 
 def estimate_unclassified(model: ModelSpec, **kwargs) -> GpuReport:

@@ -41,7 +41,7 @@ def with_dropout(model: ModelSpec, dropout: float | None) -> ModelSpec:
 def make_consts(model: ModelSpec, *, seq: int, batch: int, gpus: int, gpu,
                 efficiency: Efficiency | None, attention: str = "eager", precision: str = "bf16",
                 dropout: float | None = None, nic_bytes_per_s: float | None = None,
-                nvlink_bytes_per_s: float | None = None) -> Consts:
+                nvlink_bytes_per_s: float | None = None, fabric: str | None = None) -> Consts:
     if not isinstance(model, ModelSpec):
         raise ConfigError(f"model must be a models.spec.ModelSpec, got {type(model).__name__}")
     positive("seq", seq, integer=True)
@@ -60,7 +60,8 @@ def make_consts(model: ModelSpec, *, seq: int, batch: int, gpus: int, gpu,
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     spec = with_network(gpu_spec(gpu), nic_bytes_per_s=_bandwidth("nic_bytes_per_s", nic_bytes_per_s),
-                        nvlink_bytes_per_s=_bandwidth("nvlink_bytes_per_s", nvlink_bytes_per_s))
+                        nvlink_bytes_per_s=_bandwidth("nvlink_bytes_per_s", nvlink_bytes_per_s),
+                        fabric=fabric)
     spec.peak_for(precision)  # refuses fp8 on a GPU without FP8 tensor cores
     return Consts(model, spec, efficiency_for(spec, efficiency), seq=seq, batch=batch, gpus=gpus,
                   attention=attention, precision=precision)

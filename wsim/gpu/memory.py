@@ -7,7 +7,9 @@
   distributed optimizer) shards the 12 over the data-parallel ranks (x context-parallel ranks, the
   group Megatron-Core reduces over), ZeRO-2 also the gradients, ZeRO-3/FSDP also the weights, keeping
   two gathered blocks (the one computing and the prefetched one) and one block's unsharded gradient.
-  FP8 (Transformer Engine) keeps an FP8 copy of each local weight: 1 more byte (assumption).
+  FP8 (Transformer Engine) keeps an FP8 copy of each local weight: 1 more byte (assumption), unless
+  the weights are kept in FP8 only (--fp8-param-gather: 1 byte). The gradient buffer is 4 bytes
+  (fp32) or 2 (bf16) as the plan's ``grad_reduce_fp32`` says (``wsim.gpu.knobs``).
 - Activations per block, per token, 16-bit (Korthikanti et al. 2022, arXiv 2205.05198, sec. 4),
   generalised to FFN width f, grouped-query attention and gated MLPs: a part replicated across
   tensor ranks unless sequence parallelism splits it (LayerNorm inputs, dropout masks, inputs of QKV
@@ -62,11 +64,13 @@ class MemoryBreakdown:
 
 
 def state_bytes_per_param(zero: int, shards: int, grad_bytes: float = GRAD_BYTES,
-                          fp8: bool = False) -> tuple[float, float, float]:
-    """(weights, gradients, optimizer) bytes per local parameter under ZeRO stage ``zero``."""
-    w = WEIGHT_BYTES / shards if zero >= 3 else WEIGHT_BYTES
-    if fp8:
-        w += FP8_WEIGHT_BYTES / shards if zero >= 3 else FP8_WEIGHT_BYTES
+                          fp8: bool = False, fp8_params: bool = False) -> tuple[float, float, float]:
+    """(weights, gradients, optimizer) bytes per local parameter under ZeRO stage ``zero``:
+    16-bit weights (plus Transformer Engine's FP8 copy under FP8), or FP8 weights alone
+    (``fp8_params``: --fp8-param-gather, the fp32 master copy is in the optimizer state)."""
+    w = FP8_WEIGHT_BYTES if fp8_params else WEIGHT_BYTES + (FP8_WEIGHT_BYTES if fp8 else 0.0)
+    if zero >= 3:
+        w /= shards
     g = grad_bytes / shards if zero >= 2 else grad_bytes
     o = OPTIMIZER_BYTES / shards if zero >= 1 else OPTIMIZER_BYTES
     return w, g, o
@@ -96,11 +100,16 @@ def inflight_layers(layers_per_stage: int, pp: int, v: int, m: int) -> float:
 
 
 def memory(c, tp: int, pp: int, dp: int, b: int, v: int, recompute: str, sp: bool, zero: int,
-           m: int, cp: int = 1, stack=None) -> MemoryBreakdown:
-    """The fullest stage's memory for this plan (``c`` is a ``step.Consts``)."""
+           m: int, cp: int = 1, stack=None, kn=None) -> MemoryBreakdown:
+    """The fullest stage's memory for this plan (``c`` is a ``step.Consts``; ``kn`` the plan's
+    ``wsim.gpu.knobs.Knobs``: the gradient buffer's width, FP8 parameters)."""
     L = -(-c.layers // pp)  # the fullest stage (uneven stages: DeepSpeed)
-    grad_bytes = stack.grad_reduce_bytes if stack is not None else GRAD_BYTES
-    w, g, o = state_bytes_per_param(zero, dp * cp, grad_bytes, c.fp8)
+    if kn is not None:
+        grad_bytes = kn.grad_bytes
+    else:
+        grad_bytes = stack.grad_reduce_bytes if stack is not None else GRAD_BYTES
+    fp8_params = kn is not None and kn.fp8_param_gather
+    w, g, o = state_bytes_per_param(zero, dp * cp, grad_bytes, c.fp8, fp8_params)
     tokens = b * c.seq / cp
     per_layer_full = tokens * act_bytes_per_token_layer(c, tp, "none", sp)
     stored = tokens * act_bytes_per_token_layer(c, tp, recompute, sp)
@@ -116,7 +125,7 @@ def memory(c, tp: int, pp: int, dp: int, b: int, v: int, recompute: str, sp: boo
             else min(2 * block, stack.zero3_live_params)
         bucket = block if stack is None or stack.zero3_grad_bucket is None \
             else min(block, stack.zero3_grad_bucket)
-        gathered = live * WEIGHT_BYTES + bucket * grad_bytes
+        gathered = live * (FP8_WEIGHT_BYTES if fp8_params else WEIGHT_BYTES) + bucket * grad_bytes
     logits = tokens * c.vocab / tp * LOGIT_BYTES
 
     body = L * c.block_params / tp
@@ -140,7 +149,7 @@ def memory(c, tp: int, pp: int, dp: int, b: int, v: int, recompute: str, sp: boo
 def states_lower_bound(c, tp: int, pp: int, dp: int, zero: int, cp: int = 1,
                        grad_bytes: float = GRAD_BYTES) -> float:
     """A lower bound on any plan's memory with this layout and ZeRO stage (for pruning)."""
-    w, g, o = state_bytes_per_param(zero, dp * cp, min(grad_bytes, GRAD_BYTES), c.fp8)
+    w, g, o = state_bytes_per_param(zero, dp * cp, min(grad_bytes, GRAD_BYTES), c.fp8, c.fp8)
     L = -(-c.layers // pp)  # the fullest stage (uneven stages: DeepSpeed)
     params = L * c.block_params / tp + min(c.embed_params_tp(tp), c.head_params_tp(tp, pp))
     return params * (w + g + o) + c.reserved_bytes

@@ -12,12 +12,13 @@ stage (1 under Megatron = its distributed optimizer), and the software ``stack``
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from models.spec import ModelSpec
 from wsim.errors import ConfigError, positive
 from wsim.gpu.calibration import STACKS
 from wsim.gpu.flops import block_shape
+from wsim.gpu.knobs import KNOBS, Knobs, resolve
 
 RECOMPUTE = ("none", "selective", "full")
 ZERO_STAGES = (0, 1, 2, 3)
@@ -35,6 +36,12 @@ class Plan:
     zero: int = 0
     cp: int = 1
     stack: str = "megatron"
+    # Megatron-Core / Transformer Engine options (wsim.gpu.knobs); None: the stack's default
+    tp_comm_overlap: bool | None = None
+    grad_reduce_fp32: bool | None = None
+    fp8_param_gather: bool | None = None
+    cuda_graphs: bool | None = None
+    p2p_overlap: bool | None = None
 
     def __post_init__(self) -> None:
         for name in ("tp", "pp", "dp", "micro_batch", "interleave", "cp"):
@@ -69,6 +76,16 @@ class Plan:
         if self.cp > 1 and not st.context_parallel:
             raise ConfigError(f"stack {self.stack} has no context parallelism (cp {self.cp}); "
                               "use cp 1 or stack megatron-core")
+        self.knobs(fp8=True)  # the knobs' own checks (precision is checked where it is known)
+
+    def knobs(self, fp8: bool) -> Knobs:
+        """The options this plan runs with under precision fp8 (True) or bf16."""
+        return resolve(STACKS[self.stack], fp8=fp8, sp=self.sequence_parallel, zero=self.zero,
+                       given={n: getattr(self, n) for n in KNOBS})
+
+    def with_knobs(self, k: Knobs) -> "Plan":
+        """This plan with every option spelled out (what a report shows)."""
+        return replace(self, **k._asdict())
 
     @property
     def gpus(self) -> int:

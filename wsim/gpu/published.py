@@ -10,12 +10,13 @@ written in the row's ``notes``. Errors are throughput errors: predicted / publis
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
 
 from models import zoo
 from models.spec import ModelSpec
+from wsim.gpu import published_modern as modern
+from wsim.gpu.rows import DEVELOPMENT, VALIDATION, Row
 
-DEVELOPMENT, VALIDATION = "development", "validation"
+__all__ = ["DEVELOPMENT", "VALIDATION", "Row", "development_rows", "validation_rows", "all_rows"]
 
 _SC21 = "Narayanan et al., SC21, arXiv 2104.04473"
 _T1 = f"{_SC21}, Table 1 (Megatron-LM README, April 2021)"
@@ -31,28 +32,6 @@ _FA = ("github.com/Dao-AILab/flash-attention training/README.md 'Training speed'
        "8 x A100-80GB SXM, tokens/s of the node")
 _MOSAIC = ("github.com/mosaicml/llm-foundry scripts/train/benchmarking/README.md (commit 061f2c7c), "
            "MPT models (scripts/train/yamls/pretrain/mpt-*.yaml), FSDP FULL_SHARD, Throughput (T/s/GPU)")
-
-
-@dataclass(frozen=True)
-class Row:
-    group: str
-    name: str
-    role: str
-    model: ModelSpec
-    gpu: str
-    gpus: int
-    batch: int
-    seq: int
-    metric: str  # tflops_megatron | tflops_model | tflops_hardware | step_s | tokens_per_s_per_gpu
-    published: float
-    source: str
-    plan: dict = field(default_factory=dict)  # estimate() keyword arguments
-    nic_bytes_per_s: float | None = None
-    notes: str = ""
-
-    @property
-    def label(self) -> str:
-        return f"{self.group}/{self.name}"
 
 
 def _spec(name: str, layers: int, hidden: int, heads: int, vocab: int, *, dropout: bool,
@@ -119,6 +98,15 @@ def _table2() -> list[Row]:
 
 
 def development_rows() -> list[Row]:
+    """The 2021-22 development set and the modern one (``published_modern``)."""
+    return development_rows_2021() + modern.development_rows()
+
+
+def validation_rows() -> list[Row]:
+    return validation_rows_2021() + modern.validation_rows()
+
+
+def development_rows_2021() -> list[Row]:
     rows = _table1() + _table2()
     for nodes, seconds in ((280, 60.1), (350, 50.2), (420, 44.4)):
         rows.append(Row("mt-nlg", f"{nodes * 8}", DEVELOPMENT, MT_NLG, "a100-80gb", nodes * 8, 1920,
@@ -149,7 +137,7 @@ def development_rows() -> list[Row]:
     return rows
 
 
-def validation_rows() -> list[Row]:
+def validation_rows_2021() -> list[Row]:
     rows = [
         Row("flash-attn", "gpt3-1.3b", VALIDATION, FA_GPT3_13, "a100-80gb", 8, 512, 2048,
             "tokens_per_s_per_gpu", 169e3 / 8, _FA,

@@ -20,6 +20,7 @@ import time
 from models.spec import ModelSpec
 from wsim.errors import ConfigError
 from wsim.gpu.inputs import make_consts, stacks_for
+from wsim.gpu.knobs import KNOBS, resolve
 from wsim.gpu.memory import states_lower_bound
 from wsim.gpu.plan import RECOMPUTE, Plan, divisors
 from wsim.gpu.regimes import Features, classify, classify_features, zero_class
@@ -45,16 +46,25 @@ def search(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, gpu="a10
            zero: int | None = None, stack: str | None = None, attention: str = "eager",
            precision: str = "bf16", dropout: float | None = None,
            nic_bytes_per_s: float | None = None, nvlink_bytes_per_s: float | None = None,
-           efficiency: Efficiency | None = None) -> GpuReport:
-    """The fastest plan that fits. Arguments left ``None`` are searched; given ones are fixed."""
+             fabric: str | None = None,
+           efficiency: Efficiency | None = None, **knobs) -> GpuReport:
+    """The fastest plan that fits. Arguments left ``None`` are searched; given ones are fixed.
+    The options of ``wsim.gpu.knobs`` left None are searched too: each stack's defaults, and
+    every option the stack has turned on where the plan can use it."""
+    bad = set(knobs) - set(KNOBS)
+    if bad:
+        raise ConfigError(f"unknown option(s) {', '.join(sorted(bad))}; allowed: {', '.join(KNOBS)}")
     c = make_consts(model, seq=seq, batch=batch, gpus=gpus, gpu=gpu, efficiency=efficiency,
                     attention=attention, precision=precision, dropout=dropout,
-                    nic_bytes_per_s=nic_bytes_per_s, nvlink_bytes_per_s=nvlink_bytes_per_s)
+                    nic_bytes_per_s=nic_bytes_per_s, nvlink_bytes_per_s=nvlink_bytes_per_s, fabric=fabric)
     model = c.model
     recomputes = _choices(recompute, RECOMPUTE, "recompute")
     sps = _choices(sequence_parallel, (False, True), "sequence_parallel")
     zeros = _choices(zero, (0, 1, 2, 3), "zero")
     stacks = stacks_for(c, stack, zero=zero)
+    if any(v is not None for v in knobs.values()):
+        stacks = [st for st in stacks if _knob_variants(st, c.fp8, True, 1, knobs, {})] or stacks
+    variants: dict = {}
     any_cp = any(st.context_parallel for st in stacks)
     t0 = time.perf_counter()
     stats = {"evaluations": 0, "pruned_memory": 0, "pruned_compute": 0, "parallel_layouts": 0}
@@ -112,15 +122,16 @@ def search(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, gpu="a10
                                 if (p > 1 and st.interleave) else [1]
                             for rc in recomputes:
                                 for sp in (sps if t > 1 else (False,)):
+                                  for kn in _knob_variants(st, c.fp8, sp, z, knobs, variants):
                                     for v in vs:
-                                        ev = evaluate(c, t, p, d, b, v, rc, sp, z, x, st)
+                                        ev = evaluate(c, t, p, d, b, v, rc, sp, z, x, st, kn)
                                         stats["evaluations"] += 1
                                         mem = ev.memory.total_bytes
                                         if mem > cap:
                                             if smallest is None or mem < smallest[0]:
                                                 smallest = (mem, (t, x, p, d, z))
                                             continue
-                                        key = (t, p, d, b, v, rc, sp, z, x, st.name)
+                                        key = (t, p, d, b, v, rc, sp, z, x, st.name, ev.knobs)
                                         if best is None or ev.step_s < best[0]:
                                             best = (ev.step_s, key, ev)
                                         if valid is None or ev.step_s < valid[0]:
@@ -139,6 +150,7 @@ def search(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, gpu="a10
         stats["validated_alternative"] = {
             "plan": _plan(valid[1]).to_dict(), "regime": valid[3], "step_time_s": valid[0],
             "model_tflops_per_gpu": c.model_flops / valid[0] / gpus / 1e12,
+            "memory_per_gpu_bytes": valid[2].memory.total_bytes,
             "slower_than_best": valid[0] / best[0] - 1}
     chosen = ["tp", "pp", "dp", "micro_batch", "interleave"] + [
         n for n, val in (("cp", cp), ("recompute", recompute), ("sequence_parallel", sequence_parallel),
@@ -147,9 +159,38 @@ def search(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, gpu="a10
 
 
 def _plan(key) -> Plan:
-    t, p, d, b, v, rc, sp, z, x, stn = key
+    t, p, d, b, v, rc, sp, z, x, stn, kn = key
     return Plan(tp=t, pp=p, dp=d, micro_batch=b, interleave=v, recompute=rc, sequence_parallel=sp,
-                zero=z, cp=x, stack=stn)
+                zero=z, cp=x, stack=stn, **kn._asdict())
+
+
+def _knob_variants(st, fp8: bool, sp: bool, zero: int, given: dict, cache: dict) -> tuple:
+    """The option sets to try: the stack's defaults (with what was given), and every option the
+    stack has turned on where the plan can use it (each is never slower in the cost model; the
+    search still evaluates both, so that a stack's defaults stay visible). () if the given options
+    cannot run on this stack."""
+    key = (st.name, sp, zero)
+    hit = cache.get(key)
+    if hit is not None:
+        return hit
+    try:
+        base = resolve(st, fp8=fp8, sp=sp, zero=zero, given=given)
+    except ConfigError:
+        cache[key] = ()
+        return ()
+    usable = {"grad_reduce_fp32": False, "tp_comm_overlap": sp, "cuda_graphs": True,
+              "fp8_param_gather": fp8 and zero in (1, 3), "p2p_overlap": True}
+    on = dict(given)
+    for n in st.knobs:
+        if given.get(n) is None:
+            on[n] = usable[n]
+    try:
+        best = resolve(st, fp8=fp8, sp=sp, zero=zero, given=on)
+    except ConfigError:
+        best = base
+    out = (base,) if best == base else (base, best)
+    cache[key] = out
+    return out
 
 
 def _nothing_fits(model, c, stats, smallest, gpus, batch) -> str:

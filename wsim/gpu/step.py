@@ -11,8 +11,10 @@ masked half (FA-2 sec. 3.1.1, "causal masking"; Megatron-Core's context parallel
 Each block does 2 all-reduces of b*s*h 16-bit activations in forward and 2 in backward (Megatron-LM
 SC21 sec. 3.3; with sequence parallelism a reduce-scatter + all-gather pair of the same volume,
 Korthikanti et al. 2022 sec. 4.2.2), and 2 more when full recompute reruns the forward. Context
-parallelism passes K and V around a ring of cp ranks, overlapped with the attention core
-(Megatron-Core docs, "context parallelism"). With ``tau`` the time one stage spends per micro-batch
+parallelism passes K and V around a ring of cp ranks, each of the cp - 1 transfers overlapped with
+one ring step's share of the attention core (Megatron-Core docs, "context parallelism"; Transformer
+Engine's AttnFuncWithCPAndKVP2P), and every ring step costs kernels (``wsim.gpu.knobs``).
+With ``tau`` the time one stage spends per micro-batch
 (all its v chunks, sends included) the pipeline takes ``m * tau_max + (p - 1) / v * tau_mean``: for
 equal stages Megatron's bubble ``(p-1)/(v m)`` (SC21 sec. 2.2), matched by the simpy schedule in
 ``pipeline_sim``. The last stage also runs the LM head (not recomputed). A stack's layers run at its
@@ -26,8 +28,10 @@ from __future__ import annotations
 from models.spec import ModelSpec
 from wsim.gpu import comm
 from wsim.gpu.calibration import STACKS, Efficiency, Stack
-from wsim.gpu.dataparallel import data_parallel
+from wsim.gpu.dataparallel import _overlap, data_parallel
 from wsim.gpu.flops import block_fwd_flops_per_token, block_shape, model_flops_per_step
+from wsim.gpu.knobs import (KERNELS_PER_BLOCK_BWD, KERNELS_PER_BLOCK_FWD, KERNELS_PER_CP_STEP_BWD,
+                             KERNELS_PER_CP_STEP_FWD, Knobs, resolve)
 from wsim.gpu.memory import LOGIT_BYTES, memory
 from wsim.gpu.specs import GpuSpec, generation
 
@@ -66,6 +70,13 @@ class Consts:
         act = model.block_activations(seq)
         self.act_rep = act.replicated
         self.act_par = act.tensor_parallel
+        if precision == "fp8":
+            # Transformer Engine keeps each GEMM's input for backward in its quantized (FP8,
+            # 1-byte) form: the norm outputs feeding QKV and FC1, the projection input and the FC2
+            # input (transformer_engine/pytorch/module/linear.py @ d0067d0d: saved_inputmat =
+            # inputmat after input_quantizer; layernorm_linear.py likewise for ln_out)
+            self.act_rep -= model.hidden * model.block_norms
+            self.act_par -= model.hidden + model.ffn
         if self.flash:
             self.act_attn = 4.0 * a  # FlashAttention keeps only a float32 log-sum-exp per head
         else:
@@ -79,8 +90,10 @@ class Consts:
         self.head_bias = float(model.vocab if model.head_bias else 0)
         self.reserved_bytes = eff.reserved_bytes
         self.capacity_bytes = gpu.hbm_bytes
-        self.peak16 = gpu.peak_flops_per_s
-        self.peak = gpu.peak_for(precision) * (eff.fp8_gemm_relative if self.fp8 else 1.0)
+        self.generation = generation(gpu)
+        gen = 1.0 if self.generation == "ampere" else eff.hopper_gemm_relative
+        self.peak16 = gpu.peak_flops_per_s * gen
+        self.peak = gpu.peak_for(precision) * gen * (eff.fp8_gemm_relative if self.fp8 else 1.0)
         self.tied = model.tied_embeddings
         self.block_fwd_flops = block_fwd_flops_per_token(model, seq)
         self.linear_fwd_flops = self.block_fwd_flops - 4.0 * seq * h
@@ -88,7 +101,6 @@ class Consts:
         self.params = (self.layers * self.block_params + model.embedding_params + self.head_norm_params
                        + (0.0 if model.tied_embeddings else model.vocab * h + self.head_bias))
         self.model_flops = model_flops_per_step(model, seq=seq, batch=batch)
-        self.generation = generation(gpu)
         self._gemm: dict = {}
         self._ew: dict = {}
         self._groups: dict = {}
@@ -155,9 +167,8 @@ class Consts:
         k = self.eff.elementwise_passes * tokens / hbm
         core = 0.0 if self.flash else k * self.act_attn / tp
         block = k * (self.act_rep / (tp if sp else 1) + self.act_par / tp) + core
-        if self.fp8:  # cast each GEMM input; weights once per micro-batch
-            block += self.eff.fp8_cast_bytes * (tokens * (3 * self.h + self.f)
-                                                + self.block_params) / tp / hbm
+        if self.fp8:  # cast each GEMM input (the weights: once per step, ``weight_cast_s``)
+            block += self.eff.fp8_cast_bytes * tokens * (3 * self.h + self.f) / tp / hbm
         head = k * self.vocab / tp * LOGIT_BYTES
         hit = (block, core, head)
         self._ew[key] = hit
@@ -168,20 +179,30 @@ class Evaluation:
     """One plan's timing and memory (plain attributes; ``report.GpuReport`` is the public view)."""
 
     __slots__ = ("step_s", "compute_s", "recompute_s", "tp_comm_s", "cp_comm_s", "pp_comm_s",
-                 "dp_comm_s", "bubble_s", "optimizer_s", "bubble_fraction", "memory", "m")
+                 "dp_comm_s", "bubble_s", "optimizer_s", "launch_s", "bubble_fraction", "memory",
+                 "m", "knobs")
 
 
 def evaluate(c: Consts, tp: int, pp: int, dp: int, b: int, v: int, recompute: str, sp: bool,
-             zero: int, cp: int = 1, stack: Stack | None = None) -> Evaluation:
-    """Time and memory of one (already validated) plan (``stack`` None: Megatron-LM)."""
+             zero: int, cp: int = 1, stack: Stack | None = None,
+             kn: Knobs | None = None) -> Evaluation:
+    """Time and memory of one (already validated) plan (``stack`` None: Megatron-LM; ``kn`` None:
+    the stack's default options, ``wsim.gpu.knobs``)."""
     st = stack if stack is not None else STACKS["megatron"]
+    if kn is None:
+        kn = resolve(st, fp8=c.fp8, sp=sp, zero=zero)
     gpu, eff = c.gpu, c.eff
+    pen = eff.overlap_compute_penalty
     m = c.batch // (dp * b)
     L = -(-c.layers // pp)  # the fullest stage (uneven stages: DeepSpeed)
     ke = st.kernel_efficiency
     linear, core_f, core_b, head = c.gemm_times(tp, b, cp)
     ew, ew_core, ew_head = c.elementwise_times(tp, b, sp, cp)
     tpg = c.group(tp, 1)
+    if kn.tp_comm_overlap and tpg.nodes > 1:
+        # userbuffers map the peers' memory through CUDA IPC / fabric handles: one NVLink domain
+        # (transformer_engine/common/comm_gemm_overlap/userbuffers/userbuffers-host.cpp @ d0067d0d)
+        kn = kn._replace(tp_comm_overlap=False)
     act_bytes = b * c.seq / cp * c.h * 2.0
     ar = tpg.all_reduce_s(act_bytes) if tp > 1 else 0.0
 
@@ -194,26 +215,57 @@ def evaluate(c: Consts, tp: int, pp: int, dp: int, b: int, v: int, recompute: st
         rec, rec_ar = (core_f + ew_core) / ke, 0.0
     else:
         rec, rec_ar = 0.0, 0.0
-    cp_exposed = 0.0
+    cp_exposed = fwd_cp = bwd_cp = 0.0
     if cp > 1:
         cpg = c.group(cp, tp)
         kv_bytes = b * c.seq / cp * 2.0 * c.kv * c.hd * 2.0 / tp  # K and V, 16-bit
-        hop = kv_bytes / cpg.bw + eff.collective_base_latency_s
-        cp_f = (cp - 1) * hop  # forward: K, V once around the ring; backward: K, V and dK, dV
-        fwd_exposed = max(0.0, cp_f - core_f / ke)
-        cp_exposed = fwd_exposed * (2.0 if recompute == "full" else 1.0) \
-            + max(0.0, 2.0 * cp_f - core_b / ke)
-    layer_fwd = fwd + c.ar_fwd * ar
-    layer_bwd = bwd + rec + 2.0 * ar + rec_ar
+        # one P2P send per ring step: NCCL's base latency plus one hop (over the network when the
+        # ring leaves the node)
+        hop = kv_bytes / cpg.bw + eff.collective_base_latency_s + (
+            eff.network_hop_latency_s if cpg.nodes > 1 else eff.nvlink_hop_latency_s)
+        # a ring of cp steps, each computing 1/cp of the (load-balanced causal) attention while the
+        # next step's K, V arrive (backward: K, V and dK, dV): each of the cp - 1 transfers hides
+        # under one step's compute only, never under the whole attention
+        if st.cp_allgather:  # all-gather K, V first, then the local queries' attention (exposed)
+            fwd_cp = cpg.all_gather_s(kv_bytes * cp)
+            bwd_cp = fwd_cp + cpg.reduce_scatter_s(kv_bytes * cp)  # again, and dK, dV back
+        else:
+            fwd_cp = (cp - 1) * max(0.0, hop - core_f / ke / cp)
+            bwd_cp = (cp - 1) * max(0.0, 2.0 * hop - core_b / ke / cp)
+        cp_exposed = fwd_cp * (2.0 if recompute == "full" else 1.0) + bwd_cp
+    # tensor-parallel collectives, exposed or overlapped with the block's own linear GEMMs
+    if kn.tp_comm_overlap and tp > 1:
+        tp_f = _overlap(c.ar_fwd * ar, linear / ke, pen)
+        tp_b = _overlap(2.0 * ar, 2.0 * linear / ke, pen)
+        tp_r = _overlap(rec_ar, linear / ke, pen) if rec_ar else 0.0
+    else:
+        tp_f, tp_b, tp_r = c.ar_fwd * ar, 2.0 * ar, rec_ar
+    layer_fwd = fwd + tp_f
+    layer_bwd = bwd + rec + tp_b + tp_r
+    # the host issues every kernel unless CUDA graphs replay them: a block is never faster
+    # (CUDA graphs remove the host's part; the device still pays its gap between kernels), and
+    # context parallelism adds the kernels of every ring step
+    per_kernel = eff.kernel_gap_s if kn.cuda_graphs else max(eff.host_s_per_kernel, eff.kernel_gap_s)
+    launch = 0.0
+    if per_kernel:
+        ring = cp > 1 and not st.cp_allgather
+        n_f = KERNELS_PER_BLOCK_FWD + (cp * KERNELS_PER_CP_STEP_FWD if ring else 0.0)
+        n_b = KERNELS_PER_BLOCK_BWD + (cp * KERNELS_PER_CP_STEP_BWD if ring else 0.0)
+        if recompute == "full":
+            n_b += n_f
+        launch = max(0.0, n_f * per_kernel - layer_fwd - fwd_cp) \
+            + max(0.0, n_b * per_kernel - layer_bwd - bwd_cp)
 
     # the stage's micro-batch time (all v chunks)
     compute = L * (fwd + bwd)
-    tp_comm = L * ((c.ar_fwd + 2.0) * ar + rec_ar)
+    tp_comm = L * (tp_f + tp_b + tp_r)
     send = 2.0 * v * comm.pp_send_s(act_bytes, gpu, eff, tp * cp * dp, tpg) if pp > 1 else 0.0
+    if kn.p2p_overlap and v > 1:  # each chunk's send runs under the next chunk's compute
+        send = _overlap(send, compute, pen)
     head_t = (head + ew_head) / ke
     head_extra = 3.0 * head_t + ar  # LM head fwd + bwd; its input-gradient all-reduce
     embed_extra = ar  # vocab-parallel embedding all-reduce in forward
-    tau = compute + L * rec + tp_comm + L * cp_exposed + send
+    tau = compute + L * rec + tp_comm + L * cp_exposed + send + L * launch
     if pp == 1:
         tau_max = tau_mean = tau + head_extra + embed_extra
     else:
@@ -223,7 +275,7 @@ def evaluate(c: Consts, tp: int, pp: int, dp: int, b: int, v: int, recompute: st
     dpres = data_parallel(c, st, tp=tp, pp=pp, dp=dp, cp=cp, m=m, L=L, zero=zero,
                           recompute=recompute, layer_fwd=layer_fwd, layer_bwd=layer_bwd,
                           stage_bwd=L * layer_bwd + (2.0 * head_t if pp == 1 else 0.0),
-                          stage_fwd=L * layer_fwd, head_s=3.0 * head_t)
+                          stage_fwd=L * layer_fwd, head_s=3.0 * head_t, kn=kn)
     tau_max += dpres.per_micro_batch_s
     tau_mean += dpres.per_micro_batch_s
     bubble = (pp - 1) / v * tau_mean
@@ -234,14 +286,21 @@ def evaluate(c: Consts, tp: int, pp: int, dp: int, b: int, v: int, recompute: st
     ev.compute_s = m * (compute + 3.0 * head_t)  # the last stage (head_extra >= embed_extra)
     ev.recompute_s = m * L * rec
     ev.tp_comm_s = m * (tp_comm + (ar if pp > 1 else 2.0 * ar))
+    ev.launch_s = m * L * launch
+    ev.knobs = kn
     ev.cp_comm_s = m * L * cp_exposed
     ev.pp_comm_s = m * send
     ev.bubble_s = bubble
     ev.dp_comm_s = dpres.exposed_s + m * dpres.per_micro_batch_s
-    ev.optimizer_s = dpres.optimizer_s
-    ev.step_s = pipe + dpres.exposed_s + dpres.optimizer_s
+    # Transformer Engine casts the weights to FP8 on the first micro-batch of a step and caches
+    # them (Linear.forward is_first_microbatch: "caching of FP8 versions of the weights"); none
+    # to cast when they are kept in FP8 (fp8_param_gather)
+    weight_cast = (L * c.block_params / tp * eff.fp8_cast_bytes / gpu.hbm_bytes_per_s
+                   if c.fp8 and not kn.fp8_param_gather else 0.0)
+    ev.optimizer_s = dpres.optimizer_s + weight_cast
+    ev.step_s = pipe + dpres.exposed_s + ev.optimizer_s
     ev.bubble_fraction = (pp - 1) / (v * m)
-    ev.memory = memory(c, tp, pp, dp, b, v, recompute, sp, zero, m, cp, st)
+    ev.memory = memory(c, tp, pp, dp, b, v, recompute, sp, zero, m, cp, st, kn)
     return ev
 
 
@@ -253,7 +312,7 @@ def compute_lower_bound_s(c: Consts, tp: int, pp: int, dp: int, cp: int = 1) -> 
     core = 4.0 * c.seq * c.h * 0.5
     per_token = 3.0 * (c.layers / pp * c.linear_fwd_flops + 2.0 * c.vocab * c.h / pp) / c.peak \
         + 3.0 * c.layers / pp * core / c.peak16
-    return tokens * per_token / tp / c.eff.matmul_peak_fraction
+    return tokens * per_token / tp / c.eff.matmul_peak_fraction / _fastest_stack()
 
 
 def step_lower_bound_s(c: Consts, tp: int, pp: int, dp: int, b: int, cp: int = 1) -> float:
@@ -265,4 +324,12 @@ def step_lower_bound_s(c: Consts, tp: int, pp: int, dp: int, b: int, cp: int = 1
     linear, core_f, core_b, head = c.gemm_times(tp, b, cp)
     ew, _, ew_head = c.elementwise_times(tp, b, tp > 1, cp)
     ar = c.group(tp, 1).all_reduce_s(b * c.seq / cp * c.h * 2.0) if tp > 1 else 0.0
-    return m * (L * (3.0 * (linear + ew) + core_f + core_b + (c.ar_fwd + 2.0) * ar) + 3.0 * (head + ew_head))
+    # tensor-parallel communication overlapped with the GEMMs still costs at least its penalty
+    ar *= min(1.0, c.eff.overlap_compute_penalty)
+    return m * (L * (3.0 * (linear + ew) + core_f + core_b + (c.ar_fwd + 2.0) * ar)
+                + 3.0 * (head + ew_head)) / _fastest_stack()
+
+
+def _fastest_stack() -> float:
+    """The largest kernel_efficiency of any stack (a stack may be faster than Megatron-LM 2021)."""
+    return max(1.0, max(st.kernel_efficiency for st in STACKS.values()))

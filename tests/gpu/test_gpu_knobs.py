@@ -1,0 +1,96 @@
+"""The Megatron-Core / Transformer Engine options (wsim.gpu.knobs): each one's mechanism, in time and
+in memory, against the byte counts of its source."""
+
+import pytest
+
+from models import zoo
+from wsim.errors import ConfigError
+from wsim.gpu import estimate
+
+L70 = zoo.get("llama-3-70b")
+BASE = dict(seq=8192, batch=128, gpus=64, gpu="h100-80gb", tp=4, pp=4, cp=2, micro_batch=1,
+            interleave=5, recompute="none", sequence_parallel=True, zero=1, stack="megatron-core",
+            attention="flash", allow_oom=True)
+
+
+def _run(**kw):
+    return estimate(L70, **{**BASE, **kw})
+
+
+def test_grad_reduce_in_bf16_halves_the_gradient_buffer_and_its_reduction():
+    fp32, bf16 = _run(grad_reduce_fp32=True), _run(grad_reduce_fp32=False)
+    assert bf16.memory.gradients_bytes == pytest.approx(fp32.memory.gradients_bytes / 2)
+    assert bf16.breakdown_s["dp_comm_s"] < fp32.breakdown_s["dp_comm_s"]
+    # Megatron-LM docs, distributed optimizer: bf16 params + fp32 grads = 6 + 12/d bytes
+    d = 2 * 2  # dp x cp
+    per_param = (fp32.memory.weights_bytes + fp32.memory.gradients_bytes
+                 + fp32.memory.optimizer_bytes) / (fp32.memory.weights_bytes / 2)
+    assert per_param == pytest.approx(6 + 12 / d)
+
+
+def test_fp8_param_gather_keeps_one_byte_weights_and_drops_the_copy():
+    plain = _run(precision="fp8", fp8_param_gather=False)
+    fp8p = _run(precision="fp8", fp8_param_gather=True)
+    assert plain.memory.weights_bytes == pytest.approx(3 * fp8p.memory.weights_bytes)
+    assert fp8p.step_time_s < plain.step_time_s
+    with pytest.raises(ConfigError, match="precision fp8"):
+        _run(fp8_param_gather=True)
+    with pytest.raises(ConfigError, match="distributed"):
+        _run(precision="fp8", fp8_param_gather=True, zero=0)
+
+
+def test_tp_comm_overlap_hides_tensor_parallel_communication():
+    off, on = _run(tp_comm_overlap=False), _run(tp_comm_overlap=True)
+    assert on.breakdown_s["tp_comm_s"] < 0.5 * off.breakdown_s["tp_comm_s"]
+    assert on.step_time_s < off.step_time_s
+    with pytest.raises(ConfigError, match="sequence parallelism"):
+        _run(tp_comm_overlap=True, sequence_parallel=False)
+
+
+def test_cuda_graphs_remove_the_host_launch_floor():
+    small = dict(tp=1, pp=1, cp=1, interleave=None, gpus=8, batch=64, seq=1024, micro_batch=1,
+                 sequence_parallel=False)
+    model = zoo.get("gpt3-125m")  # small kernels: the host issues them slower than they run
+    eager = estimate(model, **{**BASE, **small, "cuda_graphs": False})
+    graphs = estimate(model, **{**BASE, **small, "cuda_graphs": True})
+    assert graphs.breakdown_s["launch_s"] == 0.0
+    assert eager.breakdown_s["launch_s"] > 0.0
+    assert graphs.step_time_s < eager.step_time_s
+
+
+def test_p2p_overlap_hides_interleaved_pipeline_sends():
+    off, on = _run(p2p_overlap=False), _run(p2p_overlap=True)
+    assert on.breakdown_s["pp_comm_s"] < off.breakdown_s["pp_comm_s"]
+
+
+def test_stacks_without_an_option_refuse_it_and_report_their_own():
+    with pytest.raises(ConfigError, match="no tp_comm_overlap"):
+        _run(stack="megatron", cp=1, interleave=None, zero=1, tp_comm_overlap=True)
+    r = estimate(zoo.get("gpt3-1.3b"), seq=2048, batch=64, gpus=16, tp=2, stack="megatron")
+    assert r.plan.grad_reduce_fp32 is False and r.plan.tp_comm_overlap is False
+    n = _run(stack="nemo")
+    assert n.plan.tp_comm_overlap is True and n.plan.grad_reduce_fp32 is False
+
+
+def test_distributed_optimizer_with_pipeline_shards_the_optimizer_over_dp():
+    z0, z1 = _run(zero=0), _run(zero=1)
+    assert z1.memory.optimizer_bytes == pytest.approx(z0.memory.optimizer_bytes / 4)
+
+
+def test_context_parallel_ring_hides_each_transfer_under_one_ring_step_only():
+    """Megatron-Core's ring (Transformer Engine) overlaps each K/V transfer with one ring step's
+    attention; Llama 3's all-gather CP exposes its gather. At sequence 8192 on one node the ring
+    hides (almost) everything, the all-gather does not; the ring adds kernels per step."""
+    base = dict(BASE, cp=2, stack="nemo", interleave=None, pp=1, tp=4, gpus=8, batch=8,
+                micro_batch=1, recompute="full")
+    ring = _run(**base)
+    gather = _run(**dict(base, stack="meta-llama3", zero=1))
+    assert gather.breakdown_s["cp_comm_s"] > ring.breakdown_s["cp_comm_s"]
+    assert ring.breakdown_s["cp_comm_s"] < 0.01 * ring.step_time_s
+    # 111M-sized work at micro-batch 1: the ring's kernels, not its bytes, set the floor
+    tiny = dict(tp=1, pp=1, interleave=None, gpus=16, batch=120, seq=2048, micro_batch=1,
+                sequence_parallel=False, recompute="none", zero=1, stack="nemo")
+    model = zoo.get("cerebras-gpt-111m")
+    cp1 = estimate(model, **{**BASE, **tiny, "cp": 1, "gpus": 8})
+    cp2 = estimate(model, **{**BASE, **tiny, "cp": 2})
+    assert cp2.breakdown_s["launch_s"] > cp1.breakdown_s["launch_s"]

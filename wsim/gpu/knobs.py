@@ -1,0 +1,107 @@
+"""The Megatron-Core / Transformer Engine performance options a plan can turn on (issue 19), each
+modelled from its mechanism, in time and in memory. A plan field left ``None`` takes the stack's
+default (``Stack.knob_defaults``); a stack that lacks a feature refuses it (``Stack.knobs``).
+
+- ``tp_comm_overlap`` (Megatron-LM ``--tp-comm-overlap``; Transformer Engine userbuffers,
+  transformer_engine/pytorch/module/base.py ``initialize_ub``): the sequence-parallel all-gather
+  before the QKV and FC1 GEMMs and the reduce-scatter after the projection and FC2 GEMMs are split
+  into chunks and pipelined with those GEMMs (forward, and the dgrad/wgrad GEMMs in backward). Time:
+  each block's tensor-parallel communication overlaps its own linear GEMMs (``_overlap``: what does
+  not fit plus ``Efficiency.overlap_compute_penalty`` of what does, the SMs the copies hold).
+  Needs sequence parallelism (megatron/training/arguments.py: "Tensor parallel communication/GEMM
+  overlap can happen only when sequence parallelism is enabled") and a tensor-parallel group inside
+  one NVLink domain (userbuffers map peer memory by CUDA IPC or NVLink fabric handles,
+  transformer_engine/common/comm_gemm_overlap/userbuffers/userbuffers-host.cpp); across nodes the
+  plan runs without it (the report says so).
+- ``grad_reduce_fp32`` (``DistributedDataParallelConfig.grad_reduce_in_fp32``; Megatron-LM forces it
+  on for bf16 unless ``--grad-reduce-in-bf16``; NeMo's performance recipes set it False, e.g.
+  nemo/collections/llm/recipes/llama3_70b.py line 246): the main-gradient buffer and the
+  data-parallel reduction are fp32 (4 bytes) or bf16 (2 bytes). Time: the reduction's bytes; memory:
+  the gradient buffer (Megatron-LM docs, distributed optimizer: "bf16 param, fp32 grads 6 + 12/d").
+- ``fp8_param_gather`` (``--fp8-param-gather``: "Keep the compute param in fp8 (do not use any
+  other intermediate dtype) and perform the param all-gather in fp8"): weights held once, in FP8
+  (1 byte; the fp32 master copy is in the optimizer state), instead of 16-bit weights plus Transformer
+  Engine's cached FP8 copy (3 bytes); the distributed optimizer's all-gather moves 1 byte a
+  parameter; the per-micro-batch cast of the weights to FP8 disappears. Needs FP8 and the
+  distributed optimizer (ZeRO-1) or ZeRO-3.
+- ``cuda_graphs`` (Transformer Engine ``make_graphed_callables``; Megatron-Core
+  ``--enable-cuda-graph``): a block's kernels are replayed from a captured graph, so the host no
+  longer issues them one by one. Time: without graphs a block cannot run faster than the host issues
+  its kernels (``Efficiency.host_s_per_kernel`` x ``KERNELS_PER_BLOCK``); with them that floor is gone.
+- ``p2p_overlap`` (Megatron-Core ``overlap_p2p_comm``, on by default with the interleaved schedule,
+  megatron/core/pipeline_parallel/schedules.py): the send and receive of one model chunk's
+  activations run while the next chunk computes. Time: a pipeline send costs only the penalty of
+  its overlap when the schedule interleaves (v > 1); exposed with plain 1F1B.
+
+Kept as a plain tuple so that ``evaluate`` stays fast; an ``ep`` (expert parallel) dimension can
+be added to the plan beside these without touching them.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from wsim.errors import ConfigError
+
+KNOBS = ("tp_comm_overlap", "grad_reduce_fp32", "fp8_param_gather", "cuda_graphs", "p2p_overlap")
+
+# ASSUMPTION (counted from Transformer Engine's TransformerLayer with sequence parallelism and
+# fused attention: norm, QKV GEMM, two rotary kernels, attention, projection GEMM, bias-dropout-add,
+# norm, FC1 GEMM, activation, FC2 GEMM, bias-dropout-add, FP8 casts and amax updates, the four
+# sequence-parallel collectives): ~24 kernels per block forward, twice that in backward.
+KERNELS_PER_BLOCK_FWD = 24.0
+KERNELS_PER_BLOCK_BWD = 48.0
+# ASSUMPTION (counted from Transformer Engine's ring attention, transformer_engine/pytorch/attention/
+# dot_product_attention/context_parallel.py @ d0067d0d, AttnFuncWithCPAndKVP2P: per ring step
+# "for i in range(cp_size)" a batch_isend_irecv send and receive of K and V, one attention call and
+# the out / softmax-lse correction; backward also sends dK, dV and accumulates dQ): kernels per ring
+# step, each of which the host issues and the device runs however small the chunk.
+KERNELS_PER_CP_STEP_FWD = 4.0
+KERNELS_PER_CP_STEP_BWD = 6.0
+
+
+class Knobs(NamedTuple):
+    tp_comm_overlap: bool
+    grad_reduce_fp32: bool
+    fp8_param_gather: bool
+    cuda_graphs: bool
+    p2p_overlap: bool
+
+    @property
+    def grad_bytes(self) -> float:
+        return 4.0 if self.grad_reduce_fp32 else 2.0
+
+
+def resolve(stack, *, fp8: bool, sp: bool, zero: int, given: dict | None = None) -> Knobs:
+    """The knobs a plan runs with: those ``given`` (not None), else the stack's defaults (a
+    default that the plan cannot use, such as tp_comm_overlap without sequence parallelism or
+    fp8_param_gather in bf16, is off). Raises ConfigError for a given knob the stack or plan lacks."""
+    given = given or {}
+    out = {}
+    for name in KNOBS:
+        value = given.get(name)
+        if value is not None and not isinstance(value, bool):
+            raise ConfigError(f"plan.{name} must be true or false, got {value!r}")
+        default = name in stack.knob_defaults if name != "grad_reduce_fp32" \
+            else stack.grad_reduce_bytes >= 4.0
+        if value is None:
+            value = default
+            if name == "tp_comm_overlap" and not sp:
+                value = False
+            if name == "fp8_param_gather" and (not fp8 or zero == 0 or zero == 2):
+                value = False
+        elif value != default and name not in stack.knobs:
+            raise ConfigError(f"stack {stack.name} has no {name} option (it runs "
+                              f"{name}={default}); use stack megatron-core or nemo")
+        out[name] = value
+    k = Knobs(**out)
+    if k.tp_comm_overlap and not sp:
+        raise ConfigError("plan.tp_comm_overlap needs sequence parallelism (Megatron-LM: tensor "
+                          "parallel communication/GEMM overlap only with sequence parallelism); "
+                          "add --sequence-parallel")
+    if k.fp8_param_gather and not fp8:
+        raise ConfigError("plan.fp8_param_gather needs --precision fp8")
+    if k.fp8_param_gather and zero not in (1, 3):
+        raise ConfigError("plan.fp8_param_gather gathers parameters: it needs the distributed "
+                          "optimizer (--zero 1) or --zero 3")
+    return k
