@@ -163,8 +163,6 @@ def from_dict(data: dict, name: str = "custom") -> ClusterSpec:
     ``generation`` ("cs2", the default, or "cs3") picks the figures every section starts from; the
     sections (``cs2`` — the CS system, whichever generation —, ``memoryx``, ``swarmx``, ``power``)
     override single fields."""
-    from wsim.cluster import generations
-
     if not isinstance(data, dict):
         raise ConfigError(f"cluster description must be a JSON object, got {type(data).__name__}")
     known = {f.name for f in dataclasses.fields(ClusterSpec)} | {"generation"}

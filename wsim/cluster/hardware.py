@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from wsim.errors import ConfigError, positive, non_negative, require
+from wsim.errors import positive, non_negative, require
 
 GENERATION_NAMES = ("cs2", "cs3")  # the systems wsim has figures for (wsim/cluster/generations.py)
 

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from wsim.commands.common import add_config_arg, add_json_arg, apply_config, cluster_help
+from wsim.commands.common import add_json_arg, apply_config, cluster_help
 from wsim.errors import ConfigError
 from wsim.cluster.sparsity import Density
 

@@ -147,7 +147,8 @@ def gpu_spec(name: str | GpuSpec) -> GpuSpec:
     key = str(name).lower()
     key = ALIASES.get(key, key)
     if key not in GPUS:
-        raise ConfigError(f"gpu {name!r} is not known; {hint(key, [*GPUS, *ALIASES])}")
+        raise ConfigError(f"gpu {name!r} is not known; "
+                          f"{hint(key, [*GPUS, *ALIASES], 'wsim gpu --help and docs/gpu-model.md')}")
     return GPUS[key]
 
 
