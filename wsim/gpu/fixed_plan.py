@@ -9,7 +9,7 @@ from models.spec import ModelSpec
 from wsim.errors import ConfigError, positive
 from wsim.gpu.calibration import Efficiency
 from wsim.gpu.inputs import make_consts, stacks_for
-from wsim.gpu.knobs import KNOBS, resolve
+from wsim.gpu.knobs import check_names, resolve
 from wsim.gpu.memory import MemoryBreakdown
 from wsim.gpu.plan import Plan, check_plan, divisors
 from wsim.gpu.report import GpuReport, build_report
@@ -35,9 +35,7 @@ def best_for_plan(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, g
     ``ConfigError`` unless ``allow_oom`` (then the report has ``fits`` False). ``knobs``: the
     options of ``wsim.gpu.knobs`` (None or absent: the stack's default).
     """
-    bad = set(knobs) - set(KNOBS)
-    if bad:
-        raise ConfigError(f"unknown option(s) {', '.join(sorted(bad))}; allowed: {', '.join(KNOBS)}")
+    check_names(knobs)
     c = make_consts(model, seq=seq, batch=batch, gpus=gpus, gpu=gpu, efficiency=efficiency,
                     attention=attention, precision=precision, dropout=dropout,
                     nic_bytes_per_s=nic_bytes_per_s, nvlink_bytes_per_s=nvlink_bytes_per_s, fabric=fabric)

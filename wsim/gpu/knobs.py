@@ -45,6 +45,13 @@ from wsim.errors import ConfigError
 
 KNOBS = ("tp_comm_overlap", "grad_reduce_fp32", "fp8_param_gather", "cuda_graphs", "p2p_overlap")
 
+
+def check_names(given: dict) -> None:
+    """Refuse an option that is not one of ``KNOBS`` (estimate and search take them as keywords)."""
+    bad = set(given) - set(KNOBS)
+    if bad:
+        raise ConfigError(f"unknown option(s) {', '.join(sorted(bad))}; allowed: {', '.join(KNOBS)}")
+
 # ASSUMPTION (counted from Transformer Engine's TransformerLayer with sequence parallelism and
 # fused attention: norm, QKV GEMM, two rotary kernels, attention, projection GEMM, bias-dropout-add,
 # norm, FC1 GEMM, activation, FC2 GEMM, bias-dropout-add, FP8 casts and amax updates, the four

@@ -20,7 +20,7 @@ import time
 from models.spec import ModelSpec
 from wsim.errors import ConfigError
 from wsim.gpu.inputs import make_consts, stacks_for
-from wsim.gpu.knobs import KNOBS, resolve
+from wsim.gpu.knobs import check_names, resolve
 from wsim.gpu.memory import states_lower_bound
 from wsim.gpu.plan import RECOMPUTE, Plan, divisors
 from wsim.gpu.regimes import Features, classify, classify_features, zero_class
@@ -51,9 +51,7 @@ def search(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, gpu="a10
     """The fastest plan that fits. Arguments left ``None`` are searched; given ones are fixed.
     The options of ``wsim.gpu.knobs`` left None are searched too: each stack's defaults, and
     every option the stack has turned on where the plan can use it."""
-    bad = set(knobs) - set(KNOBS)
-    if bad:
-        raise ConfigError(f"unknown option(s) {', '.join(sorted(bad))}; allowed: {', '.join(KNOBS)}")
+    check_names(knobs)
     c = make_consts(model, seq=seq, batch=batch, gpus=gpus, gpu=gpu, efficiency=efficiency,
                     attention=attention, precision=precision, dropout=dropout,
                     nic_bytes_per_s=nic_bytes_per_s, nvlink_bytes_per_s=nvlink_bytes_per_s, fabric=fabric)
