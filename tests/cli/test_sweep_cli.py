@@ -40,9 +40,25 @@ def test_gpu_kind_and_jobs(capsys, tmp_path):
 
 
 def test_human_output_names_invalid_points(capsys, tmp_path):
-    code, stdout, _ = run(capsys, "sweep", "--models", "cerebras-gpt-111m", "--systems", "4",
-                          "--batch", "6", "--out", str(tmp_path / "s.csv"), "--quiet")
-    assert code == 0 and "invalid" in stdout and "divisible" in stdout
+    code, stdout, err = run(capsys, "sweep", "--models", "cerebras-gpt-111m", "--systems", "4",
+                            "--batch", "6", "--out", str(tmp_path / "s.csv"), "--quiet")
+    # every point invalid: the rows are printed, then one line on stderr and exit 2
+    assert code == 2 and "invalid" in stdout and "divisible" in stdout
+    assert err.count("\n") == 1 and "none of the 1 sweep points is valid" in err, err
+
+
+def test_a_sweep_with_one_valid_point_exits_0(capsys, tmp_path):
+    code, stdout, err = run(capsys, "sweep", "--models", "cerebras-gpt-111m", "--systems", "4",
+                            "--batch", "6,8", "--out", str(tmp_path / "s.csv"), "--quiet")
+    assert code == 0 and "1 ok, 1 invalid" in stdout, err
+
+
+def test_a_failed_point_exits_1():
+    from wsim.commands.sweep import exit_status
+
+    rows = [{"key": "a", "status": "ok"}, {"key": "b", "status": "failed", "error": "RuntimeError: x"}]
+    code, message = exit_status({"counts": {"ok": 1, "invalid": 0, "failed": 1}, "rows": rows})
+    assert code == 1 and message == "1 of 2 sweep points failed (first: b: RuntimeError: x)"
 
 
 def test_scheduler_runs_on_a_dask_cluster(capsys, tmp_path):

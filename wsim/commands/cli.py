@@ -74,6 +74,11 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()
     except BrokenPipeError:  # `wsim ... | head`: the reader left; not an error of ours
         sys.stdout = None
+    if hasattr(args, "exit_status"):  # a command whose result can say it did not succeed (sweep)
+        code, message = args.exit_status(result)
+        if code:
+            print(f"wsim: error: {message}", file=sys.stderr)
+            return code
     return 0
 
 

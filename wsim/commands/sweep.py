@@ -38,7 +38,7 @@ def register(sub) -> None:
     p.add_argument("--plot", metavar="OUT.png", help="also plot tokens/s against systems")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    p.set_defaults(func=run, human=human)
+    p.set_defaults(func=run, human=human, exit_status=exit_status)
 
 
 def _ints(text: str | None, name: str) -> list[int]:
@@ -105,6 +105,19 @@ def run(args) -> dict:
         except OSError as exc:
             raise ConfigError(f"cannot write --plot {args.plot!r}: {exc.strerror}") from None
     return out
+
+
+def exit_status(r: dict) -> tuple[int, str | None]:
+    """The sweep's exit code after its rows are printed: 1 if a point failed unexpectedly (a bug or
+    a lost worker: scripts must notice), 2 if no point was valid input (every row ``invalid``), else 0."""
+    c, rows = r["counts"], r["rows"]
+    if c["failed"]:
+        first = next(row for row in rows if row["status"] == "failed")
+        return 1, f"{c['failed']} of {len(rows)} sweep points failed (first: {first['key']}: {first['error']})"
+    if rows and not c["ok"]:
+        first = rows[0]
+        return 2, f"none of the {len(rows)} sweep points is valid (first: {first['key']}: {first['error']})"
+    return 0, None
 
 
 def human(r: dict) -> str:
