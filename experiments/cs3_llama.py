@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from experiments.common import Timer, fmt_n, log, parser, read_csv, write_csv
+from experiments.common import Timer, log, parser, read_csv, write_csv
 from models import zoo
 from wsim.cluster import generations
 from wsim.cluster.job import TrainingJob
