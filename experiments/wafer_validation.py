@@ -68,7 +68,10 @@ def batch_curve(cs2: CS2Spec, batches: list[int]) -> list[dict]:
 # CS-3 rows and the CS-2 rows of the same model and sequence they are compared with, per system
 PAIRS = [("GPT-J 6B b120 on 1 CS-3 (ALCF)", "GPT-J 6B b120 on 2 CS-2 (ALCF)"),
          ("GPT-J 6B b120 on 1 CS-3 (ALCF)", "GPT-J 6B b66 (ALCF)"),
-         ("Llama-2-7B b1024 on 1 CS-3 (ALCF)", "LLaMA-7B b99 (ALCF)")]
+         ("Llama-2-7B b1024 on 1 CS-3 (ALCF)", "LLaMA-7B b99 (ALCF)"),
+         ("Llama-2-7B b128 on 1 CS-3 (ALCF, Lee)", "LLaMA-7B b99 (ALCF)"),
+         ("Llama-2-7B b1024 on 1 CS-3 (ALCF, Nguyen)", "LLaMA-7B b99 (ALCF)")]
+# (Llama-3-8B has no CS-2 run: its CS-3 row stands alone.)
 FAMILY_NAMES = {"gpt2": "GPT-2/GPT-3 shapes", "gptj": "GPT-J", "llama": "Llama", "gpt_neox": "GPT-NeoX"}
 
 
@@ -252,9 +255,8 @@ def reading(out: Path) -> str:
                     "it is calibrated on Zhang et al.'s 2024 measurements, and these are single runs on "
                     "releases of their own. The largest gap is "
                   + (lambda w: f"{w['label']} ({w['error']:+.1%}, {w['release']})")(max(other, key=lambda r: r["error"]))
-                  + (", the one row whose sequence the log does not print; section \"CS-3 and Llama\" "
-                     "tries every candidate mechanism on it." if "CS-3" in max(other, key=lambda r: r["error"])["label"]
-                     else "."), ""]
+                  + ("; section \"CS-3 and Llama\" tries every candidate mechanism on the CS-3 Llama "
+                     "rows." if "CS-3" in max(other, key=lambda r: r["error"])["label"] else "."), ""]
     if flat:
         lines += [f"Shape of the paper's Fig. 5 (not imposed): from batch 128 to 1024 the predicted "
                   f"throughput of 2.7B, 6.7B and 13B stays within {spread:.1%} of its batch-256 value "

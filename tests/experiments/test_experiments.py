@@ -17,7 +17,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 OUTPUTS = {
     "wafer_validation": ["wafer_validation.csv", "wafer_loo.csv", "wafer_fit.csv", "wafer_batch_curve.csv",
                          "wafer_validation.png"],
-    "cs3_llama": ["cs3_mechanisms.csv", "cs3_batch_curve.csv", "cs3_batch_curve.png"],
+    "cs3_llama": ["cs3_mechanisms.csv", "cs3_batch_sweep.csv", "cs3_batch_curve.csv", "cs3_batch_curve.png"],
     "cluster_scaling": ["cluster_scaling.csv", "cluster_scaling_strong.png", "cluster_scaling_weak.png"],
     "model_scaling": ["model_scaling.csv", "model_scaling.png"],
     "training_budget": ["training_budget.csv", "training_budget.png"],

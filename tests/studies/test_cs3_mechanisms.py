@@ -23,7 +23,8 @@ def base():
 
 def test_every_cs3_row_is_validation_with_its_source():
     cs3 = [r for r in measured.rows() if r.generation == "cs3"]
-    assert {r.label for r in cs3} == {GPTJ_CS3, X.LLAMA_CS3}
+    assert {r.label for r in cs3} == {GPTJ_CS3, X.LLAMA_CS3} | {r.label for r in measured.CS3_LLAMA_ROWS}
+    assert len(cs3) == 10
     assert all(r.role == "validation" and "commit" in r.source and r.release != "not stated" for r in cs3)
     assert not [r for r in measured.rows("development") if r.generation == "cs3"]
 
@@ -88,12 +89,13 @@ def test_small_batches_are_stream_bound_and_the_cs3_needs_twice_the_tokens():
 
 @pytest.mark.slow
 def test_pooling_every_row_into_the_fit_does_not_explain_llama():
-    """One parameter fitted on all 18 rows: the Zhang fit is lost (worst point 9.2%) and the CS-3 Llama
-    row, left out, stays +33% (docs/wafer-model.md)."""
+    """One parameter fitted on all 26 rows: the Zhang fit is lost (worst point 17.7%) and the CS-3 Llama
+    row, left out, stays +20%, Llama-3-8B +79% (docs/wafer-model.md)."""
     p = X.pooled()
-    assert p["matmul_peak_fraction"] == pytest.approx(0.4344, abs=5e-4)
-    assert max(abs(v) for k, v in p["errors"].items() if "ALCF" not in k) == pytest.approx(0.092, abs=0.002)
-    assert p["cs3_leave_one_out"][X.LLAMA_CS3] == pytest.approx(0.334, abs=0.003)
+    assert p["matmul_peak_fraction"] == pytest.approx(0.3939, abs=5e-4)
+    assert max(abs(v) for k, v in p["errors"].items() if "ALCF" not in k) == pytest.approx(0.177, abs=0.002)
+    assert p["cs3_leave_one_out"][X.LLAMA_CS3] == pytest.approx(0.199, abs=0.003)
+    assert p["errors"]["Llama-3-8B b960 on 1 CS-3 (ALCF)"] == pytest.approx(0.789, abs=0.003)
 
 
 def test_sequence_2048_is_the_reading_the_peaks_allow():

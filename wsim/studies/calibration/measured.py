@@ -141,6 +141,43 @@ ALCF_ROWS = [
 ]
 
 
+# Llama on one CS-3 after ALCF's own log (docs/sources.md, "CS-3 Llama logs"): homework logs of ALCF's
+# Nov 2025 training series, each running ALCF's params_llama2_7b.yaml (the row above's config and data
+# folder) with only the batch changed, and ALCF's Llama-3-8B tutorial. All validation (never fitted on);
+# the Llama-2 rows at sequence 2048 for the reason given above (docs/wafer-model.md, "The sequence").
+LEE = ("huiju-lee/ALCF-ai-science-training-series, 05-AITestbed/05-homework-Huiju-Lee.md "
+       "(commit 105d1044)")
+NGUYEN = "tnguyen2211/ai-science-training-series, Homework/Session5/README.md (commit 67cb9be1)"
+XIE = "clarexie98/advanced-ai-science-training-series, 05-AITestbed/Homework5_README.md (commit b48ce25c)"
+SEQ_NOTE = "sequence 2048 inferred from the data folder (the log does not print it)"
+LLAMA2_SWEEP = [
+    # (batch, GlobalRate at step 200, source, printed, release); 200 steps each, "Preparing to execute
+    # using 1 CSX". Lee's batch-128 compile: "Compile estimated performance: 34.1 samples/sec".
+    (32, 28.51, LEE, "GlobalRate=28.51 samples/sec (batch_size: 32)", "R2.6.0"),
+    (64, 31.35, LEE, "GlobalRate=31.35 samples/sec (batch_size: 64)", "R2.6.0"),
+    (128, 32.44, LEE, "GlobalRate=32.44 samples/sec (batch_size: 128)", "R2.6.0"),
+    (512, 33.28, NGUYEN, "GlobalRate=33.28 samples/sec (batch 512)", "R2.6.0"),
+    (1024, 33.06, NGUYEN, "GlobalRate=33.06 samples/sec (batch 1024)", "R2.6.0"),
+    # Xie's table only (no raw log); her 512 and 1024 (33.27, 33.04) agree with Nguyen's within 0.1%
+    (256, 32.86, XIE, "Global Rate 32.86 samples/sec (table, batch 256)", "R2.6.0"),
+    (2048, 34.09, XIE, "Global Rate 34.09 samples/sec (table, batch 2048)", "R2.6.0"),
+]
+WHO = {LEE: "Lee", NGUYEN: "Nguyen", XIE: "Xie"}
+CS3_LLAMA_ROWS = [
+    MeasuredRun(f"Llama-2-7B b{b} on 1 CS-3 (ALCF, {WHO[src]})", zoo.get("llama-2-7b"), 1, b, 2048, rate,
+                "validation", src, printed, release=rel, cluster="cs3", note=SEQ_NOTE)
+    for b, rate, src, printed, rel in LLAMA2_SWEEP
+] + [
+    # ALCF's tutorial: params_llama3_8b_msl_2k.yaml (sequence 2048 by its name), job image 2.5.1, 1 CSX,
+    # "GlobalRate=19.37 samples/sec" at step 5 (lines 74-78). The batch is not printed: 4,800 samples
+    # in the 247.8 s from "Beginning appliance run" to step 5 at GlobalRate 19.37, i.e. 960 a step.
+    MeasuredRun("Llama-3-8B b960 on 1 CS-3 (ALCF)", zoo.get("llama-3-8b"), 1, 960, 2048, 19.37, "validation",
+                "argonne-lcf/ALCF_Hands_on_HPC_Workshop, aiTestbeds/Cerebras/PyTorch/llama3-8b.md "
+                "(commit d52173bd)", "GlobalRate=19.37 samples/sec", release="R2.5.1", cluster="cs3",
+                note="batch 960 inferred from the log's timestamps x GlobalRate"),
+]
+
+
 def rows(role: str | None = None) -> list[MeasuredRun]:
     """Every measured row (or those of one ``role``)."""
-    return [r for r in ZHANG_ROWS + ALCF_ROWS if role is None or r.role == role]
+    return [r for r in ZHANG_ROWS + ALCF_ROWS + CS3_LLAMA_ROWS if role is None or r.role == role]

@@ -28,6 +28,17 @@ Candidates, each with the structure it stands for:
   micro-batches and no recompute.
 - ``seq4096``: the CS-3 Llama row at the shipped config's 4096 positions (its log does not print the
   sequence; measured.py gives the reason for 2048).
+- ``step_fixed``: a fixed cost of ``value`` seconds a step (host, input pipeline, per-step
+  bookkeeping), the same on every system: the shape of the CS-3 Llama-2-7B batch sweep.
+- ``step_update``: MemoryX's optimizer update of *every* weight exposed at the step boundary, not
+  only the first layer's (as if no layer's update could start before the last gradient is in:
+  global-norm gradient clipping, ``max_gradient_norm: 1.0`` in ALCF's Llama configs), at ``value`` x
+  the preset's ``optimizer_params_per_s`` (1e11 CS-2, 1.3e11 CS-3; assumptions, hardware.py): a
+  per-step cost that grows with the parameters.
+- ``head``: the LM head (the vocabulary's logits product and, with it, the fp32 softmax and
+  cross-entropy over every logit) ``value`` times costlier than the model times it: the 128k
+  vocabulary of Llama-3 (an estimate on top of the closed-form step: the head's extra compute is
+  added to the step, which is exact when the step is compute-bound, as every measured plan is).
 """
 
 from __future__ import annotations
@@ -39,12 +50,14 @@ from dataclasses import dataclass
 from models.spec import BlockActivations, ModelSpec
 from wsim.cluster.hardware import CS2Spec
 from wsim.cluster.job import TrainingJob
+from wsim.cluster.wafer import PassTimer
 from wsim.engine import closed_form
 from wsim.errors import ConfigError
 from wsim.studies.calibration import fit as F
 from wsim.studies.calibration.measured import MeasuredRun, rows as measured_rows
 
-CANDIDATES = ("none", "io", "elementwise", "sram", "lanes", "no_scores", "seq4096")
+CANDIDATES = ("none", "io", "elementwise", "sram", "lanes", "no_scores", "seq4096", "step_fixed",
+              "step_update", "head")
 LLAMA_CS3 = "Llama-2-7B b1024 on 1 CS-3 (ALCF)"
 CS2_IO_BYTES_PER_S = 150e9  # glossary "SwarmX": 1.2 Tb/s (12 x 100 GbE), each way
 
@@ -96,10 +109,25 @@ def predict(row: MeasuredRun, cs2: CS2Spec, s: Setting) -> float:
     cluster = dataclasses.replace(cluster, cs2=sys)
     job = TrainingJob(model, seq=seq, batch_seqs=row.batch, micro_batches=micro)
     try:
-        return row.batch / closed_form.step_time(job, cluster).step_time_s
+        t = closed_form.step_time(job, cluster).step_time_s
     except ConfigError:  # a lane that does not fit the wafer even with recompute: wsim's own plan
         job = dataclasses.replace(job, micro_batches="best")
-        return row.batch / closed_form.step_time(job, cluster).step_time_s
+        t = closed_form.step_time(job, cluster).step_time_s
+    return row.batch / (t + step_extra_s(job, cluster, s))
+
+
+def step_extra_s(job: TrainingJob, cluster, s: Setting) -> float:
+    """Seconds a step gains under the per-step candidates (0 for the others)."""
+    if s.candidate == "step_fixed":
+        return s.value
+    if s.candidate == "step_update":
+        return job.model.params / (s.value * cluster.memoryx.optimizer_params_per_s)
+    if s.candidate == "head":  # the head's forward and backward compute, (value - 1) times more
+        i = len(job.layers()) - 1
+        per = PassTimer.for_job(job, cluster.cs2, i, i + 1).per_token[0]
+        tokens = job.batch_seqs * job.seq / cluster.systems
+        return (s.value - 1.0) * tokens * (per["fwd"] + per["bwd"])
+    return 0.0
 
 
 def refit(s: Setting, cs2: CS2Spec = CS2Spec(), dev: list[MeasuredRun] | None = None) -> float:
@@ -124,11 +152,13 @@ def errors(s: Setting, cs2: CS2Spec = CS2Spec()) -> tuple[float, dict[str, float
     return eta, {r.label: predict(r, spec, s) / r.samples_per_s - 1 for r in measured_rows()}
 
 
-def solve(candidate: str, lo: float, hi: float, cs2: CS2Spec = CS2Spec(), steps: int = 30) -> float | None:
-    """The magnitude in [lo, hi] that makes the CS-3 Llama row exact (bisection on its log error,
-    refitting the peak fraction at each step); None when no magnitude in the range does."""
+def solve(candidate: str, lo: float, hi: float, cs2: CS2Spec = CS2Spec(), steps: int = 30,
+          target: str = LLAMA_CS3) -> float | None:
+    """The magnitude in [lo, hi] that makes the ``target`` row (the CS-3 Llama row) exact (bisection
+    on its log error, refitting the peak fraction at each step); None when no magnitude in the range
+    does."""
     def err(v: float) -> float:
-        return errors(Setting(candidate, v), cs2)[1][LLAMA_CS3]
+        return errors(Setting(candidate, v), cs2)[1][target]
 
     a, b = err(lo), err(hi)
     if a * b > 0:
