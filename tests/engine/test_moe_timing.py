@@ -1,7 +1,6 @@
 """Mixture-of-experts weight streaming (wsim/cluster/moe.py): the bytes every expert costs, the
 tokens each expert's product sees, Batch Tiling on Attention, and the engine against the closed form."""
 
-import dataclasses
 
 import pytest
 

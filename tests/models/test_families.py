@@ -11,7 +11,7 @@ import transformers
 
 from models import registry, zoo
 from models.decoder import CausalLM
-from tests.tiny_models import ALL_FAMILIES, FAMILIES, HF_CONFIG, NEW_FAMILIES, hf_model, hf_name, perturbed, rel, tiny
+from tests.tiny_models import ALL_FAMILIES, HF_CONFIG, NEW_FAMILIES, hf_model, hf_name, perturbed, rel, tiny
 
 VARIANTS = [  # what changes the math or the names, per family
     ("llama", {}), ("llama", dict(num_key_value_heads=1)), ("llama", dict(num_key_value_heads=4)),

@@ -26,7 +26,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from models.spec import ModelSpec
-from wsim.cluster import hardware
 from wsim.cluster import generations
 from wsim.commands.cli import main
 from wsim.commands.common import model_from_args

@@ -6,7 +6,6 @@ multiple of the systems, forced micro-batch counts within each system's share, c
 physical ranges), and every one of them must run: share of runs = 100%, counted in the summary.
 """
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -13,7 +13,6 @@ import pytest
 from models import zoo
 from models.spec import MatmulOp
 from wsim.engine import closed_form
-from wsim.cluster import hardware
 from wsim.cluster import generations
 from wsim.cluster import wafer
 from wsim.studies.calibration import fit as F
