@@ -103,6 +103,32 @@ def memory(c, tp: int, pp: int, dp: int, b: int, v: int, recompute: str, sp: boo
            m: int, cp: int = 1, stack=None, kn=None) -> MemoryBreakdown:
     """The fullest stage's memory for this plan (``c`` is a ``step.Consts``; ``kn`` the plan's
     ``wsim.gpu.knobs.Knobs``: the gradient buffer's width, FP8 parameters)."""
+    L, w, g, o, gathered, stored, working, logits, first_params, last_params = _fixed(
+        c, tp, pp, dp, b, recompute, sp, zero, cp, stack, kn)
+    first_act = inflight_layers(L, pp, v, m) * stored + working
+    last_act = L * stored + working + logits
+    if pp == 1:
+        first_act += logits
+        last_act = first_act
+    # the fuller of the first and the last stage (the first on a tie); totals summed as
+    # MemoryBreakdown.total_bytes sums them
+    r = c.reserved_bytes
+    first = first_params * w + gathered + first_params * g + first_params * o + first_act + r
+    last = last_params * w + gathered + last_params * g + last_params * o + last_act + r
+    if last > first:
+        return MemoryBreakdown(last_params * w + gathered, last_params * g, last_params * o,
+                               last_act, r, c.capacity_bytes, pp - 1)
+    return MemoryBreakdown(first_params * w + gathered, first_params * g, first_params * o,
+                           first_act, r, c.capacity_bytes, 0)
+
+
+def _fixed(c, tp, pp, dp, b, recompute, sp, zero, cp, stack, kn) -> tuple:
+    """What ``memory`` needs that does not depend on the interleave or the micro-batch count
+    (memoised on ``c`` per stack object: pure)."""
+    key = (tp, pp, dp, b, recompute, sp, zero, cp, id(stack), kn)
+    hit = c._mem.get(key)
+    if hit is not None and hit[0] is stack:
+        return hit[1]
     L = -(-c.layers // pp)  # the fullest stage (uneven stages: DeepSpeed)
     if kn is not None:
         grad_bytes = kn.grad_bytes
@@ -131,19 +157,12 @@ def memory(c, tp: int, pp: int, dp: int, b: int, v: int, recompute: str, sp: boo
     body = L * c.block_params / tp
     first_params = body + c.embed_params_tp(tp)
     last_params = body + c.head_params_tp(tp, pp)
-    first_act = inflight_layers(L, pp, v, m) * stored + working
-    last_act = L * stored + working + logits
     if pp == 1:
         first_params += c.head_params_tp(tp, pp)
-        first_act += logits
-        last_params, last_act = first_params, first_act
-    best = None
-    for stage, params, act in ((0, first_params, first_act), (pp - 1, last_params, last_act)):
-        mb = MemoryBreakdown(params * w + gathered, params * g, params * o, act,
-                             c.reserved_bytes, c.capacity_bytes, stage)
-        if best is None or mb.total_bytes > best.total_bytes:
-            best = mb
-    return best
+        last_params = first_params
+    out = (L, w, g, o, gathered, stored, working, logits, first_params, last_params)
+    c._mem[key] = (stack, out)
+    return out
 
 
 def states_lower_bound(c, tp: int, pp: int, dp: int, zero: int, cp: int = 1,

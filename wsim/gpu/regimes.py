@@ -88,6 +88,20 @@ class Regime:
                 out.append(f"{name} {value:g} outside {lo:g}..{hi:g}")
         return out
 
+    def contains(self, f: Features) -> bool:
+        """``not self.misses(f)``, without spelling the misses out (the search asks it often)."""
+        if (f.stack != self.stack or f.zero != self.zero or f.generation != self.generation
+                or f.attention != self.attention or f.precision != self.precision
+                or f.recompute not in self.recompute
+                or f.sequence_parallel not in self.sequence_parallel):
+            return False
+        for name, (lo, hi) in self.ranges.items():
+            if name in ("gpus", "params"):
+                lo, hi = lo / SCALE_SLACK, hi * SCALE_SLACK
+            if not lo <= getattr(f, name) <= hi:
+                return False
+        return True
+
     def to_dict(self) -> dict:
         return {"name": self.name, "groups": list(self.groups), "role": self.role,
                 "rows": self.rows, "mean_abs_error": self.mean_abs_error,
@@ -161,6 +175,14 @@ def classify_features(f: Features) -> dict:
         out["nearest"] = best[0].name
         out["outside_because"] = best[1]
     return out
+
+
+def validated_regime(f: Features) -> str | None:
+    """The name of the regime ``classify_features(f)`` finds if it is validated, else None."""
+    for reg in regimes():
+        if reg.contains(f):
+            return reg.name if reg.status == "validated" else None
+    return None
 
 
 def classify(c, plan) -> dict:

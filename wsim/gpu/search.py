@@ -23,10 +23,10 @@ from wsim.gpu.inputs import make_consts, stacks_for
 from wsim.gpu.knobs import check_names, resolve
 from wsim.gpu.memory import states_lower_bound
 from wsim.gpu.plan import RECOMPUTE, Plan, divisors
-from wsim.gpu.regimes import Features, classify, classify_features, zero_class
+from wsim.gpu.regimes import Features, classify, validated_regime, zero_class
 from wsim.gpu.report import GpuReport, build_report
 from wsim.gpu.specs import Efficiency
-from wsim.gpu.step import compute_lower_bound_s, evaluate, step_lower_bound_s
+from wsim.gpu.step import compute_lower_bound_s, evaluate, plan_lower_bound_s, step_lower_bound_s
 
 GIB = 2**30
 MAX_CP = 32  # Megatron-Core's published context-parallel runs go to 16 (Llama 3: 16)
@@ -63,6 +63,18 @@ def search(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, gpu="a10
     if any(v is not None for v in knobs.values()):
         stacks = [st for st in stacks if _knob_variants(st, c.fp8, True, 1, knobs, {})] or stacks
     variants: dict = {}
+    regime_of: dict = {}
+
+    def regime(st, z, rc, sp, t, x, p, b):
+        """The validated regime's name of such a plan, or None (memoised: pure)."""
+        rkey = (st.name, z, rc, sp, t, x, p, b)
+        name = regime_of.get(rkey, False)
+        if name is False:
+            name = regime_of[rkey] = validated_regime(Features(
+                st.name, zero_class(z), c.generation, c.attention, c.precision, rc, sp, t, x, p,
+                seq, b * seq / x, gpus, c.params))
+        return name
+
     any_cp = any(st.context_parallel for st in stacks)
     t0 = time.perf_counter()
     stats = {"evaluations": 0, "pruned_memory": 0, "pruned_compute": 0, "parallel_layouts": 0}
@@ -127,7 +139,22 @@ def search(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, gpu="a10
                         if (p > 1 and st.interleave) else [1]
                     for sp in (sps if t > 1 else (False,)):
                       for kn in _knob_variants(st, c.fp8, sp, z, knobs, variants):
+                        # every recompute choice of a plan bounded by its cost without the
+                        # pipeline sends: if none can be the best plan or the best validated plan
+                        # (nor, so, change which later ones are tried), skip them (exact); the
+                        # bound falls with the interleave (the bubble), so the largest bounds all
+                        def cut(v):
+                            return best is not None and all(
+                                _cut(plan_lower_bound_s(c, t, p, d, b, v, rc, sp, z, x, st, kn),
+                                     best, valid, lambda: regime(st, z, rc, sp, t, x, p, b))
+                                for rc in recomputes)
+                        if cut(vs[-1]):
+                            stats["pruned_compute"] += len(vs)
+                            continue
                         for v in vs:
+                          if cut(v):
+                              stats["pruned_compute"] += 1
+                              continue
                           # recompute in the order none, selective, full: each recomputes more and
                           # is never faster (tests/gpu/test_gpu_search.py), so once one fits a later
                           # one can only matter as the fastest plan inside a validated regime
@@ -148,12 +175,9 @@ def search(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, gpu="a10
                                 if best is None or ev.step_s < best[0]:
                                     best = (ev.step_s, key, ev)
                                 if valid is None or ev.step_s < valid[0]:
-                                    f = Features(st.name, zero_class(z), c.generation,
-                                                 c.attention, c.precision, rc, sp, t, x,
-                                                 p, seq, b * seq / x, gpus, c.params)
-                                    reg = classify_features(f)
-                                    if reg.get("validated"):
-                                        valid = (ev.step_s, key, ev, reg["name"])
+                                    name = regime(st, z, rc, sp, t, x, p, b)
+                                    if name is not None:
+                                        valid = (ev.step_s, key, ev, name)
     stats["wall_s"] = time.perf_counter() - t0
     if best is None:
         raise ConfigError(_nothing_fits(model, c, stats, smallest, gpus, batch))
@@ -169,6 +193,16 @@ def search(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, gpu="a10
         n for n, val in (("cp", cp), ("recompute", recompute), ("sequence_parallel", sequence_parallel),
                          ("zero", zero), ("stack", stack)) if val is None]
     return build_report(c, plan, best[2], chosen=chosen, search=stats, regime=classify(c, plan))
+
+
+def _cut(bound: float, best, valid, regime) -> bool:
+    """A plan whose step time is at least ``bound`` can be neither the best plan nor (when its
+    ``regime()`` is validated) the best validated one."""
+    if bound < best[0]:
+        return False
+    if valid is not None and bound >= valid[0]:
+        return True
+    return regime() is None
 
 
 def _plan(key) -> Plan:

@@ -47,7 +47,7 @@ class Consts:
                  "act_rep", "act_par", "act_attn", "ar_fwd", "head_norm_params", "head_bias", "reserved_bytes", "capacity_bytes", "peak",
                  "peak16", "tied", "flash", "fp8", "attention", "precision", "block_fwd_flops",
                  "linear_fwd_flops", "params", "generation", "model_flops", "_gemm", "_ew",
-                 "_groups")
+                 "_groups", "_stage", "_mem", "_dp")
 
     def __init__(self, model: ModelSpec, gpu: GpuSpec, eff: Efficiency, *, seq: int, batch: int,
                  gpus: int, attention: str = "eager", precision: str = "bf16") -> None:
@@ -104,6 +104,9 @@ class Consts:
         self._gemm: dict = {}
         self._ew: dict = {}
         self._groups: dict = {}
+        self._stage: dict = {}  # step._stage per stack: the interleave-free part of a plan
+        self._mem: dict = {}  # memory._fixed: the interleave-free part of a plan's memory
+        self._dp: dict = {}  # dataparallel._collectives: per layout, not per micro-batch
 
     def embed_params_tp(self, tp: int) -> float:
         """First stage: vocab-parallel word embedding plus (replicated) learned positions."""
@@ -187,10 +190,82 @@ def evaluate(c: Consts, tp: int, pp: int, dp: int, b: int, v: int, recompute: st
              zero: int, cp: int = 1, stack: Stack | None = None,
              kn: Knobs | None = None) -> Evaluation:
     """Time and memory of one (already validated) plan (``stack`` None: Megatron-LM; ``kn`` None:
-    the stack's default options, ``wsim.gpu.knobs``)."""
+    the stack's default options, ``wsim.gpu.knobs``). Everything but the pipeline sends, the
+    bubble and the in-flight activations is the same for every interleave ``v``: it is computed
+    once per plan without ``v`` (``_stage``, cached on ``c``) and reused."""
     st = stack if stack is not None else STACKS["megatron"]
     if kn is None:
         kn = resolve(st, fp8=c.fp8, sp=sp, zero=zero)
+    s = _stage(c, tp, pp, dp, b, recompute, sp, zero, cp, st, kn)
+    pen = c.eff.overlap_compute_penalty
+    send = 2.0 * v * s.send_one if pp > 1 else 0.0
+    if s.kn.p2p_overlap and v > 1:  # each chunk's send runs under the next chunk's compute
+        send = _overlap(send, s.compute, pen)
+    m = s.m
+    step, bubble = _pipeline(s, pp, v, send)
+
+    ev = Evaluation()
+    ev.m = m
+    ev.compute_s = s.compute_s
+    ev.recompute_s = s.recompute_s
+    ev.tp_comm_s = s.tp_comm_s
+    ev.launch_s = s.launch_s
+    ev.knobs = s.kn
+    ev.cp_comm_s = s.cp_comm_s
+    ev.pp_comm_s = m * send
+    ev.bubble_s = bubble
+    ev.dp_comm_s = s.dp_comm_s
+    ev.optimizer_s = s.optimizer_s
+    ev.step_s = step
+    ev.bubble_fraction = (pp - 1) / (v * m)
+    ev.memory = memory(c, tp, pp, dp, b, v, recompute, sp, zero, m, cp, st, s.kn)
+    return ev
+
+
+def _pipeline(s: "_Stage", pp: int, v: int, send: float) -> tuple[float, float]:
+    """(step seconds, bubble seconds) of a stage ``s`` with ``v`` chunks and ``send`` seconds of
+    pipeline sends per micro-batch: ``m tau_max + (p-1)/v tau_mean`` plus data parallelism and
+    the optimizer. Non-decreasing in ``send`` (every operation is, rounding included)."""
+    tau = s.tau_before_send + send + s.L_launch
+    if pp == 1:
+        tau_max = tau_mean = tau + s.head_extra + s.embed_extra
+    else:
+        tau_max = tau + max(s.head_extra, s.embed_extra)
+        tau_mean = tau + (s.head_extra + s.embed_extra) / pp
+    tau_max += s.dp_per_mb
+    tau_mean += s.dp_per_mb
+    bubble = (pp - 1) / v * tau_mean
+    pipe = s.m * tau_max + bubble
+    return pipe + s.dp_exposed + s.optimizer_s, bubble
+
+
+def plan_lower_bound_s(c: Consts, tp: int, pp: int, dp: int, b: int, v: int, recompute: str,
+                       sp: bool, zero: int, cp: int, st: Stack, kn: Knobs) -> float:
+    """No more than ``evaluate(...).step_s`` of the same plan, without its pipeline sends or
+    memory: the same sums in the same order with the sends at 0 (floating-point rounding is
+    monotone, so the bound holds exactly; the search cuts a plan with it)."""
+    return _pipeline(_stage(c, tp, pp, dp, b, recompute, sp, zero, cp, st, kn), pp, v, 0.0)[0]
+
+
+class _Stage:
+    """The part of a plan's evaluation that does not depend on its interleave (``_stage``)."""
+
+    __slots__ = ("kn", "m", "compute", "send_one", "tau_before_send", "L_launch", "head_extra",
+                 "embed_extra", "dp_per_mb", "dp_exposed", "compute_s", "recompute_s",
+                 "tp_comm_s", "launch_s", "cp_comm_s", "dp_comm_s", "optimizer_s")
+
+
+def _stage(c: Consts, tp: int, pp: int, dp: int, b: int, recompute: str, sp: bool, zero: int,
+           cp: int, st: Stack, kn: Knobs) -> _Stage:
+    """One stage's per-micro-batch work, communication and data parallelism without the
+    interleave (memoised per stack object and plan on ``c``: pure)."""
+    per_stack = c._stage.get(id(st))
+    if per_stack is None or per_stack[0] is not st:
+        per_stack = c._stage[id(st)] = (st, {})  # holding st keeps its id from being reused
+    key = (tp, pp, dp, b, recompute, sp, zero, cp, kn)
+    s = per_stack[1].get(key)
+    if s is not None:
+        return s
     gpu, eff = c.gpu, c.eff
     pen = eff.overlap_compute_penalty
     m = c.batch // (dp * b)
@@ -256,52 +331,39 @@ def evaluate(c: Consts, tp: int, pp: int, dp: int, b: int, v: int, recompute: st
         launch = max(0.0, n_f * per_kernel - layer_fwd - fwd_cp) \
             + max(0.0, n_b * per_kernel - layer_bwd - bwd_cp)
 
-    # the stage's micro-batch time (all v chunks)
+    # the stage's micro-batch time (all v chunks) but for the interleave's sends
     compute = L * (fwd + bwd)
     tp_comm = L * (tp_f + tp_b + tp_r)
-    send = 2.0 * v * comm.pp_send_s(act_bytes, gpu, eff, tp * cp * dp, tpg) if pp > 1 else 0.0
-    if kn.p2p_overlap and v > 1:  # each chunk's send runs under the next chunk's compute
-        send = _overlap(send, compute, pen)
     head_t = (head + ew_head) / ke
-    head_extra = 3.0 * head_t + ar  # LM head fwd + bwd; its input-gradient all-reduce
-    embed_extra = ar  # vocab-parallel embedding all-reduce in forward
-    tau = compute + L * rec + tp_comm + L * cp_exposed + send + L * launch
-    if pp == 1:
-        tau_max = tau_mean = tau + head_extra + embed_extra
-    else:
-        tau_max = tau + max(head_extra, embed_extra)
-        tau_mean = tau + (head_extra + embed_extra) / pp
+    s = _Stage()
+    s.kn, s.m, s.compute = kn, m, compute
+    s.send_one = comm.pp_send_s(act_bytes, gpu, eff, tp * cp * dp, tpg) if pp > 1 else 0.0
+    s.head_extra = 3.0 * head_t + ar  # LM head fwd + bwd; its input-gradient all-reduce
+    s.embed_extra = ar  # vocab-parallel embedding all-reduce in forward
+    # tau = compute + L rec + tp_comm + L cp_exposed + send + L launch, summed in this order
+    s.tau_before_send = compute + L * rec + tp_comm + L * cp_exposed
+    s.L_launch = L * launch
 
     dpres = data_parallel(c, st, tp=tp, pp=pp, dp=dp, cp=cp, m=m, L=L, zero=zero,
                           recompute=recompute, layer_fwd=layer_fwd, layer_bwd=layer_bwd,
                           stage_bwd=L * layer_bwd + (2.0 * head_t if pp == 1 else 0.0),
                           stage_fwd=L * layer_fwd, head_s=3.0 * head_t, kn=kn)
-    tau_max += dpres.per_micro_batch_s
-    tau_mean += dpres.per_micro_batch_s
-    bubble = (pp - 1) / v * tau_mean
-    pipe = m * tau_max + bubble
-
-    ev = Evaluation()
-    ev.m = m
-    ev.compute_s = m * (compute + 3.0 * head_t)  # the last stage (head_extra >= embed_extra)
-    ev.recompute_s = m * L * rec
-    ev.tp_comm_s = m * (tp_comm + (ar if pp > 1 else 2.0 * ar))
-    ev.launch_s = m * L * launch
-    ev.knobs = kn
-    ev.cp_comm_s = m * L * cp_exposed
-    ev.pp_comm_s = m * send
-    ev.bubble_s = bubble
-    ev.dp_comm_s = dpres.exposed_s + m * dpres.per_micro_batch_s
+    s.dp_per_mb = dpres.per_micro_batch_s
+    s.dp_exposed = dpres.exposed_s
+    s.compute_s = m * (compute + 3.0 * head_t)  # the last stage (head_extra >= embed_extra)
+    s.recompute_s = m * L * rec
+    s.tp_comm_s = m * (tp_comm + (ar if pp > 1 else 2.0 * ar))
+    s.launch_s = m * L * launch
+    s.cp_comm_s = m * L * cp_exposed
+    s.dp_comm_s = dpres.exposed_s + m * dpres.per_micro_batch_s
     # Transformer Engine casts the weights to FP8 on the first micro-batch of a step and caches
     # them (Linear.forward is_first_microbatch: "caching of FP8 versions of the weights"); none
     # to cast when they are kept in FP8 (fp8_param_gather)
     weight_cast = (L * c.block_params / tp * eff.fp8_cast_bytes / gpu.hbm_bytes_per_s
                    if c.fp8 and not kn.fp8_param_gather else 0.0)
-    ev.optimizer_s = dpres.optimizer_s + weight_cast
-    ev.step_s = pipe + dpres.exposed_s + ev.optimizer_s
-    ev.bubble_fraction = (pp - 1) / (v * m)
-    ev.memory = memory(c, tp, pp, dp, b, v, recompute, sp, zero, m, cp, st, kn)
-    return ev
+    s.optimizer_s = dpres.optimizer_s + weight_cast
+    per_stack[1][key] = s
+    return s
 
 
 def compute_lower_bound_s(c: Consts, tp: int, pp: int, dp: int, cp: int = 1) -> float:
