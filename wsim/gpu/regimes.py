@@ -177,9 +177,20 @@ def classify_features(f: Features) -> dict:
     return out
 
 
+_BY_KIND: dict | None = None
+
+
 def validated_regime(f: Features) -> str | None:
-    """The name of the regime ``classify_features(f)`` finds if it is validated, else None."""
-    for reg in regimes():
+    """The name of the regime ``classify_features(f)`` finds if it is validated, else None (only
+    the regimes of f's stack, ZeRO class, generation, attention and precision can hold it)."""
+    global _BY_KIND
+    if _BY_KIND is None:
+        by: dict = {}
+        for reg in regimes():
+            by.setdefault((reg.stack, reg.zero, reg.generation, reg.attention, reg.precision),
+                          []).append(reg)
+        _BY_KIND = by
+    for reg in _BY_KIND.get((f.stack, f.zero, f.generation, f.attention, f.precision), ()):
         if reg.contains(f):
             return reg.name if reg.status == "validated" else None
     return None

@@ -26,7 +26,7 @@ from wsim.gpu.plan import RECOMPUTE, Plan, divisors
 from wsim.gpu.regimes import Features, classify, validated_regime, zero_class
 from wsim.gpu.report import GpuReport, build_report
 from wsim.gpu.specs import Efficiency
-from wsim.gpu.step import compute_lower_bound_s, evaluate, plan_lower_bound_s, step_lower_bound_s
+from wsim.gpu.step import compute_lower_bound_s, evaluate, plan_lower_bounds_s, step_lower_bound_s
 
 GIB = 2**30
 MAX_CP = 32  # Megatron-Core's published context-parallel runs go to 16 (Llama 3: 16)
@@ -143,16 +143,18 @@ def search(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, gpu="a10
                         # pipeline sends: if none can be the best plan or the best validated plan
                         # (nor, so, change which later ones are tried), skip them (exact); the
                         # bound falls with the interleave (the bubble), so the largest bounds all
-                        def cut(v):
-                            return best is not None and all(
-                                _cut(plan_lower_bound_s(c, t, p, d, b, v, rc, sp, z, x, st, kn),
-                                     best, valid, lambda: regime(st, z, rc, sp, t, x, p, b))
-                                for rc in recomputes)
-                        if cut(vs[-1]):
+                        bounds = [plan_lower_bounds_s(c, t, p, d, b, vs, rc, sp, z, x, st, kn)
+                                  for rc in recomputes] if best is not None else None
+
+                        def cut(i):
+                            return bounds is not None and best is not None and all(
+                                _cut(bs[i], best, valid, lambda: regime(st, z, rc, sp, t, x, p, b))
+                                for rc, bs in zip(recomputes, bounds))
+                        if len(vs) > 1 and cut(-1):
                             stats["pruned_compute"] += len(vs)
                             continue
-                        for v in vs:
-                          if cut(v):
+                        for i, v in enumerate(vs):
+                          if cut(i):
                               stats["pruned_compute"] += 1
                               continue
                           # recompute in the order none, selective, full: each recomputes more and

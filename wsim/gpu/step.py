@@ -247,6 +247,13 @@ def plan_lower_bound_s(c: Consts, tp: int, pp: int, dp: int, b: int, v: int, rec
     return _pipeline(_stage(c, tp, pp, dp, b, recompute, sp, zero, cp, st, kn), pp, v, 0.0)[0]
 
 
+def plan_lower_bounds_s(c: Consts, tp: int, pp: int, dp: int, b: int, vs, recompute: str,
+                        sp: bool, zero: int, cp: int, st: Stack, kn: Knobs) -> list[float]:
+    """``plan_lower_bound_s`` for each interleave in ``vs`` (one stage, many bubbles)."""
+    s = _stage(c, tp, pp, dp, b, recompute, sp, zero, cp, st, kn)
+    return [_pipeline(s, pp, v, 0.0)[0] for v in vs]
+
+
 class _Stage:
     """The part of a plan's evaluation that does not depend on its interleave (``_stage``)."""
 
@@ -255,21 +262,12 @@ class _Stage:
                  "tp_comm_s", "launch_s", "cp_comm_s", "dp_comm_s", "optimizer_s")
 
 
-def _stage(c: Consts, tp: int, pp: int, dp: int, b: int, recompute: str, sp: bool, zero: int,
-           cp: int, st: Stack, kn: Knobs) -> _Stage:
-    """One stage's per-micro-batch work, communication and data parallelism without the
-    interleave (memoised per stack object and plan on ``c``: pure)."""
-    per_stack = c._stage.get(id(st))
-    if per_stack is None or per_stack[0] is not st:
-        per_stack = c._stage[id(st)] = (st, {})  # holding st keeps its id from being reused
-    key = (tp, pp, dp, b, recompute, sp, zero, cp, kn)
-    s = per_stack[1].get(key)
-    if s is not None:
-        return s
-    gpu, eff = c.gpu, c.eff
+def _layer(c: Consts, tp: int, b: int, recompute: str, sp: bool, cp: int, st: Stack,
+           kn: Knobs) -> tuple:
+    """One layer's forward, backward, recompute, tensor- and context-parallel communication and
+    launch floor per micro-batch: the same on every pipeline stage and data-parallel layout."""
+    eff = c.eff
     pen = eff.overlap_compute_penalty
-    m = c.batch // (dp * b)
-    L = -(-c.layers // pp)  # the fullest stage (uneven stages: DeepSpeed)
     ke = st.kernel_efficiency
     linear, core_f, core_b, head = c.gemm_times(tp, b, cp)
     ew, ew_core, ew_head = c.elementwise_times(tp, b, sp, cp)
@@ -331,10 +329,34 @@ def _stage(c: Consts, tp: int, pp: int, dp: int, b: int, recompute: str, sp: boo
         launch = max(0.0, n_f * per_kernel - layer_fwd - fwd_cp) \
             + max(0.0, n_b * per_kernel - layer_bwd - bwd_cp)
 
+    head_t = (head + ew_head) / ke
+    return (kn, fwd, bwd, rec, tp_f, tp_b, tp_r, cp_exposed, launch, layer_fwd, layer_bwd, head_t,
+            ar, act_bytes, tpg)
+
+
+def _stage(c: Consts, tp: int, pp: int, dp: int, b: int, recompute: str, sp: bool, zero: int,
+           cp: int, st: Stack, kn: Knobs) -> _Stage:
+    """One stage's per-micro-batch work, communication and data parallelism without the
+    interleave (memoised per stack object and plan on ``c``: pure)."""
+    per_stack = c._stage.get(id(st))
+    if per_stack is None or per_stack[0] is not st:
+        per_stack = c._stage[id(st)] = (st, {}, {})  # holding st keeps its id from being reused
+    key = (tp, pp, dp, b, recompute, sp, zero, cp, kn)
+    s = per_stack[1].get(key)
+    if s is not None:
+        return s
+    lkey = (tp, b, recompute, sp, cp, kn)
+    lay = per_stack[2].get(lkey)
+    if lay is None:
+        lay = per_stack[2][lkey] = _layer(c, tp, b, recompute, sp, cp, st, kn)
+    (kn, fwd, bwd, rec, tp_f, tp_b, tp_r, cp_exposed, launch, layer_fwd, layer_bwd, head_t, ar,
+     act_bytes, tpg) = lay
+    gpu, eff = c.gpu, c.eff
+    m = c.batch // (dp * b)
+    L = -(-c.layers // pp)  # the fullest stage (uneven stages: DeepSpeed)
     # the stage's micro-batch time (all v chunks) but for the interleave's sends
     compute = L * (fwd + bwd)
     tp_comm = L * (tp_f + tp_b + tp_r)
-    head_t = (head + ew_head) / ke
     s = _Stage()
     s.kn, s.m, s.compute = kn, m, compute
     s.send_one = comm.pp_send_s(act_bytes, gpu, eff, tp * cp * dp, tpg) if pp > 1 else 0.0
