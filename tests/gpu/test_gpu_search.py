@@ -26,8 +26,8 @@ def _brute_force(model, *, seq, batch, gpus, gpu, **opts):
     for tp, cp, pp in itertools.product(divisors(gpus), repeat=3):
         if gpus % (tp * cp * pp) or model.heads % tp or model.layers % pp:
             continue
-        if cp > 1 and seq % (2 * cp):
-            continue
+        if cp > 1 and (seq % (2 * cp) or opts.get("attention") != "flash"):
+            continue  # context parallelism: 2 cp equal chunks, flash attention (wsim.gpu.inputs)
         dp = gpus // (tp * cp * pp)
         if batch % dp:
             continue
@@ -152,7 +152,8 @@ def _plans(c, gpus):
     """Every (tp, cp, pp, dp, b, v, sp, zero, stack, knobs) plan of ``c`` on ``gpus`` GPUs."""
     from wsim.gpu.knobs import resolve
     for tp, cp, pp in itertools.product(divisors(gpus), repeat=3):
-        if gpus % (tp * cp * pp) or c.a % tp or c.layers % pp or (cp > 1 and c.seq % (2 * cp)):
+        if gpus % (tp * cp * pp) or c.a % tp or c.layers % pp \
+                or (cp > 1 and (c.seq % (2 * cp) or not c.flash)):
             continue
         dp = gpus // (tp * cp * pp)
         if c.batch % dp:

@@ -19,7 +19,7 @@ import time
 
 from models.spec import ModelSpec
 from wsim.errors import ConfigError
-from wsim.gpu.inputs import make_consts, stacks_for
+from wsim.gpu.inputs import make_consts, cp_runs, stacks_for
 from wsim.gpu.knobs import check_names, resolve
 from wsim.gpu.memory import states_lower_bound
 from wsim.gpu.plan import RECOMPUTE, Plan, divisors
@@ -59,7 +59,7 @@ def search(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, gpu="a10
     recomputes = _choices(recompute, RECOMPUTE, "recompute")
     sps = _choices(sequence_parallel, (False, True), "sequence_parallel")
     zeros = _choices(zero, (0, 1, 2, 3), "zero")
-    stacks = stacks_for(c, stack, zero=zero)
+    stacks = stacks_for(c, stack, zero=zero, cp=cp)
     if any(v is not None for v in knobs.values()):
         stacks = [st for st in stacks if _knob_variants(st, c.fp8, True, 1, knobs, {})] or stacks
     variants: dict = {}
@@ -75,7 +75,7 @@ def search(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, gpu="a10
                 seq, b * seq / x, gpus, c.params))
         return name
 
-    any_cp = any(st.context_parallel for st in stacks)
+    any_cp = any(cp_runs(c, st) for st in stacks)
     t0 = time.perf_counter()
     stats = {"evaluations": 0, "pruned_memory": 0, "pruned_compute": 0, "parallel_layouts": 0}
     best = None  # (step_s, plan, evaluation)
@@ -115,7 +115,7 @@ def search(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, gpu="a10
         local = batch // d
         by_zero: dict = {}
         for st in stacks:
-            if (p > 1 and not st.pipeline) or (x > 1 and not st.context_parallel):
+            if (p > 1 and not st.pipeline) or (x > 1 and not cp_runs(c, st)):
                 continue
             zs = [z for z in zeros if z in st.zero_stages and (z < 2 or p == 1)]
             if d * x == 1:

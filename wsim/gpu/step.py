@@ -36,6 +36,11 @@ from wsim.gpu.memory import LOGIT_BYTES, memory
 from wsim.gpu.specs import GpuSpec, generation
 
 ATTENTION = ("eager", "flash")
+# bytes of HBM traffic per element of one ring step's merge (context parallelism, Transformer
+# Engine context_parallel.py @ d0067d0d; see ``_layer``)
+CP_OUT_CORRECTION_BYTES = 6.0
+CP_DQ_BYTES = 10.0
+CP_DKV_BYTES = 6.0
 PRECISION = ("bf16", "fp8")
 
 
@@ -146,6 +151,15 @@ class Consts:
         flops = 2.0 * T * s * h / tp  # one of the two attention products (scores, x V), non-causal
         if self.flash:
             base = e(q, s, hd)
+            if cp > 1:
+                # Transformer Engine's ring (AttnFuncWithCPAndKVP2P, context_parallel.py @
+                # d0067d0d, cp_p2p_fwd_prepare_qkv): each rank's queries meet the keys in cp steps
+                # of equal work, one "diagonal" block of s/cp queries x s/cp keys, then cp - 1
+                # "lower-triangle" (s/cp queries x the first s/2cp keys) or "upper-triangle"
+                # (the last s/2cp queries x s/cp keys) blocks: each a kernel of its own shape
+                diag = e(q, q, hd)
+                off = e(q, q / 2.0, hd)
+                base = 1.0 / ((1.0 / diag + (cp - 1) / off) / cp)
             fwd = 2.0 * flops * 0.5 / (self.peak16 * base * self.eff.flash_forward_efficiency)
             bwd = 5.0 * flops * 0.5 / (self.peak16 * base * self.eff.flash_backward_efficiency)
         else:
@@ -305,7 +319,26 @@ def _layer(c: Consts, tp: int, b: int, recompute: str, sp: bool, cp: int, st: St
         else:
             fwd_cp = (cp - 1) * max(0.0, hop - core_f / ke / cp)
             bwd_cp = (cp - 1) * max(0.0, 2.0 * hop - core_b / ke / cp)
-        cp_exposed = fwd_cp * (2.0 if recompute == "full" else 1.0) + bwd_cp
+            # merging the steps' partial results, memory-bound on HBM (context_parallel.py @
+            # d0067d0d): forward, each step's output rescaled by its log-sum-exp and added
+            # (flash_attn_fwd_out_correction: out_per_step read, out read and written, 16-bit:
+            # 6 bytes a query element); backward, each step's dQ added into an fp32 dQ (dq.add_:
+            # read 2 + 4, write 4) and dK, dV added into the buffer sent on (read 2 + 2, write 2).
+            # The slowest rank (the last: every step "lower-triangle", all its queries) decides.
+            q_elems = b * c.seq / cp * c.h / tp
+            kv_elems = b * c.seq / cp * 2.0 * c.kv * c.hd / tp
+            hbm = c.gpu.hbm_bytes_per_s
+            merge_f = (cp - 1) * CP_OUT_CORRECTION_BYTES * q_elems / hbm / ke
+            fwd = fwd + merge_f
+            bwd = bwd + (cp - 1) * (CP_DQ_BYTES * q_elems + CP_DKV_BYTES * kv_elems) / hbm / ke
+            if recompute == "full":
+                rec = fwd
+            elif recompute == "selective":
+                rec = rec + merge_f
+        # a recompute reruns the forward's ring: full recompute the whole block, selective the
+        # core attention (Megatron-Core's "core_attn" is Transformer Engine's DotProductAttention,
+        # ring included)
+        cp_exposed = fwd_cp * (1.0 if recompute == "none" else 2.0) + bwd_cp
     # tensor-parallel collectives, exposed or overlapped with the block's own linear GEMMs
     if kn.tp_comm_overlap and tp > 1:
         tp_f = _overlap(c.ar_fwd * ar, linear / ke, pen)
