@@ -33,7 +33,7 @@ def register(subparsers) -> None:
     p.add_argument("--gpu", default="a100-80gb", choices=sorted(GPUS) + sorted(ALIASES))
     p.add_argument("--tp", type=int, help="tensor-parallel size (default 1; searched with --search)")
     p.add_argument("--pp", type=int, help="pipeline-parallel size (default 1; searched with --search)")
-    p.add_argument("--cp", type=int, help="context-parallel size (default 1; searched with --search)")
+    p.add_argument("--cp", type=int, help="context-parallel size (default 1; searched with --search; > 1 needs --attention flash)")
     p.add_argument("--search", action="store_true", help="find the fastest plan that fits")
     p.add_argument("--micro-batch", default="auto", help="sequences per micro-batch, or auto")
     p.add_argument("--interleave", type=int, help="model chunks per stage (default: best that fits)")
