@@ -157,13 +157,15 @@ def search(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, gpu="a10
                           if cut(i):
                               stats["pruned_compute"] += 1
                               continue
-                          # recompute in the order none, selective, full: each recomputes more and
-                          # is never faster (tests/gpu/test_gpu_search.py), so once one fits a later
-                          # one can only matter as the fastest plan inside a validated regime
-                          first_fit_s = None
-                          for rc in recomputes:
-                                if first_fit_s is not None and valid is not None and first_fit_s >= valid[0]:
-                                    break
+                          # each recompute choice on its own bound: recomputing more is not
+                          # always slower in the model (tests/gpu/test_gpu_search.py), so a fitting
+                          # cheaper choice does not rule out a later one
+                          for j, rc in enumerate(recomputes):
+                                if bounds is not None and _cut(
+                                        bounds[j][i], best, valid,
+                                        lambda: regime(st, z, rc, sp, t, x, p, b)):
+                                    stats["pruned_compute"] += 1
+                                    continue
                                 ev = evaluate(c, t, p, d, b, v, rc, sp, z, x, st, kn)
                                 stats["evaluations"] += 1
                                 mem = ev.memory.total_bytes
@@ -171,8 +173,6 @@ def search(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, gpu="a10
                                     if smallest is None or mem < smallest[0]:
                                         smallest = (mem, (t, x, p, d, z))
                                     continue
-                                if first_fit_s is None:
-                                    first_fit_s = ev.step_s
                                 key = (t, p, d, b, v, rc, sp, z, x, st.name, ev.knobs)
                                 if best is None or ev.step_s < best[0]:
                                     best = (ev.step_s, key, ev)
