@@ -51,7 +51,12 @@ def _overlap(comm_s: float, window_s: float, penalty: float) -> float:
 
 def data_parallel(c, st: Stack, *, tp: int, pp: int, dp: int, cp: int, m: int, L: int, zero: int,
                   recompute: str, layer_fwd: float, layer_bwd: float, stage_bwd: float,
-                  stage_fwd: float, head_s: float, kn=None) -> DataParallel:
+                  stage_fwd: float, head_s: float, kn=None, experts=None) -> DataParallel:
+    """``experts``: a mixture of experts' (expert weights on this GPU, the expert-data-parallel
+    ``comm.Group``): their gradients are reduced over that group, in the same buckets and overlap
+    window as the rest, and their optimizer state sharded over it (Megatron-Core's distributed
+    optimizer keeps an expert-data-parallel instance: megatron/core/distributed/
+    distributed_data_parallel.py, expert_data_parallel_group)."""
     eff = c.eff
     k = eff.overlap_compute_penalty
     edge = c.head_params_tp(tp, pp) if pp > 1 else c.head_params_tp(tp, pp) + c.embed_params_tp(tp)
@@ -62,10 +67,17 @@ def data_parallel(c, st: Stack, *, tp: int, pp: int, dp: int, cp: int, m: int, L
     out.exposed_s = 0.0
     shards = reduce_over if zero >= 1 else 1
     out.optimizer_s = params / shards * ADAM_BYTES_PER_PARAM / c.gpu.hbm_bytes_per_s
-    if reduce_over <= 1:
-        return out
     gb = kn.grad_bytes if kn is not None else st.grad_reduce_bytes
     wb = 1.0 if (kn is not None and kn.fp8_param_gather) else WEIGHT_BYTES  # FP8 all-gather
+    e_ar = e_rs = e_ag = 0.0
+    if experts is not None:
+        e_params, eg = experts
+        out.optimizer_s += (e_params / (eg.size if zero >= 1 else 1) * ADAM_BYTES_PER_PARAM
+                            / c.gpu.hbm_bytes_per_s)
+        e_ar, e_rs, e_ag = (eg.all_reduce_s(e_params * gb), eg.reduce_scatter_s(e_params * gb),
+                            eg.all_gather_s(e_params * wb))
+    if reduce_over <= 1 and not (e_ar or e_rs):
+        return out
     grad_bytes = params * gb
     if zero == 3:
         g = c.group(dp, tp * cp, single_nic=st.sharded_nics == "gpu")
@@ -87,10 +99,10 @@ def data_parallel(c, st: Stack, *, tp: int, pp: int, dp: int, cp: int, m: int, L
         return out
     window = st.dp_overlap * stage_bwd
     if zero == 0:
-        out.exposed_s = _overlap(g.all_reduce_s(grad_bytes), window, k)
+        out.exposed_s = _overlap(g.all_reduce_s(grad_bytes) + e_ar, window, k)
         return out
-    rs = g.reduce_scatter_s(grad_bytes)
-    ag = g.all_gather_s(params * wb)
+    rs = g.reduce_scatter_s(grad_bytes) + e_rs
+    ag = g.all_gather_s(params * wb) + e_ag
     out.exposed_s = _overlap(rs, window, k) + _overlap(ag, stage_fwd if st.param_gather_overlap
                                                          else 0.0, k)
     return out

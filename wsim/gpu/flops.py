@@ -27,7 +27,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from models.spec import ModelSpec
-from wsim.errors import require
 
 GATED = ("swiglu", "geglu", "silu_glu", "gated")
 
@@ -61,10 +60,8 @@ def _extra(model: ModelSpec, name: str, default=None):
 
 
 def block_shape(model: ModelSpec) -> BlockShape:
-    # the GPU model has no experts yet (expert parallelism, all-to-all: issue 20 item 4); a mixture of
-    # experts read as a dense block would count all experts' weights but one expert's FLOPs
-    require(not getattr(model, "experts", 0),
-            f"model {model.name!r} is a mixture of experts: not modelled on GPUs yet (wsim simulate models it)")
+    # a mixture of experts: the shape of its dense blocks (ffn), its attention; the experts are
+    # wsim.gpu.moe's (mlp_fwd_flops_per_token below counts them)
     h, a = model.hidden, model.heads
     kv = int(_extra(model, "kv_heads", a) or a)
     mlp = str(_extra(model, "mlp", "") or "").lower()
@@ -74,7 +71,19 @@ def block_shape(model: ModelSpec) -> BlockShape:
 
 
 def linear_fwd_flops_per_token(model: ModelSpec) -> float:
-    return 2.0 * block_shape(model).linear_params
+    """Forward FLOPs per token of a block's weight products, averaged over the blocks. A mixture of
+    experts counts, in each sparse block, the router (h x E), the k experts a token is routed to
+    (SwiGLU, 3 h f_e each) and the shared expert with its gate (``ModelSpec.moe_params(active=True)``;
+    Megatron's num_floating_point_operations counts the same k experts, without the router)."""
+    shape = block_shape(model)
+    if not model.experts:
+        return 2.0 * shape.linear_params
+    h = shape.hidden
+    attention = h * shape.qkv_out + h * h
+    dense_mlp = (3 if shape.gated else 2) * h * shape.ffn
+    n = len(model.moe_layers)
+    mlp = (n * model.moe_params(active=True) + (model.layers - n) * dense_mlp) / model.layers
+    return 2.0 * (attention + mlp)
 
 
 def attention_core_fwd_flops_per_token(model: ModelSpec, seq: int) -> float:

@@ -100,9 +100,12 @@ def inflight_layers(layers_per_stage: int, pp: int, v: int, m: int) -> float:
 
 
 def memory(c, tp: int, pp: int, dp: int, b: int, v: int, recompute: str, sp: bool, zero: int,
-           m: int, cp: int = 1, stack=None, kn=None) -> MemoryBreakdown:
+           m: int, cp: int = 1, stack=None, kn=None, sparse=None) -> MemoryBreakdown:
     """The fullest stage's memory for this plan (``c`` is a ``step.Consts``; ``kn`` the plan's
-    ``wsim.gpu.knobs.Knobs``: the gradient buffer's width, FP8 parameters)."""
+    ``wsim.gpu.knobs.Knobs``: the gradient buffer's width, FP8 parameters). ``sparse``: a mixture
+    of experts' (sparse blocks on the stage, their expert weights on this GPU, the expert-data-
+    parallel size that shards their optimizer state, extra stored bytes per token of a sparse
+    block, one sparse block's transient dispatch buffers; ``wsim.gpu.moe``)."""
     L = -(-c.layers // pp)  # the fullest stage (uneven stages: DeepSpeed)
     if kn is not None:
         grad_bytes = kn.grad_bytes
@@ -127,6 +130,16 @@ def memory(c, tp: int, pp: int, dp: int, b: int, v: int, recompute: str, sp: boo
             else min(block, stack.zero3_grad_bucket)
         gathered = live * (FP8_WEIGHT_BYTES if fp8_params else WEIGHT_BYTES) + bucket * grad_bytes
     logits = tokens * c.vocab / tp * LOGIT_BYTES
+    expert_states = 0.0, 0.0, 0.0
+    if sparse is not None:
+        Lm, expert_params, edp, extra, buffers = sparse
+        if recompute == "full":  # only the block input stored; one sparse block's in full
+            working += (tokens * extra + buffers) if Lm else 0.0
+        else:
+            stored += Lm / L * tokens * extra  # the stage's mean block
+            working += buffers if Lm else 0.0
+        we, ge, oe = state_bytes_per_param(zero, edp, grad_bytes, c.fp8, fp8_params)
+        expert_states = expert_params * we, expert_params * ge, expert_params * oe
 
     body = L * c.block_params / tp
     first_params = body + c.embed_params_tp(tp)
@@ -139,8 +152,9 @@ def memory(c, tp: int, pp: int, dp: int, b: int, v: int, recompute: str, sp: boo
         last_params, last_act = first_params, first_act
     best = None
     for stage, params, act in ((0, first_params, first_act), (pp - 1, last_params, last_act)):
-        mb = MemoryBreakdown(params * w + gathered, params * g, params * o, act,
-                             c.reserved_bytes, c.capacity_bytes, stage)
+        mb = MemoryBreakdown(params * w + gathered + expert_states[0], params * g + expert_states[1],
+                             params * o + expert_states[2], act, c.reserved_bytes,
+                             c.capacity_bytes, stage)
         if best is None or mb.total_bytes > best.total_bytes:
             best = mb
     return best

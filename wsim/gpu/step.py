@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from models.spec import ModelSpec
 from wsim.gpu import comm
+from wsim.gpu import moe as moe_cost
 from wsim.gpu.calibration import STACKS, Efficiency, Stack
 from wsim.gpu.dataparallel import _overlap, data_parallel
 from wsim.gpu.flops import block_fwd_flops_per_token, block_shape, model_flops_per_step
@@ -47,7 +48,7 @@ class Consts:
                  "act_rep", "act_par", "act_attn", "ar_fwd", "head_norm_params", "head_bias", "reserved_bytes", "capacity_bytes", "peak",
                  "peak16", "tied", "flash", "fp8", "attention", "precision", "block_fwd_flops",
                  "linear_fwd_flops", "params", "generation", "model_flops", "_gemm", "_ew",
-                 "_groups")
+                 "_groups", "moe", "_moe")
 
     def __init__(self, model: ModelSpec, gpu: GpuSpec, eff: Efficiency, *, seq: int, batch: int,
                  gpus: int, attention: str = "eager", precision: str = "bf16") -> None:
@@ -63,11 +64,19 @@ class Consts:
         self.vocab, self.layers = model.vocab, model.layers
         # every family's block (norms, biases, GQA, gated MLP) as models.spec counts it
         self.block_params = float(model.block_params)
+        # a mixture of experts: MoeConsts holds the experts; block_params is then the mean block's
+        # weights without them (attention, norms, dense MLP or router and shared expert), what
+        # tensor parallelism splits and the data-parallel group reduces
+        self.moe = moe_cost.MoeConsts(model, seq, precision == "fp8") if model.experts else None
+        self._moe: dict = {}
+        if self.moe is not None:
+            self.block_params -= len(self.moe.moe_layers) * self.moe.expert_params / model.layers
         self.positions_params = float(model.embedding_params - model.vocab * model.hidden)
         h, f, a = self.h, self.f, self.a
         # Korthikanti et al. 2022 sec. 4, generalised per family by models.spec.block_activations
         # (GQA's smaller K and V, the gated MLP, a parallel residual's shared norm input)
-        act = model.block_activations(seq)
+        # (a mixture of experts: its dense block; wsim.gpu.moe adds a sparse block's extra)
+        act = model.block_activations(seq, sparse=False) if model.experts else model.block_activations(seq)
         self.act_rep = act.replicated
         self.act_par = act.tensor_parallel
         if precision == "fp8":
@@ -100,6 +109,8 @@ class Consts:
         # unique parameters (what ModelSpec.params sums layer by layer, in closed form: speed)
         self.params = (self.layers * self.block_params + model.embedding_params + self.head_norm_params
                        + (0.0 if model.tied_embeddings else model.vocab * h + self.head_bias))
+        if self.moe is not None:
+            self.params += len(self.moe.moe_layers) * self.moe.expert_params
         self.model_flops = model_flops_per_step(model, seq=seq, batch=batch)
         self._gemm: dict = {}
         self._ew: dict = {}
@@ -180,14 +191,15 @@ class Evaluation:
 
     __slots__ = ("step_s", "compute_s", "recompute_s", "tp_comm_s", "cp_comm_s", "pp_comm_s",
                  "dp_comm_s", "bubble_s", "optimizer_s", "launch_s", "bubble_fraction", "memory",
-                 "m", "knobs")
+                 "m", "knobs", "ep_comm_s")
 
 
 def evaluate(c: Consts, tp: int, pp: int, dp: int, b: int, v: int, recompute: str, sp: bool,
              zero: int, cp: int = 1, stack: Stack | None = None,
-             kn: Knobs | None = None) -> Evaluation:
+             kn: Knobs | None = None, moe: tuple | None = None) -> Evaluation:
     """Time and memory of one (already validated) plan (``stack`` None: Megatron-LM; ``kn`` None:
-    the stack's default options, ``wsim.gpu.knobs``)."""
+    the stack's default options, ``wsim.gpu.knobs``; ``moe``: (ep, etp, load, all-to-all overlap)
+    of a mixture of experts, None: (1, tp, 1, False), ``wsim.gpu.moe``)."""
     st = stack if stack is not None else STACKS["megatron"]
     if kn is None:
         kn = resolve(st, fp8=c.fp8, sp=sp, zero=zero)
@@ -247,6 +259,7 @@ def evaluate(c: Consts, tp: int, pp: int, dp: int, b: int, v: int, recompute: st
     # context parallelism adds the kernels of every ring step
     per_kernel = eff.kernel_gap_s if kn.cuda_graphs else max(eff.host_s_per_kernel, eff.kernel_gap_s)
     launch = 0.0
+    n_f = n_b = 0.0
     if per_kernel:
         ring = cp > 1 and not st.cp_allgather
         n_f = KERNELS_PER_BLOCK_FWD + (cp * KERNELS_PER_CP_STEP_FWD if ring else 0.0)
@@ -255,6 +268,15 @@ def evaluate(c: Consts, tp: int, pp: int, dp: int, b: int, v: int, recompute: st
             n_b += n_f
         launch = max(0.0, n_f * per_kernel - layer_fwd - fwd_cp) \
             + max(0.0, n_b * per_kernel - layer_bwd - bwd_cp)
+
+    sparse = None
+    if c.moe is not None:  # a mixture of experts: what each sparse block adds (wsim.gpu.moe)
+        ep, etp, ld, ep_overlap = moe if moe is not None else (1, tp, 1.0, False)
+        sparse = moe_cost.block_delta(
+            c, ke, kn, tp, b, cp, ep, etp, ld, recompute, ar, linear,
+            (fwd, bwd, rec, tp_f, tp_b, tp_r, launch, layer_fwd, layer_bwd),
+            (per_kernel, n_f, n_b, fwd_cp, bwd_cp), _overlap, ep_overlap)
+        Lm, Lmean = c.moe.stage_layers(L, pp)
 
     # the stage's micro-batch time (all v chunks)
     compute = L * (fwd + bwd)
@@ -272,10 +294,20 @@ def evaluate(c: Consts, tp: int, pp: int, dp: int, b: int, v: int, recompute: st
         tau_max = tau + max(head_extra, embed_extra)
         tau_mean = tau + (head_extra + embed_extra) / pp
 
+    stage_bwd = L * layer_bwd + (2.0 * head_t if pp == 1 else 0.0)
+    stage_fwd = L * layer_fwd
+    experts = None
+    if sparse is not None:
+        tau_max += Lm * sparse.total
+        tau_mean += Lmean * sparse.total
+        stage_bwd += Lm * sparse.bwd
+        stage_fwd += Lm * sparse.fwd
+        experts = (Lm * moe_cost.expert_params_local(c, ep, etp),
+                   moe_cost.expert_group(c, tp, cp, dp, ep, etp))
     dpres = data_parallel(c, st, tp=tp, pp=pp, dp=dp, cp=cp, m=m, L=L, zero=zero,
                           recompute=recompute, layer_fwd=layer_fwd, layer_bwd=layer_bwd,
-                          stage_bwd=L * layer_bwd + (2.0 * head_t if pp == 1 else 0.0),
-                          stage_fwd=L * layer_fwd, head_s=3.0 * head_t, kn=kn)
+                          stage_bwd=stage_bwd, stage_fwd=stage_fwd, head_s=3.0 * head_t, kn=kn,
+                          experts=experts)
     tau_max += dpres.per_micro_batch_s
     tau_mean += dpres.per_micro_batch_s
     bubble = (pp - 1) / v * tau_mean
@@ -292,15 +324,29 @@ def evaluate(c: Consts, tp: int, pp: int, dp: int, b: int, v: int, recompute: st
     ev.pp_comm_s = m * send
     ev.bubble_s = bubble
     ev.dp_comm_s = dpres.exposed_s + m * dpres.per_micro_batch_s
+    ev.ep_comm_s = 0.0
+    if sparse is not None:
+        ev.compute_s += m * Lm * sparse.compute
+        ev.recompute_s += m * Lm * sparse.rec
+        ev.tp_comm_s += m * Lm * sparse.tp
+        ev.launch_s += m * Lm * sparse.launch
+        ev.ep_comm_s = m * Lm * sparse.ep
     # Transformer Engine casts the weights to FP8 on the first micro-batch of a step and caches
     # them (Linear.forward is_first_microbatch: "caching of FP8 versions of the weights"); none
     # to cast when they are kept in FP8 (fp8_param_gather)
     weight_cast = (L * c.block_params / tp * eff.fp8_cast_bytes / gpu.hbm_bytes_per_s
                    if c.fp8 and not kn.fp8_param_gather else 0.0)
+    if experts is not None and c.fp8 and not kn.fp8_param_gather:
+        weight_cast += experts[0] * eff.fp8_cast_bytes / gpu.hbm_bytes_per_s
     ev.optimizer_s = dpres.optimizer_s + weight_cast
     ev.step_s = pipe + dpres.exposed_s + ev.optimizer_s
     ev.bubble_fraction = (pp - 1) / (v * m)
-    ev.memory = memory(c, tp, pp, dp, b, v, recompute, sp, zero, m, cp, st, kn)
+    sparse_mem = None
+    if sparse is not None:
+        sparse_mem = (Lm, experts[0], experts[1].size,
+                      moe_cost.stored_bytes_per_token(c, tp, etp, ld),
+                      moe_cost.working_bytes(c, tp, b, cp, ep, etp, ld))
+    ev.memory = memory(c, tp, pp, dp, b, v, recompute, sp, zero, m, cp, st, kn, sparse_mem)
     return ev
 
 
@@ -315,15 +361,34 @@ def compute_lower_bound_s(c: Consts, tp: int, pp: int, dp: int, cp: int = 1) -> 
     return tokens * per_token / tp / c.eff.matmul_peak_fraction / _fastest_stack()
 
 
-def step_lower_bound_s(c: Consts, tp: int, pp: int, dp: int, b: int, cp: int = 1) -> float:
+def step_lower_bound_s(c: Consts, tp: int, pp: int, dp: int, b: int, cp: int = 1,
+                       moe: tuple | None = None) -> float:
     """No plan with this layout and micro-batch ``b`` is faster, whatever its recompute, sequence
     parallelism, ZeRO stage, interleaving or stack: the last stage's forward and backward work
-    (at sequence-parallel minimum and the fastest stack) and its all-reduces per layer."""
+    (at sequence-parallel minimum and the fastest stack) and its all-reduces per layer. A mixture
+    of experts: for any expert layout, or for ``moe`` = (ep, etp, load)."""
     m = c.batch // (dp * b)
     L = -(-c.layers // pp)  # the fullest stage (uneven stages: DeepSpeed)
     linear, core_f, core_b, head = c.gemm_times(tp, b, cp)
     ew, _, ew_head = c.elementwise_times(tp, b, tp > 1, cp)
     ar = c.group(tp, 1).all_reduce_s(b * c.seq / cp * c.h * 2.0) if tp > 1 else 0.0
+    if c.moe is not None:  # sparse blocks: their GEMMs, element-wise work and (given the expert
+        # layout) dispatch at least once each way in forward and backward (wsim.gpu.moe)
+        Lm, _ = c.moe.stage_layers(L, pp)
+        lin = linear - moe_cost.dense_mlp_s(c, b * c.seq / cp, tp)
+        if moe is None:
+            x = moe_cost.layer(c, tp, b, cp, 1, 1, 1.0)
+            lin += moe_cost.sparse_linear_lower_bound_s(c, tp, b, cp)
+            dispatch = 0.0
+        else:
+            x = moe_cost.layer(c, tp, b, cp, *moe[:3])
+            lin += x.linear
+            # exposed (at least twice) unless overlapped, then at least its compute slowdown
+            dispatch = 2.0 * (2.0 * x.a2a + x.etp_comm) * (
+                min(1.0, c.eff.overlap_compute_penalty) if moe[3] else 1.0)
+        return m * ((L - Lm) * (3.0 * (linear + ew) + core_f + core_b)
+                    + Lm * (3.0 * (lin + ew + x.elementwise) + core_f + core_b + dispatch)
+                    + 3.0 * (head + ew_head)) / _fastest_stack()
     # tensor-parallel communication overlapped with the GEMMs still costs at least its penalty
     ar *= min(1.0, c.eff.overlap_compute_penalty)
     return m * (L * (3.0 * (linear + ew) + core_f + core_b + (c.ar_fwd + 2.0) * ar)

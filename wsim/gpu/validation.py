@@ -222,5 +222,13 @@ def current() -> list[Prediction]:
     return predict_all()
 
 
+def current_moe() -> list[Prediction]:
+    """The mixture-of-experts rows (``wsim.gpu.published_moe``; all validation, none fitted on)
+    with the shipped parameter set. Kept apart from ``current`` so that the dense validation,
+    its fit and its quoted figures are exactly as before."""
+    from wsim.gpu.published_moe import validation_rows as moe_rows
+    return predict_all(moe_rows())
+
+
 __all__ = ["Prediction", "predict", "predict_all", "summary", "fit", "leave_one_group_out",
-           "objective", "current", "DEVELOPMENT"]
+           "objective", "current", "current_moe", "DEVELOPMENT"]
