@@ -105,9 +105,6 @@ class Plan:
         if self.cp > 1 and not st.context_parallel:
             raise ConfigError(f"stack {self.stack} has no context parallelism (cp {self.cp}); "
                               "use cp 1 or stack megatron-core")
-        if (self.ep > 1 or self.etp not in (None, self.tp)) and not st.expert_parallel:
-            raise ConfigError(f"stack {self.stack} has no expert parallelism (ep {self.ep}, etp "
-                              f"{self.etp}); use stack megatron-core or nemo")
         self.knobs(fp8=True)  # the knobs' own checks (precision is checked where it is known)
 
     def knobs(self, fp8: bool) -> Knobs:

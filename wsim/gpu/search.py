@@ -212,8 +212,8 @@ def _expert_layouts(model, ep, etp, capacity, imbalance, ep_overlap):
     or searchable (ep, etp) and the load (``wsim.gpu.moe.load``)."""
     if not model.experts:
         if ep not in (None, 1) or etp is not None or capacity is not None or ep_overlap:
-            Plan(ep=ep or 1, etp=etp, moe_capacity_factor=capacity,
-                 moe_ep_overlap=ep_overlap)  # the plan's own checks first
+            Plan(ep=ep or 1, etp=etp, moe_capacity_factor=capacity, moe_ep_overlap=ep_overlap,
+                 stack="megatron-core")  # the values' own checks first
             raise ConfigError(f"model {model.name!r} has no experts: ep {ep}, etp {etp}, "
                               "moe_capacity_factor and moe_ep_overlap need a mixture-of-experts model; drop them")
         return None
