@@ -130,12 +130,13 @@ def search(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, gpu="a10
                 if smallest is None or lb < smallest[0]:
                     smallest = (lb, (t, x, p, d, z))
                 continue
+            tries = list(_with_experts(sts, expert_layouts, t, x * d, sps))
             for b in divisors(local):
                 m = local // b
                 if best is not None and step_lower_bound_s(c, t, p, d, b, x) >= best[0]:
                     stats["pruned_compute"] += 1
                     continue
-                for st, (e, et, sparse) in _with_experts(sts, expert_layouts, t, x * d, sps):
+                for st, (e, et, sparse) in tries:
                     if sparse is not None:
                         elb = lb + expert_states_lower_bound(c, t, p, d, z, x, e, et)
                         if elb > cap:
