@@ -287,3 +287,15 @@ def test_deepseek_dense_first_blocks_count_as_dense():
     sparse_mlp = m.moe_params(active=True)
     assert linear_fwd_flops_per_token(all_sparse) - linear_fwd_flops_per_token(m) == pytest.approx(
         2 * 3 * (sparse_mlp - dense_mlp) / 61)
+
+
+def test_heads_of_their_own_width_count_their_queries():
+    """Qwen3's 32 heads of 128 on hidden 2048: Q is 4096 wide, the output projection 4096 x 2048,
+    the scores 4 s x 4096 per token (models.spec's q_dim), not hidden-wide."""
+    from wsim.gpu.flops import attention_core_fwd_flops_per_token, block_shape
+    q = zoo.get("qwen3-30b-a3b")
+    shape = block_shape(q)
+    assert (shape.head_dim, shape.q, shape.qkv_out) == (128, 4096, 4096 + 2 * 4 * 128)
+    assert attention_core_fwd_flops_per_token(q, 4096) == 4.0 * 4096 * 4096
+    dense = zoo.get("llama-3-8b")  # hidden / heads: as before
+    assert block_shape(dense).q == dense.hidden

@@ -39,17 +39,23 @@ class BlockShape:
     head_dim: int
     ffn: int
     gated: bool
+    q_dim: int = 0  # heads x head_dim: the queries' width (0: hidden)
+
+    @property
+    def q(self) -> int:
+        return self.q_dim or self.hidden
 
     @property
     def qkv_out(self) -> int:
-        """Width of the fused QKV projection's output: h + 2 kv_heads x head_dim."""
-        return self.hidden + 2 * self.kv_heads * self.head_dim
+        """Width of the fused QKV projection's output: q + 2 kv_heads x head_dim (q = h unless the
+        model's heads have their own width, ``ModelSpec.head_width``: Qwen3, DeepSeek-V3)."""
+        return self.q + 2 * self.kv_heads * self.head_dim
 
     @property
     def linear_params(self) -> int:
         """Weights of the block's matmuls (no biases, no norms)."""
         h, f = self.hidden, self.ffn
-        return h * self.qkv_out + h * h + (3 if self.gated else 2) * h * f
+        return h * self.qkv_out + self.q * h + (3 if self.gated else 2) * h * f
 
 
 def _extra(model: ModelSpec, name: str, default=None):
@@ -67,7 +73,9 @@ def block_shape(model: ModelSpec) -> BlockShape:
     mlp = str(_extra(model, "mlp", "") or "").lower()
     gated = mlp in GATED or str(model.activation).lower() in GATED or bool(_extra(model, "gated_mlp",
                                                                                 False))
-    return BlockShape(hidden=h, heads=a, kv_heads=kv, head_dim=h // a, ffn=model.ffn, gated=gated)
+    hd = model.head_dim  # hidden / heads unless the config gives its own (head_width)
+    return BlockShape(hidden=h, heads=a, kv_heads=kv, head_dim=hd, ffn=model.ffn, gated=gated,
+                      q_dim=a * hd)
 
 
 def linear_fwd_flops_per_token(model: ModelSpec) -> float:
@@ -79,7 +87,7 @@ def linear_fwd_flops_per_token(model: ModelSpec) -> float:
     if not model.experts:
         return 2.0 * shape.linear_params
     h = shape.hidden
-    attention = h * shape.qkv_out + h * h
+    attention = h * shape.qkv_out + shape.q * h
     dense_mlp = (3 if shape.gated else 2) * h * shape.ffn
     n = len(model.moe_layers)
     mlp = (n * model.moe_params(active=True) + (model.layers - n) * dense_mlp) / model.layers
@@ -87,7 +95,8 @@ def linear_fwd_flops_per_token(model: ModelSpec) -> float:
 
 
 def attention_core_fwd_flops_per_token(model: ModelSpec, seq: int) -> float:
-    return 4.0 * seq * model.hidden
+    """Scores and value product of every query head: 4 s (heads x head_dim)."""
+    return 4.0 * seq * block_shape(model).q
 
 
 def block_fwd_flops_per_token(model: ModelSpec, seq: int) -> float:

@@ -43,7 +43,7 @@ PRECISION = ("bf16", "fp8")
 class Consts:
     """Everything that does not depend on the plan, computed once (plain floats for speed)."""
 
-    __slots__ = ("model", "gpu", "eff", "seq", "batch", "gpus", "h", "f", "a", "kv", "hd", "gated",
+    __slots__ = ("model", "gpu", "eff", "seq", "batch", "gpus", "h", "f", "a", "kv", "hd", "q", "gated",
                  "qkv_out", "mlp_in", "vocab", "layers", "block_params", "positions_params",
                  "act_rep", "act_par", "act_attn", "ar_fwd", "head_norm_params", "head_bias", "reserved_bytes", "capacity_bytes", "peak",
                  "peak16", "tied", "flash", "fp8", "attention", "precision", "block_fwd_flops",
@@ -59,6 +59,7 @@ class Consts:
         shape = block_shape(model)
         self.h, self.f, self.a = model.hidden, model.ffn, model.heads
         self.kv, self.hd, self.gated = shape.kv_heads, shape.head_dim, shape.gated
+        self.q = shape.q  # the queries' width: h unless the heads have their own (head_width)
         self.qkv_out = shape.qkv_out
         self.mlp_in = model.ffn * (2 if shape.gated else 1)  # gate and up projections side by side
         self.vocab, self.layers = model.vocab, model.layers
@@ -105,7 +106,7 @@ class Consts:
         self.peak = gpu.peak_for(precision) * gen * (eff.fp8_gemm_relative if self.fp8 else 1.0)
         self.tied = model.tied_embeddings
         self.block_fwd_flops = block_fwd_flops_per_token(model, seq)
-        self.linear_fwd_flops = self.block_fwd_flops - 4.0 * seq * h
+        self.linear_fwd_flops = self.block_fwd_flops - 4.0 * seq * self.q
         # unique parameters (what ModelSpec.params sums layer by layer, in closed form: speed)
         self.params = (self.layers * self.block_params + model.embedding_params + self.head_norm_params
                        + (0.0 if model.tied_embeddings else model.vocab * h + self.head_bias))
@@ -148,10 +149,10 @@ class Consts:
         q = s / cp  # queries per sequence on this GPU
         hd = self.hd
         linear = (2.0 * T * h * self.qkv_out / tp / e(T, self.qkv_out / tp, h)   # QKV
-                  + 2.0 * T * h * h / tp / e(T, h, h / tp)                       # output projection
+                  + 2.0 * T * self.q * h / tp / e(T, h, self.q / tp)             # output projection
                   + 2.0 * T * h * self.mlp_in / tp / e(T, self.mlp_in / tp, h)   # MLP up (and gate)
                   + 2.0 * T * self.f * h / tp / e(T, h, self.f / tp)) / self.peak  # MLP down
-        flops = 2.0 * T * s * h / tp  # one of the two attention products (scores, x V), non-causal
+        flops = 2.0 * T * s * self.q / tp  # one of the two attention products (scores, x V), non-causal
         if self.flash:
             base = e(q, s, hd)
             fwd = 2.0 * flops * 0.5 / (self.peak16 * base * self.eff.flash_forward_efficiency)
@@ -355,7 +356,7 @@ def compute_lower_bound_s(c: Consts, tp: int, pp: int, dp: int, cp: int = 1) -> 
     efficiency, the attention core causally halved at the 16-bit peak, no recompute, no
     communication, no bubble, the fastest stack."""
     tokens = c.batch / dp * c.seq / cp
-    core = 4.0 * c.seq * c.h * 0.5
+    core = 4.0 * c.seq * c.q * 0.5
     per_token = 3.0 * (c.layers / pp * c.linear_fwd_flops + 2.0 * c.vocab * c.h / pp) / c.peak \
         + 3.0 * c.layers / pp * core / c.peak16
     return tokens * per_token / tp / c.eff.matmul_peak_fraction / _fastest_stack()
