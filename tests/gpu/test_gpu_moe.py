@@ -299,3 +299,19 @@ def test_heads_of_their_own_width_count_their_queries():
     assert attention_core_fwd_flops_per_token(q, 4096) == 4.0 * 4096 * 4096
     dense = zoo.get("llama-3-8b")  # hidden / heads: as before
     assert block_shape(dense).q == dense.hidden
+
+
+def test_searched_uneven_plan_is_one_estimate_accepts():
+    """DeepSeek-V3's 61 layers on uneven stages: the searched interleave divides the fullest
+    stage's layers (Megatron's rule, check_plan), and estimate reproduces the searched plan."""
+    r = search(zoo.get("deepseek-v3"), seq=4096, batch=15360, gpus=2048, gpu="h800",
+               attention="flash", precision="fp8", tp=2, cp=2, pp=8, ep=8, etp=1)
+    p = r.plan
+    assert (-(-61 // p.pp)) % p.interleave == 0
+    e = estimate(zoo.get("deepseek-v3"), seq=4096, batch=15360, gpus=2048, gpu="h800",
+                 attention="flash", precision="fp8", tp=p.tp, cp=p.cp, pp=p.pp, ep=p.ep, etp=p.etp,
+                 micro_batch=p.micro_batch, interleave=p.interleave, recompute=p.recompute,
+                 sequence_parallel=p.sequence_parallel, zero=p.zero, stack=p.stack,
+                 **{n: getattr(p, n) for n in ("tp_comm_overlap", "grad_reduce_fp32",
+                                               "fp8_param_gather", "cuda_graphs", "p2p_overlap")})
+    assert e.step_time_s == pytest.approx(r.step_time_s, rel=1e-12)

@@ -111,7 +111,7 @@ def search(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, gpu="a10
         if best is not None and bound >= best[0]:
             stats["pruned_compute"] += len(layouts) - i  # sorted: every later bound is larger
             break
-        L = model.layers // p
+        L = -(-model.layers // p)  # the fullest stage (uneven stages: a mixture of experts)
         local = batch // d
         by_zero: dict = {}
         for st in stacks:
