@@ -51,11 +51,16 @@ def _overlap(comm_s: float, window_s: float, penalty: float) -> float:
 
 def data_parallel(c, st: Stack, *, tp: int, pp: int, dp: int, cp: int, m: int, L: int, zero: int,
                   recompute: str, layer_fwd: float, layer_bwd: float, stage_bwd: float,
-                  stage_fwd: float, head_s: float, kn=None) -> DataParallel:
+                  stage_fwd: float, head_s: float, kn=None, experts=None) -> DataParallel:
+    """``experts``: a mixture of experts' (expert weights on this GPU, the expert-data-parallel
+    ``comm.Group``): their gradients are reduced over that group, in the same buckets and overlap
+    window as the rest, and their optimizer state sharded over it (Megatron-Core's distributed
+    optimizer keeps an expert-data-parallel instance: megatron/core/distributed/
+    distributed_data_parallel.py, expert_data_parallel_group)."""
     k = c.eff.overlap_compute_penalty
     gb = kn.grad_bytes if kn is not None else st.grad_reduce_bytes
     wb = 1.0 if (kn is not None and kn.fp8_param_gather) else WEIGHT_BYTES  # FP8 all-gather
-    optimizer_s, coll = _collectives(c, st, tp, pp, dp, cp, zero, recompute, gb, wb)
+    optimizer_s, coll = _collectives(c, st, tp, pp, dp, cp, zero, recompute, gb, wb, experts)
     out = DataParallel()
     out.per_micro_batch_s = 0.0
     out.exposed_s = 0.0
@@ -85,10 +90,12 @@ def data_parallel(c, st: Stack, *, tp: int, pp: int, dp: int, cp: int, m: int, L
 
 
 def _collectives(c, st: Stack, tp: int, pp: int, dp: int, cp: int, zero: int, recompute: str,
-                 gb: float, wb: float) -> tuple:
+                 gb: float, wb: float, experts=None) -> tuple:
     """(optimizer seconds, the data-parallel collectives' seconds or None): what does not depend
-    on the micro-batch (memoised on ``c`` per stack object: pure)."""
-    key = (tp, pp, dp, cp, zero, recompute if zero == 3 else None, gb, wb, id(st))
+    on the micro-batch (memoised on ``c`` per stack object: pure). ``experts`` (weights, group):
+    as ``data_parallel``; the key holds the group object itself (compared by identity: each
+    ``Consts.group`` is built once and never changed)."""
+    key = (tp, pp, dp, cp, zero, recompute if zero == 3 else None, gb, wb, id(st), experts)
     hit = c._dp.get(key)
     if hit is not None and hit[0] is st:
         return hit[1]
@@ -98,8 +105,15 @@ def _collectives(c, st: Stack, tp: int, pp: int, dp: int, cp: int, zero: int, re
     reduce_over = dp * (cp if st.context_parallel else 1)
     shards = reduce_over if zero >= 1 else 1
     optimizer_s = params / shards * ADAM_BYTES_PER_PARAM / c.gpu.hbm_bytes_per_s
+    e_ar = e_rs = e_ag = 0.0
+    if experts is not None:
+        e_params, eg = experts
+        optimizer_s += (e_params / (eg.size if zero >= 1 else 1) * ADAM_BYTES_PER_PARAM
+                        / c.gpu.hbm_bytes_per_s)
+        e_ar, e_rs, e_ag = (eg.all_reduce_s(e_params * gb), eg.reduce_scatter_s(e_params * gb),
+                            eg.all_gather_s(e_params * wb))
     coll = None
-    if reduce_over > 1:
+    if reduce_over > 1 or e_ar or e_rs:
         grad_bytes = params * gb
         if zero == 3:
             g = c.group(dp, tp * cp, single_nic=st.sharded_nics == "gpu")
@@ -115,9 +129,11 @@ def _collectives(c, st: Stack, tp: int, pp: int, dp: int, cp: int, zero: int, re
             if zero == 2:
                 coll = (g.reduce_scatter_s(grad_bytes), g.all_gather_s(params * WEIGHT_BYTES))
             elif zero == 0:
-                coll = (g.all_reduce_s(grad_bytes),)
+                ar = g.all_reduce_s(grad_bytes)
+                coll = (ar + e_ar if experts is not None else ar,)
             else:
-                coll = (g.reduce_scatter_s(grad_bytes), g.all_gather_s(params * wb))
+                rs, ag = g.reduce_scatter_s(grad_bytes), g.all_gather_s(params * wb)
+                coll = (rs + e_rs, ag + e_ag) if experts is not None else (rs, ag)
     out = (optimizer_s, coll)
     c._dp[key] = (st, out)
     return out

@@ -80,7 +80,8 @@ def cp_runs(c: Consts, st) -> bool:
 
 def stacks_for(c: Consts, stack: str | None, *, zero=None, pp=None, cp=None,
                interleave=None) -> list:
-    """The stacks to try: the one given, else every stack that can run these options."""
+    """The stacks to try: the one given, else every stack that can run these options (a mixture of
+    experts: those with expert parallelism)."""
     if stack is not None:
         choice("stack", stack, tuple(STACKS))
         st = STACKS[stack]
@@ -95,7 +96,8 @@ def stacks_for(c: Consts, stack: str | None, *, zero=None, pp=None, cp=None,
            if (not c.fp8 or st.fp8) and (zero is None or zero in st.zero_stages)
            and (pp is None or pp == 1 or st.pipeline)
            and (cp is None or cp == 1 or cp_runs(c, st))
-           and (interleave is None or interleave == 1 or st.interleave)]
+           and (interleave is None or interleave == 1 or st.interleave)
+           and (c.moe is None or st.expert_parallel)]
     if not out:
         raise ConfigError("no software stack runs these options together (zero "
                           f"{zero}, pp {pp}, cp {cp}, interleave {interleave}, precision "
