@@ -8,8 +8,9 @@ to fit anything. For each development group the
 leave-one-group-out error refits without the group and predicts it. The alternatives table shows
 what the structural choices do: the NICs ZeRO-3 gathers use, and the compute slowdown while
 communication overlaps. Writes ``gpu_validation.csv`` (every row), ``gpu_validation_groups.csv``
-(per group, with leave-one-group-out), ``gpu_validation_alternatives.csv`` and
-``gpu_validation.png``.
+(per group, with leave-one-group-out), ``gpu_validation_alternatives.csv``,
+``gpu_validation_moe.csv`` (the mixture-of-experts rows, all validation, kept apart:
+docs/gpu-model.md section 8) and ``gpu_validation.png``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from wsim.gpu.calibration import EFFICIENCY, STACKS
 ROW_COLUMNS = ["group", "name", "role", "model", "gpu", "gpus", "batch", "seq", "metric", "published",
                "predicted", "error", "tp", "cp", "pp", "dp", "micro_batch", "interleave", "zero",
                "stack", "recompute", "attention", "precision", "fits", "source", "notes"]
+# the mixture-of-experts rows (wsim.gpu.published_moe, docs/gpu-model.md section 8), apart
+MOE_COLUMNS = ROW_COLUMNS[:15] + ["ep", "etp"] + ROW_COLUMNS[15:]
 GROUP_COLUMNS = ["group", "role", "rows", "mean_abs_error", "worst_error", "logo_mean_abs_error",
                  "logo_worst_error", "logo_refit"]
 ALT_COLUMNS = ["alternative", "group", "role", "mean_abs_error", "worst_error"]
@@ -76,7 +79,9 @@ def main(argv=None) -> list[str]:
             log(f"alternative: {name}")
             for g, s in V.summary(V.predict_all(eff=eff, stacks=stacks)).items():
                 alts.append({"alternative": name, "group": g, **s})
+        moe = [p.to_dict() for p in V.current_moe()]
     paths = [write_csv(out / "gpu_validation.csv", rows, ROW_COLUMNS),
+             write_csv(out / "gpu_validation_moe.csv", moe, MOE_COLUMNS),
              write_csv(out / "gpu_validation_groups.csv", groups, GROUP_COLUMNS),
              write_csv(out / "gpu_validation_alternatives.csv", alts, ALT_COLUMNS),
              plot(rows, out / "gpu_validation.png")]

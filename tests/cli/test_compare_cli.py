@@ -45,7 +45,6 @@ def test_published_run_json(capsys):
     assert out.count("\n") == 1  # exactly one JSON object
 
 
-@pytest.mark.slow  # 13B's two phases, each against the whole GPU grid
 def test_thirteen_b_has_two_phases(capsys):
     code, out, _ = run(capsys, "compare", "--model", "cerebras-gpt-13b", "--gpu", "h100-80gb",
                        "--method", "analytic", "--json")

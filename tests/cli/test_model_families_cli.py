@@ -109,5 +109,11 @@ def test_a_published_mixtral_config_simulates_with_all_experts_streamed(capsys, 
     tokens = results[0]["batch_seqs"] * results[0]["seq"]
     per_token = results[0]["model_flops_per_step"] / tokens
     assert 6 * 12.88e9 < per_token < 6 * 12.88e9 * 1.1  # active parameters, not all 46.7B
-    code, out, err = run(capsys, "gpu", "--model", path, "--gpus", 64, "--batch", 64)
-    assert code == 2 and out == "" and "mixture of experts: not modelled on GPUs" in err
+    # on GPUs too (expert parallelism, wsim.gpu.moe): the config and the zoo entry agree
+    code, out, err = run(capsys, "gpu", "--model", path, "--gpus", 64, "--batch", 64, "--gpu", "h100",
+                         "--pp", 4, "--ep", 8, "--stack", "megatron-core", "--json")
+    assert code == 0, err
+    code2, out2, err2 = run(capsys, "gpu", "--model", "mixtral-8x7b", "--gpus", 64, "--batch", 64,
+                            "--gpu", "h100", "--pp", 4, "--ep", 8, "--stack", "megatron-core", "--json")
+    assert code2 == 0, err2
+    assert json.loads(out)["step_time_s"] == pytest.approx(json.loads(out2)["step_time_s"], rel=1e-9)

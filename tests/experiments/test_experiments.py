@@ -68,13 +68,7 @@ def _check_outputs(name, out: Path):
             assert f"({f})" in section, f"the reading does not link {f}"
 
 
-# gpu_comparison and energy run the GPU plan search for every GPU count of the comparison grid (minutes
-# since the searched Megatron-Core options of issue 19): they run with the slow tests
-_HEAVY = {"gpu_comparison", "energy"}
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in _HEAVY else n
-                                  for n in main_job.SCRIPTS if n != "equivalence"])
+@pytest.mark.parametrize("name", [n for n in main_job.SCRIPTS if n != "equivalence"])
 def test_quick_mode_writes_csv_png_and_reading(name, tmp_path):
     paths = _module(name).main(["--out", str(tmp_path), "--quick"])
     assert all(Path(p).exists() for p in paths)

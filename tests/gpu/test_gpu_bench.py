@@ -50,3 +50,18 @@ def test_bench_search_gpt3_175b_on_4096_a100(benchmark):
           f"{r.model_tflops_per_gpu:.1f} model TFLOP/s per GPU, {r.step_time_s:.2f} s per step, "
           f"regime {r.regime.get('status')}")
     assert r.fits
+
+
+@pytest.mark.benchmark
+def test_bench_compare_default_grid():
+    """``compare`` of Cerebras-GPT 111M and 1.3B (analytic CS-2 side) on the default GPU grid
+    (A100 and H100, up to 8,192 GPUs): one GPU search per grid count and phase."""
+    from wsim.studies import compare as C
+    for name in ("cerebras-gpt-111m", "cerebras-gpt-1.3b"):
+        C._CACHE.clear()  # measure the searches, not the cache
+        t0 = time.perf_counter()
+        r = C.compare(name, method="analytic")
+        wall = time.perf_counter() - t0
+        print(f"\ncompare {name} (analytic) on the default grid: {wall:.2f} s; GPUs matched "
+              f"{[g.get('gpus') for g in r.gpu]}")
+        assert r.gpu

@@ -81,7 +81,7 @@ def test_each_flag_has_its_json_key(capsys, flags, key, value):
 
 def test_plan_flags(capsys):
     base = ["gpu", "--model", "gpt3-1.3b", "--gpus", "16", "--batch", "64", "--tp", "2"]
-    d = _json(capsys, base + ["--cp", "2", "--stack", "megatron-core"])
+    d = _json(capsys, base + ["--cp", "2", "--stack", "megatron-core", "--attention", "flash"])
     assert (d["plan"]["cp"], d["plan"]["dp"], d["plan"]["stack"]) == (2, 4, "megatron-core")
     d = _json(capsys, base + ["--distributed-optimizer"])
     assert d["plan"]["zero"] == 1 and d["plan"]["stack"] == "megatron-core"

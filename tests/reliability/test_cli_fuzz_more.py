@@ -111,8 +111,7 @@ BASES = {"compare": (COMPARE_BASE, compare_opts), "sweep": (SWEEP_BASE, sweep_op
          "train": (TRAIN_BASE, train_opts), "generate": (GENERATE_BASE, generate_opts)}
 
 
-@pytest.mark.parametrize("command", [pytest.param(c, marks=pytest.mark.slow) if c == "compare" else c
-                                     for c in sorted(BASES)])  # compare: a GPU search per grid count
+@pytest.mark.parametrize("command", sorted(BASES))
 def test_cli_exits_0_or_2(outcomes, command):
     prop = f"cli: wsim {command}"
     base, opts = BASES[command]
@@ -121,7 +120,7 @@ def test_cli_exits_0_or_2(outcomes, command):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("command", sorted(set(BASES) - {"compare"}))  # compare: its 60 run in the slow step
+@pytest.mark.parametrize("command", sorted(BASES))
 def test_cli_exits_0_or_2_many(outcomes, command):
     prop = f"cli: wsim {command} (slow)"
     base, opts = BASES[command]

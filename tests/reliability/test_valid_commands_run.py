@@ -76,7 +76,6 @@ def _compare(outcomes, prop, argv):
     assert r["cs2"]["time_to_train_s"] > 0 and len(r["gpu"]) == len(argv[argv.index("--gpu") + 1].split(",")), r
 
 
-@pytest.mark.slow  # a GPU plan search per count of the comparison grid: minutes (issue 19's options)
 @FAST
 @given(argv=valid_compare())
 def test_every_valid_compare_command_runs(outcomes, argv):
@@ -280,7 +279,7 @@ CASES = {"compare": (valid_compare(), _compare), "sweep": (valid_sweep(os.path.j
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("command", sorted(set(CASES) - {"compare"}))  # compare: its 25 run in the slow step
+@pytest.mark.parametrize("command", sorted(CASES))
 def test_every_valid_command_runs_many(outcomes, command):
     strategy, check = CASES[command]
 

@@ -110,6 +110,8 @@ def _days(seconds: float) -> str:
 
 def _plan(p: dict) -> str:
     cp = f" x cp {p['cp']}" if p.get("cp", 1) > 1 else ""
+    if p.get("etp") is not None:  # a mixture of experts: its expert layout (wsim.gpu.moe)
+        cp += f", experts etp {p['etp']} x ep {p['ep']}"
     return (f"tp {p['tp']} x pp {p['pp']} x dp {p['dp']}{cp}, micro-batch {p['micro_batch']}, "
             f"interleave {p['interleave']}, recompute {p['recompute']}, "
             f"SP {'on' if p['sequence_parallel'] else 'off'}, ZeRO {p['zero']}"

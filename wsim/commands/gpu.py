@@ -33,7 +33,18 @@ def register(subparsers) -> None:
     p.add_argument("--gpu", default="a100-80gb", choices=sorted(GPUS) + sorted(ALIASES))
     p.add_argument("--tp", type=int, help="tensor-parallel size (default 1; searched with --search)")
     p.add_argument("--pp", type=int, help="pipeline-parallel size (default 1; searched with --search)")
-    p.add_argument("--cp", type=int, help="context-parallel size (default 1; searched with --search)")
+    p.add_argument("--cp", type=int, help="context-parallel size (default 1; searched with --search; > 1 needs --attention flash)")
+    p.add_argument("--ep", type=int, help="expert-parallel size, a mixture of experts (default 1; "
+                   "searched with --search)")
+    p.add_argument("--etp", type=int, help="expert tensor-parallel size (default: tp, as Megatron; "
+                   "--search tries 1 and tp)")
+    p.add_argument("--moe-capacity-factor", type=_float, metavar="F",
+                   help="expert capacity factor; tokens beyond it dropped (default: dropless)")
+    p.add_argument("--moe-imbalance", type=_float, default=1.0, metavar="X",
+                   help="busiest expert rank's tokens over the mean, measured (default 1: uniform)")
+    p.add_argument("--moe-ep-overlap", action="store_true", default=False,
+                   help="expert-parallel all-to-alls under another micro-batch's compute "
+                        "(Megatron-Core --overlap-moe-expert-parallel-comm; DualPipe)")
     p.add_argument("--search", action="store_true", help="find the fastest plan that fits")
     p.add_argument("--micro-batch", default="auto", help="sequences per micro-batch, or auto")
     p.add_argument("--interleave", type=int, help="model chunks per stage (default: best that fits)")
@@ -90,6 +101,8 @@ def _options(args: argparse.Namespace) -> dict:
             raise ConfigError(f"{flag} must be a positive number, got {value!r}")
     knobs = {n: getattr(args, n) for n in KNOBS if getattr(args, n) is not None}
     return dict(zero=zero, stack=stack, attention=args.attention, precision=args.precision, **knobs,
+                etp=args.etp, moe_capacity_factor=args.moe_capacity_factor,
+                moe_imbalance=args.moe_imbalance, moe_ep_overlap=args.moe_ep_overlap,
                 dropout=args.dropout, nic_bytes_per_s=nic, nvlink_bytes_per_s=nvlink,
                 fabric=args.fabric)
 
@@ -101,12 +114,12 @@ def run(args: argparse.Namespace) -> dict:
         if args.micro_batch not in (None, "auto") or args.interleave is not None:
             raise ConfigError("--search chooses --micro-batch and --interleave itself; drop them")
         report = search(model, seq=args.seq, batch=args.batch, gpus=args.gpus, gpu=args.gpu,
-                        tp=args.tp, pp=args.pp, cp=args.cp, recompute=args.recompute,
+                        tp=args.tp, pp=args.pp, cp=args.cp, ep=args.ep, recompute=args.recompute,
                         sequence_parallel=args.sequence_parallel, **opts)
     else:
         opts["zero"] = opts["zero"] or 0
         report = estimate(model, seq=args.seq, batch=args.batch, gpus=args.gpus, gpu=args.gpu,
-                          tp=args.tp or 1, pp=args.pp or 1, cp=args.cp or 1,
+                          tp=args.tp or 1, pp=args.pp or 1, cp=args.cp or 1, ep=args.ep or 1,
                           micro_batch=int_or_word(args.micro_batch or "auto", "--micro-batch", ("auto",)),
                           interleave=args.interleave,
                           recompute=args.recompute or "full",
@@ -129,6 +142,24 @@ def _regime_lines(reg: dict) -> list[str]:
             f"{100 * reg['mean_abs_error']:.1f}%, worst {100 * reg['worst_error']:+.1f}%"]
 
 
+def _experts(p: dict) -> str:
+    """The expert layout of a mixture of experts (etp x ep x edp over the same GPUs)."""
+    if p.get("etp") is None:
+        return ""
+    edp = p["tp"] * p["cp"] * p["dp"] // (p["ep"] * p["etp"])
+    cap = p.get("moe_capacity_factor")
+    return (f"; experts etp {p['etp']} x ep {p['ep']} x edp {edp}"
+            + (f", capacity factor {cap:g}" if cap is not None else ", dropless")
+            + (f", imbalance {p['moe_imbalance']:g}" if p.get("moe_imbalance", 1.0) != 1.0 else "")
+            + (", all-to-all overlapped" if p.get("moe_ep_overlap") else ""))
+
+
+def _bottleneck(r: dict) -> str:
+    """The largest term of the step time breakdown."""
+    key, value = max(r["breakdown"].items(), key=lambda kv: kv[1])
+    return f"bottleneck: {key[:-2]} ({100 * value / r['step_time_s']:.0f}% of the step)"
+
+
 def human(r: dict) -> str:
     p = r["plan"]
     chosen = f" (chosen: {', '.join(p['chosen'])})" if p["chosen"] else ""
@@ -139,7 +170,7 @@ def human(r: dict) -> str:
         f"network: NIC {8 * net['nic_bytes_per_s'] / 1e9:.0f} Gb/s per GPU, NVLink "
         f"{net['nvlink_bytes_per_s'] / 1e9:.0f} GB/s per direction, {net['gpus_per_node']} GPUs per "
         f"NVLink domain, {net.get('fabric', 'infiniband')}",
-        f"plan: tp {p['tp']} x cp {p['cp']} x pp {p['pp']} x dp {p['dp']}, micro-batch "
+        f"plan: tp {p['tp']} x cp {p['cp']} x pp {p['pp']} x dp {p['dp']}{_experts(p)}, micro-batch "
         f"{p['micro_batch']}, interleave {p['interleave']}, recompute {p['recompute']}, "
         f"sequence-parallel {'on' if p['sequence_parallel'] else 'off'}, zero {p['zero']}, "
         f"stack {p['stack']}{chosen}",
@@ -158,6 +189,7 @@ def human(r: dict) -> str:
     for key, value in r["breakdown"].items():
         share = value / r["step_time_s"] if r["step_time_s"] else 0.0
         lines.append(f"  {key[:-2]:<12} {value:10.3f} s  {100 * share:5.1f}%")
+    lines.append(_bottleneck(r))
     lines.append("memory breakdown (fullest stage {}):".format(r["memory"]["stage"]))
     for key in ("weights_bytes", "gradients_bytes", "optimizer_bytes", "activations_bytes",
                 "reserved_bytes"):
@@ -171,7 +203,7 @@ def human(r: dict) -> str:
         if alt:
             a = alt["plan"]
             lines.append(f"fastest plan inside a validated regime: tp {a['tp']} x cp {a['cp']} x pp "
-                         f"{a['pp']} x dp {a['dp']}, micro-batch {a['micro_batch']}, interleave "
+                         f"{a['pp']} x dp {a['dp']}{_experts(a)}, micro-batch {a['micro_batch']}, interleave "
                          f"{a['interleave']}, recompute {a['recompute']}, zero {a['zero']}, stack "
                          f"{a['stack']}: {alt['step_time_s']:.3f} s ({alt['model_tflops_per_gpu']:.1f} "
                          f"model TFLOP/s per GPU, {100 * alt['slower_than_best']:.1f}% slower), "

@@ -178,6 +178,9 @@ class Stack:
     # unless the plan says otherwise (grad_reduce_fp32's default is grad_reduce_bytes == 4)
     knobs: tuple = ()
     knob_defaults: tuple = ()
+    # mixtures of experts with expert parallelism, Megatron-Core's alltoall token dispatcher and
+    # grouped GEMM (wsim.gpu.moe)
+    expert_parallel: bool = False
 
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -203,7 +206,8 @@ STACKS: dict[str, Stack] = {
     "megatron-core": Stack("megatron-core", (0, 1), True, True, True, True, 1.0, True, False, 4.0,
                            0.878, "Megatron-LM/Megatron-Core docs: distributed optimizer, "
                            "--overlap-grad-reduce, --overlap-param-gather, context parallelism",
-                           knobs=KNOBS, knob_defaults=("p2p_overlap",), uneven_stages=True),
+                           knobs=KNOBS, knob_defaults=("p2p_overlap",), uneven_stages=True,
+                           expert_parallel=True),
     # NeMo 2 / Megatron-Bridge performance recipes on Megatron-Core (2024-25; NVIDIA's DGX Cloud
     # benchmarking recipes and NeMo performance summaries): the distributed optimizer with
     # overlapped gradient reduce-scatter and parameter all-gather, gradients reduced in bf16
@@ -223,7 +227,7 @@ STACKS: dict[str, Stack] = {
                   "NeMo 2.0 recipes (nemo/collections/llm/recipes/*.py @ 8cfedd72) and "
                   "github.com/NVIDIA/dgxc-benchmarking recipes (v24.11.1 35a9aec, v25.04 741c886)",
                   knobs=KNOBS, knob_defaults=("tp_comm_overlap", "p2p_overlap", "fp8_param_gather"),
-                  uneven_stages=True),
+                  uneven_stages=True, expert_parallel=True),
     # Megatron-DeepSpeed (MT-NLG, BLOOM, GPT-NeoX): Megatron's kernels in DeepSpeed's pipeline engine
     # (plain 1F1B, no interleaving: deepspeed/runtime/pipe/schedule.py TrainSchedule, whose
     # ReduceGrads runs after the last backward), ZeRO 1-3 (ZeRO-2/3 only without pipeline

@@ -43,7 +43,8 @@ def members_per_node(group: int, stride: int, gpus_per_node: int) -> int:
 class Group:
     """A communicator: its size, layout over nodes, bus bandwidth and latencies (plain floats)."""
 
-    __slots__ = ("size", "per_node", "nodes", "bw", "nics", "base", "nv_hop", "net_hop")
+    __slots__ = ("size", "per_node", "nodes", "bw", "nics", "base", "nv_hop", "net_hop",
+                 "nvlink_bw", "nic_bw")
 
     def __init__(self, gpu: GpuSpec, eff: Efficiency, size: int, stride: int, *,
                  single_nic: bool = False) -> None:
@@ -52,6 +53,8 @@ class Group:
         self.nodes = max(1, -(-size // self.per_node))
         nvlink = gpu.nvlink_bytes_per_s * eff.nvlink_efficiency
         self.nics = 1 if single_nic else self.per_node
+        self.nvlink_bw = nvlink
+        self.nic_bw = gpu.nic_bytes_per_s * network_efficiency(gpu, eff)  # the rank's own NIC
         if self.nodes == 1:
             self.bw = nvlink
         else:
@@ -92,6 +95,23 @@ class Group:
 
     all_gather_s = reduce_scatter_s  # the same traffic, the other way
 
+    def all_to_all_s(self, nbytes: float) -> float:
+        """All-to-all in which every rank sends ``nbytes`` in all, 1/n of it to each rank (itself
+        included: that share never leaves the GPU). NCCL runs it as one grouped ncclSend/ncclRecv
+        per peer (NCCL user guide, "Point-to-point communication: all-to-all"), all peers at once:
+        the (g-1)/n share for the rank's own node crosses NVLink while the (n-g)/n share for other
+        nodes leaves through the rank's own NIC (each GPU has its own; a point-to-point transfer
+        does not spread over the node's other NICs), so the slower of the two sets the time;
+        latency: NCCL's base plus one hop (``all_to_all_bytes`` gives the closed form)."""
+        n = self.size
+        if n <= 1 or nbytes <= 0:
+            return 0.0
+        nvlink_share, network_share = all_to_all_bytes(nbytes, n, self.per_node)
+        nvlink = self.nvlink_bw
+        if self.nodes == 1:
+            return self.base + self.nv_hop + nvlink_share / nvlink
+        return self.base + self.net_hop + max(nvlink_share / nvlink, network_share / self.nic_bw)
+
     def to_dict(self) -> dict:
         return {"size": self.size, "per_node": self.per_node, "nodes": self.nodes,
                 "nics": self.nics, "bus_bytes_per_s": self.bw}
@@ -126,6 +146,16 @@ def ring_all_reduce_s(nbytes: float, n: int, bw: float, latency_s: float) -> flo
     if n <= 1 or nbytes <= 0:
         return 0.0
     return latency_s + 2.0 * (n - 1) / n * nbytes / bw
+
+
+def all_to_all_bytes(nbytes: float, n: int, per_node: int) -> tuple[float, float]:
+    """(bytes a rank sends over NVLink, bytes it sends over the network) in an all-to-all of n
+    ranks, per_node of them in each node, where the rank sends ``nbytes`` in all, nbytes/n to each
+    rank: (per_node - 1)/n of it to the other ranks of its node, (n - per_node)/n to other nodes;
+    1/n stays. Every rank receives as much as it sends (uniform routing): what leaves the n ranks,
+    (n - 1)/n x nbytes x n, is what arrives."""
+    g = min(per_node, n)
+    return nbytes * (g - 1) / n, nbytes * (n - g) / n
 
 
 def ring_reduce_scatter_s(nbytes: float, n: int, bw: float, latency_s: float) -> float:

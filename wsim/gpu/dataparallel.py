@@ -51,46 +51,89 @@ def _overlap(comm_s: float, window_s: float, penalty: float) -> float:
 
 def data_parallel(c, st: Stack, *, tp: int, pp: int, dp: int, cp: int, m: int, L: int, zero: int,
                   recompute: str, layer_fwd: float, layer_bwd: float, stage_bwd: float,
-                  stage_fwd: float, head_s: float, kn=None) -> DataParallel:
-    eff = c.eff
-    k = eff.overlap_compute_penalty
-    edge = c.head_params_tp(tp, pp) if pp > 1 else c.head_params_tp(tp, pp) + c.embed_params_tp(tp)
-    params = L * c.block_params / tp + edge
-    reduce_over = dp * (cp if st.context_parallel else 1)
+                  stage_fwd: float, head_s: float, kn=None, experts=None) -> DataParallel:
+    """``experts``: a mixture of experts' (expert weights on this GPU, the expert-data-parallel
+    ``comm.Group``): their gradients are reduced over that group, in the same buckets and overlap
+    window as the rest, and their optimizer state sharded over it (Megatron-Core's distributed
+    optimizer keeps an expert-data-parallel instance: megatron/core/distributed/
+    distributed_data_parallel.py, expert_data_parallel_group)."""
+    k = c.eff.overlap_compute_penalty
+    gb = kn.grad_bytes if kn is not None else st.grad_reduce_bytes
+    wb = 1.0 if (kn is not None and kn.fp8_param_gather) else WEIGHT_BYTES  # FP8 all-gather
+    optimizer_s, coll = _collectives(c, st, tp, pp, dp, cp, zero, recompute, gb, wb, experts)
     out = DataParallel()
     out.per_micro_batch_s = 0.0
     out.exposed_s = 0.0
-    shards = reduce_over if zero >= 1 else 1
-    out.optimizer_s = params / shards * ADAM_BYTES_PER_PARAM / c.gpu.hbm_bytes_per_s
-    if reduce_over <= 1:
+    out.optimizer_s = optimizer_s
+    if coll is None:
         return out
-    gb = kn.grad_bytes if kn is not None else st.grad_reduce_bytes
-    wb = 1.0 if (kn is not None and kn.fp8_param_gather) else WEIGHT_BYTES  # FP8 all-gather
-    grad_bytes = params * gb
     if zero == 3:
-        g = c.group(dp, tp * cp, single_nic=st.sharded_nics == "gpu")
-        gather = g.all_gather_s(c.block_params / tp * wb)
-        scatter = g.reduce_scatter_s(c.block_params / tp * gb)
-        regather = gather if (st.zero3_regather_on_recompute and recompute == "full") else 0.0
-        back = gather + regather + scatter
-        edge_comm = g.all_gather_s(edge * wb) * (2 if st.zero3_regather_on_recompute else 1) \
-            + g.reduce_scatter_s(edge * gb)
+        gather, back, edge_comm = coll
         per_mb = gather  # the first block's gather has nothing to hide under
         per_mb += L * (_overlap(gather, layer_fwd, k) + _overlap(back, layer_bwd, k))
         per_mb += _overlap(edge_comm, head_s, k)
         out.per_micro_batch_s = per_mb
         return out
-    g = c.group(reduce_over, tp)
     if zero == 2:  # each micro-batch's reduce-scatter (under its backward if the stack overlaps)
-        out.per_micro_batch_s = _overlap(g.reduce_scatter_s(grad_bytes), st.dp_overlap * stage_bwd, k)
-        out.exposed_s = g.all_gather_s(params * WEIGHT_BYTES)
+        rs, ag = coll
+        out.per_micro_batch_s = _overlap(rs, st.dp_overlap * stage_bwd, k)
+        out.exposed_s = ag
         return out
     window = st.dp_overlap * stage_bwd
     if zero == 0:
-        out.exposed_s = _overlap(g.all_reduce_s(grad_bytes), window, k)
+        out.exposed_s = _overlap(coll[0], window, k)
         return out
-    rs = g.reduce_scatter_s(grad_bytes)
-    ag = g.all_gather_s(params * wb)
+    rs, ag = coll
     out.exposed_s = _overlap(rs, window, k) + _overlap(ag, stage_fwd if st.param_gather_overlap
                                                          else 0.0, k)
+    return out
+
+
+def _collectives(c, st: Stack, tp: int, pp: int, dp: int, cp: int, zero: int, recompute: str,
+                 gb: float, wb: float, experts=None) -> tuple:
+    """(optimizer seconds, the data-parallel collectives' seconds or None): what does not depend
+    on the micro-batch (memoised on ``c`` per stack object: pure). ``experts`` (weights, group):
+    as ``data_parallel``; the key holds the group object itself (compared by identity: each
+    ``Consts.group`` is built once and never changed)."""
+    key = (tp, pp, dp, cp, zero, recompute if zero == 3 else None, gb, wb, id(st), experts)
+    hit = c._dp.get(key)
+    if hit is not None and hit[0] is st:
+        return hit[1]
+    edge = c.head_params_tp(tp, pp) if pp > 1 else c.head_params_tp(tp, pp) + c.embed_params_tp(tp)
+    L = -(-c.layers // pp)  # the fullest stage (uneven stages: DeepSpeed), as step passes it
+    params = L * c.block_params / tp + edge
+    reduce_over = dp * (cp if st.context_parallel else 1)
+    shards = reduce_over if zero >= 1 else 1
+    optimizer_s = params / shards * ADAM_BYTES_PER_PARAM / c.gpu.hbm_bytes_per_s
+    e_ar = e_rs = e_ag = 0.0
+    if experts is not None:
+        e_params, eg = experts
+        optimizer_s += (e_params / (eg.size if zero >= 1 else 1) * ADAM_BYTES_PER_PARAM
+                        / c.gpu.hbm_bytes_per_s)
+        e_ar, e_rs, e_ag = (eg.all_reduce_s(e_params * gb), eg.reduce_scatter_s(e_params * gb),
+                            eg.all_gather_s(e_params * wb))
+    coll = None
+    if reduce_over > 1 or e_ar or e_rs:
+        grad_bytes = params * gb
+        if zero == 3:
+            g = c.group(dp, tp * cp, single_nic=st.sharded_nics == "gpu")
+            gather = g.all_gather_s(c.block_params / tp * wb)
+            scatter = g.reduce_scatter_s(c.block_params / tp * gb)
+            regather = gather if (st.zero3_regather_on_recompute and recompute == "full") else 0.0
+            back = gather + regather + scatter
+            edge_comm = g.all_gather_s(edge * wb) * (2 if st.zero3_regather_on_recompute else 1) \
+                + g.reduce_scatter_s(edge * gb)
+            coll = (gather, back, edge_comm)
+        else:
+            g = c.group(reduce_over, tp)
+            if zero == 2:
+                coll = (g.reduce_scatter_s(grad_bytes), g.all_gather_s(params * WEIGHT_BYTES))
+            elif zero == 0:
+                ar = g.all_reduce_s(grad_bytes)
+                coll = (ar + e_ar if experts is not None else ar,)
+            else:
+                rs, ag = g.reduce_scatter_s(grad_bytes), g.all_gather_s(params * wb)
+                coll = (rs + e_rs, ag + e_ag) if experts is not None else (rs, ag)
+    out = (optimizer_s, coll)
+    c._dp[key] = (st, out)
     return out

@@ -11,6 +11,7 @@ from wsim.gpu.calibration import Efficiency
 from wsim.gpu.inputs import make_consts, stacks_for
 from wsim.gpu.knobs import check_names, resolve
 from wsim.gpu.memory import MemoryBreakdown
+from wsim.gpu.moe import load as moe_load
 from wsim.gpu.plan import Plan, check_plan, divisors
 from wsim.gpu.report import GpuReport, build_report
 from wsim.gpu.step import Consts, Evaluation, evaluate
@@ -26,6 +27,8 @@ def best_for_plan(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, g
              nic_bytes_per_s: float | None = None, nvlink_bytes_per_s: float | None = None,
              fabric: str | None = None,
              efficiency: Efficiency | None = None, allow_oom: bool = False,
+             ep: int = 1, etp: int | None = None, moe_capacity_factor: float | None = None,
+             moe_imbalance: float = 1.0, moe_ep_overlap: bool = False,
              **knobs) -> tuple[Consts, Plan, Evaluation, list]:
     """Step time, throughput and memory per GPU of ``model`` on ``gpus`` GPUs with plan
     tp x cp x pp (x dp, the rest).
@@ -33,7 +36,9 @@ def best_for_plan(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, g
     ``micro_batch`` ("auto"/None), ``interleave`` (None) and ``stack`` (None) left open take the
     fastest value that fits; the report's ``chosen`` names them. A plan that cannot fit raises
     ``ConfigError`` unless ``allow_oom`` (then the report has ``fits`` False). ``knobs``: the
-    options of ``wsim.gpu.knobs`` (None or absent: the stack's default).
+    options of ``wsim.gpu.knobs`` (None or absent: the stack's default). A mixture of experts:
+    ``ep``, ``etp`` (None: tp), ``moe_capacity_factor``, ``moe_imbalance``, ``moe_ep_overlap``
+    (``wsim.gpu.plan``).
     """
     check_names(knobs)
     c = make_consts(model, seq=seq, batch=batch, gpus=gpus, gpu=gpu, efficiency=efficiency,
@@ -52,18 +57,26 @@ def best_for_plan(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, g
         raise ConfigError(f"micro_batch must be a positive integer or 'auto', got {micro_batch!r}")
     auto_v = interleave is None
     stacks = stacks_for(c, stack, zero=zero, pp=pp, cp=cp, interleave=interleave)
+    moe = dict(ep=ep, etp=etp, moe_capacity_factor=moe_capacity_factor, moe_imbalance=moe_imbalance,
+               moe_ep_overlap=moe_ep_overlap)
     if stack is None and any(v is not None for v in knobs.values()):
         stacks = [st for st in stacks if _runs(st, c, sequence_parallel, zero, knobs)] or stacks
     base = None
     for st in stacks:  # validate once with a stack that runs the options (or the given one)
         base = Plan(tp=tp, pp=pp, dp=dp, micro_batch=1 if auto_mb else micro_batch,
                     interleave=1 if auto_v else interleave, recompute=recompute,
-                    sequence_parallel=sequence_parallel, zero=zero, cp=cp, stack=st.name, **knobs)
+                    sequence_parallel=sequence_parallel, zero=zero, cp=cp, stack=st.name, **knobs,
+                    **moe)
         check_plan(base, model, batch=batch, gpus=gpus, seq=seq)
         base.knobs(c.fp8)
 
     local = batch // dp
     mbs = divisors(local) if auto_mb else [micro_batch]
+    sparse = None
+    if c.moe is not None:  # (ep, etp, load) as wsim.gpu.step.evaluate takes them
+        etp = base.expert_tp
+        sparse = (ep, etp, moe_load(moe_imbalance, moe_capacity_factor), moe_ep_overlap)
+        moe["etp"] = etp
     best = smallest = None
     for st in stacks:
         kn = resolve(st, fp8=c.fp8, sp=sequence_parallel, zero=zero, given=knobs)
@@ -73,7 +86,8 @@ def best_for_plan(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, g
             for v in vs:
                 if v > 1 and m % pp:
                     continue
-                ev = evaluate(c, tp, pp, dp, b, v, recompute, sequence_parallel, zero, cp, st, kn)
+                ev = evaluate(c, tp, pp, dp, b, v, recompute, sequence_parallel, zero, cp, st, kn,
+                              sparse)
                 key = (ev.step_s, b, v)
                 if ev.memory.fits and (best is None or key < best[0]):
                     best = (key, b, v, ev, st)
@@ -93,7 +107,7 @@ def best_for_plan(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, g
     _, b, v, ev, st = best
     plan = Plan(tp=tp, pp=pp, dp=dp, micro_batch=b, interleave=v, recompute=recompute,
                 sequence_parallel=sequence_parallel, zero=zero, cp=cp, stack=st.name,
-                **ev.knobs._asdict())
+                **ev.knobs._asdict(), **moe)
     return c, plan, ev, chosen
 
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from models.spec import ModelSpec
-from wsim.errors import require
 
 GATED = ("swiglu", "geglu", "silu_glu", "gated")
 
@@ -40,17 +39,23 @@ class BlockShape:
     head_dim: int
     ffn: int
     gated: bool
+    q_dim: int = 0  # heads x head_dim: the queries' width (0: hidden)
+
+    @property
+    def q(self) -> int:
+        return self.q_dim or self.hidden
 
     @property
     def qkv_out(self) -> int:
-        """Width of the fused QKV projection's output: h + 2 kv_heads x head_dim."""
-        return self.hidden + 2 * self.kv_heads * self.head_dim
+        """Width of the fused QKV projection's output: q + 2 kv_heads x head_dim (q = h unless the
+        model's heads have their own width, ``ModelSpec.head_width``: Qwen3, DeepSeek-V3)."""
+        return self.q + 2 * self.kv_heads * self.head_dim
 
     @property
     def linear_params(self) -> int:
         """Weights of the block's matmuls (no biases, no norms)."""
         h, f = self.hidden, self.ffn
-        return h * self.qkv_out + h * h + (3 if self.gated else 2) * h * f
+        return h * self.qkv_out + self.q * h + (3 if self.gated else 2) * h * f
 
 
 def _extra(model: ModelSpec, name: str, default=None):
@@ -61,24 +66,37 @@ def _extra(model: ModelSpec, name: str, default=None):
 
 
 def block_shape(model: ModelSpec) -> BlockShape:
-    # the GPU model has no experts yet (expert parallelism, all-to-all: issue 20 item 4); a mixture of
-    # experts read as a dense block would count all experts' weights but one expert's FLOPs
-    require(not getattr(model, "experts", 0),
-            f"model {model.name!r} is a mixture of experts: not modelled on GPUs yet (wsim simulate models it)")
+    # a mixture of experts: the shape of its dense blocks (ffn), its attention; the experts are
+    # wsim.gpu.moe's (mlp_fwd_flops_per_token below counts them)
     h, a = model.hidden, model.heads
     kv = int(_extra(model, "kv_heads", a) or a)
     mlp = str(_extra(model, "mlp", "") or "").lower()
     gated = mlp in GATED or str(model.activation).lower() in GATED or bool(_extra(model, "gated_mlp",
                                                                                 False))
-    return BlockShape(hidden=h, heads=a, kv_heads=kv, head_dim=h // a, ffn=model.ffn, gated=gated)
+    hd = model.head_dim  # hidden / heads unless the config gives its own (head_width)
+    return BlockShape(hidden=h, heads=a, kv_heads=kv, head_dim=hd, ffn=model.ffn, gated=gated,
+                      q_dim=a * hd)
 
 
 def linear_fwd_flops_per_token(model: ModelSpec) -> float:
-    return 2.0 * block_shape(model).linear_params
+    """Forward FLOPs per token of a block's weight products, averaged over the blocks. A mixture of
+    experts counts, in each sparse block, the router (h x E), the k experts a token is routed to
+    (SwiGLU, 3 h f_e each) and the shared expert with its gate (``ModelSpec.moe_params(active=True)``;
+    Megatron's num_floating_point_operations counts the same k experts, without the router)."""
+    shape = block_shape(model)
+    if not model.experts:
+        return 2.0 * shape.linear_params
+    h = shape.hidden
+    attention = h * shape.qkv_out + shape.q * h
+    dense_mlp = (3 if shape.gated else 2) * h * shape.ffn
+    n = len(model.moe_layers)
+    mlp = (n * model.moe_params(active=True) + (model.layers - n) * dense_mlp) / model.layers
+    return 2.0 * (attention + mlp)
 
 
 def attention_core_fwd_flops_per_token(model: ModelSpec, seq: int) -> float:
-    return 4.0 * seq * model.hidden
+    """Scores and value product of every query head: 4 s (heads x head_dim)."""
+    return 4.0 * seq * block_shape(model).q
 
 
 def block_fwd_flops_per_token(model: ModelSpec, seq: int) -> float:

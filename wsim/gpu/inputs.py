@@ -67,20 +67,37 @@ def make_consts(model: ModelSpec, *, seq: int, batch: int, gpus: int, gpu,
                   attention=attention, precision=precision)
 
 
+def cp_runs(c: Consts, st) -> bool:
+    """Can ``st`` run context parallelism with ``c``'s attention? Transformer Engine's ring
+    attention (Megatron-Core, NeMo) needs its flash or fused backend: "Disabling
+    UnfusedDotProductAttention as it does not support context parallelism"
+    (transformer_engine/pytorch/attention/dot_product_attention/utils.py @ d0067d0d, line 1171).
+    ASSUMPTION for Meta's all-gather CP (Llama 3, arXiv 2407.21783 sec. 3.3.2): the same; the
+    paper does not say, and its CP runs only long sequences, where eager attention's s x s
+    scores would not fit."""
+    return c.flash and st.context_parallel
+
+
 def stacks_for(c: Consts, stack: str | None, *, zero=None, pp=None, cp=None,
                interleave=None) -> list:
-    """The stacks to try: the one given, else every stack that can run these options."""
+    """The stacks to try: the one given, else every stack that can run these options (a mixture of
+    experts: those with expert parallelism)."""
     if stack is not None:
         choice("stack", stack, tuple(STACKS))
         st = STACKS[stack]
         if c.fp8 and not st.fp8:
             raise ConfigError(f"stack {stack} has no FP8 training; use --precision bf16 or stack "
                               "megatron-core or fsdp")
+        if cp is not None and cp > 1 and st.context_parallel and not cp_runs(c, st):
+            raise ConfigError(f"cp {cp} needs --attention flash: context parallelism runs on "
+                              "Transformer Engine's flash / fused attention backends only")
         return [st]
     out = [st for st in STACKS.values()
            if (not c.fp8 or st.fp8) and (zero is None or zero in st.zero_stages)
-           and (pp is None or pp == 1 or st.pipeline) and (cp is None or cp == 1 or st.context_parallel)
-           and (interleave is None or interleave == 1 or st.interleave)]
+           and (pp is None or pp == 1 or st.pipeline)
+           and (cp is None or cp == 1 or cp_runs(c, st))
+           and (interleave is None or interleave == 1 or st.interleave)
+           and (c.moe is None or st.expert_parallel)]
     if not out:
         raise ConfigError("no software stack runs these options together (zero "
                           f"{zero}, pp {pp}, cp {cp}, interleave {interleave}, precision "

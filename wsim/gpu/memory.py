@@ -100,9 +100,41 @@ def inflight_layers(layers_per_stage: int, pp: int, v: int, m: int) -> float:
 
 
 def memory(c, tp: int, pp: int, dp: int, b: int, v: int, recompute: str, sp: bool, zero: int,
-           m: int, cp: int = 1, stack=None, kn=None) -> MemoryBreakdown:
+           m: int, cp: int = 1, stack=None, kn=None, sparse=None) -> MemoryBreakdown:
     """The fullest stage's memory for this plan (``c`` is a ``step.Consts``; ``kn`` the plan's
-    ``wsim.gpu.knobs.Knobs``: the gradient buffer's width, FP8 parameters)."""
+    ``wsim.gpu.knobs.Knobs``: the gradient buffer's width, FP8 parameters). ``sparse``: a mixture
+    of experts' (sparse blocks on the stage, their expert weights on this GPU, the expert-data-
+    parallel size that shards their optimizer state, extra stored bytes per token of a sparse
+    block, one sparse block's transient dispatch buffers; ``wsim.gpu.moe``)."""
+    (L, w, g, o, gathered, stored, working, logits, first_params, last_params,
+     (ew, eg, eo)) = _fixed(c, tp, pp, dp, b, recompute, sp, zero, cp, stack, kn, sparse)
+    first_act = inflight_layers(L, pp, v, m) * stored + working
+    last_act = L * stored + working + logits
+    if pp == 1:
+        first_act += logits
+        last_act = first_act
+    # the fuller of the first and the last stage (the first on a tie); totals summed as
+    # MemoryBreakdown.total_bytes sums them (a dense model's expert states are 0.0: adding them
+    # changes no bit)
+    r = c.reserved_bytes
+    first = (first_params * w + gathered + ew) + (first_params * g + eg) \
+        + (first_params * o + eo) + first_act + r
+    last = (last_params * w + gathered + ew) + (last_params * g + eg) \
+        + (last_params * o + eo) + last_act + r
+    if last > first:
+        return MemoryBreakdown(last_params * w + gathered + ew, last_params * g + eg,
+                               last_params * o + eo, last_act, r, c.capacity_bytes, pp - 1)
+    return MemoryBreakdown(first_params * w + gathered + ew, first_params * g + eg,
+                           first_params * o + eo, first_act, r, c.capacity_bytes, 0)
+
+
+def _fixed(c, tp, pp, dp, b, recompute, sp, zero, cp, stack, kn, sparse) -> tuple:
+    """What ``memory`` needs that does not depend on the interleave or the micro-batch count
+    (memoised on ``c`` per stack object and ``sparse`` tuple: pure)."""
+    key = (tp, pp, dp, b, recompute, sp, zero, cp, id(stack), kn, sparse)
+    hit = c._mem.get(key)
+    if hit is not None and hit[0] is stack:
+        return hit[1]
     L = -(-c.layers // pp)  # the fullest stage (uneven stages: DeepSpeed)
     if kn is not None:
         grad_bytes = kn.grad_bytes
@@ -127,23 +159,26 @@ def memory(c, tp: int, pp: int, dp: int, b: int, v: int, recompute: str, sp: boo
             else min(block, stack.zero3_grad_bucket)
         gathered = live * (FP8_WEIGHT_BYTES if fp8_params else WEIGHT_BYTES) + bucket * grad_bytes
     logits = tokens * c.vocab / tp * LOGIT_BYTES
+    expert_states = 0.0, 0.0, 0.0
+    if sparse is not None:
+        Lm, expert_params, edp, extra, buffers = sparse
+        if recompute == "full":  # only the block input stored; one sparse block's in full
+            working += (tokens * extra + buffers) if Lm else 0.0
+        else:
+            stored += Lm / L * tokens * extra  # the stage's mean block
+            working += buffers if Lm else 0.0
+        we, ge, oe = state_bytes_per_param(zero, edp, grad_bytes, c.fp8, fp8_params)
+        expert_states = expert_params * we, expert_params * ge, expert_params * oe
 
     body = L * c.block_params / tp
     first_params = body + c.embed_params_tp(tp)
     last_params = body + c.head_params_tp(tp, pp)
-    first_act = inflight_layers(L, pp, v, m) * stored + working
-    last_act = L * stored + working + logits
     if pp == 1:
         first_params += c.head_params_tp(tp, pp)
-        first_act += logits
-        last_params, last_act = first_params, first_act
-    best = None
-    for stage, params, act in ((0, first_params, first_act), (pp - 1, last_params, last_act)):
-        mb = MemoryBreakdown(params * w + gathered, params * g, params * o, act,
-                             c.reserved_bytes, c.capacity_bytes, stage)
-        if best is None or mb.total_bytes > best.total_bytes:
-            best = mb
-    return best
+        last_params = first_params
+    out = (L, w, g, o, gathered, stored, working, logits, first_params, last_params, expert_states)
+    c._mem[key] = (stack, out)
+    return out
 
 
 def states_lower_bound(c, tp: int, pp: int, dp: int, zero: int, cp: int = 1,

@@ -8,6 +8,19 @@ chunks per stage (1 = plain 1F1B), ``recompute`` of activations, Megatron sequen
 stage (1 under Megatron = its distributed optimizer), and the software ``stack`` that runs it
 (``wsim.gpu.calibration.STACKS``). Rank order is tensor-fastest, then context, data, pipeline
 (Megatron-Core's ``tp-cp-dp-pp``), which decides which groups share a node.
+
+Mixtures of experts (Megatron-Core's "MoE parallel folding", megatron/core/parallel_state.py
+``initialize_model_parallel``): the attention layers run on tp x cp x dp x pp as above, the expert
+layers on ``etp`` x ``ep`` x edp x pp over the same GPUs, etp x ep x edp = tp x cp x dp, in the
+rank order ``tp-ep-dp-pp`` (expert tensor ranks adjacent, then expert ranks, then expert data
+ranks). ``ep`` (--expert-model-parallel-size) splits the experts, ``etp``
+(--expert-tensor-parallel-size; None: tp, as Megatron's arguments.py sets it) splits each expert's
+FFN, edp = tp x cp x dp / (ep x etp) reduces the expert gradients. ``moe_capacity_factor``
+(--moe-expert-capacity-factor; None: dropless, Megatron's default) caps the tokens an expert takes;
+``moe_imbalance`` (>= 1; 1 = uniform routing, a named assumption) is the busiest expert rank's load
+over the mean, a measured property of a router that a user may give. ``moe_ep_overlap``: the
+dispatch all-to-alls hidden under another micro-batch's compute (Megatron-Core's
+--overlap-moe-expert-parallel-comm; DeepSeek-V3's DualPipe).
 """
 
 from __future__ import annotations
@@ -42,10 +55,26 @@ class Plan:
     fp8_param_gather: bool | None = None
     cuda_graphs: bool | None = None
     p2p_overlap: bool | None = None
+    # mixture of experts (module docstring)
+    ep: int = 1
+    etp: int | None = None
+    moe_capacity_factor: float | None = None
+    moe_imbalance: float = 1.0
+    moe_ep_overlap: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("tp", "pp", "dp", "micro_batch", "interleave", "cp"):
+        for name in ("tp", "pp", "dp", "micro_batch", "interleave", "cp", "ep"):
             positive(f"plan.{name}", getattr(self, name), integer=True)
+        if self.etp is not None:
+            positive("plan.etp", self.etp, integer=True)
+        if self.moe_capacity_factor is not None:
+            positive("plan.moe_capacity_factor", self.moe_capacity_factor)
+        if isinstance(self.moe_imbalance, bool) or not isinstance(self.moe_imbalance, (int, float)) \
+                or not 1.0 <= self.moe_imbalance < float("inf"):
+            raise ConfigError(f"plan.moe_imbalance must be a number >= 1 (the busiest expert rank's "
+                              f"tokens over the mean), got {self.moe_imbalance!r}")
+        if not isinstance(self.moe_ep_overlap, bool):
+            raise ConfigError(f"plan.moe_ep_overlap must be true or false, got {self.moe_ep_overlap!r}")
         if self.recompute not in RECOMPUTE:
             raise ConfigError(f"plan.recompute {self.recompute!r} is not one of {', '.join(RECOMPUTE)}")
         if not isinstance(self.sequence_parallel, bool):
@@ -86,6 +115,11 @@ class Plan:
     def with_knobs(self, k: Knobs) -> "Plan":
         """This plan with every option spelled out (what a report shows)."""
         return replace(self, **k._asdict())
+
+    @property
+    def expert_tp(self) -> int:
+        """etp as Megatron resolves it: tp unless given."""
+        return self.tp if self.etp is None else self.etp
 
     @property
     def gpus(self) -> int:
@@ -130,10 +164,43 @@ def check_plan(plan: Plan, model: ModelSpec, *, batch: int, gpus: int, seq: int 
         raise ConfigError(f"micro_batch {plan.micro_batch} does not divide the {local} sequences per "
                           f"data-parallel replica; allowed: {', '.join(map(str, divisors(local)))}")
     m = local // plan.micro_batch
+    check_experts(plan, model)
     if plan.interleave > 1 and m % plan.pp:
         raise ConfigError(f"the interleaved schedule needs the number of micro-batches ({m}) to be a "
                           f"multiple of pp ({plan.pp}) (Megatron-LM); use interleave 1 or a smaller "
                           "micro_batch")
+
+
+def check_experts(plan: Plan, model: ModelSpec) -> None:
+    """Megatron-Core's expert-parallel rules (megatron/training/arguments.py, parallel_state.py)."""
+    experts = model.experts
+    if not experts:
+        if plan.ep > 1 or plan.etp is not None or plan.moe_capacity_factor is not None \
+                or plan.moe_ep_overlap:
+            raise ConfigError(f"model {model.name!r} has no experts: ep {plan.ep}, etp {plan.etp}, "
+                              "moe_capacity_factor and moe_ep_overlap need a mixture-of-experts model; drop them")
+        return
+    if not STACKS[plan.stack].expert_parallel:
+        raise ConfigError(f"stack {plan.stack} does not run mixtures of experts on GPUs (modelled: "
+                          "megatron-core, nemo); choose --stack megatron-core or nemo")
+    if plan.zero >= 2:
+        raise ConfigError(f"zero {plan.zero} with experts is not modelled (Megatron-FSDP of expert "
+                          "weights); use zero 0 or 1")
+    if experts % plan.ep:
+        raise ConfigError(f"ep {plan.ep} does not divide the model's {experts} experts (Megatron: "
+                          f"'Number of experts should be a multiple of expert model parallel_size'); "
+                          f"allowed ep: {', '.join(map(str, divisors(experts)))}")
+    etp = plan.expert_tp
+    if model.expert_ffn % etp:
+        raise ConfigError(f"etp {etp} does not divide the experts' FFN width {model.expert_ffn}")
+    dense = plan.tp * plan.cp * plan.dp
+    if dense % (plan.ep * etp):
+        raise ConfigError(f"etp x ep = {etp} x {plan.ep} does not divide tp x cp x dp = {dense} "
+                          "(MoE parallel folding: etp x ep x edp = tp x cp x dp)")
+    if plan.tp > 1 and not plan.sequence_parallel:
+        raise ConfigError("a mixture of experts with tp > 1 needs sequence_parallel (Megatron-Core "
+                          "MoE README: 'when using MoE with expert parallelism and tensor "
+                          "parallelism, sequence parallelism must be enabled')")
 
 
 def divisors(n: int) -> list[int]:

@@ -42,12 +42,13 @@ class Features:
     tokens_per_micro_batch: float  # per GPU: micro_batch x seq / cp
     gpus: int
     params: float
+    experts: bool = False  # a mixture of experts: validated only by mixture-of-experts rows
 
 
 def features(c, plan) -> Features:
     return Features(plan.stack, zero_class(plan.zero), c.generation, c.attention, c.precision,
                     plan.recompute, plan.sequence_parallel, plan.tp, plan.cp, plan.pp, c.seq,
-                    plan.micro_batch * c.seq / plan.cp, c.gpus, c.params)
+                    plan.micro_batch * c.seq / plan.cp, c.gpus, c.params, c.moe is not None)
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class Regime:
     generation: str
     attention: str
     precision: str
+    experts: bool
     recompute: tuple  # the policies its rows used
     sequence_parallel: tuple
     ranges: dict  # name -> (lo, hi)
@@ -73,7 +75,7 @@ class Regime:
 
     def misses(self, f: Features) -> list[str]:
         out = []
-        for name in ("stack", "zero", "generation", "attention", "precision"):
+        for name in ("stack", "zero", "generation", "attention", "precision", "experts"):
             if getattr(f, name) != getattr(self, name):
                 out.append(f"{name} {getattr(f, name)} (regime: {getattr(self, name)})")
         for name in ("recompute", "sequence_parallel"):
@@ -88,6 +90,20 @@ class Regime:
                 out.append(f"{name} {value:g} outside {lo:g}..{hi:g}")
         return out
 
+    def contains(self, f: Features) -> bool:
+        """``not self.misses(f)``, without spelling the misses out (the search asks it often)."""
+        if (f.stack != self.stack or f.zero != self.zero or f.generation != self.generation
+                or f.attention != self.attention or f.precision != self.precision
+                or f.experts != self.experts or f.recompute not in self.recompute
+                or f.sequence_parallel not in self.sequence_parallel):
+            return False
+        for name, (lo, hi) in self.ranges.items():
+            if name in ("gpus", "params"):
+                lo, hi = lo / SCALE_SLACK, hi * SCALE_SLACK
+            if not lo <= getattr(f, name) <= hi:
+                return False
+        return True
+
     def to_dict(self) -> dict:
         return {"name": self.name, "groups": list(self.groups), "role": self.role,
                 "rows": self.rows, "mean_abs_error": self.mean_abs_error,
@@ -95,7 +111,8 @@ class Regime:
                 "status": self.status,
                 "conditions": {"stack": self.stack, "zero": self.zero,
                                "generation": self.generation, "attention": self.attention,
-                               "precision": self.precision, "recompute": list(self.recompute),
+                               "precision": self.precision, "experts": self.experts,
+                               "recompute": list(self.recompute),
                                "sequence_parallel": list(self.sequence_parallel),
                                **{k: list(v) for k, v in self.ranges.items()}}}
 
@@ -114,16 +131,16 @@ def regimes() -> list[Regime]:
 
 def _build() -> list[Regime]:
     from wsim.gpu.inputs import make_consts
-    from wsim.gpu.validation import current
+    from wsim.gpu.validation import current, current_moe
 
     families: dict = {}
-    for p in current():
+    for p in current() + current_moe():
         r = p.report
         c = make_consts(p.row.model, seq=p.row.seq, batch=p.row.batch, gpus=p.row.gpus,
                         gpu=p.row.gpu, efficiency=None, attention=r.attention,
                         precision=r.precision)
         f = features(c, r.plan)
-        key = (f.stack, f.zero, f.generation, f.attention, f.precision)
+        key = (f.stack, f.zero, f.generation, f.attention, f.precision) + (("moe",) if f.experts else ())
         families.setdefault(key, []).append((p, f))
     out = []
     for key, members in families.items():
@@ -140,17 +157,30 @@ def _build() -> list[Regime]:
                           mean_abs_error=sum(abs(e) for e in errors) / len(errors),
                           worst_error=max(errors, key=abs), stack=key[0], zero=key[1],
                           generation=key[2], attention=key[3], precision=key[4],
+                          experts=len(key) > 5,
                           recompute=tuple(sorted({f.recompute for f in fs})),
                           sequence_parallel=tuple(sorted({f.sequence_parallel for f in fs})),
                           ranges=ranges))
     return out
 
 
+_BY_EXPERTS: dict = {}
+
+
+def _of_kind(experts: bool) -> list:
+    if not _BY_EXPERTS:
+        for reg in regimes():
+            _BY_EXPERTS.setdefault(reg.experts, []).append(reg)
+    return _BY_EXPERTS.get(experts) or regimes()
+
+
 def classify_features(f: Features) -> dict:
     """``validated`` (bool), ``status`` and the regime's name, rows, errors and conditions; or,
     outside every regime, the nearest one and the conditions the plan misses."""
     best = None
-    for reg in regimes():
+    # a dense plan is compared with the dense regimes only, a mixture of experts with the MoE ones
+    # (the other kind always misses on "experts"; skipping them keeps classify as fast as before)
+    for reg in _of_kind(f.experts):
         miss = reg.misses(f)
         if not miss:
             return {"validated": reg.status == "validated", **reg.to_dict()}
@@ -161,6 +191,27 @@ def classify_features(f: Features) -> dict:
         out["nearest"] = best[0].name
         out["outside_because"] = best[1]
     return out
+
+
+_BY_KIND: dict | None = None
+
+
+def validated_regime(f: Features) -> str | None:
+    """The name of the regime ``classify_features(f)`` finds if it is validated, else None (only
+    the regimes of f's stack, ZeRO class, generation, attention, precision and kind, dense or
+    mixture of experts, can hold it)."""
+    global _BY_KIND
+    if _BY_KIND is None:
+        by: dict = {}
+        for reg in regimes():
+            by.setdefault((reg.stack, reg.zero, reg.generation, reg.attention, reg.precision,
+                           reg.experts), []).append(reg)
+        _BY_KIND = by
+    for reg in _BY_KIND.get((f.stack, f.zero, f.generation, f.attention, f.precision,
+                             f.experts), ()):
+        if reg.contains(f):
+            return reg.name if reg.status == "validated" else None
+    return None
 
 
 def classify(c, plan) -> dict:

@@ -19,14 +19,15 @@ import time
 
 from models.spec import ModelSpec
 from wsim.errors import ConfigError
-from wsim.gpu.inputs import make_consts, stacks_for
+from wsim.gpu.inputs import make_consts, cp_runs, stacks_for
 from wsim.gpu.knobs import check_names, resolve
 from wsim.gpu.memory import states_lower_bound
+from wsim.gpu.moe import expert_states_lower_bound, load as moe_load
 from wsim.gpu.plan import RECOMPUTE, Plan, divisors
-from wsim.gpu.regimes import Features, classify, classify_features, zero_class
+from wsim.gpu.regimes import Features, classify, validated_regime, zero_class
 from wsim.gpu.report import GpuReport, build_report
 from wsim.gpu.specs import Efficiency
-from wsim.gpu.step import compute_lower_bound_s, evaluate, step_lower_bound_s
+from wsim.gpu.step import compute_lower_bound_s, evaluate, plan_lower_bounds_s, step_lower_bound_s
 
 GIB = 2**30
 MAX_CP = 32  # Megatron-Core's published context-parallel runs go to 16 (Llama 3: 16)
@@ -47,23 +48,45 @@ def search(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, gpu="a10
            precision: str = "bf16", dropout: float | None = None,
            nic_bytes_per_s: float | None = None, nvlink_bytes_per_s: float | None = None,
              fabric: str | None = None,
-           efficiency: Efficiency | None = None, **knobs) -> GpuReport:
+           efficiency: Efficiency | None = None, ep: int | None = None, etp: int | None = None,
+           moe_capacity_factor: float | None = None, moe_imbalance: float = 1.0,
+           moe_ep_overlap: bool = False,
+           **knobs) -> GpuReport:
     """The fastest plan that fits. Arguments left ``None`` are searched; given ones are fixed.
     The options of ``wsim.gpu.knobs`` left None are searched too: each stack's defaults, and
-    every option the stack has turned on where the plan can use it."""
+    every option the stack has turned on where the plan can use it. A mixture of experts also
+    searches ``ep`` (the divisors of its expert count that divide tp x cp x dp / etp) and ``etp``
+    (1 or tp: Megatron's default and the MoE README's advice for fine-grained experts); a dense
+    model has one expert layout (ep 1) and is searched exactly as before."""
     check_names(knobs)
     c = make_consts(model, seq=seq, batch=batch, gpus=gpus, gpu=gpu, efficiency=efficiency,
                     attention=attention, precision=precision, dropout=dropout,
                     nic_bytes_per_s=nic_bytes_per_s, nvlink_bytes_per_s=nvlink_bytes_per_s, fabric=fabric)
     model = c.model
+    expert_layouts = _expert_layouts(model, ep, etp, moe_capacity_factor, moe_imbalance,
+                                     moe_ep_overlap)
     recomputes = _choices(recompute, RECOMPUTE, "recompute")
     sps = _choices(sequence_parallel, (False, True), "sequence_parallel")
     zeros = _choices(zero, (0, 1, 2, 3), "zero")
-    stacks = stacks_for(c, stack, zero=zero)
+    stacks = stacks_for(c, stack, zero=zero, cp=cp)
     if any(v is not None for v in knobs.values()):
         stacks = [st for st in stacks if _knob_variants(st, c.fp8, True, 1, knobs, {})] or stacks
     variants: dict = {}
-    any_cp = any(st.context_parallel for st in stacks)
+    regime_of: dict = {}
+
+    def regime(st, z, rc, sp, t, x, p, b):
+        """The validated regime's name of such a plan, or None (memoised: pure; every other field
+        of its Features, a mixture of experts' ``experts`` included, is fixed for the search, and
+        none depends on ep, etp or the expert load)."""
+        rkey = (st.name, z, rc, sp, t, x, p, b)
+        name = regime_of.get(rkey, False)
+        if name is False:
+            name = regime_of[rkey] = validated_regime(Features(
+                st.name, zero_class(z), c.generation, c.attention, c.precision, rc, sp, t, x, p,
+                seq, b * seq / x, gpus, c.params, c.moe is not None))
+        return name
+
+    any_cp = any(cp_runs(c, st) for st in stacks)
     t0 = time.perf_counter()
     stats = {"evaluations": 0, "pruned_memory": 0, "pruned_compute": 0, "parallel_layouts": 0}
     best = None  # (step_s, plan, evaluation)
@@ -84,7 +107,10 @@ def search(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, gpu="a10
             cps = [1]
         for x in cps:
             rest = gpus // (t * x)
-            pps = [p for p in divisors(rest) if model.layers % p == 0 and batch % (rest // p) == 0]
+            # (a mixture of experts runs on Megatron-Core stacks, which split layers unevenly: any pp
+            # up to the layer count; a dense model keeps pp | layers as before)
+            pps = [p for p in divisors(rest) if batch % (rest // p) == 0
+                   and (model.layers % p == 0 or (c.moe is not None and p <= model.layers))]
             if pp is not None:
                 pps = [p for p in pps if p == pp]
             for p in pps:
@@ -99,13 +125,14 @@ def search(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, gpu="a10
         if best is not None and bound >= best[0]:
             stats["pruned_compute"] += len(layouts) - i  # sorted: every later bound is larger
             break
-        L = model.layers // p
+        L = -(-model.layers // p)  # the fullest stage (uneven stages: a mixture of experts)
         local = batch // d
         by_zero: dict = {}
         for st in stacks:
-            if (p > 1 and not st.pipeline) or (x > 1 and not st.context_parallel):
+            if (p > 1 and not st.pipeline) or (x > 1 and not cp_runs(c, st)):
                 continue
-            zs = [z for z in zeros if z in st.zero_stages and (z < 2 or p == 1)]
+            zs = [z for z in zeros if z in st.zero_stages and (z < 2 or p == 1)
+                  and (z < 2 or c.moe is None)]  # experts: ZeRO-2/3 not modelled
             if d * x == 1:
                 zs = zs[:1]  # nothing to shard: every ZeRO stage is the same plan
             for z in zs:
@@ -117,64 +144,144 @@ def search(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, gpu="a10
                 if smallest is None or lb < smallest[0]:
                     smallest = (lb, (t, x, p, d, z))
                 continue
+            tries = list(_with_experts(sts, expert_layouts, t, x * d, sps))
             for b in divisors(local):
                 m = local // b
                 if best is not None and step_lower_bound_s(c, t, p, d, b, x) >= best[0]:
                     stats["pruned_compute"] += 1
                     continue
-                for st in sts:
+                for st, (e, et, sparse) in tries:
+                    if sparse is not None:
+                        elb = lb + expert_states_lower_bound(c, t, p, d, z, x, e, et)
+                        if elb > cap:
+                            stats["pruned_memory"] += 1
+                            if smallest is None or elb < smallest[0]:
+                                smallest = (elb, (t, x, p, d, z))
+                            continue
+                        if best is not None and step_lower_bound_s(c, t, p, d, b, x, sparse) >= best[0]:
+                            stats["pruned_compute"] += 1
+                            continue
                     vs = [v for v in divisors(L) if v == 1 or m % p == 0] \
                         if (p > 1 and st.interleave) else [1]
-                    for sp in (sps if t > 1 else (False,)):
+                    sp_choices = (sps if t > 1 else (False,)) if sparse is None or t == 1 \
+                        else tuple(x_ for x_ in sps if x_)  # experts with tp > 1 need SP
+                    for sp in sp_choices:
                       for kn in _knob_variants(st, c.fp8, sp, z, knobs, variants):
-                        for v in vs:
-                          # recompute in the order none, selective, full: each recomputes more and
-                          # is never faster (tests/gpu/test_gpu_search.py), so once one fits a later
-                          # one can only matter as the fastest plan inside a validated regime
-                          first_fit_s = None
-                          for rc in recomputes:
-                                if first_fit_s is not None and valid is not None and first_fit_s >= valid[0]:
-                                    break
-                                ev = evaluate(c, t, p, d, b, v, rc, sp, z, x, st, kn)
+                        # every recompute choice of a plan bounded by its cost without the
+                        # pipeline sends: if none can be the best plan or the best validated plan
+                        # (nor, so, change which later ones are tried), skip them (exact); the
+                        # bound falls with the interleave (the bubble), so the largest bounds all
+                        bounds = [plan_lower_bounds_s(c, t, p, d, b, vs, rc, sp, z, x, st, kn,
+                                                      sparse)
+                                  for rc in recomputes] if best is not None else None
+
+                        def cut(i):
+                            return bounds is not None and best is not None and all(
+                                _cut(bs[i], best, valid, lambda: regime(st, z, rc, sp, t, x, p, b))
+                                for rc, bs in zip(recomputes, bounds))
+                        if len(vs) > 1 and cut(-1):
+                            stats["pruned_compute"] += len(vs)
+                            continue
+                        for i, v in enumerate(vs):
+                          if cut(i):
+                              stats["pruned_compute"] += 1
+                              continue
+                          # each recompute choice on its own bound: recomputing more is not
+                          # always slower in the model (tests/gpu/test_gpu_search.py), so a fitting
+                          # cheaper choice does not rule out a later one
+                          for j, rc in enumerate(recomputes):
+                                if bounds is not None and _cut(
+                                        bounds[j][i], best, valid,
+                                        lambda: regime(st, z, rc, sp, t, x, p, b)):
+                                    stats["pruned_compute"] += 1
+                                    continue
+                                ev = evaluate(c, t, p, d, b, v, rc, sp, z, x, st, kn, sparse)
                                 stats["evaluations"] += 1
                                 mem = ev.memory.total_bytes
                                 if mem > cap:
                                     if smallest is None or mem < smallest[0]:
                                         smallest = (mem, (t, x, p, d, z))
                                     continue
-                                if first_fit_s is None:
-                                    first_fit_s = ev.step_s
-                                key = (t, p, d, b, v, rc, sp, z, x, st.name, ev.knobs)
+                                key = (t, p, d, b, v, rc, sp, z, x, st.name, ev.knobs, e, et)
                                 if best is None or ev.step_s < best[0]:
                                     best = (ev.step_s, key, ev)
                                 if valid is None or ev.step_s < valid[0]:
-                                    f = Features(st.name, zero_class(z), c.generation,
-                                                 c.attention, c.precision, rc, sp, t, x,
-                                                 p, seq, b * seq / x, gpus, c.params)
-                                    reg = classify_features(f)
-                                    if reg.get("validated"):
-                                        valid = (ev.step_s, key, ev, reg["name"])
+                                    name = regime(st, z, rc, sp, t, x, p, b)
+                                    if name is not None:
+                                        valid = (ev.step_s, key, ev, name)
     stats["wall_s"] = time.perf_counter() - t0
     if best is None:
         raise ConfigError(_nothing_fits(model, c, stats, smallest, gpus, batch))
     stats["evaluations_per_s"] = stats["evaluations"] / stats["wall_s"] if stats["wall_s"] else 0.0
-    plan = _plan(best[1])
+    moe_extra = dict(moe_capacity_factor=moe_capacity_factor, moe_imbalance=moe_imbalance,
+                     moe_ep_overlap=moe_ep_overlap)
+    plan = _plan(best[1], moe_extra)
     if valid is not None and valid[1] != best[1]:
         stats["validated_alternative"] = {
-            "plan": _plan(valid[1]).to_dict(), "regime": valid[3], "step_time_s": valid[0],
+            "plan": _plan(valid[1], moe_extra).to_dict(), "regime": valid[3], "step_time_s": valid[0],
             "model_tflops_per_gpu": c.model_flops / valid[0] / gpus / 1e12,
             "memory_per_gpu_bytes": valid[2].memory.total_bytes,
             "slower_than_best": valid[0] / best[0] - 1}
-    chosen = ["tp", "pp", "dp", "micro_batch", "interleave"] + [
+    chosen = ["tp", "pp", "dp", "micro_batch", "interleave"] + (
+        [n for n, val in (("ep", ep), ("etp", etp)) if val is None] if c.moe is not None else []) + [
         n for n, val in (("cp", cp), ("recompute", recompute), ("sequence_parallel", sequence_parallel),
                          ("zero", zero), ("stack", stack)) if val is None]
     return build_report(c, plan, best[2], chosen=chosen, search=stats, regime=classify(c, plan))
 
 
-def _plan(key) -> Plan:
-    t, p, d, b, v, rc, sp, z, x, stn, kn = key
+def _cut(bound: float, best, valid, regime) -> bool:
+    """A plan whose step time is at least ``bound`` can be neither the best plan nor (when its
+    ``regime()`` is validated) the best validated one."""
+    if bound < best[0]:
+        return False
+    if valid is not None and bound >= valid[0]:
+        return True
+    return regime() is None
+
+
+def _plan(key, moe_extra: dict) -> Plan:
+    t, p, d, b, v, rc, sp, z, x, stn, kn, e, et = key
     return Plan(tp=t, pp=p, dp=d, micro_batch=b, interleave=v, recompute=rc, sequence_parallel=sp,
-                zero=z, cp=x, stack=stn, **kn._asdict())
+                zero=z, cp=x, stack=stn, **kn._asdict(), ep=e, etp=et,
+                **(moe_extra if et is not None else {}))
+
+
+def _expert_layouts(model, ep, etp, capacity, imbalance, ep_overlap):
+    """None for a dense model (after checking that no expert option was given), else the given
+    or searchable (ep, etp) and the load (``wsim.gpu.moe.load``)."""
+    if not model.experts:
+        if ep not in (None, 1) or etp is not None or capacity is not None or ep_overlap:
+            Plan(ep=ep or 1, etp=etp, moe_capacity_factor=capacity, moe_ep_overlap=ep_overlap,
+                 stack="megatron-core")  # the values' own checks first
+            raise ConfigError(f"model {model.name!r} has no experts: ep {ep}, etp {etp}, "
+                              "moe_capacity_factor and moe_ep_overlap need a mixture-of-experts model; drop them")
+        return None
+    Plan(ep=ep or 1, etp=etp, moe_capacity_factor=capacity, moe_imbalance=imbalance,
+         moe_ep_overlap=ep_overlap, stack="megatron-core")  # type and range checks of the given values
+    eps = [ep] if ep is not None else divisors(model.experts)
+    if ep is not None and model.experts % ep:
+        raise ConfigError(f"ep {ep} does not divide the model's {model.experts} experts; allowed "
+                          f"ep: {', '.join(map(str, divisors(model.experts)))}")
+    return eps, etp, (moe_load(imbalance, capacity), ep_overlap), model.expert_ffn
+
+
+def _with_experts(stacks, layouts, tp: int, cp_dp: int, sps):
+    """(stack, (ep, etp, evaluate's moe tuple)) to try: for a dense model every stack once with
+    (1, None, None); for a mixture of experts the stacks with expert parallelism and every
+    (ep, etp) that folds into tp x cp x dp (and divides the experts' FFN)."""
+    if layouts is None:
+        for st in stacks:
+            yield st, (1, None, None)
+        return
+    eps, etp, ld, ffn = layouts
+    ets = [etp] if etp is not None else sorted(x for x in {1, tp} if ffn % x == 0)
+    for st in stacks:
+        if not st.expert_parallel:
+            continue
+        for et in ets:
+            for e in eps:
+                if (tp * cp_dp) % (e * et) == 0:
+                    yield st, (e, et, (e, et) + ld)
 
 
 def _knob_variants(st, fp8: bool, sp: bool, zero: int, given: dict, cache: dict) -> tuple:

@@ -78,6 +78,12 @@ _H100 = ("NVIDIA H100 Tensor Core GPU datasheet (2023, SXM): 989 TFLOP/s dense B
          "700 W; DGX H100 user guide: 8 x 400 Gb/s NDR, 10.2 kW max. Dense peaks as NVIDIA's own "
          "MFU tables use them (github.com/NVIDIA/dgxc-benchmarking README 'Peak Theoretical "
          "Throughput' @ 841f5466: H100 BF16 989, FP8 1979)")
+_H800 = ("NVIDIA H800 Tensor Core GPU (SXM5; NVIDIA's H800 product brief, 2023): the H100 SXM's GH100 "
+         "with NVLink cut to 400 GB/s bidirectional (200 GB/s per direction), the same BF16/FP8 tensor "
+         "cores, 80 GB HBM3 at 3.35 TB/s (the datasheet was not retrievable here; secondary sources "
+         "agree: aiwiki.ai/wiki/nvidia_h800, 2026); DeepSeek-V3 report (arXiv 2412.19437) sec. 3.2.2: "
+         "8 H800 per node on NVLink/NVSwitch, InfiniBand 50 GB/s per GPU across nodes (NVLink "
+         "'160 GB/s' achieved)")
 _H100_NVL = ("NVIDIA H100 Tensor Core GPU datasheet (2023, H100 NVL column): 94 GB HBM3 at 3.9 TB/s, "
              "1,671 TFLOP/s BF16 and 3,341 FP8 with sparsity (dense: half), NVLink bridge 600 GB/s "
              "between a pair of cards, PCIe Gen5 128 GB/s, 350-400 W configurable")
@@ -112,6 +118,11 @@ GPUS: dict[str, GpuSpec] = {
     "h100-80gb": GpuSpec("h100-80gb", 989e12, 80 * GIB, 3350e9, 450e9, 50e9,
                          fp8_flops_per_s=1979e12, node_power_w=10200.0, source=_H100,
                          sparse_peak_flops_per_s=1979e12),
+    # H800 SXM: the H100 SXM with NVLink 200 GB/s per direction (400 bidirectional); the node's
+    # 400 Gb/s NIC per GPU and power as DGX H100 (assumption: DeepSeek's cluster, 50 GB/s IB per GPU)
+    "h800-80gb": GpuSpec("h800-80gb", 989e12, 80 * GIB, 3350e9, 200e9, 50e9,
+                         fp8_flops_per_s=1979e12, node_power_w=10200.0, source=_H800,
+                         sparse_peak_flops_per_s=1979e12),
     # H100 NVL (PCIe card, 94 GB): the NVLink domain is the bridged pair (gpus_per_node 2, 300 GB/s
     # per direction); across pairs traffic leaves through one 400 Gb/s NIC per GPU (assumption: an
     # HGX-like 1:1 NIC ratio; PCIe Gen5 x16 carries 64 GB/s per direction, more than the NIC).
@@ -138,7 +149,7 @@ GPUS: dict[str, GpuSpec] = {
 }
 
 ALIASES = {"h200": "h200-141gb", "b200": "b200-180gb", "h100": "h100-80gb", "a100": "a100-80gb",
-           "h100-sxm": "h100-80gb", "h100-nvl": "h100-nvl-94gb", "gb200": "gb200-nvl72"}
+           "h100-sxm": "h100-80gb", "h800": "h800-80gb", "h100-nvl": "h100-nvl-94gb", "gb200": "gb200-nvl72"}
 
 
 def gpu_spec(name: str | GpuSpec) -> GpuSpec:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from models.spec import ModelSpec
 from wsim.gpu import comm
+from wsim.gpu import moe as moe_cost
 from wsim.gpu.calibration import STACKS, Efficiency, Stack
 from wsim.gpu.dataparallel import _overlap, data_parallel
 from wsim.gpu.flops import block_fwd_flops_per_token, block_shape, model_flops_per_step
@@ -36,18 +37,23 @@ from wsim.gpu.memory import LOGIT_BYTES, memory
 from wsim.gpu.specs import GpuSpec, generation
 
 ATTENTION = ("eager", "flash")
+# bytes of HBM traffic per element of one ring step's merge (context parallelism, Transformer
+# Engine context_parallel.py @ d0067d0d; see ``_layer``)
+CP_OUT_CORRECTION_BYTES = 6.0
+CP_DQ_BYTES = 10.0
+CP_DKV_BYTES = 6.0
 PRECISION = ("bf16", "fp8")
 
 
 class Consts:
     """Everything that does not depend on the plan, computed once (plain floats for speed)."""
 
-    __slots__ = ("model", "gpu", "eff", "seq", "batch", "gpus", "h", "f", "a", "kv", "hd", "gated",
+    __slots__ = ("model", "gpu", "eff", "seq", "batch", "gpus", "h", "f", "a", "kv", "hd", "q", "gated",
                  "qkv_out", "mlp_in", "vocab", "layers", "block_params", "positions_params",
                  "act_rep", "act_par", "act_attn", "ar_fwd", "head_norm_params", "head_bias", "reserved_bytes", "capacity_bytes", "peak",
                  "peak16", "tied", "flash", "fp8", "attention", "precision", "block_fwd_flops",
                  "linear_fwd_flops", "params", "generation", "model_flops", "_gemm", "_ew",
-                 "_groups")
+                 "_groups", "moe", "_moe", "_stage", "_mem", "_dp")
 
     def __init__(self, model: ModelSpec, gpu: GpuSpec, eff: Efficiency, *, seq: int, batch: int,
                  gpus: int, attention: str = "eager", precision: str = "bf16") -> None:
@@ -58,16 +64,25 @@ class Consts:
         shape = block_shape(model)
         self.h, self.f, self.a = model.hidden, model.ffn, model.heads
         self.kv, self.hd, self.gated = shape.kv_heads, shape.head_dim, shape.gated
+        self.q = shape.q  # the queries' width: h unless the heads have their own (head_width)
         self.qkv_out = shape.qkv_out
         self.mlp_in = model.ffn * (2 if shape.gated else 1)  # gate and up projections side by side
         self.vocab, self.layers = model.vocab, model.layers
         # every family's block (norms, biases, GQA, gated MLP) as models.spec counts it
         self.block_params = float(model.block_params)
+        # a mixture of experts: MoeConsts holds the experts; block_params is then the mean block's
+        # weights without them (attention, norms, dense MLP or router and shared expert), what
+        # tensor parallelism splits and the data-parallel group reduces
+        self.moe = moe_cost.MoeConsts(model, seq, precision == "fp8") if model.experts else None
+        self._moe: dict = {}
+        if self.moe is not None:
+            self.block_params -= len(self.moe.moe_layers) * self.moe.expert_params / model.layers
         self.positions_params = float(model.embedding_params - model.vocab * model.hidden)
         h, f, a = self.h, self.f, self.a
         # Korthikanti et al. 2022 sec. 4, generalised per family by models.spec.block_activations
         # (GQA's smaller K and V, the gated MLP, a parallel residual's shared norm input)
-        act = model.block_activations(seq)
+        # (a mixture of experts: its dense block; wsim.gpu.moe adds a sparse block's extra)
+        act = model.block_activations(seq, sparse=False) if model.experts else model.block_activations(seq)
         self.act_rep = act.replicated
         self.act_par = act.tensor_parallel
         if precision == "fp8":
@@ -96,14 +111,19 @@ class Consts:
         self.peak = gpu.peak_for(precision) * gen * (eff.fp8_gemm_relative if self.fp8 else 1.0)
         self.tied = model.tied_embeddings
         self.block_fwd_flops = block_fwd_flops_per_token(model, seq)
-        self.linear_fwd_flops = self.block_fwd_flops - 4.0 * seq * h
+        self.linear_fwd_flops = self.block_fwd_flops - 4.0 * seq * self.q
         # unique parameters (what ModelSpec.params sums layer by layer, in closed form: speed)
         self.params = (self.layers * self.block_params + model.embedding_params + self.head_norm_params
                        + (0.0 if model.tied_embeddings else model.vocab * h + self.head_bias))
+        if self.moe is not None:
+            self.params += len(self.moe.moe_layers) * self.moe.expert_params
         self.model_flops = model_flops_per_step(model, seq=seq, batch=batch)
         self._gemm: dict = {}
         self._ew: dict = {}
         self._groups: dict = {}
+        self._stage: dict = {}  # step._stage per stack: the interleave-free part of a plan
+        self._mem: dict = {}  # memory._fixed: the interleave-free part of a plan's memory
+        self._dp: dict = {}  # dataparallel._collectives: per layout, not per micro-batch
 
     def embed_params_tp(self, tp: int) -> float:
         """First stage: vocab-parallel word embedding plus (replicated) learned positions."""
@@ -137,12 +157,21 @@ class Consts:
         q = s / cp  # queries per sequence on this GPU
         hd = self.hd
         linear = (2.0 * T * h * self.qkv_out / tp / e(T, self.qkv_out / tp, h)   # QKV
-                  + 2.0 * T * h * h / tp / e(T, h, h / tp)                       # output projection
+                  + 2.0 * T * self.q * h / tp / e(T, h, self.q / tp)             # output projection
                   + 2.0 * T * h * self.mlp_in / tp / e(T, self.mlp_in / tp, h)   # MLP up (and gate)
                   + 2.0 * T * self.f * h / tp / e(T, h, self.f / tp)) / self.peak  # MLP down
-        flops = 2.0 * T * s * h / tp  # one of the two attention products (scores, x V), non-causal
+        flops = 2.0 * T * s * self.q / tp  # one of the two attention products (scores, x V), non-causal
         if self.flash:
             base = e(q, s, hd)
+            if cp > 1:
+                # Transformer Engine's ring (AttnFuncWithCPAndKVP2P, context_parallel.py @
+                # d0067d0d, cp_p2p_fwd_prepare_qkv): each rank's queries meet the keys in cp steps
+                # of equal work, one "diagonal" block of s/cp queries x s/cp keys, then cp - 1
+                # "lower-triangle" (s/cp queries x the first s/2cp keys) or "upper-triangle"
+                # (the last s/2cp queries x s/cp keys) blocks: each a kernel of its own shape
+                diag = e(q, q, hd)
+                off = e(q, q / 2.0, hd)
+                base = 1.0 / ((1.0 / diag + (cp - 1) / off) / cp)
             fwd = 2.0 * flops * 0.5 / (self.peak16 * base * self.eff.flash_forward_efficiency)
             bwd = 5.0 * flops * 0.5 / (self.peak16 * base * self.eff.flash_backward_efficiency)
         else:
@@ -180,21 +209,99 @@ class Evaluation:
 
     __slots__ = ("step_s", "compute_s", "recompute_s", "tp_comm_s", "cp_comm_s", "pp_comm_s",
                  "dp_comm_s", "bubble_s", "optimizer_s", "launch_s", "bubble_fraction", "memory",
-                 "m", "knobs")
+                 "m", "knobs", "ep_comm_s")
 
 
 def evaluate(c: Consts, tp: int, pp: int, dp: int, b: int, v: int, recompute: str, sp: bool,
              zero: int, cp: int = 1, stack: Stack | None = None,
-             kn: Knobs | None = None) -> Evaluation:
+             kn: Knobs | None = None, moe: tuple | None = None) -> Evaluation:
     """Time and memory of one (already validated) plan (``stack`` None: Megatron-LM; ``kn`` None:
-    the stack's default options, ``wsim.gpu.knobs``)."""
+    the stack's default options, ``wsim.gpu.knobs``; ``moe``: (ep, etp, load, all-to-all overlap)
+    of a mixture of experts, None: (1, tp, 1, False), ``wsim.gpu.moe``). Everything but the
+    pipeline sends, the bubble and the in-flight activations is the same for every interleave
+    ``v``: it is computed once per plan without ``v`` (``_stage``, cached on ``c``) and reused."""
     st = stack if stack is not None else STACKS["megatron"]
     if kn is None:
         kn = resolve(st, fp8=c.fp8, sp=sp, zero=zero)
-    gpu, eff = c.gpu, c.eff
+    s = _stage(c, tp, pp, dp, b, recompute, sp, zero, cp, st, kn, moe)
+    pen = c.eff.overlap_compute_penalty
+    send = 2.0 * v * s.send_one if pp > 1 else 0.0
+    if s.kn.p2p_overlap and v > 1:  # each chunk's send runs under the next chunk's compute
+        send = _overlap(send, s.compute, pen)
+    m = s.m
+    step, bubble = _pipeline(s, pp, v, send)
+
+    ev = Evaluation()
+    ev.m = m
+    ev.compute_s = s.compute_s
+    ev.recompute_s = s.recompute_s
+    ev.tp_comm_s = s.tp_comm_s
+    ev.launch_s = s.launch_s
+    ev.knobs = s.kn
+    ev.cp_comm_s = s.cp_comm_s
+    ev.pp_comm_s = m * send
+    ev.bubble_s = bubble
+    ev.dp_comm_s = s.dp_comm_s
+    ev.optimizer_s = s.optimizer_s
+    ev.ep_comm_s = s.ep_comm_s
+    ev.step_s = step
+    ev.bubble_fraction = (pp - 1) / (v * m)
+    ev.memory = memory(c, tp, pp, dp, b, v, recompute, sp, zero, m, cp, st, s.kn, s.sparse_mem)
+    return ev
+
+
+def _pipeline(s: "_Stage", pp: int, v: int, send: float) -> tuple[float, float]:
+    """(step seconds, bubble seconds) of a stage ``s`` with ``v`` chunks and ``send`` seconds of
+    pipeline sends per micro-batch: ``m tau_max + (p-1)/v tau_mean`` plus data parallelism and
+    the optimizer. Non-decreasing in ``send`` (every operation is, rounding included)."""
+    tau = s.tau_before_send + send + s.L_launch
+    if pp == 1:
+        tau_max = tau_mean = tau + s.head_extra + s.embed_extra
+    else:
+        tau_max = tau + max(s.head_extra, s.embed_extra)
+        tau_mean = tau + (s.head_extra + s.embed_extra) / pp
+    if s.sparse_mem is not None:  # a mixture of experts' sparse blocks (fullest, mean stage)
+        tau_max += s.sparse_max
+        tau_mean += s.sparse_mean
+    tau_max += s.dp_per_mb
+    tau_mean += s.dp_per_mb
+    bubble = (pp - 1) / v * tau_mean
+    pipe = s.m * tau_max + bubble
+    return pipe + s.dp_exposed + s.optimizer_s, bubble
+
+
+def plan_lower_bound_s(c: Consts, tp: int, pp: int, dp: int, b: int, v: int, recompute: str,
+                       sp: bool, zero: int, cp: int, st: Stack, kn: Knobs,
+                       moe: tuple | None = None) -> float:
+    """No more than ``evaluate(...).step_s`` of the same plan, without its pipeline sends or
+    memory: the same sums in the same order with the sends at 0 (floating-point rounding is
+    monotone, so the bound holds exactly; the search cuts a plan with it)."""
+    return _pipeline(_stage(c, tp, pp, dp, b, recompute, sp, zero, cp, st, kn, moe), pp, v, 0.0)[0]
+
+
+def plan_lower_bounds_s(c: Consts, tp: int, pp: int, dp: int, b: int, vs, recompute: str,
+                        sp: bool, zero: int, cp: int, st: Stack, kn: Knobs,
+                        moe: tuple | None = None) -> list[float]:
+    """``plan_lower_bound_s`` for each interleave in ``vs`` (one stage, many bubbles)."""
+    s = _stage(c, tp, pp, dp, b, recompute, sp, zero, cp, st, kn, moe)
+    return [_pipeline(s, pp, v, 0.0)[0] for v in vs]
+
+
+class _Stage:
+    """The part of a plan's evaluation that does not depend on its interleave (``_stage``)."""
+
+    __slots__ = ("kn", "m", "compute", "send_one", "tau_before_send", "L_launch", "head_extra",
+                 "embed_extra", "dp_per_mb", "dp_exposed", "compute_s", "recompute_s",
+                 "tp_comm_s", "launch_s", "cp_comm_s", "dp_comm_s", "optimizer_s", "ep_comm_s",
+                 "sparse_max", "sparse_mean", "sparse_mem")
+
+
+def _layer(c: Consts, tp: int, b: int, recompute: str, sp: bool, cp: int, st: Stack,
+           kn: Knobs) -> tuple:
+    """One layer's forward, backward, recompute, tensor- and context-parallel communication and
+    launch floor per micro-batch: the same on every pipeline stage and data-parallel layout."""
+    eff = c.eff
     pen = eff.overlap_compute_penalty
-    m = c.batch // (dp * b)
-    L = -(-c.layers // pp)  # the fullest stage (uneven stages: DeepSpeed)
     ke = st.kernel_efficiency
     linear, core_f, core_b, head = c.gemm_times(tp, b, cp)
     ew, ew_core, ew_head = c.elementwise_times(tp, b, sp, cp)
@@ -232,7 +339,26 @@ def evaluate(c: Consts, tp: int, pp: int, dp: int, b: int, v: int, recompute: st
         else:
             fwd_cp = (cp - 1) * max(0.0, hop - core_f / ke / cp)
             bwd_cp = (cp - 1) * max(0.0, 2.0 * hop - core_b / ke / cp)
-        cp_exposed = fwd_cp * (2.0 if recompute == "full" else 1.0) + bwd_cp
+            # merging the steps' partial results, memory-bound on HBM (context_parallel.py @
+            # d0067d0d): forward, each step's output rescaled by its log-sum-exp and added
+            # (flash_attn_fwd_out_correction: out_per_step read, out read and written, 16-bit:
+            # 6 bytes a query element); backward, each step's dQ added into an fp32 dQ (dq.add_:
+            # read 2 + 4, write 4) and dK, dV added into the buffer sent on (read 2 + 2, write 2).
+            # The slowest rank (the last: every step "lower-triangle", all its queries) decides.
+            q_elems = b * c.seq / cp * c.h / tp
+            kv_elems = b * c.seq / cp * 2.0 * c.kv * c.hd / tp
+            hbm = c.gpu.hbm_bytes_per_s
+            merge_f = (cp - 1) * CP_OUT_CORRECTION_BYTES * q_elems / hbm / ke
+            fwd = fwd + merge_f
+            bwd = bwd + (cp - 1) * (CP_DQ_BYTES * q_elems + CP_DKV_BYTES * kv_elems) / hbm / ke
+            if recompute == "full":
+                rec = fwd
+            elif recompute == "selective":
+                rec = rec + merge_f
+        # a recompute reruns the forward's ring: full recompute the whole block, selective the
+        # core attention (Megatron-Core's "core_attn" is Transformer Engine's DotProductAttention,
+        # ring included)
+        cp_exposed = fwd_cp * (1.0 if recompute == "none" else 2.0) + bwd_cp
     # tensor-parallel collectives, exposed or overlapped with the block's own linear GEMMs
     if kn.tp_comm_overlap and tp > 1:
         tp_f = _overlap(c.ar_fwd * ar, linear / ke, pen)
@@ -247,6 +373,7 @@ def evaluate(c: Consts, tp: int, pp: int, dp: int, b: int, v: int, recompute: st
     # context parallelism adds the kernels of every ring step
     per_kernel = eff.kernel_gap_s if kn.cuda_graphs else max(eff.host_s_per_kernel, eff.kernel_gap_s)
     launch = 0.0
+    n_f = n_b = 0.0
     if per_kernel:
         ring = cp > 1 and not st.cp_allgather
         n_f = KERNELS_PER_BLOCK_FWD + (cp * KERNELS_PER_CP_STEP_FWD if ring else 0.0)
@@ -256,52 +383,104 @@ def evaluate(c: Consts, tp: int, pp: int, dp: int, b: int, v: int, recompute: st
         launch = max(0.0, n_f * per_kernel - layer_fwd - fwd_cp) \
             + max(0.0, n_b * per_kernel - layer_bwd - bwd_cp)
 
-    # the stage's micro-batch time (all v chunks)
+    head_t = (head + ew_head) / ke
+    return (kn, fwd, bwd, rec, tp_f, tp_b, tp_r, cp_exposed, launch, layer_fwd, layer_bwd, head_t,
+            ar, act_bytes, tpg, linear, (per_kernel, n_f, n_b, fwd_cp, bwd_cp))
+
+
+def _stage(c: Consts, tp: int, pp: int, dp: int, b: int, recompute: str, sp: bool, zero: int,
+           cp: int, st: Stack, kn: Knobs, moe: tuple | None = None) -> _Stage:
+    """One stage's per-micro-batch work, communication and data parallelism without the
+    interleave (memoised per stack object and plan on ``c``: pure). A mixture of experts: ``moe``
+    (ep, etp, load, all-to-all overlap) is part of every key; a dense model ignores it."""
+    per_stack = c._stage.get(id(st))
+    if per_stack is None or per_stack[0] is not st:
+        # holding st keeps its id from being reused; dicts: stages, layers, sparse blocks' deltas
+        per_stack = c._stage[id(st)] = (st, {}, {}, {})
+    if c.moe is not None:
+        moe = moe if moe is not None else (1, tp, 1.0, False)
+    else:
+        moe = None
+    key = (tp, pp, dp, b, recompute, sp, zero, cp, kn, moe)
+    s = per_stack[1].get(key)
+    if s is not None:
+        return s
+    lkey = (tp, b, recompute, sp, cp, kn)
+    lay = per_stack[2].get(lkey)
+    if lay is None:
+        lay = per_stack[2][lkey] = _layer(c, tp, b, recompute, sp, cp, st, kn)
+    (kn, fwd, bwd, rec, tp_f, tp_b, tp_r, cp_exposed, launch, layer_fwd, layer_bwd, head_t, ar,
+     act_bytes, tpg, linear, launch_in) = lay
+    gpu, eff = c.gpu, c.eff
+    m = c.batch // (dp * b)
+    L = -(-c.layers // pp)  # the fullest stage (uneven stages: DeepSpeed)
+    sparse = None
+    if moe is not None:  # a mixture of experts: what each sparse block adds (wsim.gpu.moe)
+        ep, etp, ld, ep_overlap = moe
+        skey = lkey + moe
+        sparse = per_stack[3].get(skey)
+        if sparse is None:
+            sparse = per_stack[3][skey] = moe_cost.block_delta(
+                c, st.kernel_efficiency, kn, tp, b, cp, ep, etp, ld, recompute, ar, linear,
+                (fwd, bwd, rec, tp_f, tp_b, tp_r, launch, layer_fwd, layer_bwd), launch_in,
+                _overlap, ep_overlap)
+        Lm, Lmean = c.moe.stage_layers(L, pp)
+    # the stage's micro-batch time (all v chunks) but for the interleave's sends
     compute = L * (fwd + bwd)
     tp_comm = L * (tp_f + tp_b + tp_r)
-    send = 2.0 * v * comm.pp_send_s(act_bytes, gpu, eff, tp * cp * dp, tpg) if pp > 1 else 0.0
-    if kn.p2p_overlap and v > 1:  # each chunk's send runs under the next chunk's compute
-        send = _overlap(send, compute, pen)
-    head_t = (head + ew_head) / ke
-    head_extra = 3.0 * head_t + ar  # LM head fwd + bwd; its input-gradient all-reduce
-    embed_extra = ar  # vocab-parallel embedding all-reduce in forward
-    tau = compute + L * rec + tp_comm + L * cp_exposed + send + L * launch
-    if pp == 1:
-        tau_max = tau_mean = tau + head_extra + embed_extra
-    else:
-        tau_max = tau + max(head_extra, embed_extra)
-        tau_mean = tau + (head_extra + embed_extra) / pp
+    s = _Stage()
+    s.kn, s.m, s.compute = kn, m, compute
+    s.send_one = comm.pp_send_s(act_bytes, gpu, eff, tp * cp * dp, tpg) if pp > 1 else 0.0
+    s.head_extra = 3.0 * head_t + ar  # LM head fwd + bwd; its input-gradient all-reduce
+    s.embed_extra = ar  # vocab-parallel embedding all-reduce in forward
+    # tau = compute + L rec + tp_comm + L cp_exposed + send + L launch, summed in this order
+    s.tau_before_send = compute + L * rec + tp_comm + L * cp_exposed
+    s.L_launch = L * launch
 
+    stage_bwd = L * layer_bwd + (2.0 * head_t if pp == 1 else 0.0)
+    stage_fwd = L * layer_fwd
+    experts = None
+    s.sparse_max = s.sparse_mean = s.sparse_mem = None
+    if sparse is not None:
+        s.sparse_max = Lm * sparse.total
+        s.sparse_mean = Lmean * sparse.total
+        stage_bwd += Lm * sparse.bwd
+        stage_fwd += Lm * sparse.fwd
+        experts = (Lm * moe_cost.expert_params_local(c, ep, etp),
+                   moe_cost.expert_group(c, tp, cp, dp, ep, etp))
     dpres = data_parallel(c, st, tp=tp, pp=pp, dp=dp, cp=cp, m=m, L=L, zero=zero,
                           recompute=recompute, layer_fwd=layer_fwd, layer_bwd=layer_bwd,
-                          stage_bwd=L * layer_bwd + (2.0 * head_t if pp == 1 else 0.0),
-                          stage_fwd=L * layer_fwd, head_s=3.0 * head_t, kn=kn)
-    tau_max += dpres.per_micro_batch_s
-    tau_mean += dpres.per_micro_batch_s
-    bubble = (pp - 1) / v * tau_mean
-    pipe = m * tau_max + bubble
-
-    ev = Evaluation()
-    ev.m = m
-    ev.compute_s = m * (compute + 3.0 * head_t)  # the last stage (head_extra >= embed_extra)
-    ev.recompute_s = m * L * rec
-    ev.tp_comm_s = m * (tp_comm + (ar if pp > 1 else 2.0 * ar))
-    ev.launch_s = m * L * launch
-    ev.knobs = kn
-    ev.cp_comm_s = m * L * cp_exposed
-    ev.pp_comm_s = m * send
-    ev.bubble_s = bubble
-    ev.dp_comm_s = dpres.exposed_s + m * dpres.per_micro_batch_s
+                          stage_bwd=stage_bwd, stage_fwd=stage_fwd, head_s=3.0 * head_t, kn=kn,
+                          experts=experts)
+    s.dp_per_mb = dpres.per_micro_batch_s
+    s.dp_exposed = dpres.exposed_s
+    s.compute_s = m * (compute + 3.0 * head_t)  # the last stage (head_extra >= embed_extra)
+    s.recompute_s = m * L * rec
+    s.tp_comm_s = m * (tp_comm + (ar if pp > 1 else 2.0 * ar))
+    s.launch_s = m * L * launch
+    s.cp_comm_s = m * L * cp_exposed
+    s.dp_comm_s = dpres.exposed_s + m * dpres.per_micro_batch_s
+    s.ep_comm_s = 0.0
+    if sparse is not None:
+        s.compute_s += m * Lm * sparse.compute
+        s.recompute_s += m * Lm * sparse.rec
+        s.tp_comm_s += m * Lm * sparse.tp
+        s.launch_s += m * Lm * sparse.launch
+        s.ep_comm_s = m * Lm * sparse.ep
     # Transformer Engine casts the weights to FP8 on the first micro-batch of a step and caches
     # them (Linear.forward is_first_microbatch: "caching of FP8 versions of the weights"); none
     # to cast when they are kept in FP8 (fp8_param_gather)
     weight_cast = (L * c.block_params / tp * eff.fp8_cast_bytes / gpu.hbm_bytes_per_s
                    if c.fp8 and not kn.fp8_param_gather else 0.0)
-    ev.optimizer_s = dpres.optimizer_s + weight_cast
-    ev.step_s = pipe + dpres.exposed_s + ev.optimizer_s
-    ev.bubble_fraction = (pp - 1) / (v * m)
-    ev.memory = memory(c, tp, pp, dp, b, v, recompute, sp, zero, m, cp, st, kn)
-    return ev
+    if experts is not None and c.fp8 and not kn.fp8_param_gather:
+        weight_cast += experts[0] * eff.fp8_cast_bytes / gpu.hbm_bytes_per_s
+    s.optimizer_s = dpres.optimizer_s + weight_cast
+    if sparse is not None:  # memory.memory's ``sparse``
+        s.sparse_mem = (Lm, experts[0], experts[1].size,
+                        moe_cost.stored_bytes_per_token(c, tp, etp, ld),
+                        moe_cost.working_bytes(c, tp, b, cp, ep, etp, ld))
+    per_stack[1][key] = s
+    return s
 
 
 def compute_lower_bound_s(c: Consts, tp: int, pp: int, dp: int, cp: int = 1) -> float:
@@ -309,21 +488,40 @@ def compute_lower_bound_s(c: Consts, tp: int, pp: int, dp: int, cp: int = 1) -> 
     efficiency, the attention core causally halved at the 16-bit peak, no recompute, no
     communication, no bubble, the fastest stack."""
     tokens = c.batch / dp * c.seq / cp
-    core = 4.0 * c.seq * c.h * 0.5
+    core = 4.0 * c.seq * c.q * 0.5
     per_token = 3.0 * (c.layers / pp * c.linear_fwd_flops + 2.0 * c.vocab * c.h / pp) / c.peak \
         + 3.0 * c.layers / pp * core / c.peak16
     return tokens * per_token / tp / c.eff.matmul_peak_fraction / _fastest_stack()
 
 
-def step_lower_bound_s(c: Consts, tp: int, pp: int, dp: int, b: int, cp: int = 1) -> float:
+def step_lower_bound_s(c: Consts, tp: int, pp: int, dp: int, b: int, cp: int = 1,
+                       moe: tuple | None = None) -> float:
     """No plan with this layout and micro-batch ``b`` is faster, whatever its recompute, sequence
     parallelism, ZeRO stage, interleaving or stack: the last stage's forward and backward work
-    (at sequence-parallel minimum and the fastest stack) and its all-reduces per layer."""
+    (at sequence-parallel minimum and the fastest stack) and its all-reduces per layer. A mixture
+    of experts: for any expert layout, or for ``moe`` = (ep, etp, load)."""
     m = c.batch // (dp * b)
     L = -(-c.layers // pp)  # the fullest stage (uneven stages: DeepSpeed)
     linear, core_f, core_b, head = c.gemm_times(tp, b, cp)
     ew, _, ew_head = c.elementwise_times(tp, b, tp > 1, cp)
     ar = c.group(tp, 1).all_reduce_s(b * c.seq / cp * c.h * 2.0) if tp > 1 else 0.0
+    if c.moe is not None:  # sparse blocks: their GEMMs, element-wise work and (given the expert
+        # layout) dispatch at least once each way in forward and backward (wsim.gpu.moe)
+        Lm, _ = c.moe.stage_layers(L, pp)
+        lin = linear - moe_cost.dense_mlp_s(c, b * c.seq / cp, tp)
+        if moe is None:
+            x = moe_cost.layer(c, tp, b, cp, 1, 1, 1.0)
+            lin += moe_cost.sparse_linear_lower_bound_s(c, tp, b, cp)
+            dispatch = 0.0
+        else:
+            x = moe_cost.layer(c, tp, b, cp, *moe[:3])
+            lin += x.linear
+            # exposed (at least twice) unless overlapped, then at least its compute slowdown
+            dispatch = 2.0 * (2.0 * x.a2a + x.etp_comm) * (
+                min(1.0, c.eff.overlap_compute_penalty) if moe[3] else 1.0)
+        return m * ((L - Lm) * (3.0 * (linear + ew) + core_f + core_b)
+                    + Lm * (3.0 * (lin + ew + x.elementwise) + core_f + core_b + dispatch)
+                    + 3.0 * (head + ew_head)) / _fastest_stack()
     # tensor-parallel communication overlapped with the GEMMs still costs at least its penalty
     ar *= min(1.0, c.eff.overlap_compute_penalty)
     return m * (L * (3.0 * (linear + ew) + core_f + core_b + (c.ar_fwd + 2.0) * ar)

@@ -50,7 +50,8 @@ class Prediction:
         return {"group": r.group, "name": r.name, "role": r.role, "model": r.model.name,
                 "gpu": r.gpu, "gpus": r.gpus, "batch": r.batch, "seq": r.seq, "metric": r.metric,
                 "published": r.published, "predicted": self.predicted, "error": self.error,
-                "tp": p.tp, "cp": p.cp, "pp": p.pp, "dp": p.dp, "micro_batch": p.micro_batch,
+                "tp": p.tp, "cp": p.cp, "pp": p.pp, "dp": p.dp, "ep": p.ep, "etp": p.etp,
+                "micro_batch": p.micro_batch,
                 "interleave": p.interleave, "zero": p.zero, "stack": p.stack,
                 "recompute": p.recompute, "attention": self.report.attention,
                 "precision": self.report.precision, "fits": self.report.fits,
@@ -222,5 +223,13 @@ def current() -> list[Prediction]:
     return predict_all()
 
 
+def current_moe() -> list[Prediction]:
+    """The mixture-of-experts rows (``wsim.gpu.published_moe``; all validation, none fitted on)
+    with the shipped parameter set. Kept apart from ``current`` so that the dense validation,
+    its fit and its quoted figures are exactly as before."""
+    from wsim.gpu.published_moe import validation_rows as moe_rows
+    return predict_all(moe_rows())
+
+
 __all__ = ["Prediction", "predict", "predict_all", "summary", "fit", "leave_one_group_out",
-           "objective", "current", "DEVELOPMENT"]
+           "objective", "current", "current_moe", "DEVELOPMENT"]

@@ -23,6 +23,7 @@ Accounting (stated in every report):
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import asdict, dataclass, field
 
@@ -167,7 +168,26 @@ def complexity(plan: dict) -> dict:
 
 def gpu_time_to_train(model: ModelSpec, phases: list[Phase], *, gpus: int, gpu: str,
                       seq: int = 2048) -> dict | None:
-    """Every phase on ``gpus`` GPUs with its fastest plan; None if some phase has no plan."""
+    """Every phase on ``gpus`` GPUs with its fastest plan; None if some phase has no plan.
+    Pure in its inputs: the same question (e.g. the same grid count for another study, or
+    compare called again) is answered from a cache of ``CACHE_SIZE`` answers, a copy each time."""
+    key = (model, tuple(phases), gpus, gpu, seq)
+    hit = _CACHE.get(key, _MISS)
+    if hit is _MISS:
+        hit = _gpu_time_to_train(model, phases, gpus=gpus, gpu=gpu, seq=seq)
+        if len(_CACHE) >= CACHE_SIZE:
+            _CACHE.pop(next(iter(_CACHE)))  # the oldest
+        _CACHE[key] = hit
+    return copy.deepcopy(hit)
+
+
+CACHE_SIZE = 4096
+_CACHE: dict = {}
+_MISS = object()
+
+
+def _gpu_time_to_train(model: ModelSpec, phases: list[Phase], *, gpus: int, gpu: str,
+                       seq: int = 2048) -> dict | None:
     from wsim.gpu import search
 
     rows = []

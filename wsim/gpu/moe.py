@@ -1,0 +1,267 @@
+"""Mixture-of-experts layers on GPUs: Megatron-Core's expert parallelism (``ep``, ``etp``), its
+alltoall token dispatcher and grouped expert GEMMs, expert gradients over the expert-data-parallel
+group. ``wsim.gpu.step`` adds what a sparse block costs beyond a dense one; docs/gpu-model.md,
+"Mixture of experts", has the formulas and sources.
+
+Per micro-batch a GPU holds T = b s / cp tokens; with tp > 1 the MoE layer's input is sequence
+parallel (Megatron-Core requires it), so T_in = T / tp tokens enter the router on each GPU. In a
+sparse block (Megatron-Core megatron/core/transformer/moe/, token_dispatcher.py
+``MoEAlltoAllTokenDispatcher``: permute, A2A(EP), AG(ETP), experts, RS(ETP), A2A(EP), unpermute):
+
+- **router**: one GEMM T_in x h x E (a plain linear, 16-bit), softmax/top-k element-wise;
+- **dispatch and combine**: each GPU sends its T_in x k routed token copies (h wide, 16-bit) to the
+  expert ranks, an all-to-all over the ``ep`` group (ranks ``etp`` apart, Megatron's ``tp-ep-dp-pp``
+  order), then all-gathers them over the ``etp`` group; the combine reverses both (reduce-scatter,
+  all-to-all). Forward 2 all-to-alls, backward 2 more (the gradients), again in a fully recomputed
+  forward. Exposed: Megatron-Core's default (``--overlap-moe-expert-parallel-comm`` off), an
+  assumption for the recipes that do not say;
+- **experts**: E / ep local experts per GPU, each a gated FFN split ``etp`` ways, run as one grouped
+  GEMM (``GroupedMLP`` / ``TEGroupedMLP``, experts.py) whose per-expert shape is
+  m = T_in x k x etp x ep / E tokens (uniform routing, *assumption*; Megatron-Bridge's MoE benchmarks
+  force-balance the routing) times the busiest rank's load: ``moe_imbalance`` (measured, >= 1),
+  capped by ``moe_capacity_factor`` (tokens beyond capacity dropped: moe_utils.py,
+  capacity = tokens x k x capacity_factor / E). Each expert GEMM runs at the dense step's GEMM
+  efficiency for its shape (``Efficiency.gemm_efficiency(m, n, k)``): few tokens per expert are
+  slower through m / (m + gemm_half_dim), not a new constant;
+- **shared experts**: a dense tensor-parallel gated MLP over all T tokens (shared_experts.py), with
+  its own tensor-parallel all-gather and reduce-scatter;
+- **gradients**: the expert weights (E x 3 h f_e per sparse block, 1/(ep x etp) of them per GPU) are
+  reduced over the expert-data-parallel group edp = tp x cp x dp / (ep x etp) (ranks etp x ep apart)
+  and their optimizer state sharded over it by the distributed optimizer; the rest of the block
+  over tp's data-parallel group as before.
+"""
+
+from __future__ import annotations
+
+from wsim.gpu import comm
+
+# kernels a sparse block adds to a dense one (assumption, counted from the alltoall dispatcher's
+# workflow: router GEMM, softmax/top-k, aux loss, permute, token and probability all-to-alls, sort,
+# grouped FC1, activation, grouped FC2, unsort, all-to-all, unpermute, combine); backward twice
+KERNELS_PER_MOE_FWD = 14
+KERNELS_PER_MOE_BWD = 28
+# The alltoall dispatcher copies the tokens-per-expert counts to the host and synchronises
+# (token_dispatcher.py, _maybe_dtoh_and_synchronize, "before_permutation_2" / "before_ep_alltoall"):
+# the host cannot run ahead of the GPU across it, so the kernels issued after it (the expert part:
+# all-to-all, sort, one GEMM per local expert for FC1 and FC2 in Transformer Engine's GroupedLinear,
+# which issues a cuBLAS GEMM per group (transformer_engine/pytorch/module/grouped_linear.py,
+# general_grouped_gemm), activation, unsort, all-to-all, unpermute) are issued while the GPU waits
+# unless their own GPU time covers it. Kernels besides the GEMMs after the sync (assumption, counted
+# from the dispatcher's workflow above): forward 8, backward 12; GEMMs per local expert: forward 2,
+# backward 4 (data and weight gradients). Dropless MoE layers are not captured by CUDA graphs (MoE
+# README: "dynamic shapes make MoE layers uncapturable"): the host's eager cost applies.
+KERNELS_AFTER_SYNC_FWD = 8
+KERNELS_AFTER_SYNC_BWD = 12
+PROB_BYTES = 4  # router probabilities dispatched beside the tokens: fp32 (token_dispatcher.py)
+
+
+class MoeConsts:
+    """What a model's experts are, once per model (plain floats)."""
+
+    __slots__ = ("experts", "top_k", "expert_ffn", "shared_ffn", "layers", "moe_layers",
+                 "expert_params", "act_par_delta", "cast_delta")
+
+    def __init__(self, model, seq: int, fp8: bool) -> None:
+        h = model.hidden
+        self.experts, self.top_k = model.experts, model.experts_per_token
+        self.expert_ffn, self.shared_ffn = model.expert_ffn, model.shared_expert_ffn
+        self.layers = model.layers
+        self.moe_layers = tuple(model.moe_layers)
+        self.expert_params = float(model.experts * 3 * h * model.expert_ffn)  # SwiGLU experts
+        dense = model.block_activations(seq, sparse=False)
+        sparse = model.block_activations(seq, sparse=True)
+        # a sparse block's extra stored activations per token (k experts' and the shared expert's
+        # inner activations, router logits), split across tensor ranks as the dense MLP's are
+        self.act_par_delta = sparse.tensor_parallel - dense.tensor_parallel
+        if fp8:  # Transformer Engine keeps the FC2 inputs in FP8 (as step.Consts does for ffn)
+            self.act_par_delta -= model.mlp_width(True) - model.ffn
+        # FP8 casts of the expert GEMM inputs beyond the dense MLP's (h + f per token)
+        fs = self.shared_ffn
+        self.cast_delta = self.top_k * model.expert_ffn + (h + fs if fs else 0) - model.ffn
+
+    def stage_layers(self, L: int, pp: int) -> tuple[int, float]:
+        """(sparse blocks on the fullest stage, on the mean stage): the fullest stage is taken to
+        hold as many sparse blocks as it can (assumption: the slowest stage sets the pipeline)."""
+        n = len(self.moe_layers)
+        return min(L, n), L * n / self.layers
+
+
+class MoeLayer:
+    """One sparse block's extra cost over a dense block, per micro-batch (seconds)."""
+
+    __slots__ = ("linear", "shared_linear", "router", "experts", "elementwise", "a2a", "etp_comm",
+                 "dispatch_bytes", "expert_tokens")
+
+
+def tokens_in(c, tp: int, b: int, cp: int) -> float:
+    """Tokens entering a sparse block's router on one GPU (sequence parallel when tp > 1)."""
+    return b * c.seq / cp / tp
+
+
+def load(plan_imbalance: float, capacity_factor: float | None) -> float:
+    """The busiest expert rank's tokens over the mean: the imbalance, capped by the capacity."""
+    return plan_imbalance if capacity_factor is None else min(plan_imbalance, capacity_factor)
+
+
+def layer(c, tp: int, b: int, cp: int, ep: int, etp: int, ld: float) -> MoeLayer:
+    """Forward times of a sparse block's own GEMMs (router, experts on the busiest rank, shared
+    expert), its element-wise traffic beyond a dense block's, and its dispatch communication."""
+    key = (tp, b, cp, ep, etp, ld)
+    hit = c._moe.get(key)
+    if hit is not None:
+        return hit
+    mc, e, h = c.moe, c.eff.gemm_efficiency, c.h
+    T = b * c.seq / cp
+    t_in = T / tp
+    E, k, fe, fs = mc.experts, mc.top_k, mc.expert_ffn, mc.shared_ffn
+    out = MoeLayer()
+    router = 2.0 * t_in * h * E / e(t_in, E, h) / c.peak16
+    m = t_in * k * etp * ep / E * ld  # tokens per local expert on the busiest rank
+    w1, w2 = 2.0 * fe / etp, fe / etp  # gate and up side by side (GroupedMLP's fc1), down
+    experts = E / ep * (2.0 * m * h * w1 / e(m, w1, h) + 2.0 * m * w2 * h / e(m, h, w2)) / c.peak
+    shared = 0.0
+    if fs:
+        shared = (2.0 * T * h * 2 * fs / tp / e(T, 2 * fs / tp, h)
+                  + 2.0 * T * fs * h / tp / e(T, h, fs / tp)) / c.peak
+    out.shared_linear = shared
+    out.router = router
+    out.experts = experts
+    out.linear = router + experts + shared
+    out.expert_tokens = m * E / ep
+    hbm = c.gpu.hbm_bytes_per_s
+    # the extra stored activations written and read (as the dense block's), the permutation and
+    # unpermutation copies of the k routed tokens (read h, write k h; and back), FP8 casts
+    ew = c.eff.elementwise_passes * T * mc.act_par_delta / tp / hbm
+    ew += 2.0 * 2.0 * t_in * h * (1 + k) * ld / hbm
+    if c.fp8:
+        ew += c.eff.fp8_cast_bytes * T * mc.cast_delta / tp / hbm
+    out.elementwise = ew
+    # one dispatch all-to-all: the T_in x k routed copies (16-bit) and their probabilities; the
+    # busiest rank receives ld times the mean
+    out.dispatch_bytes = t_in * k * (2.0 * h + PROB_BYTES) * ld
+    out.a2a = c.group(ep, etp).all_to_all_s(out.dispatch_bytes) if ep > 1 else 0.0
+    # AG(ETP) after the dispatch, RS(ETP) before the combine: the etp ranks' tokens, in full
+    out.etp_comm = 0.0
+    if etp > 1:
+        g = c.group(etp, 1)
+        full = t_in * k * 2.0 * h * etp * ld
+        out.etp_comm = g.all_gather_s(full) + g.reduce_scatter_s(full)
+    c._moe[key] = out
+    return out
+
+
+def expert_params_local(c, ep: int, etp: int) -> float:
+    """Expert weights of one sparse block held by one GPU."""
+    return c.moe.expert_params / (ep * etp)
+
+
+def expert_group(c, tp: int, cp: int, dp: int, ep: int, etp: int) -> comm.Group:
+    """The expert-data-parallel group: edp = tp x cp x dp / (ep x etp) ranks, etp x ep apart."""
+    return c.group(tp * cp * dp // (ep * etp), ep * etp)
+
+
+def stored_bytes_per_token(c, tp: int, etp: int, ld: float) -> float:
+    """A sparse block's stored activations beyond a dense block's, per token of the micro-batch:
+    its extra inner activations, and the dispatched expert inputs (k copies a token, gathered over
+    etp) that FC1's weight gradient needs (under full recompute: one block's, while it recomputes)."""
+    return (c.moe.act_par_delta / tp + 2.0 * c.h * c.moe.top_k * etp / tp) * ld
+
+
+def working_bytes(c, tp: int, b: int, cp: int, ep: int, etp: int, ld: float) -> float:
+    """Transient buffers of one sparse block: the all-to-all's send and receive buffers and the
+    etp-gathered expert input (assumption: one block's at a time)."""
+    x = layer(c, tp, b, cp, ep, etp, ld)
+    gathered = x.dispatch_bytes * etp if etp > 1 else 0.0
+    return 2.0 * x.dispatch_bytes + gathered
+
+
+class BlockDelta:
+    """Per micro-batch, what one sparse block adds to the dense block ``step.evaluate`` timed."""
+
+    __slots__ = ("compute", "rec", "tp", "ep", "launch", "fwd", "bwd", "total")
+
+
+def dense_mlp_s(c, T: float, tp: int) -> float:
+    """The dense block's MLP GEMMs (forward) that a sparse block replaces (``Consts.gemm_times``)."""
+    e, h = c.eff.gemm_efficiency, c.h
+    return (2.0 * T * h * c.mlp_in / tp / e(T, c.mlp_in / tp, h)
+            + 2.0 * T * c.f * h / tp / e(T, h, c.f / tp)) / c.peak
+
+
+def block_delta(c, ke: float, kn, tp: int, b: int, cp: int, ep: int, etp: int, ld: float,
+                recompute: str, ar: float, linear: float, dense: tuple, launch: tuple,
+                overlap, ep_overlap: bool = False) -> BlockDelta:
+    """A sparse block's cost minus the dense block's (``dense`` = its fwd, bwd, recompute, the
+    three tensor-parallel terms, launch, layer forward and backward; ``launch`` = seconds per
+    kernel, the dense forward and backward kernel counts, the exposed CP forward and backward;
+    ``overlap`` = dataparallel._overlap; ``ep_overlap``: the dispatch hidden under another
+    micro-batch's compute of the same block, Megatron-Core's --overlap-moe-expert-parallel-comm
+    (combined 1F1B, megatron/core/pipeline_parallel/combined_1f1b.py) and DeepSeek-V3's DualPipe,
+    at the compute slowdown of any overlap)."""
+    fwd, bwd, rec, tp_f, tp_b, tp_r, launch_s, layer_fwd, layer_bwd = dense
+    per_kernel, n_f, n_b, fwd_cp, bwd_cp = launch
+    x = layer(c, tp, b, cp, ep, etp, ld)
+    T = b * c.seq / cp
+    mlp = dense_mlp_s(c, T, tp)
+    d = BlockDelta()
+    lin = x.linear - mlp
+    d_fwd = (lin + x.elementwise) / ke
+    d.compute = d_fwd + 2.0 * d_fwd
+    full = recompute == "full"
+    d.rec = d_fwd if full else 0.0
+    # tensor parallelism: the attention's all-gather/reduce-scatter pair and the shared expert's;
+    # the routed experts' tokens travel by all-to-all instead (Megatron-Core MoE layer)
+    n_ar = 1.0 + (1.0 if c.moe.shared_ffn else 0.0)
+    if kn.tp_comm_overlap and tp > 1:
+        window = (linear - mlp + x.shared_linear) / ke
+        pen = c.eff.overlap_compute_penalty
+        tf, tb = overlap(n_ar * ar, window, pen), overlap(n_ar * ar, 2.0 * window, pen)
+    else:
+        tf = tb = n_ar * ar
+    tr = tf if full else 0.0
+    d.tp = (tf + tb + tr) - (tp_f + tp_b + tp_r)
+    dispatch = 2.0 * x.a2a + x.etp_comm  # dispatch and combine, each direction
+    d.ep = dispatch * (3.0 if full else 2.0)
+    if ep_overlap:  # under the block's forward and backward compute (of the other micro-batch)
+        d.ep = overlap(d.ep, (fwd + bwd + 3.0 * d_fwd) + (rec + d.rec), c.eff.overlap_compute_penalty)
+    d.fwd = d_fwd + tf - tp_f + dispatch
+    d.bwd = 2.0 * d_fwd + d.rec + (tb + tr) - (tp_b + tp_r) + dispatch * (2.0 if full else 1.0)
+    d.launch = 0.0
+    if per_kernel:
+        nf = n_f + KERNELS_PER_MOE_FWD
+        nb = n_b + KERNELS_PER_MOE_BWD + (KERNELS_PER_MOE_FWD if full else 0)
+        sparse = max(0.0, nf * per_kernel - (layer_fwd + d.fwd) - fwd_cp) \
+            + max(0.0, nb * per_kernel - (layer_bwd + d.bwd) - bwd_cp)
+        d.launch = sparse - launch_s
+    # after the host synchronisation: the expert part's kernels issued by the host (eager) while
+    # the GPU runs only them (their GEMMs and the dispatch)
+    host = c.eff.host_s_per_kernel
+    local = c.moe.experts / ep
+    passes = 2.0 if full else 1.0
+    sync_f = max(0.0, (KERNELS_AFTER_SYNC_FWD + 2.0 * local) * host - x.experts / ke - dispatch)
+    sync_b = max(0.0, (KERNELS_AFTER_SYNC_BWD + 4.0 * local) * host - 2.0 * x.experts / ke - dispatch)
+    d.launch += passes * sync_f + sync_b
+    d.total = d.compute + d.rec + d.tp + d.ep + d.launch
+    return d
+
+
+def sparse_linear_lower_bound_s(c, tp: int, b: int, cp: int) -> float:
+    """No expert layout runs a sparse block's router, shared and routed experts (forward) faster:
+    the experts' FLOPs at the best GEMM efficiency (any ep, etp, load >= 1), the router and the
+    shared expert at their own (they do not depend on ep)."""
+    x = layer(c, tp, b, cp, 1, 1, 1.0)
+    mc = c.moe
+    t_in = tokens_in(c, tp, b, cp)
+    experts = 2.0 * t_in * mc.top_k * 3.0 * c.h * mc.expert_ffn / (c.peak * c.eff.matmul_peak_fraction)
+    return x.router + x.shared_linear + experts
+
+
+def expert_states_lower_bound(c, tp: int, pp: int, dp: int, zero: int, cp: int, ep: int,
+                              etp: int) -> float:
+    """The expert weights, gradients and optimizer state one GPU holds at least (for pruning):
+    its sparse blocks' experts at 1 weight byte (FP8 only), 2 gradient bytes, the optimizer's 12
+    sharded over edp under ZeRO-1."""
+    L = -(-c.layers // pp)
+    Lm, _ = c.moe.stage_layers(L, pp)
+    edp = tp * cp * dp // (ep * etp)
+    return Lm * expert_params_local(c, ep, etp) * (1.0 + 2.0 + 12.0 / (edp if zero >= 1 else 1))

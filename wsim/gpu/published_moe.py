@@ -1,0 +1,137 @@
+"""Published mixture-of-experts training runs on GPUs, with their exact plans (issue 20 item 4).
+
+Every row is a *validation* row: no parameter is fitted on them; they are predicted by the global
+parameter set of ``wsim.gpu.calibration`` plus the sourced mechanisms of ``wsim.gpu.moe``. One group
+per source:
+
+- ``mcore-moe``: Megatron-Core's MoE README (megatron/core/transformer/moe/README.md at
+  Megatron-LM c230e0d7, 2024-11-21): "Mixtral 8X7B bf16 training to achieve 468 TFLOPS as of MCore
+  v0.9", and in the same file the "reference parallel mappings of MCore v0.8" for Mixtral 8x7B
+  (dropless, all-to-all dispatcher, BF16, 64 GPUs, seq 4096, TP 1, EP 8, PP 4, VP 8, MBS 1, GBS 256).
+  Pairing the figure with that mapping is an *assumption* (the README gives no plan beside it).
+- ``bridge-moe``: Megatron-Bridge's performance archive (docs/performance-summary-archive.md at
+  067f987d), NeMo 25.09 and 25.11 containers: the DeepSeek-V3 and Qwen3 MoE rows the dense
+  ingestion (``published_modern``, group bridge-*) left out. "We force-balance the token
+  distribution among experts" (the page's note): uniform routing, as the model assumes. ETP is not
+  printed: 1, as the recipes set it (src/megatron/bridge/perf_recipes/*/: expert_tensor_parallel_size
+  1; at 067f987d, newer than these containers: *assumption* that it held then).
+- ``deepseek-v3``: DeepSeek-V3 technical report (arXiv 2412.19437): 2,048 H800, PP 16, EP 64 over
+  8 nodes, ZeRO-1 data parallelism, no TP, FP8, DualPipe; 180K H800 GPU-hours per trillion tokens
+  (Table 1) = 1e12 / (180e3 x 3600) = 1,543 tokens/s/GPU; batch 15,360 sequences of 4,096 (sec. 4.2).
+
+Left out, named: GPT-OSS 120B (alternating sliding-window attention and attention sinks: not
+modelled), DeepSeek-V3 "w/ MTP" (its multi-token-prediction module is not in the zoo's spec), GB300
+and B300 rows (no preset), NVFP4. MegaBlocks (arXiv 2211.15841) reports speed-ups over Megatron-LM
+and Tutel, not step times of stated plans: no row. dgxc-benchmarking's training recipes of v24.11.1
+and v25.04 (the dense groups' source) hold no MoE model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from models import zoo
+from wsim.gpu.rows import VALIDATION, Row
+
+_MCORE_MOE = ("github.com/NVIDIA/Megatron-LM megatron/core/transformer/moe/README.md @ c230e0d7 "
+              "(2024-11-21): line 3 '468 TFLOPS as of MCore v0.9' (Mixtral 8x7B, BF16); plan: the "
+              "same file's 'reference parallel mappings of MCore v0.8' table (64 GPUs, TP 1, EP 8, "
+              "PP 4, VP 8, MBS 1, GBS 256, seq 4096, dropless, All-to-All)")
+_BRIDGE_MOE = ("github.com/NVIDIA-NeMo/Megatron-Bridge docs/performance-summary-archive.md "
+               "(067f987d), NeMo {} container, {}, {}, tokens/s/GPU")
+_DSV3 = ("DeepSeek-AI, 'DeepSeek-V3 Technical Report', arXiv 2412.19437: Table 1 (180K H800 "
+         "GPU-hours per trillion tokens), sec. 3.2 (2,048 H800, PP 16, EP 64 across 8 nodes, ZeRO-1 "
+         "DP, DualPipe), sec. 3.3 (FP8), sec. 4.2 (batch 15,360 x 4,096)")
+
+# Qwen3-235B-A22B: Qwen3 Technical Report (arXiv 2505.09388) Table 2 and the Hugging Face config.json
+# of Qwen/Qwen3-235B-A22B: 94 layers, hidden 4096, 64 query heads and 4 KV heads of 128 dims, 128
+# experts of moe_intermediate_size 1536, 8 per token, vocabulary 151,936, untied, QK norm
+QWEN3_235B = dataclasses.replace(
+    zoo.get("qwen3-30b-a3b"), name="qwen3-235b-a22b", layers=94, hidden=4096, heads=64, kv_heads=4,
+    ffn=1536, expert_ffn=1536, experts=128, experts_per_token=8, moe_layers=None,
+    source="Qwen3 Technical Report (arXiv 2505.09388) Table 2; Hugging Face config.json of "
+           "Qwen/Qwen3-235B-A22B")
+MODELS = {"dsv3": zoo.get("deepseek-v3"), "q30": zoo.get("qwen3-30b-a3b"), "q235": QWEN3_235B,
+          "mixtral": zoo.get("mixtral-8x7b")}
+_GPU = {"H100": "h100-80gb", "B200": "b200-180gb", "GB200": "gb200-nvl72"}
+_NOTES = {"dsv3": "MLA timed as standard attention of equal parameters (zoo); the recipe's flex "
+                  "dispatcher (DeepEP/HybridEP) with EP communication overlapped "
+                  "(overlap_moe_expert_parallel_comm: moe_ep_overlap) is modelled as the "
+                  "alltoall dispatcher with that overlap; 61 layers on uneven stages",
+          "q30": "alltoall dispatcher, no all-to-all overlap (the recipe's)",
+          "q235": "alltoall dispatcher, no all-to-all overlap (the recipe's)"}
+
+
+def _plan(tp, pp, vp, mbs, ep, precision, *, stack="nemo", etp=1, **extra) -> dict:
+    return dict(tp=tp, pp=pp, cp=1, interleave=vp, micro_batch=mbs, recompute=None,
+                sequence_parallel=tp > 1, zero=1, stack=stack, attention="flash",
+                precision=precision, ep=ep, etp=etp, **extra)
+
+
+def _mcore() -> list[Row]:
+    return [Row("mcore-moe", "mixtral-8x7b-64", VALIDATION, MODELS["mixtral"], "h100-80gb", 64, 256,
+                4096, "tflops_model", 468.0, _MCORE_MOE,
+                _plan(1, 4, 8, 1, 8, "bf16", stack="megatron-core", etp=None),
+                notes="figure and plan from two places of one README (assumption: the v0.9 figure "
+                      "ran the v0.8 reference mapping); distributed optimizer, recompute not stated "
+                      "(the fastest that fits); model FLOPs as Megatron counts them (k experts) "
+                      "plus the router (0.03%)")]
+
+
+# (container, system, model, precision, GPUs, GBS, MBS, TP, PP, VP, EP, tokens/s/GPU, table label)
+_BRIDGE = [
+    ("25.09", "GB200", "dsv3", "fp8", 256, 2048, 1, 1, 4, 4, 64, 3454, "DeepSeekV3 (tokendrop)"),
+    ("25.09", "GB200", "q30", "fp8", 8, 512, 4, 1, 1, 1, 8, 22775, "Qwen3_30B_a3B (tokendrop)"),
+    ("25.09", "GB200", "q235", "fp8", 64, 1024, 1, 2, 1, 1, 64, 4452, "Qwen3_235B_a22B (tokendrop)"),
+    ("25.09", "B200", "dsv3", "fp8", 256, 2048, 1, 1, 16, 1, 8, 2265, "DeepSeekV3 (tokendrop)"),
+    ("25.09", "B200", "q30", "fp8", 8, 512, 1, 1, 1, 1, 8, 18066, "Qwen3_30B_a3B (tokendrop)"),
+    ("25.09", "B200", "q235", "fp8", 64, 1024, 1, 1, 8, 2, 8, 4104, "Qwen3_235B_a22B (tokendrop)"),
+    ("25.09", "H100", "dsv3", "fp8", 1024, 8192, 1, 2, 8, 4, 64, 1297, "DeepSeekV3 (dropless)"),
+    ("25.09", "H100", "q30", "fp8", 16, 512, 2, 1, 2, 24, 8, 10494, "Qwen3_30B_a3B (tokendrop)"),
+    ("25.09", "H100", "q235", "fp8", 256, 2048, 1, 2, 8, 4, 32, 1204, "Qwen3_235B_a22B (tokendrop)"),
+    ("25.11", "GB200", "dsv3", "bf16", 256, 4096, 1, 1, 4, 4, 64, 3139, "DeepSeekV3 (w/o MTP) BF16"),
+    ("25.11", "GB200", "dsv3", "fp8", 256, 4096, 1, 1, 8, 4, 32, 4018, "DeepSeekV3 (w/o MTP) FP8-MX"),
+    ("25.11", "GB200", "q30", "fp8", 8, 512, 4, 1, 1, 1, 8, 23766, "Qwen3_30B_a3B FP8-MX"),
+    ("25.11", "GB200", "q235", "bf16", 256, 8192, 1, 1, 8, 3, 32, 4916, "Qwen3_235B_a22B BF16"),
+    ("25.11", "B200", "q30", "fp8", 8, 512, 1, 1, 1, 1, 8, 9299, "Qwen3_30B_a3B FP8-MX"),
+    ("25.11", "B200", "q235", "fp8", 64, 1024, 1, 1, 8, 2, 8, 3269, "Qwen3_235B_a22B FP8-MX"),
+    ("25.11", "H100", "q30", "fp8", 16, 512, 2, 1, 2, 24, 8, 5275, "Qwen3_30B_a3B FP8-CS"),
+    ("25.11", "H100", "q235", "fp8", 256, 2048, 1, 2, 8, 4, 32, 1575, "Qwen3_235B_a22B FP8-CS"),
+]
+
+
+def _bridge() -> list[Row]:
+    rows = []
+    for ver, system, tag, prec, gpus, gbs, mbs, tp, pp, vp, ep, tps, label in _BRIDGE:
+        gpu = _GPU[system]
+        note = _NOTES[tag]
+        if "MX" in label or (ver == "25.09" and system != "H100"):
+            note += "; MXFP8 (32x32 blocks) timed as FP8"
+        if ver == "25.09":
+            note += ("; 25.09's table prints no precision: FP8 as the dense rows of that container "
+                     "(its notes give the quantization granularities)")
+        rows.append(Row("bridge-moe", f"{ver}-{tag}-{prec}-{system.lower()}-{gpus}", VALIDATION,
+                        MODELS[tag], gpu, gpus, gbs, 4096, "tokens_per_s_per_gpu", float(tps),
+                        _BRIDGE_MOE.format(ver, "DGX-" + system, label),
+                        _plan(tp, pp, vp, mbs, ep, prec, moe_ep_overlap=tag == "dsv3"),
+                        notes=note + "; ETP 1 (the recipes'); recompute not stated (the fastest "
+                                     "that fits); token drop (capacity factor) modelled as "
+                                     "uniform routing (force-balanced)"))
+    return rows
+
+
+def _deepseek() -> list[Row]:
+    return [Row("deepseek-v3", "2048-h800", VALIDATION, MODELS["dsv3"], "h800-80gb", 2048, 15360,
+                4096, "tokens_per_s_per_gpu", 1e12 / (180e3 * 3600), _DSV3,
+                _plan(1, 16, None, None, 64, "fp8", moe_ep_overlap=True),
+                notes="approximated: MLA timed as standard attention of equal parameters (zoo); "
+                      "DualPipe's overlap of all-to-all with compute modelled as 1F1B with "
+                      "moe_ep_overlap (the all-to-all under the other micro-batch's compute); FP8 as Transformer Engine's "
+                      "per-tensor FP8 (the report's is 1x128/128x128 tiles); the MTP module not "
+                      "modelled; stack nemo (the nearest: bf16 gradients, distributed optimizer) for "
+                      "DeepSeek's own HAI-LLM; 61 layers on 16 uneven stages; throughput averaged "
+                      "over the whole run (GPU-hours per token), not one step")]
+
+
+def validation_rows() -> list[Row]:
+    return _mcore() + _bridge() + _deepseek()
