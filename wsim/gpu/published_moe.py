@@ -55,11 +55,33 @@ MODELS = {"dsv3": zoo.get("deepseek-v3"), "q30": zoo.get("qwen3-30b-a3b"), "q235
           "mixtral": zoo.get("mixtral-8x7b")}
 _GPU = {"H100": "h100-80gb", "B200": "b200-180gb", "GB200": "gb200-nvl72"}
 _NOTES = {"dsv3": "MLA timed as standard attention of equal parameters (zoo); the recipe's flex "
-                  "dispatcher (DeepEP/HybridEP) with EP communication overlapped "
-                  "(overlap_moe_expert_parallel_comm: moe_ep_overlap) is modelled as the "
-                  "alltoall dispatcher with that overlap; 61 layers on uneven stages",
-          "q30": "alltoall dispatcher, no all-to-all overlap (the recipe's)",
-          "q235": "alltoall dispatcher, no all-to-all overlap (the recipe's)"}
+                  "dispatcher (DeepEP/HybridEP) modelled as the alltoall dispatcher; 61 layers on "
+                  "uneven stages",
+          "q30": "alltoall dispatcher", "q235": "alltoall dispatcher"}
+# What each row's recipe sets beyond the printed plan (Megatron-Bridge history, see docs/sources.md):
+# 25.09 = tag v0.1.0rc4 (2025-10-23): scripts/performance/run_script.py applies token drop
+# (apply_moe_token_drop: moe_expert_capacity_factor 1.0, moe_pad_expert_input_to_capacity True) to
+# both Qwen3 models and to DeepSeek-V3 on B200/GB200 (dropless, DeepEP, on H100), and
+# overlap_moe_expert_parallel_comm only to DeepSeek-V3 on H100 ("A2A_1F1B"); the perf_matrix YAMLs
+# (configs/qwen3/*.yaml, configs/deepseek/*.yaml) set cuda_graphs true only for Qwen3-30B on B200
+# and GB200 (and Qwen3-235B on GB200 at TP 1 PP 8 EP 8, not the archive's plan: left off).
+# 25.11 = tag v0.2.0 (2025-11-26): scripts/performance/configs/*/workload_base_configs.py: dropless
+# (no token drop) with CUDA graphs scoped to the router and preprocessing (attention too on GB200:
+# partial graphs, not modelled: off); moe_a2a_overlap True for Qwen3 on H100 and Qwen3-235B on
+# B200, False for DeepSeek-V3 on B200/GB200.
+# (container, system, model) -> (moe_ep_overlap, cuda_graphs, token drop)
+_RECIPE = {("25.09", "GB200", "dsv3"): (False, False, True), ("25.09", "B200", "dsv3"): (False, False, True),
+           ("25.09", "H100", "dsv3"): (True, False, False),
+           ("25.09", "GB200", "q30"): (False, True, True), ("25.09", "B200", "q30"): (False, True, True),
+           ("25.09", "H100", "q30"): (False, False, True),
+           ("25.09", "GB200", "q235"): (False, False, True), ("25.09", "B200", "q235"): (False, False, True),
+           ("25.09", "H100", "q235"): (False, False, True),
+           ("25.11", "GB200", "dsv3"): (False, False, False),
+           ("25.11", "GB200", "q30"): (False, False, False), ("25.11", "B200", "q30"): (False, False, False),
+           ("25.11", "H100", "q30"): (True, False, False),
+           ("25.11", "GB200", "q235"): (False, False, False), ("25.11", "B200", "q235"): (True, False, False),
+           ("25.11", "H100", "q235"): (True, False, False)}
+TOKEN_DROP_CAPACITY = 1.0  # apply_moe_token_drop's default (training/utils/moe_token_drop.py, v0.1.0rc4)
 
 
 def _plan(tp, pp, vp, mbs, ep, precision, *, stack="nemo", etp=1, **extra) -> dict:
@@ -105,18 +127,26 @@ def _bridge() -> list[Row]:
     for ver, system, tag, prec, gpus, gbs, mbs, tp, pp, vp, ep, tps, label in _BRIDGE:
         gpu = _GPU[system]
         note = _NOTES[tag]
-        if "MX" in label or (ver == "25.09" and system != "H100"):
+        overlap, graphs, drop = _RECIPE[(ver, system, tag)]
+        if "MX" in label:
             note += "; MXFP8 (32x32 blocks) timed as FP8"
         if ver == "25.09":
-            note += ("; 25.09's table prints no precision: FP8 as the dense rows of that container "
-                     "(its notes give the quantization granularities)")
+            note += ("; 25.09's table prints no precision: FP8 with per-tensor current scaling (the "
+                     "figures in parentheses, not used, are 32x32 MXFP8 on B200/GB200, 1x128/128x128 "
+                     "blocks on H100)")
+        note += (f"; recipe: EP overlap {'on' if overlap else 'off'}, CUDA graphs "
+                 f"{'on' if graphs else 'off'}, " + ("token drop (capacity 1.0, padded)" if drop
+                                                    else "dropless, force-balanced"))
+        extra = dict(moe_ep_overlap=overlap, cuda_graphs=graphs)
+        if drop:
+            extra["moe_capacity_factor"] = TOKEN_DROP_CAPACITY
         rows.append(Row("bridge-moe", f"{ver}-{tag}-{prec}-{system.lower()}-{gpus}", VALIDATION,
                         MODELS[tag], gpu, gpus, gbs, 4096, "tokens_per_s_per_gpu", float(tps),
                         _BRIDGE_MOE.format(ver, "DGX-" + system, label),
-                        _plan(tp, pp, vp, mbs, ep, prec, moe_ep_overlap=tag == "dsv3"),
+                        _plan(tp, pp, vp, mbs, ep, prec, **extra),
                         notes=note + "; ETP 1 (the recipes'); recompute not stated (the fastest "
-                                     "that fits); token drop (capacity factor) modelled as "
-                                     "uniform routing (force-balanced)"))
+                                     "that fits); routing uniform (force-balanced, or capped at "
+                                     "capacity 1.0)"))
     return rows
 
 
