@@ -91,6 +91,56 @@ def test_all_to_all_closed_form():
     assert Group(gpu, E, 1, 1).all_to_all_s(S) == 0.0
 
 
+def test_node_limited_all_to_all_closed_form():
+    """DeepSeek-V3's dispatch (arXiv 2412.19437 sec. 3.2.2): 8 copies a token on at most 4 of 8
+    nodes cross the network 4 x 7/8 = 3.5 times, not 8 x 56/64 = 7 (half the NIC bytes); NVLink
+    forwards 7/8 of the copies; inside one node it is the plain all-to-all."""
+    E = EFFICIENCY
+    gpu = gpu_spec("h800-80gb")
+    S = 4.0e8
+    nvlink = gpu.nvlink_bytes_per_s * E.nvlink_efficiency
+    nic = gpu.nic_bytes_per_s * E.ib_efficiency
+    g64 = Group(gpu, E, 64, 1)
+    lat = E.collective_base_latency_s + E.network_hop_latency_s + E.nvlink_hop_latency_s
+    assert g64.node_limited_all_to_all_s(S, 8, 4) == pytest.approx(
+        lat + max(7 / 8 * S / nvlink, 3.5 / 8 * S / nic))
+    # no limit below the copies and the nodes: each copy crosses once, as the plain all-to-all's
+    # network share (the two-hop path adds only the NVLink hop's latency)
+    assert g64.node_limited_all_to_all_s(S, 8, 8) == pytest.approx(
+        g64.all_to_all_s(S) + E.nvlink_hop_latency_s)
+    g8 = Group(gpu, E, 8, 1)
+    assert g8.node_limited_all_to_all_s(S, 8, 4) == g8.all_to_all_s(S)
+
+
+def test_deepseek_dispatch_options_change_only_the_all_to_all():
+    base = dict(model=zoo.get("deepseek-v3"), gpu="h800-80gb", gpus=2048, seq=4096, batch=15360,
+                tp=1, pp=16, ep=64, zero=1, recompute="full", precision="fp8",
+                attention="flash", stack="nemo", micro_batch=1, allow_oom=True)
+    model = base.pop("model")
+    plain = estimate(model, **base)
+    limited = estimate(model, **base, moe_max_nodes=4)
+    both = estimate(model, **base, moe_max_nodes=4, moe_fp8_dispatch=True)
+    a, b, c = (r.breakdown_s for r in (plain, limited, both))
+    assert a["ep_comm_s"] > b["ep_comm_s"] > c["ep_comm_s"] > 0
+    assert a["compute_s"] == b["compute_s"] == c["compute_s"]
+    assert both.plan.moe_max_nodes == 4 and both.plan.moe_fp8_dispatch
+
+
+@pytest.mark.parametrize("kw, words", [
+    (dict(moe_fp8_dispatch=True), "needs --precision fp8"),
+    (dict(moe_max_nodes=0), "plan.moe_max_nodes"),
+    (dict(moe_fp8_dispatch="yes"), "plan.moe_fp8_dispatch"),
+])
+def test_deepseek_dispatch_options_are_checked(kw, words):
+    with pytest.raises(ConfigError, match=words):
+        estimate(MIXTRAL, **H100, tp=1, pp=4, ep=8, zero=1, recompute="full", **kw)
+
+
+def test_dense_model_refuses_the_dispatch_options():
+    with pytest.raises(ConfigError, match="no experts"):
+        estimate(zoo.get("llama-2-7b"), **H100, moe_max_nodes=4)
+
+
 # ---- ep = 1: every expert local -------------------------------------------------------------------
 def test_ep1_is_all_experts_local():
     """ep 1, etp 1, tp 1: no all-to-all; the E experts' grouped GEMMs of m = T k / E tokens each,
@@ -185,7 +235,7 @@ NAMED_MISSES = {
     "bridge-moe/25.09-q30-fp8-h100-16", "bridge-moe/25.11-dsv3-bf16-gb200-256",
     "bridge-moe/25.11-q30-fp8-gb200-8",
     "bridge-moe/25.11-q30-fp8-b200-8", "bridge-moe/25.11-q235-fp8-b200-64",
-    "bridge-moe/25.11-q30-fp8-h100-16", "deepseek-v3/2048-h800",
+    "bridge-moe/25.11-q30-fp8-h100-16",
 }
 
 

@@ -153,7 +153,8 @@ def _bridge() -> list[Row]:
 def _deepseek() -> list[Row]:
     return [Row("deepseek-v3", "2048-h800", VALIDATION, MODELS["dsv3"], "h800-80gb", 2048, 15360,
                 4096, "tokens_per_s_per_gpu", 1e12 / (180e3 * 3600), _DSV3,
-                _plan(1, 16, None, None, 64, "fp8", moe_ep_overlap=True),
+                _plan(1, 16, None, None, 64, "fp8", moe_ep_overlap=True, moe_max_nodes=4,
+                      moe_fp8_dispatch=True),
                 notes="approximated: MLA timed as standard attention of equal parameters (zoo); "
                       "DualPipe's overlap of all-to-all with compute modelled as 1F1B with "
                       "moe_ep_overlap (the all-to-all under the other micro-batch's compute); FP8 as Transformer Engine's "

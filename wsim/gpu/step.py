@@ -272,11 +272,11 @@ def evaluate(c: Consts, tp: int, pp: int, dp: int, b: int, v: int, recompute: st
 
     sparse = None
     if c.moe is not None:  # a mixture of experts: what each sparse block adds (wsim.gpu.moe)
-        ep, etp, ld, ep_overlap = moe if moe is not None else (1, tp, 1.0, False)
+        ep, etp, ld, route = moe if moe is not None else (1, tp, 1.0, moe_cost.PLAIN)
         sparse = moe_cost.block_delta(
             c, ke, kn, tp, b, cp, ep, etp, ld, recompute, ar, linear,
             (fwd, bwd, rec, tp_f, tp_b, tp_r, launch, layer_fwd, layer_bwd),
-            (per_kernel, n_f, n_b, fwd_cp, bwd_cp), _overlap, ep_overlap)
+            (per_kernel, n_f, n_b, fwd_cp, bwd_cp), _overlap, route)
         Lm, Lmean = c.moe.stage_layers(L, pp)
 
     # the stage's micro-batch time (all v chunks)
@@ -367,7 +367,7 @@ def step_lower_bound_s(c: Consts, tp: int, pp: int, dp: int, b: int, cp: int = 1
     """No plan with this layout and micro-batch ``b`` is faster, whatever its recompute, sequence
     parallelism, ZeRO stage, interleaving or stack: the last stage's forward and backward work
     (at sequence-parallel minimum and the fastest stack) and its all-reduces per layer. A mixture
-    of experts: for any expert layout, or for ``moe`` = (ep, etp, load)."""
+    of experts: for any expert layout, or for ``moe`` = (ep, etp, load, moe.Dispatch)."""
     m = c.batch // (dp * b)
     L = -(-c.layers // pp)  # the fullest stage (uneven stages: DeepSpeed)
     linear, core_f, core_b, head = c.gemm_times(tp, b, cp)
@@ -382,11 +382,11 @@ def step_lower_bound_s(c: Consts, tp: int, pp: int, dp: int, b: int, cp: int = 1
             lin += moe_cost.sparse_linear_lower_bound_s(c, tp, b, cp)
             dispatch = 0.0
         else:
-            x = moe_cost.layer(c, tp, b, cp, *moe[:3])
+            x = moe_cost.layer(c, tp, b, cp, *moe)
             lin += x.linear
             # exposed (at least twice) unless overlapped, then at least its compute slowdown
             dispatch = 2.0 * (2.0 * x.a2a + x.etp_comm) * (
-                min(1.0, c.eff.overlap_compute_penalty) if moe[3] else 1.0)
+                min(1.0, c.eff.overlap_compute_penalty) if moe[3].overlap else 1.0)
         return m * ((L - Lm) * (3.0 * (linear + ew) + core_f + core_b)
                     + Lm * (3.0 * (lin + ew + x.elementwise) + core_f + core_b + dispatch)
                     + 3.0 * (head + ew_head)) / _fastest_stack()
