@@ -130,10 +130,27 @@ def test_deepseek_dispatch_options_change_only_the_all_to_all():
     (dict(moe_fp8_dispatch=True), "needs --precision fp8"),
     (dict(moe_max_nodes=0), "plan.moe_max_nodes"),
     (dict(moe_fp8_dispatch="yes"), "plan.moe_fp8_dispatch"),
+    (dict(moe_pad_to_capacity=True), "needs moe_capacity_factor"),
 ])
 def test_deepseek_dispatch_options_are_checked(kw, words):
     with pytest.raises(ConfigError, match=words):
         estimate(MIXTRAL, **H100, tp=1, pp=4, ep=8, zero=1, recompute="full", **kw)
+
+
+def test_padded_to_capacity_runs_every_expert_at_capacity_without_host_sync():
+    """Megatron-Core's drop-and-pad (token_dispatcher.py): each expert gets exactly its capacity
+    (load = capacity factor, even below an imbalance), and the dispatcher skips its host
+    synchronisation: the padded plan pays no host time after the sync."""
+    from wsim.gpu.moe import load
+    assert load(1.0, 1.5, pad=True) == 1.5 and load(1.0, 1.5) == 1.0 and load(2.0, 1.5) == 1.5
+    q30 = zoo.get("qwen3-30b-a3b")
+    kw = dict(seq=4096, batch=512, gpus=8, gpu="b200-180gb", attention="flash", precision="fp8",
+              ep=8, zero=1, recompute="none", micro_batch=1, stack="nemo", allow_oom=True,
+              moe_capacity_factor=1.0)
+    dropped = estimate(q30, **kw)
+    padded = estimate(q30, **kw, moe_pad_to_capacity=True)
+    assert padded.breakdown_s["launch_s"] < dropped.breakdown_s["launch_s"]
+    assert padded.breakdown_s["compute_s"] == dropped.breakdown_s["compute_s"]  # load 1 both
 
 
 def test_dense_model_refuses_the_dispatch_options():

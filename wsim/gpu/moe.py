@@ -63,11 +63,13 @@ FP8_DISPATCH_BYTES = 1.0 + 4.0 / 128.0
 class Dispatch(NamedTuple):
     """How a sparse block's tokens travel: ``overlap`` (Plan.moe_ep_overlap), ``max_nodes``
     (Plan.moe_max_nodes: node-limited routing, None: Megatron's all-to-all of every copy) and
-    ``fp8`` (Plan.moe_fp8_dispatch: one of each direction's two all-to-alls in FP8)."""
+    ``fp8`` (Plan.moe_fp8_dispatch: one of each direction's two all-to-alls in FP8), ``static``
+    (Plan.moe_pad_to_capacity: the token counts are known on the host)."""
 
     overlap: bool = False
     max_nodes: int | None = None
     fp8: bool = False
+    static: bool = False  # padded to capacity: no host synchronisation (``block_delta``)
 
 
 PLAIN = Dispatch()
@@ -116,9 +118,13 @@ def tokens_in(c, tp: int, b: int, cp: int) -> float:
     return b * c.seq / cp / tp
 
 
-def load(plan_imbalance: float, capacity_factor: float | None) -> float:
-    """The busiest expert rank's tokens over the mean: the imbalance, capped by the capacity."""
-    return plan_imbalance if capacity_factor is None else min(plan_imbalance, capacity_factor)
+def load(plan_imbalance: float, capacity_factor: float | None, pad: bool = False) -> float:
+    """The busiest expert rank's tokens over the mean: the imbalance, capped by the capacity; padded
+    to capacity (``--moe-pad-expert-input-to-capacity``) every expert runs exactly its capacity
+    (token_dispatcher.py ``preprocess``: tokens per local expert = capacity x tp x ep)."""
+    if capacity_factor is None:
+        return plan_imbalance
+    return capacity_factor if pad else min(plan_imbalance, capacity_factor)
 
 
 def layer(c, tp: int, b: int, cp: int, ep: int, etp: int, ld: float,
@@ -266,8 +272,10 @@ def block_delta(c, ke: float, kn, tp: int, b: int, cp: int, ep: int, etp: int, l
             + max(0.0, nb * per_kernel - (layer_bwd + d.bwd) - bwd_cp)
         d.launch = sparse - launch_s
     # after the host synchronisation: the expert part's kernels issued by the host (eager) while
-    # the GPU runs only them (their GEMMs and the dispatch)
-    host = c.eff.host_s_per_kernel
+    # the GPU runs only them (their GEMMs and the dispatch). Padded to capacity the shapes are
+    # static and the dispatcher never synchronises (token_dispatcher.py
+    # _maybe_dtoh_and_synchronize: "if not self.drop_and_pad")
+    host = 0.0 if route.static else c.eff.host_s_per_kernel
     local = c.moe.experts / ep
     passes = 2.0 if full else 1.0
     sync_f = max(0.0, (KERNELS_AFTER_SYNC_FWD + 2.0 * local) * host - x.experts / ke - dispatch)

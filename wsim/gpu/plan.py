@@ -18,7 +18,9 @@ ranks). ``ep`` (--expert-model-parallel-size) splits the experts, ``etp``
 FFN, edp = tp x cp x dp / (ep x etp) reduces the expert gradients. ``moe_capacity_factor``
 (--moe-expert-capacity-factor; None: dropless, Megatron's default) caps the tokens an expert takes;
 ``moe_imbalance`` (>= 1; 1 = uniform routing, a named assumption) is the busiest expert rank's load
-over the mean, a measured property of a router that a user may give. ``moe_ep_overlap``: the
+over the mean, a measured property of a router that a user may give; ``moe_pad_to_capacity``
+(--moe-pad-expert-input-to-capacity) runs every expert at its capacity with static shapes (no host
+synchronisation). ``moe_ep_overlap``: the
 dispatch all-to-alls hidden under another micro-batch's compute (Megatron-Core's
 --overlap-moe-expert-parallel-comm; DeepSeek-V3's DualPipe). DeepSeek-V3's own dispatch (arXiv
 2412.19437 sec. 3.2.2, 3.3; not Megatron-Core defaults): ``moe_max_nodes`` (node-limited routing:
@@ -68,6 +70,7 @@ class Plan:
     moe_ep_overlap: bool = False
     moe_max_nodes: int | None = None
     moe_fp8_dispatch: bool = False
+    moe_pad_to_capacity: bool = False
 
     def __post_init__(self) -> None:
         for name in ("tp", "pp", "dp", "micro_batch", "interleave", "cp", "ep"):
@@ -84,6 +87,13 @@ class Plan:
             raise ConfigError(f"plan.moe_ep_overlap must be true or false, got {self.moe_ep_overlap!r}")
         if self.moe_max_nodes is not None:
             positive("plan.moe_max_nodes", self.moe_max_nodes, integer=True)
+        if not isinstance(self.moe_pad_to_capacity, bool):
+            raise ConfigError(f"plan.moe_pad_to_capacity must be true or false, got "
+                              f"{self.moe_pad_to_capacity!r}")
+        if self.moe_pad_to_capacity and self.moe_capacity_factor is None:
+            raise ConfigError("plan.moe_pad_to_capacity needs moe_capacity_factor (Megatron-Core: "
+                              "'moe_expert_capacity_factor must be set to use "
+                              "moe_pad_expert_input_to_capacity')")
         if not isinstance(self.moe_fp8_dispatch, bool):
             raise ConfigError(f"plan.moe_fp8_dispatch must be true or false, got "
                               f"{self.moe_fp8_dispatch!r}")

@@ -139,7 +139,7 @@ def _bridge() -> list[Row]:
                                                     else "dropless, force-balanced"))
         extra = dict(moe_ep_overlap=overlap, cuda_graphs=graphs)
         if drop:
-            extra["moe_capacity_factor"] = TOKEN_DROP_CAPACITY
+            extra.update(moe_capacity_factor=TOKEN_DROP_CAPACITY, moe_pad_to_capacity=True)
         rows.append(Row("bridge-moe", f"{ver}-{tag}-{prec}-{system.lower()}-{gpus}", VALIDATION,
                         MODELS[tag], gpu, gpus, gbs, 4096, "tokens_per_s_per_gpu", float(tps),
                         _BRIDGE_MOE.format(ver, "DGX-" + system, label),
