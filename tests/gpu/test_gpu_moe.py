@@ -342,6 +342,16 @@ def test_cli_moe_flags(capsys):
     code = main(["gpu", "--model", "gpt3-1.3b", "--gpus", "8", "--batch", "8", "--ep", "2"])
     err = capsys.readouterr().err
     assert code == 2 and "has no experts" in err and len(err.strip().splitlines()) == 1
+    code = main(["gpu", "--model", "deepseek-v3", "--gpus", "2048", "--gpu", "h800", "--seq", "4096",
+                 "--batch", "15360", "--pp", "16", "--ep", "64", "--attention", "flash", "--zero",
+                 "1", "--stack", "nemo", "--precision", "fp8", "--micro-batch", "1",
+                 "--moe-ep-overlap", "--moe-max-nodes", "4", "--moe-fp8-dispatch", "--allow-oom"])
+    out = capsys.readouterr().out
+    assert code == 0 and "at most 4 nodes a token, FP8 dispatch" in out
+    code = main(["gpu", "--model", "mixtral-8x7b", "--gpus", "64", "--gpu", "h100", "--batch", "256",
+                 "--search", "--moe-max-nodes", "2"])
+    err = capsys.readouterr().err
+    assert code == 2 and "given plan only" in err and len(err.strip().splitlines()) == 1
 
 
 def test_deepseek_dense_first_blocks_count_as_dense():
