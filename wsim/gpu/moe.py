@@ -25,6 +25,10 @@ sparse block (Megatron-Core megatron/core/transformer/moe/, token_dispatcher.py
   slower through m / (m + gemm_half_dim), not a new constant;
 - **shared experts**: a dense tensor-parallel gated MLP over all T tokens (shared_experts.py), with
   its own tensor-parallel all-gather and reduce-scatter;
+- **dispatch options** (``Dispatch``): ``moe_pad_to_capacity`` (drop-and-pad: every expert at its
+  capacity, static shapes, no host synchronisation), and DeepSeek-V3's ``moe_max_nodes``
+  (node-limited routing, ``comm.Group.node_limited_all_to_all_s``) and ``moe_fp8_dispatch`` (one
+  all-to-all of each pair in FP8, arXiv 2412.19437 sec. 3.2.2, 3.3);
 - **gradients**: the expert weights (E x 3 h f_e per sparse block, 1/(ep x etp) of them per GPU) are
   reduced over the expert-data-parallel group edp = tp x cp x dp / (ep x etp) (ranks etp x ep apart)
   and their optimizer state sharded over it by the distributed optimizer; the rest of the block

@@ -14,7 +14,9 @@ per source:
   ingestion (``published_modern``, group bridge-*) left out. "We force-balance the token
   distribution among experts" (the page's note): uniform routing, as the model assumes. ETP is not
   printed: 1, as the recipes set it (src/megatron/bridge/perf_recipes/*/: expert_tensor_parallel_size
-  1; at 067f987d, newer than these containers: *assumption* that it held then).
+  1; at 067f987d, newer than these containers: *assumption* that it held then). Each row carries its
+  container's recipe settings (``_RECIPE``: EP overlap, CUDA graphs, token drop padded to capacity),
+  read from the releases v0.1.0rc4 (25.09) and v0.2.0 (25.11).
 - ``deepseek-v3``: DeepSeek-V3 technical report (arXiv 2412.19437): 2,048 H800, PP 16, EP 64 over
   8 nodes, ZeRO-1 data parallelism, no TP, FP8, DualPipe; 180K H800 GPU-hours per trillion tokens
   (Table 1) = 1e12 / (180e3 x 3600) = 1,543 tokens/s/GPU; batch 15,360 sequences of 4,096 (sec. 4.2).
@@ -157,7 +159,10 @@ def _deepseek() -> list[Row]:
                       moe_fp8_dispatch=True),
                 notes="approximated: MLA timed as standard attention of equal parameters (zoo); "
                       "DualPipe's overlap of all-to-all with compute modelled as 1F1B with "
-                      "moe_ep_overlap (the all-to-all under the other micro-batch's compute); FP8 as Transformer Engine's "
+                      "moe_ep_overlap (the all-to-all under the other micro-batch's compute); "
+                      "node-limited routing (at most 4 nodes a token, sec. 3.2.2) and the FP8 "
+                      "dispatch with a BF16 combine (sec. 3.3) as the report describes them; FP8 "
+                      "GEMMs as Transformer Engine's "
                       "per-tensor FP8 (the report's is 1x128/128x128 tiles); the MTP module not "
                       "modelled; stack nemo (the nearest: bf16 gradients, distributed optimizer) for "
                       "DeepSeek's own HAI-LLM; 61 layers on 16 uneven stages; throughput averaged "
