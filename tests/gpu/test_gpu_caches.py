@@ -12,7 +12,7 @@ from models import zoo
 from wsim.gpu.calibration import STACKS
 from wsim.gpu.inputs import make_consts
 from wsim.gpu.knobs import resolve
-from wsim.gpu.moe import load
+from wsim.gpu.moe import PLAIN, Dispatch, load
 from wsim.gpu.regimes import classify_features, features, validated_regime
 from wsim.gpu.step import evaluate
 
@@ -41,7 +41,7 @@ def _layouts(gpus, shapes, stacks, zeros):
         yield tp, cp, pp, gpus // (tp * cp * pp), STACKS[st], rc, zero
 
 
-def test_moe_memos_key_on_the_expert_layout_load_and_overlap():
+def test_moe_memos_key_on_the_expert_layout_load_and_dispatch():
     kw = dict(seq=1024, batch=32, gpus=16, gpu="h100-80gb", attention="flash")
     plans = []
     for tp, cp, pp, dp, stack, rc, zero in _layouts(
@@ -52,9 +52,11 @@ def test_moe_memos_key_on_the_expert_layout_load_and_overlap():
             for ep, etp in ((1, 1), (2, 1), (4, 1), (2, tp), (8, 1)):
                 if (tp * cp * dp) % (ep * etp):
                     continue
-                for imbalance, capacity, overlap in ((1.0, None, False), (1.5, None, False),
-                                                      (1.5, 1.2, False), (1.0, None, True)):
-                    moe = (ep, etp, load(imbalance, capacity), overlap)
+                for imbalance, capacity, route in (
+                        (1.0, None, PLAIN), (1.5, None, PLAIN), (1.5, 1.2, PLAIN),
+                        (1.0, None, Dispatch(overlap=True)), (1.0, 1.2, Dispatch(static=True)),
+                        (1.0, None, Dispatch(max_nodes=1)), (1.0, None, Dispatch(fp8=True))):
+                    moe = (ep, etp, load(imbalance, capacity, route.static), route)
                     for b, v in ((1, 1), (2, 1), (1, 2 if pp > 1 else 1)):
                         plans.append((tp, pp, dp, b, v, rc, sp, zero, cp, stack, kn, moe))
     assert _same_on_warm_and_fresh(zoo.get("mixtral-8x7b"), kw, plans) > 1000
@@ -68,10 +70,10 @@ def test_moe_default_expert_layout_is_the_explicit_one():
     a = evaluate(c, 2, 2, 4, 1, 1, "full", True, 1, 1, st, kn, None)
     b = evaluate(make_consts(c.model, seq=1024, batch=32, gpus=16, gpu="h100-80gb",
                              efficiency=None, attention="flash"),
-                 2, 2, 4, 1, 1, "full", True, 1, 1, st, kn, (1, 2, 1.0, False))
+                 2, 2, 4, 1, 1, "full", True, 1, 1, st, kn, (1, 2, 1.0, PLAIN))
     assert _answer(a) == _answer(b)
     # and another layout on the same Consts is not answered from the default's entries
-    e = evaluate(c, 2, 2, 4, 1, 1, "full", True, 1, 1, st, kn, (8, 1, 1.0, False))
+    e = evaluate(c, 2, 2, 4, 1, 1, "full", True, 1, 1, st, kn, (8, 1, 1.0, PLAIN))
     assert e.ep_comm_s > 0.0 and e.step_s != a.step_s
 
 

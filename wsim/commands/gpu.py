@@ -45,6 +45,14 @@ def register(subparsers) -> None:
     p.add_argument("--moe-ep-overlap", action="store_true", default=False,
                    help="expert-parallel all-to-alls under another micro-batch's compute "
                         "(Megatron-Core --overlap-moe-expert-parallel-comm; DualPipe)")
+    p.add_argument("--moe-pad-to-capacity", action="store_true", default=False,
+                   help="pad every expert to its capacity (Megatron-Core "
+                        "--moe-pad-expert-input-to-capacity; needs --moe-capacity-factor; no --search)")
+    p.add_argument("--moe-max-nodes", type=int, metavar="M",
+                   help="node-limited routing: a token's experts on at most M nodes, reached once "
+                        "each over the network (DeepSeek-V3; no --search)")
+    p.add_argument("--moe-fp8-dispatch", action="store_true", default=False,
+                   help="dispatch in FP8, combine in BF16 (DeepSeek-V3; --precision fp8; no --search)")
     p.add_argument("--search", action="store_true", help="find the fastest plan that fits")
     p.add_argument("--micro-batch", default="auto", help="sequences per micro-batch, or auto")
     p.add_argument("--interleave", type=int, help="model chunks per stage (default: best that fits)")
@@ -113,6 +121,11 @@ def run(args: argparse.Namespace) -> dict:
     if args.search:
         if args.micro_batch not in (None, "auto") or args.interleave is not None:
             raise ConfigError("--search chooses --micro-batch and --interleave itself; drop them")
+        for flag, given in (("--moe-pad-to-capacity", args.moe_pad_to_capacity),
+                            ("--moe-max-nodes", args.moe_max_nodes is not None),
+                            ("--moe-fp8-dispatch", args.moe_fp8_dispatch)):
+            if given:
+                raise ConfigError(f"{flag} is modelled for a given plan only; drop --search or {flag}")
         report = search(model, seq=args.seq, batch=args.batch, gpus=args.gpus, gpu=args.gpu,
                         tp=args.tp, pp=args.pp, cp=args.cp, ep=args.ep, recompute=args.recompute,
                         sequence_parallel=args.sequence_parallel, **opts)
@@ -124,7 +137,9 @@ def run(args: argparse.Namespace) -> dict:
                           interleave=args.interleave,
                           recompute=args.recompute or "full",
                           sequence_parallel=bool(args.sequence_parallel),
-                          allow_oom=args.allow_oom, **opts)
+                          allow_oom=args.allow_oom, moe_pad_to_capacity=args.moe_pad_to_capacity,
+                          moe_max_nodes=args.moe_max_nodes, moe_fp8_dispatch=args.moe_fp8_dispatch,
+                          **opts)
     return report.to_dict()
 
 
@@ -151,7 +166,10 @@ def _experts(p: dict) -> str:
     return (f"; experts etp {p['etp']} x ep {p['ep']} x edp {edp}"
             + (f", capacity factor {cap:g}" if cap is not None else ", dropless")
             + (f", imbalance {p['moe_imbalance']:g}" if p.get("moe_imbalance", 1.0) != 1.0 else "")
-            + (", all-to-all overlapped" if p.get("moe_ep_overlap") else ""))
+            + (", all-to-all overlapped" if p.get("moe_ep_overlap") else "")
+            + (", padded to capacity" if p.get("moe_pad_to_capacity") else "")
+            + (f", at most {p['moe_max_nodes']} nodes a token" if p.get("moe_max_nodes") else "")
+            + (", FP8 dispatch" if p.get("moe_fp8_dispatch") else ""))
 
 
 def _bottleneck(r: dict) -> str:

@@ -11,7 +11,7 @@ from wsim.gpu.calibration import Efficiency
 from wsim.gpu.inputs import make_consts, stacks_for
 from wsim.gpu.knobs import check_names, resolve
 from wsim.gpu.memory import MemoryBreakdown
-from wsim.gpu.moe import load as moe_load
+from wsim.gpu.moe import Dispatch, load as moe_load
 from wsim.gpu.plan import Plan, check_plan, divisors
 from wsim.gpu.report import GpuReport, build_report
 from wsim.gpu.step import Consts, Evaluation, evaluate
@@ -29,7 +29,8 @@ def best_for_plan(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, g
              efficiency: Efficiency | None = None, allow_oom: bool = False,
              ep: int = 1, etp: int | None = None, moe_capacity_factor: float | None = None,
              moe_imbalance: float = 1.0, moe_ep_overlap: bool = False,
-             **knobs) -> tuple[Consts, Plan, Evaluation, list]:
+             moe_max_nodes: int | None = None, moe_fp8_dispatch: bool = False,
+             moe_pad_to_capacity: bool = False, **knobs) -> tuple[Consts, Plan, Evaluation, list]:
     """Step time, throughput and memory per GPU of ``model`` on ``gpus`` GPUs with plan
     tp x cp x pp (x dp, the rest).
 
@@ -37,8 +38,8 @@ def best_for_plan(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, g
     fastest value that fits; the report's ``chosen`` names them. A plan that cannot fit raises
     ``ConfigError`` unless ``allow_oom`` (then the report has ``fits`` False). ``knobs``: the
     options of ``wsim.gpu.knobs`` (None or absent: the stack's default). A mixture of experts:
-    ``ep``, ``etp`` (None: tp), ``moe_capacity_factor``, ``moe_imbalance``, ``moe_ep_overlap``
-    (``wsim.gpu.plan``).
+    ``ep``, ``etp`` (None: tp), ``moe_capacity_factor``, ``moe_imbalance``, ``moe_ep_overlap``,
+    ``moe_max_nodes``, ``moe_fp8_dispatch``, ``moe_pad_to_capacity`` (``wsim.gpu.plan``).
     """
     check_names(knobs)
     c = make_consts(model, seq=seq, batch=batch, gpus=gpus, gpu=gpu, efficiency=efficiency,
@@ -58,7 +59,8 @@ def best_for_plan(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, g
     auto_v = interleave is None
     stacks = stacks_for(c, stack, zero=zero, pp=pp, cp=cp, interleave=interleave)
     moe = dict(ep=ep, etp=etp, moe_capacity_factor=moe_capacity_factor, moe_imbalance=moe_imbalance,
-               moe_ep_overlap=moe_ep_overlap)
+               moe_ep_overlap=moe_ep_overlap, moe_max_nodes=moe_max_nodes,
+               moe_fp8_dispatch=moe_fp8_dispatch, moe_pad_to_capacity=moe_pad_to_capacity)
     if stack is None and any(v is not None for v in knobs.values()):
         stacks = [st for st in stacks if _runs(st, c, sequence_parallel, zero, knobs)] or stacks
     base = None
@@ -75,7 +77,11 @@ def best_for_plan(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, g
     sparse = None
     if c.moe is not None:  # (ep, etp, load) as wsim.gpu.step.evaluate takes them
         etp = base.expert_tp
-        sparse = (ep, etp, moe_load(moe_imbalance, moe_capacity_factor), moe_ep_overlap)
+        if moe_fp8_dispatch and not c.fp8:
+            raise ConfigError("plan.moe_fp8_dispatch needs --precision fp8 (DeepSeek-V3 quantizes the "
+                              "dispatched activations of an FP8 run)")
+        sparse = (ep, etp, moe_load(moe_imbalance, moe_capacity_factor, moe_pad_to_capacity),
+                  Dispatch(moe_ep_overlap, moe_max_nodes, moe_fp8_dispatch, moe_pad_to_capacity))
         moe["etp"] = etp
     best = smallest = None
     for st in stacks:

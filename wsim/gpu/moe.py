@@ -25,6 +25,10 @@ sparse block (Megatron-Core megatron/core/transformer/moe/, token_dispatcher.py
   slower through m / (m + gemm_half_dim), not a new constant;
 - **shared experts**: a dense tensor-parallel gated MLP over all T tokens (shared_experts.py), with
   its own tensor-parallel all-gather and reduce-scatter;
+- **dispatch options** (``Dispatch``): ``moe_pad_to_capacity`` (drop-and-pad: every expert at its
+  capacity, static shapes, no host synchronisation), and DeepSeek-V3's ``moe_max_nodes``
+  (node-limited routing, ``comm.Group.node_limited_all_to_all_s``) and ``moe_fp8_dispatch`` (one
+  all-to-all of each pair in FP8, arXiv 2412.19437 sec. 3.2.2, 3.3);
 - **gradients**: the expert weights (E x 3 h f_e per sparse block, 1/(ep x etp) of them per GPU) are
   reduced over the expert-data-parallel group edp = tp x cp x dp / (ep x etp) (ranks etp x ep apart)
   and their optimizer state sharded over it by the distributed optimizer; the rest of the block
@@ -32,6 +36,8 @@ sparse block (Megatron-Core megatron/core/transformer/moe/, token_dispatcher.py
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 from wsim.gpu import comm
 
@@ -53,6 +59,24 @@ KERNELS_PER_MOE_BWD = 28
 KERNELS_AFTER_SYNC_FWD = 8
 KERNELS_AFTER_SYNC_BWD = 12
 PROB_BYTES = 4  # router probabilities dispatched beside the tokens: fp32 (token_dispatcher.py)
+# DeepSeek-V3's FP8 dispatch (arXiv 2412.19437 sec. 3.3.2-3.3.3): activations quantized in 1x128
+# tiles, one fp32 scale a tile: 1 + 4/128 bytes an element; the combine stays BF16
+FP8_DISPATCH_BYTES = 1.0 + 4.0 / 128.0
+
+
+class Dispatch(NamedTuple):
+    """How a sparse block's tokens travel: ``overlap`` (Plan.moe_ep_overlap), ``max_nodes``
+    (Plan.moe_max_nodes: node-limited routing, None: Megatron's all-to-all of every copy) and
+    ``fp8`` (Plan.moe_fp8_dispatch: one of each direction's two all-to-alls in FP8), ``static``
+    (Plan.moe_pad_to_capacity: the token counts are known on the host)."""
+
+    overlap: bool = False
+    max_nodes: int | None = None
+    fp8: bool = False
+    static: bool = False  # padded to capacity: no host synchronisation (``block_delta``)
+
+
+PLAIN = Dispatch()
 
 
 class MoeConsts:
@@ -98,15 +122,21 @@ def tokens_in(c, tp: int, b: int, cp: int) -> float:
     return b * c.seq / cp / tp
 
 
-def load(plan_imbalance: float, capacity_factor: float | None) -> float:
-    """The busiest expert rank's tokens over the mean: the imbalance, capped by the capacity."""
-    return plan_imbalance if capacity_factor is None else min(plan_imbalance, capacity_factor)
+def load(plan_imbalance: float, capacity_factor: float | None, pad: bool = False) -> float:
+    """The busiest expert rank's tokens over the mean: the imbalance, capped by the capacity; padded
+    to capacity (``--moe-pad-expert-input-to-capacity``) every expert runs exactly its capacity
+    (token_dispatcher.py ``preprocess``: tokens per local expert = capacity x tp x ep)."""
+    if capacity_factor is None:
+        return plan_imbalance
+    return capacity_factor if pad else min(plan_imbalance, capacity_factor)
 
 
-def layer(c, tp: int, b: int, cp: int, ep: int, etp: int, ld: float) -> MoeLayer:
+def layer(c, tp: int, b: int, cp: int, ep: int, etp: int, ld: float,
+          route: Dispatch = PLAIN) -> MoeLayer:
     """Forward times of a sparse block's own GEMMs (router, experts on the busiest rank, shared
-    expert), its element-wise traffic beyond a dense block's, and its dispatch communication."""
-    key = (tp, b, cp, ep, etp, ld)
+    expert), its element-wise traffic beyond a dense block's, and its dispatch communication
+    (``a2a``: the mean of the dispatch and the combine all-to-all, so 2 x a2a is the pair)."""
+    key = (tp, b, cp, ep, etp, ld, route.max_nodes, route.fp8)
     hit = c._moe.get(key)
     if hit is not None:
         return hit
@@ -139,7 +169,19 @@ def layer(c, tp: int, b: int, cp: int, ep: int, etp: int, ld: float) -> MoeLayer
     # one dispatch all-to-all: the T_in x k routed copies (16-bit) and their probabilities; the
     # busiest rank receives ld times the mean
     out.dispatch_bytes = t_in * k * (2.0 * h + PROB_BYTES) * ld
-    out.a2a = c.group(ep, etp).all_to_all_s(out.dispatch_bytes) if ep > 1 else 0.0
+    out.a2a = 0.0
+    if ep > 1:
+        g = c.group(ep, etp)
+        if route.max_nodes is None:
+            def a2a(nbytes):
+                return g.all_to_all_s(nbytes)
+        else:
+            def a2a(nbytes):
+                return g.node_limited_all_to_all_s(nbytes, k, route.max_nodes)
+        # DeepSeek-V3 quantizes the dispatch (forward) and the gradient sent back to the experts
+        # (backward) to FP8; the combine and its gradient stay BF16: one of each pair in FP8
+        first = t_in * k * ((FP8_DISPATCH_BYTES if route.fp8 else 2.0) * h + PROB_BYTES) * ld
+        out.a2a = 0.5 * (a2a(first) + a2a(out.dispatch_bytes))
     # AG(ETP) after the dispatch, RS(ETP) before the combine: the etp ranks' tokens, in full
     out.etp_comm = 0.0
     if etp > 1:
@@ -190,17 +232,17 @@ def dense_mlp_s(c, T: float, tp: int) -> float:
 
 def block_delta(c, ke: float, kn, tp: int, b: int, cp: int, ep: int, etp: int, ld: float,
                 recompute: str, ar: float, linear: float, dense: tuple, launch: tuple,
-                overlap, ep_overlap: bool = False) -> BlockDelta:
+                overlap, route: Dispatch = PLAIN) -> BlockDelta:
     """A sparse block's cost minus the dense block's (``dense`` = its fwd, bwd, recompute, the
     three tensor-parallel terms, launch, layer forward and backward; ``launch`` = seconds per
     kernel, the dense forward and backward kernel counts, the exposed CP forward and backward;
-    ``overlap`` = dataparallel._overlap; ``ep_overlap``: the dispatch hidden under another
+    ``overlap`` = dataparallel._overlap; ``route.overlap``: the dispatch hidden under another
     micro-batch's compute of the same block, Megatron-Core's --overlap-moe-expert-parallel-comm
     (combined 1F1B, megatron/core/pipeline_parallel/combined_1f1b.py) and DeepSeek-V3's DualPipe,
     at the compute slowdown of any overlap)."""
     fwd, bwd, rec, tp_f, tp_b, tp_r, launch_s, layer_fwd, layer_bwd = dense
     per_kernel, n_f, n_b, fwd_cp, bwd_cp = launch
-    x = layer(c, tp, b, cp, ep, etp, ld)
+    x = layer(c, tp, b, cp, ep, etp, ld, route)
     T = b * c.seq / cp
     mlp = dense_mlp_s(c, T, tp)
     d = BlockDelta()
@@ -222,7 +264,7 @@ def block_delta(c, ke: float, kn, tp: int, b: int, cp: int, ep: int, etp: int, l
     d.tp = (tf + tb + tr) - (tp_f + tp_b + tp_r)
     dispatch = 2.0 * x.a2a + x.etp_comm  # dispatch and combine, each direction
     d.ep = dispatch * (3.0 if full else 2.0)
-    if ep_overlap:  # under the block's forward and backward compute (of the other micro-batch)
+    if route.overlap:  # under the block's forward and backward compute (of the other micro-batch)
         d.ep = overlap(d.ep, (fwd + bwd + 3.0 * d_fwd) + (rec + d.rec), c.eff.overlap_compute_penalty)
     d.fwd = d_fwd + tf - tp_f + dispatch
     d.bwd = 2.0 * d_fwd + d.rec + (tb + tr) - (tp_b + tp_r) + dispatch * (2.0 if full else 1.0)
@@ -234,8 +276,10 @@ def block_delta(c, ke: float, kn, tp: int, b: int, cp: int, ep: int, etp: int, l
             + max(0.0, nb * per_kernel - (layer_bwd + d.bwd) - bwd_cp)
         d.launch = sparse - launch_s
     # after the host synchronisation: the expert part's kernels issued by the host (eager) while
-    # the GPU runs only them (their GEMMs and the dispatch)
-    host = c.eff.host_s_per_kernel
+    # the GPU runs only them (their GEMMs and the dispatch). Padded to capacity the shapes are
+    # static and the dispatcher never synchronises (token_dispatcher.py
+    # _maybe_dtoh_and_synchronize: "if not self.drop_and_pad")
+    host = 0.0 if route.static else c.eff.host_s_per_kernel
     local = c.moe.experts / ep
     passes = 2.0 if full else 1.0
     sync_f = max(0.0, (KERNELS_AFTER_SYNC_FWD + 2.0 * local) * host - x.experts / ke - dispatch)

@@ -18,9 +18,16 @@ ranks). ``ep`` (--expert-model-parallel-size) splits the experts, ``etp``
 FFN, edp = tp x cp x dp / (ep x etp) reduces the expert gradients. ``moe_capacity_factor``
 (--moe-expert-capacity-factor; None: dropless, Megatron's default) caps the tokens an expert takes;
 ``moe_imbalance`` (>= 1; 1 = uniform routing, a named assumption) is the busiest expert rank's load
-over the mean, a measured property of a router that a user may give. ``moe_ep_overlap``: the
+over the mean, a measured property of a router that a user may give; ``moe_pad_to_capacity``
+(--moe-pad-expert-input-to-capacity) runs every expert at its capacity with static shapes (no host
+synchronisation). ``moe_ep_overlap``: the
 dispatch all-to-alls hidden under another micro-batch's compute (Megatron-Core's
---overlap-moe-expert-parallel-comm; DeepSeek-V3's DualPipe).
+--overlap-moe-expert-parallel-comm; DeepSeek-V3's DualPipe). DeepSeek-V3's own dispatch (arXiv
+2412.19437 sec. 3.2.2, 3.3; not Megatron-Core defaults): ``moe_max_nodes`` (node-limited routing:
+a token's experts on at most that many nodes, each reached once over the network and forwarded
+over NVLink) and ``moe_fp8_dispatch`` (the dispatch in FP8 with a scale per 1x128 tile, the
+combine in BF16; needs FP8 precision). Fixed plans only (``estimate``); the search keeps the
+defaults.
 """
 
 from __future__ import annotations
@@ -61,6 +68,9 @@ class Plan:
     moe_capacity_factor: float | None = None
     moe_imbalance: float = 1.0
     moe_ep_overlap: bool = False
+    moe_max_nodes: int | None = None
+    moe_fp8_dispatch: bool = False
+    moe_pad_to_capacity: bool = False
 
     def __post_init__(self) -> None:
         for name in ("tp", "pp", "dp", "micro_batch", "interleave", "cp", "ep"):
@@ -75,6 +85,18 @@ class Plan:
                               f"tokens over the mean), got {self.moe_imbalance!r}")
         if not isinstance(self.moe_ep_overlap, bool):
             raise ConfigError(f"plan.moe_ep_overlap must be true or false, got {self.moe_ep_overlap!r}")
+        if self.moe_max_nodes is not None:
+            positive("plan.moe_max_nodes", self.moe_max_nodes, integer=True)
+        if not isinstance(self.moe_pad_to_capacity, bool):
+            raise ConfigError(f"plan.moe_pad_to_capacity must be true or false, got "
+                              f"{self.moe_pad_to_capacity!r}")
+        if self.moe_pad_to_capacity and self.moe_capacity_factor is None:
+            raise ConfigError("plan.moe_pad_to_capacity needs moe_capacity_factor (Megatron-Core: "
+                              "'moe_expert_capacity_factor must be set to use "
+                              "moe_pad_expert_input_to_capacity')")
+        if not isinstance(self.moe_fp8_dispatch, bool):
+            raise ConfigError(f"plan.moe_fp8_dispatch must be true or false, got "
+                              f"{self.moe_fp8_dispatch!r}")
         if self.recompute not in RECOMPUTE:
             raise ConfigError(f"plan.recompute {self.recompute!r} is not one of {', '.join(RECOMPUTE)}")
         if not isinstance(self.sequence_parallel, bool):
@@ -176,9 +198,10 @@ def check_experts(plan: Plan, model: ModelSpec) -> None:
     experts = model.experts
     if not experts:
         if plan.ep > 1 or plan.etp is not None or plan.moe_capacity_factor is not None \
-                or plan.moe_ep_overlap:
+                or plan.moe_ep_overlap or plan.moe_max_nodes is not None or plan.moe_fp8_dispatch:
             raise ConfigError(f"model {model.name!r} has no experts: ep {plan.ep}, etp {plan.etp}, "
-                              "moe_capacity_factor and moe_ep_overlap need a mixture-of-experts model; drop them")
+                              "moe_capacity_factor, moe_ep_overlap, moe_max_nodes and moe_fp8_dispatch "
+                              "need a mixture-of-experts model; drop them")
         return
     if not STACKS[plan.stack].expert_parallel:
         raise ConfigError(f"stack {plan.stack} does not run mixtures of experts on GPUs (modelled: "

@@ -14,7 +14,9 @@ per source:
   ingestion (``published_modern``, group bridge-*) left out. "We force-balance the token
   distribution among experts" (the page's note): uniform routing, as the model assumes. ETP is not
   printed: 1, as the recipes set it (src/megatron/bridge/perf_recipes/*/: expert_tensor_parallel_size
-  1; at 067f987d, newer than these containers: *assumption* that it held then).
+  1; at 067f987d, newer than these containers: *assumption* that it held then). Each row carries its
+  container's recipe settings (``_RECIPE``: EP overlap, CUDA graphs, token drop padded to capacity),
+  read from the releases v0.1.0rc4 (25.09) and v0.2.0 (25.11).
 - ``deepseek-v3``: DeepSeek-V3 technical report (arXiv 2412.19437): 2,048 H800, PP 16, EP 64 over
   8 nodes, ZeRO-1 data parallelism, no TP, FP8, DualPipe; 180K H800 GPU-hours per trillion tokens
   (Table 1) = 1e12 / (180e3 x 3600) = 1,543 tokens/s/GPU; batch 15,360 sequences of 4,096 (sec. 4.2).
@@ -55,11 +57,33 @@ MODELS = {"dsv3": zoo.get("deepseek-v3"), "q30": zoo.get("qwen3-30b-a3b"), "q235
           "mixtral": zoo.get("mixtral-8x7b")}
 _GPU = {"H100": "h100-80gb", "B200": "b200-180gb", "GB200": "gb200-nvl72"}
 _NOTES = {"dsv3": "MLA timed as standard attention of equal parameters (zoo); the recipe's flex "
-                  "dispatcher (DeepEP/HybridEP) with EP communication overlapped "
-                  "(overlap_moe_expert_parallel_comm: moe_ep_overlap) is modelled as the "
-                  "alltoall dispatcher with that overlap; 61 layers on uneven stages",
-          "q30": "alltoall dispatcher, no all-to-all overlap (the recipe's)",
-          "q235": "alltoall dispatcher, no all-to-all overlap (the recipe's)"}
+                  "dispatcher (DeepEP/HybridEP) modelled as the alltoall dispatcher; 61 layers on "
+                  "uneven stages",
+          "q30": "alltoall dispatcher", "q235": "alltoall dispatcher"}
+# What each row's recipe sets beyond the printed plan (Megatron-Bridge history, see docs/sources.md):
+# 25.09 = tag v0.1.0rc4 (2025-10-23): scripts/performance/run_script.py applies token drop
+# (apply_moe_token_drop: moe_expert_capacity_factor 1.0, moe_pad_expert_input_to_capacity True) to
+# both Qwen3 models and to DeepSeek-V3 on B200/GB200 (dropless, DeepEP, on H100), and
+# overlap_moe_expert_parallel_comm only to DeepSeek-V3 on H100 ("A2A_1F1B"); the perf_matrix YAMLs
+# (configs/qwen3/*.yaml, configs/deepseek/*.yaml) set cuda_graphs true only for Qwen3-30B on B200
+# and GB200 (and Qwen3-235B on GB200 at TP 1 PP 8 EP 8, not the archive's plan: left off).
+# 25.11 = tag v0.2.0 (2025-11-26): scripts/performance/configs/*/workload_base_configs.py: dropless
+# (no token drop) with CUDA graphs scoped to the router and preprocessing (attention too on GB200:
+# partial graphs, not modelled: off); moe_a2a_overlap True for Qwen3 on H100 and Qwen3-235B on
+# B200, False for DeepSeek-V3 on B200/GB200.
+# (container, system, model) -> (moe_ep_overlap, cuda_graphs, token drop)
+_RECIPE = {("25.09", "GB200", "dsv3"): (False, False, True), ("25.09", "B200", "dsv3"): (False, False, True),
+           ("25.09", "H100", "dsv3"): (True, False, False),
+           ("25.09", "GB200", "q30"): (False, True, True), ("25.09", "B200", "q30"): (False, True, True),
+           ("25.09", "H100", "q30"): (False, False, True),
+           ("25.09", "GB200", "q235"): (False, False, True), ("25.09", "B200", "q235"): (False, False, True),
+           ("25.09", "H100", "q235"): (False, False, True),
+           ("25.11", "GB200", "dsv3"): (False, False, False),
+           ("25.11", "GB200", "q30"): (False, False, False), ("25.11", "B200", "q30"): (False, False, False),
+           ("25.11", "H100", "q30"): (True, False, False),
+           ("25.11", "GB200", "q235"): (False, False, False), ("25.11", "B200", "q235"): (True, False, False),
+           ("25.11", "H100", "q235"): (True, False, False)}
+TOKEN_DROP_CAPACITY = 1.0  # apply_moe_token_drop's default (training/utils/moe_token_drop.py, v0.1.0rc4)
 
 
 def _plan(tp, pp, vp, mbs, ep, precision, *, stack="nemo", etp=1, **extra) -> dict:
@@ -105,28 +129,40 @@ def _bridge() -> list[Row]:
     for ver, system, tag, prec, gpus, gbs, mbs, tp, pp, vp, ep, tps, label in _BRIDGE:
         gpu = _GPU[system]
         note = _NOTES[tag]
-        if "MX" in label or (ver == "25.09" and system != "H100"):
+        overlap, graphs, drop = _RECIPE[(ver, system, tag)]
+        if "MX" in label:
             note += "; MXFP8 (32x32 blocks) timed as FP8"
         if ver == "25.09":
-            note += ("; 25.09's table prints no precision: FP8 as the dense rows of that container "
-                     "(its notes give the quantization granularities)")
+            note += ("; 25.09's table prints no precision: FP8 with per-tensor current scaling (the "
+                     "figures in parentheses, not used, are 32x32 MXFP8 on B200/GB200, 1x128/128x128 "
+                     "blocks on H100)")
+        note += (f"; recipe: EP overlap {'on' if overlap else 'off'}, CUDA graphs "
+                 f"{'on' if graphs else 'off'}, " + ("token drop (capacity 1.0, padded)" if drop
+                                                    else "dropless, force-balanced"))
+        extra = dict(moe_ep_overlap=overlap, cuda_graphs=graphs)
+        if drop:
+            extra.update(moe_capacity_factor=TOKEN_DROP_CAPACITY, moe_pad_to_capacity=True)
         rows.append(Row("bridge-moe", f"{ver}-{tag}-{prec}-{system.lower()}-{gpus}", VALIDATION,
                         MODELS[tag], gpu, gpus, gbs, 4096, "tokens_per_s_per_gpu", float(tps),
                         _BRIDGE_MOE.format(ver, "DGX-" + system, label),
-                        _plan(tp, pp, vp, mbs, ep, prec, moe_ep_overlap=tag == "dsv3"),
+                        _plan(tp, pp, vp, mbs, ep, prec, **extra),
                         notes=note + "; ETP 1 (the recipes'); recompute not stated (the fastest "
-                                     "that fits); token drop (capacity factor) modelled as "
-                                     "uniform routing (force-balanced)"))
+                                     "that fits); routing uniform (force-balanced, or capped at "
+                                     "capacity 1.0)"))
     return rows
 
 
 def _deepseek() -> list[Row]:
     return [Row("deepseek-v3", "2048-h800", VALIDATION, MODELS["dsv3"], "h800-80gb", 2048, 15360,
                 4096, "tokens_per_s_per_gpu", 1e12 / (180e3 * 3600), _DSV3,
-                _plan(1, 16, None, None, 64, "fp8", moe_ep_overlap=True),
+                _plan(1, 16, None, None, 64, "fp8", moe_ep_overlap=True, moe_max_nodes=4,
+                      moe_fp8_dispatch=True),
                 notes="approximated: MLA timed as standard attention of equal parameters (zoo); "
                       "DualPipe's overlap of all-to-all with compute modelled as 1F1B with "
-                      "moe_ep_overlap (the all-to-all under the other micro-batch's compute); FP8 as Transformer Engine's "
+                      "moe_ep_overlap (the all-to-all under the other micro-batch's compute); "
+                      "node-limited routing (at most 4 nodes a token, sec. 3.2.2) and the FP8 "
+                      "dispatch with a BF16 combine (sec. 3.3) as the report describes them; FP8 "
+                      "GEMMs as Transformer Engine's "
                       "per-tensor FP8 (the report's is 1x128/128x128 tiles); the MTP module not "
                       "modelled; stack nemo (the nearest: bf16 gradients, distributed optimizer) for "
                       "DeepSeek's own HAI-LLM; 61 layers on 16 uneven stages; throughput averaged "

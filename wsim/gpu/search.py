@@ -22,7 +22,7 @@ from wsim.errors import ConfigError
 from wsim.gpu.inputs import make_consts, cp_runs, stacks_for
 from wsim.gpu.knobs import check_names, resolve
 from wsim.gpu.memory import states_lower_bound
-from wsim.gpu.moe import expert_states_lower_bound, load as moe_load
+from wsim.gpu.moe import Dispatch, expert_states_lower_bound, load as moe_load
 from wsim.gpu.plan import RECOMPUTE, Plan, divisors
 from wsim.gpu.regimes import Features, classify, validated_regime, zero_class
 from wsim.gpu.report import GpuReport, build_report
@@ -262,7 +262,7 @@ def _expert_layouts(model, ep, etp, capacity, imbalance, ep_overlap):
     if ep is not None and model.experts % ep:
         raise ConfigError(f"ep {ep} does not divide the model's {model.experts} experts; allowed "
                           f"ep: {', '.join(map(str, divisors(model.experts)))}")
-    return eps, etp, (moe_load(imbalance, capacity), ep_overlap), model.expert_ffn
+    return eps, etp, (moe_load(imbalance, capacity), Dispatch(ep_overlap)), model.expert_ffn
 
 
 def _with_experts(stacks, layouts, tp: int, cp_dp: int, sps):

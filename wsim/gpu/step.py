@@ -216,8 +216,8 @@ def evaluate(c: Consts, tp: int, pp: int, dp: int, b: int, v: int, recompute: st
              zero: int, cp: int = 1, stack: Stack | None = None,
              kn: Knobs | None = None, moe: tuple | None = None) -> Evaluation:
     """Time and memory of one (already validated) plan (``stack`` None: Megatron-LM; ``kn`` None:
-    the stack's default options, ``wsim.gpu.knobs``; ``moe``: (ep, etp, load, all-to-all overlap)
-    of a mixture of experts, None: (1, tp, 1, False), ``wsim.gpu.moe``). Everything but the
+    the stack's default options, ``wsim.gpu.knobs``; ``moe``: (ep, etp, load, moe.Dispatch)
+    of a mixture of experts, None: (1, tp, 1, moe.PLAIN), ``wsim.gpu.moe``). Everything but the
     pipeline sends, the bubble and the in-flight activations is the same for every interleave
     ``v``: it is computed once per plan without ``v`` (``_stage``, cached on ``c``) and reused."""
     st = stack if stack is not None else STACKS["megatron"]
@@ -392,13 +392,13 @@ def _stage(c: Consts, tp: int, pp: int, dp: int, b: int, recompute: str, sp: boo
            cp: int, st: Stack, kn: Knobs, moe: tuple | None = None) -> _Stage:
     """One stage's per-micro-batch work, communication and data parallelism without the
     interleave (memoised per stack object and plan on ``c``: pure). A mixture of experts: ``moe``
-    (ep, etp, load, all-to-all overlap) is part of every key; a dense model ignores it."""
+    (ep, etp, load, moe.Dispatch) is part of every key; a dense model ignores it."""
     per_stack = c._stage.get(id(st))
     if per_stack is None or per_stack[0] is not st:
         # holding st keeps its id from being reused; dicts: stages, layers, sparse blocks' deltas
         per_stack = c._stage[id(st)] = (st, {}, {}, {})
     if c.moe is not None:
-        moe = moe if moe is not None else (1, tp, 1.0, False)
+        moe = moe if moe is not None else (1, tp, 1.0, moe_cost.PLAIN)
     else:
         moe = None
     key = (tp, pp, dp, b, recompute, sp, zero, cp, kn, moe)
@@ -416,14 +416,14 @@ def _stage(c: Consts, tp: int, pp: int, dp: int, b: int, recompute: str, sp: boo
     L = -(-c.layers // pp)  # the fullest stage (uneven stages: DeepSpeed)
     sparse = None
     if moe is not None:  # a mixture of experts: what each sparse block adds (wsim.gpu.moe)
-        ep, etp, ld, ep_overlap = moe
+        ep, etp, ld, route = moe  # route: moe.Dispatch (overlap, node limit, FP8, padded)
         skey = lkey + moe
         sparse = per_stack[3].get(skey)
         if sparse is None:
             sparse = per_stack[3][skey] = moe_cost.block_delta(
                 c, st.kernel_efficiency, kn, tp, b, cp, ep, etp, ld, recompute, ar, linear,
                 (fwd, bwd, rec, tp_f, tp_b, tp_r, launch, layer_fwd, layer_bwd), launch_in,
-                _overlap, ep_overlap)
+                _overlap, route)
         Lm, Lmean = c.moe.stage_layers(L, pp)
     # the stage's micro-batch time (all v chunks) but for the interleave's sends
     compute = L * (fwd + bwd)
@@ -499,7 +499,7 @@ def step_lower_bound_s(c: Consts, tp: int, pp: int, dp: int, b: int, cp: int = 1
     """No plan with this layout and micro-batch ``b`` is faster, whatever its recompute, sequence
     parallelism, ZeRO stage, interleaving or stack: the last stage's forward and backward work
     (at sequence-parallel minimum and the fastest stack) and its all-reduces per layer. A mixture
-    of experts: for any expert layout, or for ``moe`` = (ep, etp, load)."""
+    of experts: for any expert layout, or for ``moe`` = (ep, etp, load, moe.Dispatch)."""
     m = c.batch // (dp * b)
     L = -(-c.layers // pp)  # the fullest stage (uneven stages: DeepSpeed)
     linear, core_f, core_b, head = c.gemm_times(tp, b, cp)
@@ -514,11 +514,11 @@ def step_lower_bound_s(c: Consts, tp: int, pp: int, dp: int, b: int, cp: int = 1
             lin += moe_cost.sparse_linear_lower_bound_s(c, tp, b, cp)
             dispatch = 0.0
         else:
-            x = moe_cost.layer(c, tp, b, cp, *moe[:3])
+            x = moe_cost.layer(c, tp, b, cp, *moe)
             lin += x.linear
             # exposed (at least twice) unless overlapped, then at least its compute slowdown
             dispatch = 2.0 * (2.0 * x.a2a + x.etp_comm) * (
-                min(1.0, c.eff.overlap_compute_penalty) if moe[3] else 1.0)
+                min(1.0, c.eff.overlap_compute_penalty) if moe[3].overlap else 1.0)
         return m * ((L - Lm) * (3.0 * (linear + ew) + core_f + core_b)
                     + Lm * (3.0 * (lin + ew + x.elementwise) + core_f + core_b + dispatch)
                     + 3.0 * (head + ew_head)) / _fastest_stack()
