@@ -17,6 +17,11 @@ Time to train: Mixtral 8x7B, DeepSeek-V3 (671B) and a trillion-parameter-class M
 shape with 384 routed experts: a labelled what-if, 1.0T total) on CS-2 and CS-3 clusters, days per
 10^12 tokens at a global batch of 4096 sequences of 4096 tokens (16.8M tokens, about the 15360 x 4096
 DeepSeek-V3 trained at, scaled down; DeepSeek-V3 report, arXiv 2412.19437, sec. 4.2).
+GPU half (experiments/moe_gpu.py): the best ``wsim.gpu.search`` plan for the same models, batch and
+sequence on 64-2048 H100 and on B200 (the validated-regime plan beside the fastest, labelled),
+DeepSeek-V3 as trained on 2,048 H800 beside its published GPU-hours, and each H100 count against
+CS-2 / CS-3 at matched device count and matched peak FLOPs (moe_gpu.csv, moe_gpu_vs_cs.csv,
+moe_gpu_vs_cs.png; docs/moe-study.md).
 
 Validation target, Cerebras' MoE guide ("MoE at Scale: Making Sparse Models Fast on Real Hardware",
 cerebras.ai blog, 2025-09-03): for a Qwen3-style model (3B active, 128 experts, top-8), conventional
