@@ -17,6 +17,11 @@ Time to train: Mixtral 8x7B, DeepSeek-V3 (671B) and a trillion-parameter-class M
 shape with 384 routed experts: a labelled what-if, 1.0T total) on CS-2 and CS-3 clusters, days per
 10^12 tokens at a global batch of 4096 sequences of 4096 tokens (16.8M tokens, about the 15360 x 4096
 DeepSeek-V3 trained at, scaled down; DeepSeek-V3 report, arXiv 2412.19437, sec. 4.2).
+GPU half (experiments/moe_gpu.py): the best ``wsim.gpu.search`` plan for the same models, batch and
+sequence on 64-2048 H100 and on B200 (the validated-regime plan beside the fastest, labelled),
+DeepSeek-V3 as trained on 2,048 H800 beside its published GPU-hours, and each H100 count against
+CS-2 / CS-3 at matched device count and matched peak FLOPs (moe_gpu.csv, moe_gpu_vs_cs.csv,
+moe_gpu_vs_cs.png; docs/moe-study.md).
 
 Validation target, Cerebras' MoE guide ("MoE at Scale: Making Sparse Models Fast on Real Hardware",
 cerebras.ai blog, 2025-09-03): for a Qwen3-style model (3B active, 128 experts, top-8), conventional
@@ -30,6 +35,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from experiments import moe_gpu
 from experiments.common import Timer, days, log, parser, read_csv, write_csv
 from models import zoo
 from wsim.cluster import generations
@@ -104,23 +110,37 @@ def run(sparsity, clusters) -> list[dict]:
     return rows
 
 
+def train_model(name: str):
+    return trillion() if name.startswith("moe-1t") else zoo.get(name)
+
+
+def train_point(name: str, preset: str, n: int, bta: bool) -> dict:
+    """One time-to-train row: ``name`` on ``n`` systems of ``preset`` at the global batch TRAIN_BATCH
+    (rounded down to a multiple of n, at least n) of TRAIN_SEQ tokens."""
+    model = train_model(name)
+    cluster = generations.preset(preset, n)
+    job = TrainingJob(model, seq=TRAIN_SEQ, batch_seqs=max(TRAIN_BATCH, n) // n * n,
+                      attention_tile_seqs=BTA_TILE if bta else 0)
+    r = closed_form.step_time(job, cluster)
+    return {"model": name, "params": model.params, "active_params": model.active_params,
+            "cluster": preset, "systems": n, "batch_seqs": job.batch_seqs, "bta": bta,
+            "step_time_s": r.step_time_s, "tokens_per_s": r.tokens_per_s,
+            "days_per_1e12_tokens": days(TOKENS / r.tokens_per_s), "bound": _bound(r),
+            "micro_batches": r.micro_batches, "recompute": r.recompute,
+            "utilization": r.compute_utilization}
+
+
 def train_rows(models, clusters) -> list[dict]:
-    rows = []
-    for name in models:
-        model = trillion() if name.startswith("moe-1t") else zoo.get(name)
-        for preset, n in clusters:
-            for bta in (False, True):
-                cluster = generations.preset(preset, n)
-                job = TrainingJob(model, seq=TRAIN_SEQ, batch_seqs=max(TRAIN_BATCH, n) // n * n,
-                                  attention_tile_seqs=BTA_TILE if bta else 0)
-                r = closed_form.step_time(job, cluster)
-                rows.append({"model": name, "params": model.params, "active_params": model.active_params,
-                             "cluster": preset, "systems": n, "batch_seqs": job.batch_seqs, "bta": bta,
-                             "step_time_s": r.step_time_s, "tokens_per_s": r.tokens_per_s,
-                             "days_per_1e12_tokens": days(TOKENS / r.tokens_per_s), "bound": _bound(r),
-                             "micro_batches": r.micro_batches, "recompute": r.recompute,
-                             "utilization": r.compute_utilization})
-    return rows
+    return [train_point(name, preset, n, bta) for name in models for preset, n in clusters
+            for bta in (False, True)]
+
+
+def best_cs_point(name: str, preset: str, n: int) -> dict | None:
+    """The faster of conventional and BTA batching on n systems; None beyond the largest cluster."""
+    if n > generations.preset(preset, 1).max_systems:
+        return None
+    return min((train_point(name, preset, n, bta) for bta in (False, True)),
+               key=lambda r: r["days_per_1e12_tokens"])
 
 
 def plot(rows: list[dict], out: Path) -> str:
@@ -151,9 +171,16 @@ def main(argv=None) -> list[str]:
     out = Path(args.out)
     with Timer("moe_scaling"):
         rows = run(QUICK_SPARSITY if args.quick else SPARSITY, QUICK_CLUSTERS if args.quick else CLUSTERS)
-        train = train_rows(*(QUICK_TRAIN if args.quick else (TRAIN_MODELS, TRAIN_CLUSTERS)))
+        names, clusters = QUICK_TRAIN if args.quick else (TRAIN_MODELS, TRAIN_CLUSTERS)
+        train = train_rows(names, clusters)
+        gpu = moe_gpu.gpu_rows({n: train_model(n) for n in names},
+                               moe_gpu.QUICK_GPU_GRID if args.quick else moe_gpu.GPU_GRID, trained=not args.quick)
+        match = moe_gpu.match_rows(gpu, best_cs_point)
         paths = [write_csv(out / "moe_scaling.csv", rows, COLUMNS),
-                 write_csv(out / "moe_time_to_train.csv", train, TRAIN_COLUMNS), plot(rows, out)]
+                 write_csv(out / "moe_time_to_train.csv", train, TRAIN_COLUMNS), plot(rows, out),
+                 write_csv(out / "moe_gpu.csv", gpu, moe_gpu.COLUMNS),
+                 write_csv(out / "moe_gpu_vs_cs.csv", match, moe_gpu.MATCH_COLUMNS),
+                 moe_gpu.plot(train, gpu, match, out)]
     log("wrote " + ", ".join(paths))
     return paths
 
@@ -206,8 +233,45 @@ def reading(out: Path) -> str:
                      f"{r['systems']} {r['cluster'].upper().replace('CS', 'CS-')} | {'yes' if r['bta'] else 'no'} | "
                      f"{r['tokens_per_s']:.4g} | {r['days_per_1e12_tokens']:.4g} | {r['bound']} | "
                      f"{r['micro_batches']}{' + recompute' if r['recompute'] else ''} | {r['utilization']:.1%} |")
+    lines += ["", _bta_note(train) + " " + _floor_note(train)]
+    if (Path(out) / "moe_gpu.csv").exists():
+        lines += moe_gpu.reading_lines(read_csv(Path(out) / "moe_gpu.csv"),
+                                       read_csv(Path(out) / "moe_gpu_vs_cs.csv"))
     lines.append("")
     return "\n".join(lines)
+
+
+def _floor_note(train: list[dict]) -> str:
+    """Where adding systems stops helping: the fewest systems at which a step is one micro-batch."""
+    parts = []
+    for m in dict.fromkeys(r["model"] for r in train):
+        for c in dict.fromkeys(r["cluster"] for r in train):
+            one = sorted((r for r in train if r["model"] == m and r["cluster"] == c and r["micro_batches"] == 1
+                          and r["bound"] == "weight-stream"), key=lambda r: r["systems"])
+            if one:
+                r = one[0]
+                parts.append(f"{m} from {r['systems']} {c.upper().replace('CS', 'CS-')} "
+                             f"({r['step_time_s']:.3g} s a step, {r['utilization']:.1%} utilization)")
+    if not parts:
+        return ""
+    return ("A step of one micro-batch still streams every weight and takes every gradient back once, so the "
+            "weight stream sets a floor that more systems do not lower: " + "; ".join(parts) + ".")
+
+
+def _bta_note(train: list[dict]) -> str:
+    """What BTA buys in the time-to-train table: per model, days without and with it, and the bounds."""
+    parts = []
+    for m in dict.fromkeys(r["model"] for r in train):
+        pairs = []
+        for r in train:
+            if r["model"] == m and not r["bta"]:
+                b = next(x for x in train if x["model"] == m and x["bta"] and x["cluster"] == r["cluster"]
+                         and x["systems"] == r["systems"])
+                pairs.append(f"{r['systems']} {r['cluster'].upper().replace('CS', 'CS-')} "
+                             f"{r['days_per_1e12_tokens']:.3g} -> {b['days_per_1e12_tokens']:.3g} days "
+                             f"({r['bound']} -> {b['bound']})")
+        parts.append(f"{m}: " + ", ".join(pairs))
+    return "What BTA buys at the training batch (days per 10^12 tokens without -> with): " + "; ".join(parts) + "."
 
 
 if __name__ == "__main__":

@@ -31,7 +31,8 @@ OUTPUTS = {
     "sweep_demo": ["sweep.csv", "sweep_resume.csv", "sweep.png"],
     "sparsity": ["sparsity.csv", "sparsity.png"],
     "energy": ["energy.csv", "energy.png"],
-    "moe_scaling": ["moe_scaling.csv", "moe_time_to_train.csv", "moe_scaling.png"],
+    "moe_scaling": ["moe_scaling.csv", "moe_time_to_train.csv", "moe_scaling.png", "moe_gpu.csv",
+                    "moe_gpu_vs_cs.csv", "moe_gpu_vs_cs.png"],
 }
 
 
@@ -130,6 +131,50 @@ def test_main_job_quick_writes_a_report_linking_every_file(tmp_path):
             if f.endswith(".png"):
                 assert f"({f})" in text
     assert text.count("## ") >= len(OUTPUTS)
+
+
+def test_moe_gpu_rows_are_the_estimate_of_their_plan_and_fit(tmp_path):
+    """The MoE study's GPU rows (quick: Mixtral 8x7B on 64 H100): each plan, read back from the CSV and
+    run through ``wsim.gpu.estimate`` alone, fits in the GPU's memory and gives the row's tokens/s, its
+    bound and its regime; the fastest plan is at least as fast as the fastest validated one; the CS side
+    of each match is the closed form's faster batching on the stated count, and the peak match holds."""
+    from experiments import moe_gpu, moe_scaling
+    from wsim.cluster import generations
+    from wsim.gpu import estimate, gpu_spec
+
+    moe_scaling.main(["--out", str(tmp_path), "--quick"])
+    gpu = read_csv(tmp_path / "moe_gpu.csv")
+    assert list(gpu[0]) == moe_gpu.COLUMNS
+    assert {r["source"] for r in gpu} == {"search", "search (validated regime)"}
+    for r in gpu:
+        plan = {k: r[k] for k in moe_gpu.PLAN_KEYS + moe_gpu.KNOBS if k != "dp"}
+        rep = estimate(moe_scaling.train_model(r["model"]), seq=moe_gpu.SEQ, batch=r["batch_seqs"],
+                       gpus=r["gpus"], gpu=r["gpu"], attention=moe_gpu.ATTENTION, precision=r["precision"],
+                       **plan)
+        assert rep.fits and rep.plan.dp == r["dp"]
+        assert rep.memory.total_bytes <= rep.memory.capacity_bytes <= gpu_spec(r["gpu"]).hbm_bytes
+        assert rep.memory.total_bytes / 2**30 == pytest.approx(r["memory_per_gpu_gib"], rel=1e-5)
+        assert rep.tokens_per_s == pytest.approx(r["tokens_per_s"], rel=1e-5)  # the CSV keeps 6 digits
+        assert rep.tokens_per_s * r["days_per_1e12_tokens"] * 86400 == pytest.approx(1e12, rel=1e-5)
+        assert r["bound"] + "_s" == max(rep.breakdown_s, key=rep.breakdown_s.get)
+        assert r["regime"] == ("validated" if rep.validated else rep.regime["status"])
+    fastest, valid = (next(r for r in gpu if r["source"] == s) for s in ("search", "search (validated regime)"))
+    assert valid["regime"] == "validated" and fastest["tokens_per_s"] >= valid["tokens_per_s"]
+    match = read_csv(tmp_path / "moe_gpu_vs_cs.csv")
+    assert {(m["match"], m["cs"]) for m in match} == {(k, c) for k in ("device count", "peak FLOPs")
+                                                      for c in ("cs2", "cs3")}
+    for m in match:
+        per = generations.preset(m["cs"], 1).cs2.peak_flops_per_s
+        g = next(r for r in gpu if r["source"] == m["source"])
+        if m["match"] == "device count":
+            assert m["cs_systems"] == m["gpus"]
+        else:
+            assert abs(m["cs_systems"] * per - g["peak_pflops"] * 1e15) <= per / 2
+        cs = moe_scaling.best_cs_point(m["model"], m["cs"], m["cs_systems"])
+        assert cs["days_per_1e12_tokens"] == pytest.approx(m["cs_days"], rel=1e-5)
+        assert m["faster"] == ("GPU" if m["gpu_days"] < m["cs_days"] else "CS")
+    text = moe_scaling.reading(tmp_path)
+    assert "### GPU against CS" in text and "What BTA buys" in text
 
 
 def test_main_rejects_unknown_scripts(capsys):
