@@ -41,10 +41,18 @@ def test_gpu_kind_and_jobs(capsys, tmp_path):
 
 def test_human_output_names_invalid_points(capsys, tmp_path):
     code, stdout, err = run(capsys, "sweep", "--models", "cerebras-gpt-111m", "--systems", "4",
+                            "--batch", "6,8", "--out", str(tmp_path / "s.csv"), "--quiet")
+    assert code == 0 and "invalid" in stdout and "divisible" in stdout, err
+
+
+def test_a_sweep_with_no_valid_point_is_bad_input(capsys, tmp_path):
+    code, stdout, err = run(capsys, "sweep", "--models", "cerebras-gpt-111m", "--systems", "4",
                             "--batch", "6", "--out", str(tmp_path / "s.csv"), "--quiet")
-    # every point invalid: the rows are printed, then one line on stderr and exit 2
-    assert code == 2 and "invalid" in stdout and "divisible" in stdout
-    assert err.count("\n") == 1 and "none of the 1 sweep points is valid" in err, err
+    # every point invalid: one line naming the first point's problem, exit 2, nothing on stdout;
+    # the rows stay in the --out file
+    assert code == 2 and stdout == "" and err.count("\n") == 1, (stdout, err)
+    assert "none of the 1 sweep points is valid" in err and "divisible" in err, err
+    assert (tmp_path / "s.csv").read_text().count("invalid") == 1
 
 
 def test_a_sweep_with_one_valid_point_exits_0(capsys, tmp_path):

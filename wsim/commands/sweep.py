@@ -97,6 +97,10 @@ def run(args) -> dict:
     result = run_grid(points, out=args.out, jobs=args.jobs, scheduler=args.scheduler,
                       resume=not args.no_resume, progress=not args.quiet)
     out = result.to_dict()
+    c, rows = out["counts"], out["rows"]
+    if rows and not c["ok"] and not c["failed"]:  # nothing ran: bad input, one line, exit 2
+        raise ConfigError(f"none of the {len(rows)} sweep points is valid (first: {rows[0]['key']}: "
+                          f"{rows[0]['error']}); every row is in {out['out']}")
     if args.plot:
         from wsim.studies.plots import sweep_plot
 
@@ -109,14 +113,12 @@ def run(args) -> dict:
 
 def exit_status(r: dict) -> tuple[int, str | None]:
     """The sweep's exit code after its rows are printed: 1 if a point failed unexpectedly (a bug or
-    a lost worker: scripts must notice), 2 if no point was valid input (every row ``invalid``), else 0."""
+    a lost worker: scripts must notice), else 0. (No valid point at all is bad input: ``run``
+    raises, exit 2 with one line and nothing on stdout.)"""
     c, rows = r["counts"], r["rows"]
     if c["failed"]:
         first = next(row for row in rows if row["status"] == "failed")
         return 1, f"{c['failed']} of {len(rows)} sweep points failed (first: {first['key']}: {first['error']})"
-    if rows and not c["ok"]:
-        first = rows[0]
-        return 2, f"none of the {len(rows)} sweep points is valid (first: {first['key']}: {first['error']})"
     return 0, None
 
 
