@@ -21,8 +21,9 @@ SMALL = ModelSpec(name="small", layers=8, hidden=512, heads=8, vocab=4000, posit
 
 
 def _brute_force(model, *, seq, batch, gpus, gpu, **opts):
-    """The fastest fitting plan over every combination, each through ``estimate``."""
-    fastest = None
+    """The fastest fitting plan over every combination, each through ``estimate``, and the fastest
+    fitting one inside a validated regime (or None)."""
+    fastest = valid = None
     for tp, cp, pp in itertools.product(divisors(gpus), repeat=3):
         if gpus % (tp * cp * pp) or model.heads % tp or model.layers % pp:
             continue
@@ -56,7 +57,10 @@ def _brute_force(model, *, seq, batch, gpus, gpu, **opts):
                                  **opts, **knobs)
                     if r.fits and (fastest is None or r.step_time_s < fastest.step_time_s):
                         fastest = r
-    return fastest
+                    if r.fits and r.regime["validated"] and (
+                            valid is None or r.step_time_s < valid.step_time_s):
+                        valid = r
+    return fastest, valid
 
 
 @pytest.mark.parametrize("model, seq, batch, gpus, gpu, opts", [
@@ -66,15 +70,21 @@ def _brute_force(model, *, seq, batch, gpus, gpu, **opts):
 ])
 def test_search_equals_brute_force(model, seq, batch, gpus, gpu, opts):
     best = search(model, seq=seq, batch=batch, gpus=gpus, gpu=gpu, **opts)
-    fastest = _brute_force(model, seq=seq, batch=batch, gpus=gpus, gpu=gpu, **opts)
+    fastest, valid = _brute_force(model, seq=seq, batch=batch, gpus=gpus, gpu=gpu, **opts)
     assert best.fits and best.step_time_s == pytest.approx(fastest.step_time_s, rel=1e-12)
+    # and the validated alternative the report names is the fastest validated plan there is
+    alt = best.search.get("validated_alternative")
+    if valid is None or best.regime["validated"]:
+        assert alt is None
+    else:
+        assert alt is not None and alt["step_time_s"] == pytest.approx(valid.step_time_s, rel=1e-12)
 
 
 def test_search_prunes_and_still_finds_the_optimum_when_memory_binds():
     """A model that only fits sharded: the memory pruning must not cut the optimum."""
     model = zoo.get("gpt3-6.7b")
     best = search(model, seq=2048, batch=16, gpus=8, gpu="a100-40gb")
-    fastest = _brute_force(model, seq=2048, batch=16, gpus=8, gpu="a100-40gb")
+    fastest, _ = _brute_force(model, seq=2048, batch=16, gpus=8, gpu="a100-40gb")
     assert best.search["pruned_memory"] > 0
     assert best.step_time_s == pytest.approx(fastest.step_time_s, rel=1e-12)
 
@@ -197,3 +207,18 @@ def test_the_search_bounds_hold_for_every_plan(model, seq, batch, gpus, gpu, opt
             assert plan_lower_bound_s(c, tp, pp, dp, b, 1, rc, sp, zero, cp, st, kn) >= bound
             n += 1
     assert n > 300
+
+
+def test_search_keeps_the_validated_alternative_beyond_the_fastest_plans_bound():
+    """Mixtral 8x7B on 64 H100 at 4096 x 4096: the fastest plan (nemo, pp 1) is extrapolated and
+    the validated one (megatron-core, pp 4: the mcore-moe row's regime) lies in a layout whose
+    compute bound is above the fastest plan's step: the search must still reach it (it once stopped
+    at the first layout bound above the best plan, losing it)."""
+    r = search(zoo.get("mixtral-8x7b"), seq=4096, batch=4096, gpus=64, gpu="h100-80gb", attention="flash")
+    assert not r.regime["validated"]
+    alt = r.search["validated_alternative"]
+    fixed = search(zoo.get("mixtral-8x7b"), seq=4096, batch=4096, gpus=64, gpu="h100-80gb",
+                   attention="flash", tp=1, cp=1, pp=4, stack="megatron-core", recompute="none",
+                   sequence_parallel=False)  # the regime's only plans: its ranges are these points
+    assert fixed.regime["validated"] and alt["regime"] == fixed.regime["name"]
+    assert alt["step_time_s"] == pytest.approx(fixed.step_time_s, rel=1e-12)

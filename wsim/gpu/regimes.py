@@ -214,6 +214,33 @@ def validated_regime(f: Features) -> str | None:
     return None
 
 
+def layout_may_validate(c, stacks, tp: int, cp: int, pp: int) -> bool:
+    """Whether some plan of this layout (tp x cp x pp, on these stacks) could fall inside a
+    validated regime: one of the stacks' validated regimes of c's kind (generation, attention,
+    precision, dense or MoE) whose tp, cp, pp, seq, gpus and params ranges hold it. An
+    over-approximation (the plan's ZeRO, recompute, sequence parallelism and micro-batch are not
+    known yet): the search skips a layout only when this is False, so no validated plan is lost."""
+    names = {st.name for st in stacks}
+    experts = c.moe is not None
+    for reg in regimes():
+        if (reg.status != "validated" or reg.stack not in names or reg.experts != experts
+                or reg.generation != c.generation or reg.attention != c.attention
+                or reg.precision != c.precision):
+            continue
+        ok = True
+        for name, value in (("tp", tp), ("cp", cp), ("pp", pp), ("seq", c.seq), ("gpus", c.gpus),
+                            ("params", c.params)):
+            lo, hi = reg.ranges[name]
+            if name in ("gpus", "params"):
+                lo, hi = lo / SCALE_SLACK, hi * SCALE_SLACK
+            if not lo <= value <= hi:
+                ok = False
+                break
+        if ok:
+            return True
+    return False
+
+
 def classify(c, plan) -> dict:
     """Which validated regime ``plan`` (run under ``c``) falls in; ``validated`` False if none."""
     return classify_features(features(c, plan))

@@ -24,7 +24,7 @@ from wsim.gpu.knobs import check_names, resolve
 from wsim.gpu.memory import states_lower_bound
 from wsim.gpu.moe import Dispatch, expert_states_lower_bound, load as moe_load
 from wsim.gpu.plan import RECOMPUTE, Plan, divisors
-from wsim.gpu.regimes import Features, classify, validated_regime, zero_class
+from wsim.gpu.regimes import Features, classify, layout_may_validate, validated_regime, zero_class
 from wsim.gpu.report import GpuReport, build_report
 from wsim.gpu.specs import Efficiency
 from wsim.gpu.step import compute_lower_bound_s, evaluate, plan_lower_bounds_s, step_lower_bound_s
@@ -86,6 +86,25 @@ def search(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, gpu="a10
                 seq, b * seq / x, gpus, c.params, c.moe is not None))
         return name
 
+    def some_regime(sts, z, t, x, p, b):
+        """A validated regime some plan of these stacks, ZeRO stage, layout and micro-batch falls
+        in (any recompute, any sequence parallelism), or None."""
+        for st in sts:
+            for rc in recomputes:
+                for sp in (sps if t > 1 else (False,)):
+                    name = regime(st, z, rc, sp, t, x, p, b)
+                    if name is not None:
+                        return name
+        return None
+
+    validatable: dict = {}
+
+    def may_validate(t, x, p) -> bool:
+        hit = validatable.get((t, x, p))
+        if hit is None:
+            hit = validatable[(t, x, p)] = layout_may_validate(c, stacks, t, x, p)
+        return hit
+
     any_cp = any(cp_runs(c, st) for st in stacks)
     t0 = time.perf_counter()
     stats = {"evaluations": 0, "pruned_memory": 0, "pruned_compute": 0, "parallel_layouts": 0}
@@ -123,8 +142,14 @@ def search(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, gpu="a10
     for i, (bound, t, x, p) in enumerate(layouts):
         d = gpus // (t * x * p)
         if best is not None and bound >= best[0]:
-            stats["pruned_compute"] += len(layouts) - i  # sorted: every later bound is larger
-            break
+            # no plan of this layout can be the best; it may still hold the fastest validated plan
+            # (the report's validated alternative) unless that one is already faster than its bound
+            if valid is not None and bound >= valid[0]:
+                stats["pruned_compute"] += len(layouts) - i  # sorted: every later bound is larger
+                break
+            if not may_validate(t, x, p):
+                stats["pruned_compute"] += 1
+                continue
         L = -(-model.layers // p)  # the fullest stage (uneven stages: a mixture of experts)
         local = batch // d
         by_zero: dict = {}
@@ -147,7 +172,8 @@ def search(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, gpu="a10
             tries = list(_with_experts(sts, expert_layouts, t, x * d, sps))
             for b in divisors(local):
                 m = local // b
-                if best is not None and step_lower_bound_s(c, t, p, d, b, x) >= best[0]:
+                if best is not None and _cut(step_lower_bound_s(c, t, p, d, b, x), best, valid,
+                                             lambda: some_regime(sts, z, t, x, p, b)):
                     stats["pruned_compute"] += 1
                     continue
                 for st, (e, et, sparse) in tries:
@@ -158,7 +184,8 @@ def search(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, gpu="a10
                             if smallest is None or elb < smallest[0]:
                                 smallest = (elb, (t, x, p, d, z))
                             continue
-                        if best is not None and step_lower_bound_s(c, t, p, d, b, x, sparse) >= best[0]:
+                        if best is not None and _cut(step_lower_bound_s(c, t, p, d, b, x, sparse), best,
+                                                     valid, lambda: some_regime((st,), z, t, x, p, b)):
                             stats["pruned_compute"] += 1
                             continue
                     vs = [v for v in divisors(L) if v == 1 or m % p == 0] \

@@ -78,7 +78,7 @@ class Consts:
         if self.moe is not None:
             self.block_params -= len(self.moe.moe_layers) * self.moe.expert_params / model.layers
         self.positions_params = float(model.embedding_params - model.vocab * model.hidden)
-        h, f, a = self.h, self.f, self.a
+        h, a = self.h, self.a
         # Korthikanti et al. 2022 sec. 4, generalised per family by models.spec.block_activations
         # (GQA's smaller K and V, the gated MLP, a parallel residual's shared norm input)
         # (a mixture of experts: its dense block; wsim.gpu.moe adds a sparse block's extra)
