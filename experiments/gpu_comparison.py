@@ -260,12 +260,16 @@ def reading(out: Path) -> str:
                      f"{s['gpu_step_s']:.3g} | {s['model_tflops_per_gpu']:.0f}{pub} | {cs2} | {step} |")
     a100 = [r for r in rows if r["gpu"] == GPUS[0] and r["matched"]]
     h100 = [r for r in rows if r["gpu"] == GPUS[1] and r["matched"]]
-    ratio = [r["gpus"] / _cs2_max(r) for r in a100] or [float("nan")]
-    hr = [r["gpus"] / _cs2_max(r) for r in h100] or [float("nan")]
+    def span(matched, name):
+        if not matched:
+            return (f"no {name} plan inside a validated regime in the grid (the last column gives the "
+                    f"fastest {name} plan of any regime)")
+        ratio = [r["gpus"] / _cs2_max(r) for r in matched]
+        return f"{min(ratio):.3g} to {max(ratio):.3g} {name}s per CS-2"
     mp = [r for r in a100 + h100 if r["model_parallel"] > 1]
     extra_knobs = sum(1 for r in a100 + h100 if r["zero"] or r["sequence_parallel"] or r["recompute"] != "none")
-    lines += ["", f"Reading: matching a Cerebras-GPT run takes {min(ratio):.3g} to {max(ratio):.3g} "
-              f"A100s per CS-2 and {min(hr):.3g} to {max(hr):.3g} H100s per CS-2 (grid resolution: "
+    lines += ["", f"Reading: matching a Cerebras-GPT run takes {span(a100, 'A100')} and "
+              f"{span(h100, 'H100')} (grid resolution: "
               f"steps of 1.33-1.5x). {len(mp)} of the {len(a100 + h100)} matching GPU plans need model "
               f"parallelism (tp x cp x pp > 1), up to tp x cp x pp = "
               f"{max((r['model_parallel'] for r in mp), default=1)}, and {extra_knobs} of them add ZeRO, "
