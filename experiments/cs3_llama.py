@@ -157,9 +157,9 @@ def plot(curve: list[dict], sweep: list[dict], out: Path) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from wsim.studies.plots import figure, save
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = figure(width=7, height=4.5)
     for name in dict.fromkeys(r["model"] for r in curve):
         for gen, style in (("cs2", "o-"), ("cs3", "s--")):
             sel = [r for r in curve if r["model"] == name and r["generation"] == gen]
@@ -171,11 +171,7 @@ def plot(curve: list[dict], sweep: list[dict], out: Path) -> str:
     ax.set_ylabel("throughput relative to the largest batch")
     ax.set_title("Small batches: weights streamed for few tokens (closed form, best plan)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = out / "cs3_batch_curve.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return str(path)
+    return save(fig, out / "cs3_batch_curve.png")
 
 
 def main(argv=None) -> list[str]:

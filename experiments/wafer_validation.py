@@ -108,9 +108,9 @@ def plot(rows: list[dict], curve: list[dict], out: Path) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from wsim.studies.plots import figure, save
 
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 5))
+    fig, (a1, a2) = figure(1, 2, width=6, height=5)
     lo = min(min(r["measured_samples_per_s"], r["predicted_samples_per_s"]) for r in rows) / 1.5
     hi = max(max(r["measured_samples_per_s"], r["predicted_samples_per_s"]) for r in rows) * 1.5
     a1.plot([lo, hi], [lo, hi], "k-", lw=1, label="predicted = measured")
@@ -141,11 +141,7 @@ def plot(rows: list[dict], curve: list[dict], out: Path) -> str:
     a2.set_ylabel("throughput relative to batch 256")
     a2.set_title("Throughput against batch (closed form, best plan)")
     a2.legend(fontsize=8)
-    fig.tight_layout()
-    path = out / "wafer_validation.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return str(path)
+    return save(fig, out / "wafer_validation.png")
 
 
 def main(argv=None) -> list[str]:
