@@ -15,7 +15,8 @@ from wsim.gpu.calibration import EFFICIENCY
 from wsim.gpu.inputs import make_consts
 from wsim.gpu.memory import act_bytes_per_token_layer
 from wsim.gpu.published import MPT
-from wsim.gpu.step import Consts, compute_lower_bound_s, evaluate, step_lower_bound_s
+from wsim.gpu.consts import Consts
+from wsim.gpu.step import compute_lower_bound_s, evaluate, step_lower_bound_s
 
 GPT3 = zoo.get("gpt3-175b")
 GIB = 2**30

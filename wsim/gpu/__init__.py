@@ -15,7 +15,7 @@ from wsim.gpu.plan import RECOMPUTE, Plan, check_plan
 from wsim.gpu.report import GpuReport
 from wsim.gpu.search import search
 from wsim.gpu.specs import GPUS, GpuSpec, gpu_spec
-from wsim.gpu.step import ATTENTION, PRECISION
+from wsim.gpu.consts import ATTENTION, PRECISION
 
 __all__ = [
     "estimate", "search", "GpuReport", "Plan", "check_plan", "RECOMPUTE", "ATTENTION", "PRECISION",

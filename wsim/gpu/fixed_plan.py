@@ -14,7 +14,8 @@ from wsim.gpu.memory import MemoryBreakdown
 from wsim.gpu.moe import Dispatch, load as moe_load
 from wsim.gpu.plan import Plan, check_plan, divisors
 from wsim.gpu.report import GpuReport, build_report
-from wsim.gpu.step import Consts, Evaluation, evaluate
+from wsim.gpu.consts import Consts
+from wsim.gpu.step import Evaluation, evaluate
 
 GIB = 2**30
 

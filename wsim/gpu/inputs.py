@@ -9,7 +9,7 @@ from wsim.errors import ConfigError, positive, require
 from models.suggest import close
 from wsim.gpu.calibration import STACKS, Efficiency, efficiency_for
 from wsim.gpu.specs import gpu_spec, with_network
-from wsim.gpu.step import ATTENTION, PRECISION, Consts
+from wsim.gpu.consts import ATTENTION, PRECISION, Consts
 
 MAX_GPUS = 2**20
 MAX_BATCH_SEQS = 2**24

@@ -77,7 +77,7 @@ def state_bytes_per_param(zero: int, shards: int, grad_bytes: float = GRAD_BYTES
 
 
 def act_bytes_per_token_layer(c, tp: int, recompute: str, sp: bool) -> float:
-    """Stored activation bytes per token per block (``c`` is a ``step.Consts``)."""
+    """Stored activation bytes per token per block (``c`` is a ``consts.Consts``)."""
     rep_div = tp if sp else 1
     if recompute == "full":
         return 2.0 * c.h / rep_div
@@ -101,7 +101,7 @@ def inflight_layers(layers_per_stage: int, pp: int, v: int, m: int) -> float:
 
 def memory(c, tp: int, pp: int, dp: int, b: int, v: int, recompute: str, sp: bool, zero: int,
            m: int, cp: int = 1, stack=None, kn=None, sparse=None) -> MemoryBreakdown:
-    """The fullest stage's memory for this plan (``c`` is a ``step.Consts``; ``kn`` the plan's
+    """The fullest stage's memory for this plan (``c`` is a ``consts.Consts``; ``kn`` the plan's
     ``wsim.gpu.knobs.Knobs``: the gradient buffer's width, FP8 parameters). ``sparse``: a mixture
     of experts' (sparse blocks on the stage, their expert weights on this GPU, the expert-data-
     parallel size that shards their optimizer state, extra stored bytes per token of a sparse

@@ -97,7 +97,7 @@ class MoeConsts:
         # a sparse block's extra stored activations per token (k experts' and the shared expert's
         # inner activations, router logits), split across tensor ranks as the dense MLP's are
         self.act_par_delta = sparse.tensor_parallel - dense.tensor_parallel
-        if fp8:  # Transformer Engine keeps the FC2 inputs in FP8 (as step.Consts does for ffn)
+        if fp8:  # Transformer Engine keeps the FC2 inputs in FP8 (as consts.Consts does for ffn)
             self.act_par_delta -= model.mlp_width(True) - model.ffn
         # FP8 casts of the expert GEMM inputs beyond the dense MLP's (h + f per token)
         fs = self.shared_ffn

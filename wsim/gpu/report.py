@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from wsim.gpu.flops import hardware_flops_per_step, model_flops_per_step
 from wsim.gpu.memory import MemoryBreakdown
 from wsim.gpu.plan import Plan
-from wsim.gpu.step import Consts, Evaluation
+from wsim.gpu.consts import Consts
+from wsim.gpu.step import Evaluation
 
 
 @dataclass(frozen=True)
