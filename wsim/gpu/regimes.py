@@ -82,13 +82,21 @@ class Regime:
             if getattr(f, name) not in getattr(self, name):
                 allowed = ", ".join(map(str, getattr(self, name)))
                 out.append(f"{name} {getattr(f, name)} (regime: {allowed})")
-        for name, (lo, hi) in self.ranges.items():
+        for name in self.ranges:
             value = getattr(f, name)
-            if name in ("gpus", "params"):
-                lo, hi = lo / SCALE_SLACK, hi * SCALE_SLACK
-            if not lo <= value <= hi:
+            if not self.in_range(name, value):
+                lo, hi = self.bounds(name)
                 out.append(f"{name} {value:g} outside {lo:g}..{hi:g}")
         return out
+
+    def bounds(self, name: str) -> tuple:
+        """The range of ``name`` this regime holds (gpus and params widened by SCALE_SLACK)."""
+        lo, hi = self.ranges[name]
+        return (lo / SCALE_SLACK, hi * SCALE_SLACK) if name in ("gpus", "params") else (lo, hi)
+
+    def in_range(self, name: str, value) -> bool:
+        lo, hi = self.bounds(name)
+        return lo <= value <= hi
 
     def contains(self, f: Features) -> bool:
         """``not self.misses(f)``, without spelling the misses out (the search asks it often)."""
@@ -97,12 +105,7 @@ class Regime:
                 or f.experts != self.experts or f.recompute not in self.recompute
                 or f.sequence_parallel not in self.sequence_parallel):
             return False
-        for name, (lo, hi) in self.ranges.items():
-            if name in ("gpus", "params"):
-                lo, hi = lo / SCALE_SLACK, hi * SCALE_SLACK
-            if not lo <= getattr(f, name) <= hi:
-                return False
-        return True
+        return all(self.in_range(name, getattr(f, name)) for name in self.ranges)
 
     def to_dict(self) -> dict:
         return {"name": self.name, "groups": list(self.groups), "role": self.role,
@@ -227,16 +230,8 @@ def layout_may_validate(c, stacks, tp: int, cp: int, pp: int) -> bool:
                 or reg.generation != c.generation or reg.attention != c.attention
                 or reg.precision != c.precision):
             continue
-        ok = True
-        for name, value in (("tp", tp), ("cp", cp), ("pp", pp), ("seq", c.seq), ("gpus", c.gpus),
-                            ("params", c.params)):
-            lo, hi = reg.ranges[name]
-            if name in ("gpus", "params"):
-                lo, hi = lo / SCALE_SLACK, hi * SCALE_SLACK
-            if not lo <= value <= hi:
-                ok = False
-                break
-        if ok:
+        if all(reg.in_range(name, value) for name, value in (
+                ("tp", tp), ("cp", cp), ("pp", pp), ("seq", c.seq), ("gpus", c.gpus), ("params", c.params))):
             return True
     return False
 
