@@ -24,293 +24,41 @@ layers, heads and positions), ``from_hf_dict``, ``to_hf_dict``, ``spec``, ``_fro
 tensor names (``embedding_shapes``, ``block_prefix``, ``block_shapes``, ``EMBEDDING_WEIGHT``,
 ``FINAL_NORM``, ``NORM_BIAS``, ``HEAD_BIAS``); and ``norm`` and ``block`` (one block's math). The
 rest is shared: the embedding (token table), the block step (positions, cache), the head (final norm,
-LM head), and the pieces below (attention, rotary, MLPs, norms), which mirror transformers' eager
-modules operation for operation.
+LM head), and the pieces that mirror transformers' eager modules operation for operation, each in
+its own module and re-exported here (``from models.decoder import attend, rotary, ...`` keeps
+working): ``models/attention.py`` (causal mask, KV cache, grouped-query attention),
+``models/rotary.py`` (rotary tables, rotation, config.json's rotary fields), ``models/mlp.py``
+(activations, linear maps, norms, MLPs) and ``models/config_fields.py`` (field checks and
+config.json readers).
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-Shapes = dict[str, tuple[int, ...]]
-
-
-# ---- validation helpers (plain ValueError: ``models`` never imports ``wsim``) --------------------
-
-def positive_int(cls: str, name: str, value) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ValueError(f"{cls}.{name} must be a positive integer, got {value!r}")
-
-
-def positive_float(cls: str, name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
-        raise ValueError(f"{cls}.{name} must be a positive number, got {value!r}")
-
-
-def boolean(cls: str, name: str, value) -> None:
-    if not isinstance(value, bool):
-        raise ValueError(f"{cls}.{name} must be a bool, got {value!r}")
-
-
-def modelled_activation(cls: str, name: str, value) -> None:
-    """transformers takes any of its ACT2FN names; the ones ``activation`` computes are modelled."""
-    if value not in ACTIVATIONS:
-        raise ValueError(f"{cls}.{name} {value!r} is not supported: transformers' {value} is not "
-                         f"modelled (supported: {', '.join(ACTIVATIONS)})")
-
-
-def token_id(cls: str, name: str, value, vocab: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < vocab:
-        raise ValueError(f"{cls}.{name} must be a token id in [0, {vocab}), got {value!r}")
-
-
-def require_keys(d: dict, keys: tuple[str, ...], model_type: str) -> None:
-    """Refuse a config.json that lacks a field with no sensible default (the model's dimensions)."""
-    missing = [k for k in keys if d.get(k) is None]
-    if missing:
-        raise ValueError(f"config lacks the {model_type} key {missing[0]!r}"
-                         + (f" (and {', '.join(map(repr, missing[1:]))})" if missing[1:] else ""))
-
-
-def given(d: dict, key: str, default):
-    """``d[key]``, or ``default`` when absent or null (configs write ``"bos_token_id": null``)."""
-    value = d.get(key)
-    return default if value is None else value
-
-
-def eos_ids(value):
-    """config.json's ``eos_token_id``: one id, or a list of ids (Llama 3 instruct ends on either of
-    two): kept as an int or a tuple, whose first id pads finished rows (as transformers does)."""
-    if isinstance(value, list):
-        return tuple(value) if len(value) != 1 else value[0]
-    return value
-
-
-def check_eos(cls: str, value, vocab: int) -> None:
-    for v in value if isinstance(value, tuple) and value else (value,):
-        token_id(cls, "eos_token_id", v, vocab)
-
-
-def eos_json(value):
-    return list(value) if isinstance(value, tuple) else value
-
-
-# ---- activations (transformers/activations.py ACT2FN, the names configs use) --------------------
-
-ACTIVATIONS = ("gelu", "gelu_new", "gelu_fast", "relu", "silu")
-
-
-def activation(x: Tensor, kind: str) -> Tensor:
-    if kind == "gelu":  # exact erf form (Hendrycks & Gimpel 2016, arXiv 1606.08415)
-        return F.gelu(x)
-    if kind == "gelu_new":  # tanh approximation of the original GPT-2 code (HF NewGELUActivation)
-        return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
-    if kind == "gelu_fast":  # HF FastGELUActivation (GPT-NeoX-20B's config)
-        return 0.5 * x * (1.0 + torch.tanh(x * 0.7978845608 * (1.0 + 0.044715 * x * x)))
-    if kind == "silu":  # x * sigmoid(x) (Elfwing et al. 2017; Llama's SwiGLU gate)
-        return F.silu(x)
-    if kind == "relu":
-        return F.relu(x)
-    raise ValueError(f"activation {kind!r} is not one of {ACTIVATIONS}")
-
-
-# ---- shared layer pieces (the numerics of transformers' eager modules) ---------------------------
-
-def linear(x: Tensor, w: dict[str, Tensor], name: str) -> Tensor:
-    """``nn.Linear`` module ``name``: x W^T (+ b when the module has a bias), W stored (out, in)."""
-    return F.linear(x, w[name + ".weight"], w.get(name + ".bias"))
-
-
-def linear_shapes(name: str, out: int, inp: int, bias: bool) -> Shapes:
-    """The tensors of ``nn.Linear(inp, out, bias)`` named as transformers names them."""
-    return {name + ".weight": (out, inp), **({name + ".bias": (out,)} if bias else {})}
-
-
-def rms_norm(x: Tensor, weight: Tensor, eps: float) -> Tensor:
-    """x / sqrt(mean(x^2) + eps) * g (Zhang & Sennrich 2019, arXiv 1910.07467, eq. 4), statistics in
-    float32 as transformers' ``LlamaRMSNorm`` (and its MoE descendants)."""
-    h = x.to(torch.float32)
-    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
-    return weight * h.to(x.dtype)
-
-
-def layer_norm(x: Tensor, w: dict[str, Tensor], name: str, eps: float) -> Tensor:
-    """``nn.LayerNorm`` module ``name`` (gain and bias) over the last dimension."""
-    return F.layer_norm(x, (x.size(-1),), w[name + ".weight"], w.get(name + ".bias"), eps)
-
-
-def causal_mask(T: int, P: int, device) -> Tensor:
-    """(T, P+T) bool: query t sits at absolute position P+t and sees keys 0..P+t."""
-    return torch.ones(T, P + T, dtype=torch.bool, device=device).tril(diagonal=P)
-
-
-def concat_cache(k: Tensor, v: Tensor, past_kv):
-    """Append this call's keys and values (B, kv_heads, T, d) to the cache (B, kv_heads, P, d).
-    Without a cache the result is a contiguous copy, as transformers' ``DynamicCache`` (which its
-    models create even in training) returns: GPT-J's float32 score product then runs on the same
-    memory layout, hence the same summation order, as transformers'."""
-    if past_kv is None:
-        return k.contiguous(), v.contiguous()
-    return torch.cat([past_kv[0], k], dim=2), torch.cat([past_kv[1], v], dim=2)
-
-
-def repeat_kv(x: Tensor, n_rep: int) -> Tensor:
-    """(B, kv_heads, S, d) -> (B, kv_heads * n_rep, S, d): each key/value head serves ``n_rep``
-    query heads (grouped-query attention, Ainslie et al. 2023, arXiv 2305.13245); laid out as
-    transformers' ``repeat_kv`` so that the backward sums the group in the same order."""
-    if n_rep == 1:
-        return x
-    B, kvh, S, d = x.shape
-    return x[:, :, None, :, :].expand(B, kvh, n_rep, S, d).reshape(B, kvh * n_rep, S, d)
-
-
-def heads(t: Tensor, n: int) -> Tensor:
-    """(B, T, n*d) -> (B, n, T, d)."""
-    B, T, _ = t.shape
-    return t.view(B, T, n, -1).transpose(1, 2)
-
-
-def attend(q: Tensor, k: Tensor, v: Tensor, past_kv=None, pos_offset: int | None = None,
-           scores_fp32: bool = False, softmax_fp32: bool = True):
-    """Causal scaled dot-product attention (Vaswani et al. 2017) as transformers' eager attention:
-    q (B, nh, T, d), k and v (B, kvh, T, d) appended to the cache ``past_kv``; each key/value head
-    serves nh/kvh query heads. ``softmax_fp32``: the softmax in float32, cast back (Llama, GPT-NeoX
-    and descendants); else in the dtype (GPT-2, GPT-J). ``scores_fp32``: q k^T in float32 (GPT-J).
-    Returns y (B, T, nh*d) and the cache (k, v), each (B, kvh, P+T, d)."""
-    B, nh, T, d = q.shape
-    k, v = concat_cache(k, v, past_kv)  # (B, kvh, P+T, d) each
-    P = k.size(2) - T  # tokens already in the cache
-    if pos_offset is not None and P != pos_offset:
-        raise ValueError(f"the KV cache holds {P} positions but the tokens start at position {pos_offset}")
-    kr, vr = repeat_kv(k, nh // k.size(1)), repeat_kv(v, nh // v.size(1))  # (B, nh, P+T, d) each
-    if scores_fp32:  # transformers' GPT-J: "to avoid overflow issues", then back to the dtype
-        att = (torch.matmul(q.to(torch.float32), kr.to(torch.float32).transpose(2, 3)) * (d ** -0.5)).to(v.dtype)
-    else:
-        att = torch.matmul(q, kr.transpose(2, 3)) * (d ** -0.5)  # (B, nh, T, P+T)
-    att = att.masked_fill(~causal_mask(T, P, q.device), float("-inf"))  # query t sees keys 0..P+t
-    att = F.softmax(att, dim=-1, dtype=torch.float32).to(q.dtype) if softmax_fp32 else F.softmax(att, dim=-1)
-    y = torch.matmul(att, vr).transpose(1, 2).reshape(B, T, nh * d)  # (B, T, nh*d): heads side by side
-    return y, (k, v)
-
-
-def gated_mlp(x: Tensor, w: dict[str, Tensor], m: str, act: str) -> Tensor:
-    """SwiGLU-style MLP down(act(gate x) * up x) (Shazeer 2020, arXiv 2002.05202, eq. 6), modules
-    ``{m}gate_proj``, ``{m}up_proj``, ``{m}down_proj`` (Llama and its descendants, MoE experts)."""
-    gate = activation(linear(x, w, m + "gate_proj"), act)  # (..., f)
-    return linear(gate * linear(x, w, m + "up_proj"), w, m + "down_proj")  # (..., C)
-
-
-def plain_mlp(x: Tensor, w: dict[str, Tensor], fc_in: str, fc_out: str, act: str) -> Tensor:
-    """fc_out(act(fc_in x)), with biases (GPT-J, GPT-NeoX)."""
-    return linear(activation(linear(x, w, fc_in), act), w, fc_out)
-
-
-def scaled_inv_freq(inv_freq: Tensor, scaling: tuple) -> Tensor:
-    """Rotary frequencies under a config's ``rope_scaling`` (transformers' modeling_rope_utils):
-    ("linear", factor) divides them by the factor (position interpolation, Chen et al. 2023, arXiv
-    2306.15595); ("llama3", factor, low_freq_factor, high_freq_factor, original_max_position_embeddings)
-    divides the low frequencies, keeps the high ones and interpolates between (Llama 3.1, Meta's
-    reference code; transformers' ``_compute_llama3_parameters``, whose float32 steps these are)."""
-    if scaling[0] == "linear":
-        return inv_freq / scaling[1]
-    _, factor, low_freq_factor, high_freq_factor, old_context_len = scaling
-    low_freq_wavelen = old_context_len / low_freq_factor
-    high_freq_wavelen = old_context_len / high_freq_factor
-    wavelen = 2 * math.pi / inv_freq
-    inv_freq_llama = torch.where(wavelen > low_freq_wavelen, inv_freq / factor, inv_freq)
-    smooth_factor = (old_context_len / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor)
-    smoothed_inv_freq = (1 - smooth_factor) * inv_freq_llama / factor + smooth_factor * inv_freq_llama
-    is_medium_freq = ~(wavelen < high_freq_wavelen) * ~(wavelen > low_freq_wavelen)
-    return torch.where(is_medium_freq, smoothed_inv_freq, inv_freq_llama)
-
-
-def rope_cos_sin(positions: Tensor, dim: int, base: float, dtype: torch.dtype,
-                 scaling: tuple | None = None) -> tuple[Tensor, Tensor]:
-    """Rotary tables for the half-split layout (Su et al. 2021, arXiv 2104.09864, eq. 34):
-    angle_j = pos / base^(2j/dim), j < ceil(dim/2), duplicated over both halves, so (T, 2 ceil(dim/2)):
-    an odd ``dim`` rotates dim+1 dimensions, as transformers' ``GPTNeoXRotaryEmbedding`` does.
-    Computed in float32 and cast, as transformers' rotary embeddings do for any dtype."""
-    inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float) / dim))  # (ceil(dim/2),) float32
-    if scaling is not None:
-        inv_freq = scaled_inv_freq(inv_freq, scaling)
-    freqs = positions[:, None].float() * inv_freq  # (T, ceil(dim/2))
-    emb = torch.cat((freqs, freqs), dim=-1)  # (T, 2 ceil(dim/2))
-    return emb.cos().to(dtype), emb.sin().to(dtype)
-
-
-def rotary_dims(dim: int) -> int:
-    """The dimensions ``rope_cos_sin(dim)`` rotates: 2 ceil(dim/2)."""
-    return 2 * ((dim + 1) // 2)
-
-
-def rotate_half(x: Tensor) -> Tensor:
-    """(..., d) -> (..., d): [-x2, x1] for halves x1, x2 (the half-split rotary pairing)."""
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-
-
-def rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Rotate the first cos.size(-1) dims of every head, half-split pairing (all of them for Llama):
-    x (B, heads, T, d), cos/sin (T, rot)."""
-    rot = cos.size(-1)
-    if rot == x.size(-1):
-        return (x * cos) + (rotate_half(x) * sin)
-    x_rot, x_pass = x[..., :rot], x[..., rot:]
-    return torch.cat([(x_rot * cos) + (rotate_half(x_rot) * sin), x_pass], dim=-1)
+# re-exported: the families, models.moe, wsim.functional and the tests import these from here
+from models.attention import attend, causal_mask, concat_cache, heads, repeat_kv  # noqa: F401
+from models.config_fields import (  # noqa: F401
+    boolean, check_eos, check_fields, eos_ids, eos_json, given, modelled_activation, positive_float,
+    positive_int, require_keys, token_id,
+)
+from models.mlp import (  # noqa: F401
+    ACTIVATIONS, Shapes, activation, gated_mlp, layer_norm, linear, linear_shapes, plain_mlp, rms_norm,
+)
+from models.rotary import (  # noqa: F401
+    SCALED_ROPE, rope_cos_sin, rope_parameters, rotary, rotary_dims, rotate_half, scaled_inv_freq,
+)
 
 
 def token_embedding_forward(idx: Tensor, table: Tensor, cfg, pos_offset: int = 0) -> Tensor:
     """Token embeddings (B, T, C) of a rotary family: positions enter in each block's attention."""
     cfg.check_positions(pos_offset, idx.size(1))
     return F.embedding(idx, table)  # (B, T, C)
-
-
-SCALED_ROPE = {"linear": ("factor",),
-               "llama3": ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")}
-
-
-def rope_parameters(d: dict, scaled: tuple[str, ...] = ()) -> dict:
-    """config.json's rotary parameters (transformers 5 writes ``rope_parameters`` with rope_type,
-    rope_theta and partial_rotary_factor; 4.x ``rope_scaling`` and top-level fields), with
-    ``"scaling"``: None, or for a family that models the kinds in ``scaled`` (``SCALED_ROPE``) the
-    tuple ``scaled_inv_freq`` takes. Other kinds (dynamic, yarn, longrope, ...) are refused."""
-    rope = d.get("rope_parameters")
-    rope = rope if isinstance(rope, dict) else {}
-    scaling = d.get("rope_scaling") or rope
-    kind = scaling.get("rope_type", scaling.get("type", "default")) if isinstance(scaling, dict) else scaling
-    if kind in ("default", None):
-        return {**rope, "scaling": None}
-    if kind not in scaled:
-        raise ValueError(f"config rope type {kind!r} is not supported: transformers' {kind} rotary "
-                         f"scaling is not modelled (only the default rotary embedding"
-                         f"{', ' + ', '.join(scaled) if scaled else ''})")
-    missing = [k for k in SCALED_ROPE[kind] if not isinstance(scaling.get(k), (int, float))]
-    if missing:
-        raise ValueError(f"config rope_scaling of type {kind!r} lacks {missing[0]!r}")
-    values = tuple(scaling[k] if k == "original_max_position_embeddings" else float(scaling[k])
-                   for k in SCALED_ROPE[kind])
-    if any(v <= 0 for v in values) or (kind == "llama3" and values[1] == values[2]):
-        raise ValueError(f"config rope_scaling {kind} needs positive values and low_freq_factor != "
-                         f"high_freq_factor, got {dict(zip(SCALED_ROPE[kind], values))}")
-    if float(scaling.get("partial_rotary_factor", 1.0)) != 1.0:  # transformers' table would not fit the heads
-        raise ValueError(f"config rope_scaling {kind} with partial_rotary_factor is not supported")
-    return {**rope, **({"rope_theta": scaling["rope_theta"]} if "rope_theta" in scaling else {}),
-            "scaling": (kind, *values)}
-
-
-def check_fields(cls: str, obj, ints: tuple = (), floats: tuple = (), bools: tuple = ()) -> None:
-    for name in ints:
-        positive_int(cls, name, getattr(obj, name))
-    for name in floats:
-        positive_float(cls, name, getattr(obj, name))
-    for name in bools:
-        boolean(cls, name, getattr(obj, name))
 
 
 # ---- the interface ------------------------------------------------------------------------------
