@@ -12,13 +12,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+# one list of the activations a spec accepts and the families compute (models/spec_checks.py)
+from models.spec_checks import ACTIVATIONS
+
 Shapes = dict[str, tuple[int, ...]]
 
 
 # ---- activations (transformers/activations.py ACT2FN, the names configs use) --------------------
-
-ACTIVATIONS = ("gelu", "gelu_new", "gelu_fast", "relu", "silu")
-
 
 def activation(x: Tensor, kind: str) -> Tensor:
     if kind == "gelu":  # exact erf form (Hendrycks & Gimpel 2016, arXiv 1606.08415)
