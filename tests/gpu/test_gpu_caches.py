@@ -4,7 +4,8 @@
 ``moe.layer``) gives bit for bit what it gives on a fresh one. The plans differ in one input at a
 time, each input that the dense or the mixture-of-experts path reads: layout, micro-batch,
 interleave, recompute, sequence parallelism, ZeRO, stack, options, and ep, etp, the expert load
-(imbalance, capacity) and the all-to-all overlap."""
+(imbalance, capacity), the all-to-all overlap and the dispatch (node limit, FP8, padding, flex
+dispatcher, router graphs)."""
 
 import itertools
 
@@ -55,7 +56,8 @@ def test_moe_memos_key_on_the_expert_layout_load_and_dispatch():
                 for imbalance, capacity, route in (
                         (1.0, None, PLAIN), (1.5, None, PLAIN), (1.5, 1.2, PLAIN),
                         (1.0, None, Dispatch(overlap=True)), (1.0, 1.2, Dispatch(static=True)),
-                        (1.0, None, Dispatch(max_nodes=1)), (1.0, None, Dispatch(fp8=True))):
+                        (1.0, None, Dispatch(max_nodes=1)), (1.0, None, Dispatch(fp8=True)),
+                        (1.0, None, Dispatch(flex=True)), (1.0, None, Dispatch(router_graphs=True))):
                     moe = (ep, etp, load(imbalance, capacity, route.static), route)
                     for b, v in ((1, 1), (2, 1), (1, 2 if pp > 1 else 1)):
                         plans.append((tp, pp, dp, b, v, rc, sp, zero, cp, stack, kn, moe))

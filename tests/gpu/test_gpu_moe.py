@@ -427,5 +427,16 @@ def test_bridge_rows_carry_their_recipes_settings():
     assert [n for n, p in rows.items() if "dsv3" in n and p["moe_ep_overlap"]] == \
         ["25.09-dsv3-fp8-h100-1024"]
     assert rows["25.11-q30-fp8-h100-16"]["moe_ep_overlap"]
+    # whole-block graphs (token drop, 25.09 YAMLs); 25.11 partial graphs: scope attn for
+    # Qwen3-235B BF16 on GB200, scopes moe_router + moe_preprocess where the presets set them
     assert [n for n, p in rows.items() if p["cuda_graphs"]] == ["25.09-q30-fp8-gb200-8",
-                                                              "25.09-q30-fp8-b200-8"]
+                                                              "25.09-q30-fp8-b200-8",
+                                                              "25.11-q235-bf16-gb200-256"]
+    assert sorted(n for n, p in rows.items() if p["moe_router_graphs"]) == sorted(
+        ["25.11-dsv3-bf16-gb200-256", "25.11-dsv3-fp8-gb200-256", "25.11-q30-fp8-gb200-8",
+         "25.11-q235-bf16-gb200-256", "25.11-q30-fp8-b200-8"])
+    # v0.2.0 presets: HybridEP (flex) on GB200; v0.1.0rc4: DeepEP (flex) for dropless DeepSeek-V3
+    # on H100; the alltoall dispatcher elsewhere
+    assert sorted(n for n, p in rows.items() if p["moe_dispatcher"] == "flex") == sorted(
+        ["25.09-dsv3-fp8-h100-1024", "25.11-dsv3-bf16-gb200-256", "25.11-dsv3-fp8-gb200-256",
+         "25.11-q30-fp8-gb200-8", "25.11-q235-bf16-gb200-256"])

@@ -8,6 +8,7 @@ from wsim.commands.common import add_json_arg, add_model_args, int_or_word, mode
 from wsim.errors import ConfigError
 from wsim.gpu import ATTENTION, GPUS, PRECISION, RECOMPUTE, STACKS, estimate, search
 from wsim.gpu.knobs import KNOBS
+from wsim.gpu.plan import MOE_DISPATCHERS
 from wsim.gpu.specs import ALIASES, FABRICS
 
 GIB = 2**30
@@ -53,6 +54,12 @@ def register(subparsers) -> None:
                         "each over the network (DeepSeek-V3; no --search)")
     p.add_argument("--moe-fp8-dispatch", action="store_true", default=False,
                    help="dispatch in FP8, combine in BF16 (DeepSeek-V3; --precision fp8; no --search)")
+    p.add_argument("--moe-dispatcher", choices=MOE_DISPATCHERS, default="alltoall",
+                   help="token dispatcher: alltoall (Megatron-Core's default) or flex (DeepEP / "
+                        "HybridEP); no --search")
+    p.add_argument("--moe-router-graphs", action="store_true", default=False,
+                   help="router and dispatcher preprocessing in CUDA graphs (Transformer Engine "
+                        "--cuda-graph-scope moe_router moe_preprocess); no --search")
     p.add_argument("--search", action="store_true", help="find the fastest plan that fits")
     p.add_argument("--micro-batch", default="auto", help="sequences per micro-batch, or auto")
     p.add_argument("--interleave", type=int, help="model chunks per stage (default: best that fits)")
@@ -123,7 +130,9 @@ def run(args: argparse.Namespace) -> dict:
             raise ConfigError("--search chooses --micro-batch and --interleave itself; drop them")
         for flag, given in (("--moe-pad-to-capacity", args.moe_pad_to_capacity),
                             ("--moe-max-nodes", args.moe_max_nodes is not None),
-                            ("--moe-fp8-dispatch", args.moe_fp8_dispatch)):
+                            ("--moe-fp8-dispatch", args.moe_fp8_dispatch),
+                            ("--moe-dispatcher", args.moe_dispatcher != "alltoall"),
+                            ("--moe-router-graphs", args.moe_router_graphs)):
             if given:
                 raise ConfigError(f"{flag} is modelled for a given plan only; drop --search or {flag}")
         report = search(model, seq=args.seq, batch=args.batch, gpus=args.gpus, gpu=args.gpu,
@@ -139,7 +148,8 @@ def run(args: argparse.Namespace) -> dict:
                           sequence_parallel=bool(args.sequence_parallel),
                           allow_oom=args.allow_oom, moe_pad_to_capacity=args.moe_pad_to_capacity,
                           moe_max_nodes=args.moe_max_nodes, moe_fp8_dispatch=args.moe_fp8_dispatch,
-                          **opts)
+                          moe_dispatcher=args.moe_dispatcher,
+                          moe_router_graphs=args.moe_router_graphs, **opts)
     return report.to_dict()
 
 
@@ -169,7 +179,9 @@ def _experts(p: dict) -> str:
             + (", all-to-all overlapped" if p.get("moe_ep_overlap") else "")
             + (", padded to capacity" if p.get("moe_pad_to_capacity") else "")
             + (f", at most {p['moe_max_nodes']} nodes a token" if p.get("moe_max_nodes") else "")
-            + (", FP8 dispatch" if p.get("moe_fp8_dispatch") else ""))
+            + (", FP8 dispatch" if p.get("moe_fp8_dispatch") else "")
+            + (", flex dispatcher" if p.get("moe_dispatcher") == "flex" else "")
+            + (", router in CUDA graphs" if p.get("moe_router_graphs") else ""))
 
 
 def _bottleneck(r: dict) -> str:

@@ -112,7 +112,7 @@ class Group:
             return self.base + self.nv_hop + nvlink_share / nvlink
         return self.base + self.net_hop + max(nvlink_share / nvlink, network_share / self.nic_bw)
 
-    def node_limited_all_to_all_s(self, nbytes: float, copies: int, max_nodes: int) -> float:
+    def node_limited_all_to_all_s(self, nbytes: float, copies: float, max_nodes: int) -> float:
         """DeepSeek-V3's dispatch (arXiv 2412.19437 sec. 3.2.2): a token's ``copies`` routed copies
         go to experts on at most ``max_nodes`` nodes; it crosses InfiniBand once per target node
         (to the GPU of the same in-node index) and is forwarded inside the node over NVLink. Each

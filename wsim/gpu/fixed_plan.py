@@ -31,7 +31,8 @@ def best_for_plan(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, g
              ep: int = 1, etp: int | None = None, moe_capacity_factor: float | None = None,
              moe_imbalance: float = 1.0, moe_ep_overlap: bool = False,
              moe_max_nodes: int | None = None, moe_fp8_dispatch: bool = False,
-             moe_pad_to_capacity: bool = False, **knobs) -> tuple[Consts, Plan, Evaluation, list]:
+             moe_pad_to_capacity: bool = False, moe_dispatcher: str = "alltoall",
+             moe_router_graphs: bool = False, **knobs) -> tuple[Consts, Plan, Evaluation, list]:
     """Step time, throughput and memory per GPU of ``model`` on ``gpus`` GPUs with plan
     tp x cp x pp (x dp, the rest).
 
@@ -40,7 +41,8 @@ def best_for_plan(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, g
     ``ConfigError`` unless ``allow_oom`` (then the report has ``fits`` False). ``knobs``: the
     options of ``wsim.gpu.knobs`` (None or absent: the stack's default). A mixture of experts:
     ``ep``, ``etp`` (None: tp), ``moe_capacity_factor``, ``moe_imbalance``, ``moe_ep_overlap``,
-    ``moe_max_nodes``, ``moe_fp8_dispatch``, ``moe_pad_to_capacity`` (``wsim.gpu.plan``).
+    ``moe_max_nodes``, ``moe_fp8_dispatch``, ``moe_pad_to_capacity``, ``moe_dispatcher``,
+    ``moe_router_graphs`` (``wsim.gpu.plan``).
     """
     check_names(knobs)
     c = make_consts(model, seq=seq, batch=batch, gpus=gpus, gpu=gpu, efficiency=efficiency,
@@ -61,7 +63,8 @@ def best_for_plan(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, g
     stacks = stacks_for(c, stack, zero=zero, pp=pp, cp=cp, interleave=interleave)
     moe = dict(ep=ep, etp=etp, moe_capacity_factor=moe_capacity_factor, moe_imbalance=moe_imbalance,
                moe_ep_overlap=moe_ep_overlap, moe_max_nodes=moe_max_nodes,
-               moe_fp8_dispatch=moe_fp8_dispatch, moe_pad_to_capacity=moe_pad_to_capacity)
+               moe_fp8_dispatch=moe_fp8_dispatch, moe_pad_to_capacity=moe_pad_to_capacity,
+               moe_dispatcher=moe_dispatcher, moe_router_graphs=moe_router_graphs)
     if stack is None and any(v is not None for v in knobs.values()):
         stacks = [st for st in stacks if _runs(st, c, sequence_parallel, zero, knobs)] or stacks
     base = None
@@ -82,7 +85,8 @@ def best_for_plan(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, g
             raise ConfigError("plan.moe_fp8_dispatch needs --precision fp8 (DeepSeek-V3 quantizes the "
                               "dispatched activations of an FP8 run)")
         sparse = (ep, etp, moe_load(moe_imbalance, moe_capacity_factor, moe_pad_to_capacity),
-                  Dispatch(moe_ep_overlap, moe_max_nodes, moe_fp8_dispatch, moe_pad_to_capacity))
+                  Dispatch(moe_ep_overlap, moe_max_nodes, moe_fp8_dispatch, moe_pad_to_capacity,
+                           moe_dispatcher == "flex", moe_router_graphs))
         moe["etp"] = etp
     best = smallest = None
     for st in stacks:

@@ -41,11 +41,24 @@ from typing import NamedTuple
 
 from wsim.gpu import comm
 
-# kernels a sparse block adds to a dense one (assumption, counted from the alltoall dispatcher's
-# workflow: router GEMM, softmax/top-k, aux loss, permute, token and probability all-to-alls, sort,
-# grouped FC1, activation, grouped FC2, unsort, all-to-all, unpermute, combine); backward twice
-KERNELS_PER_MOE_FWD = 14
-KERNELS_PER_MOE_BWD = 28
+# Kernels a sparse block adds to a dense one, forward. The router with its top-k, aux loss and the
+# dispatcher's preprocessing (SOURCED: github.com/NVIDIA/Megatron-LM
+# docs/discussions/deepseek-v3-gb200-optimization/deepseek-v3-gb200-optimization.md @ eb0783b6,
+# sec. 2.1.4: --moe-router-fusion "reducing the total number of kernels in the router part from 72
+# to 31"; sec. 2.2.1: the flex dispatcher's fused preprocess "further reducing the number of kernels
+# in the router and preprocess parts to 17"): 31 for a fused router (the Megatron-Bridge recipes set
+# moe_router_fusion: scripts/performance/configs/qwen3/qwen3_llm_pretrain.py @ v0.2.0, and the
+# 25.09 perf_matrix YAMLs) plus the alltoall dispatcher's preprocess (tokens per expert, the counts'
+# all-gather and the device-to-host copies: token_dispatcher.py preprocess @ core_v0.15.0; 4, an
+# assumption); 17 for the flex dispatcher (DeepEP, HybridEP) router and preprocess together.
+ROUTER_KERNELS_FWD = 31
+ALLTOALL_PREPROCESS_KERNELS_FWD = 4
+FLEX_ROUTER_PREPROCESS_KERNELS_FWD = 17
+# the rest of the sparse block (assumption, counted from the alltoall dispatcher's workflow:
+# permute, token and probability all-to-alls, sort, grouped FC1, activation, grouped FC2, unsort,
+# all-to-all, unpermute, combine); backward twice the forward's kernels, as for a dense block
+MOE_BODY_KERNELS_FWD = 11
+BWD_KERNELS_PER_FWD = 2
 # The alltoall dispatcher copies the tokens-per-expert counts to the host and synchronises
 # (token_dispatcher.py, _maybe_dtoh_and_synchronize, "before_permutation_2" / "before_ep_alltoall"):
 # the host cannot run ahead of the GPU across it, so the kernels issued after it (the expert part:
@@ -58,6 +71,13 @@ KERNELS_PER_MOE_BWD = 28
 # README: "dynamic shapes make MoE layers uncapturable"): the host's eager cost applies.
 KERNELS_AFTER_SYNC_FWD = 8
 KERNELS_AFTER_SYNC_BWD = 12
+# FP8: GroupedLinear quantizes each expert's GEMM input on its own (SOURCED: github.com/NVIDIA/
+# TransformerEngine transformer_engine/pytorch/module/grouped_linear.py @ v2.9: forward
+# ``tex.split_quantize(inp_view, m_splits, input_quantizers)``, one quantizer per GEMM; backward the
+# same for grad_output): per local expert one quantize kernel for FC1's and one for FC2's input
+# forward, one for each GEMM's output gradient backward
+FP8_QUANTIZE_PER_EXPERT_FWD = 2
+FP8_QUANTIZE_PER_EXPERT_BWD = 2
 PROB_BYTES = 4  # router probabilities dispatched beside the tokens: fp32 (token_dispatcher.py)
 # DeepSeek-V3's FP8 dispatch (arXiv 2412.19437 sec. 3.3.2-3.3.3): activations quantized in 1x128
 # tiles, one fp32 scale a tile: 1 + 4/128 bytes an element; the combine stays BF16
@@ -68,12 +88,17 @@ class Dispatch(NamedTuple):
     """How a sparse block's tokens travel: ``overlap`` (Plan.moe_ep_overlap), ``max_nodes``
     (Plan.moe_max_nodes: node-limited routing, None: Megatron's all-to-all of every copy) and
     ``fp8`` (Plan.moe_fp8_dispatch: one of each direction's two all-to-alls in FP8), ``static``
-    (Plan.moe_pad_to_capacity: the token counts are known on the host)."""
+    (Plan.moe_pad_to_capacity: the token counts are known on the host), ``flex``
+    (Plan.moe_dispatcher "flex": DeepEP / HybridEP instead of the alltoall dispatcher) and
+    ``router_graphs`` (Plan.moe_router_graphs: the router and the dispatcher's preprocessing replayed
+    from CUDA graphs, Transformer Engine's partial graphs of scope moe_router, moe_preprocess)."""
 
     overlap: bool = False
     max_nodes: int | None = None
     fp8: bool = False
     static: bool = False  # padded to capacity: no host synchronisation (``block_delta``)
+    flex: bool = False
+    router_graphs: bool = False
 
 
 PLAIN = Dispatch()
@@ -136,7 +161,7 @@ def layer(c, tp: int, b: int, cp: int, ep: int, etp: int, ld: float,
     """Forward times of a sparse block's own GEMMs (router, experts on the busiest rank, shared
     expert), its element-wise traffic beyond a dense block's, and its dispatch communication
     (``a2a``: the mean of the dispatch and the combine all-to-all, so 2 x a2a is the pair)."""
-    key = (tp, b, cp, ep, etp, ld, route.max_nodes, route.fp8)
+    key = (tp, b, cp, ep, etp, ld, route.max_nodes, route.fp8, route.flex)
     hit = c._moe.get(key)
     if hit is not None:
         return hit
@@ -163,12 +188,22 @@ def layer(c, tp: int, b: int, cp: int, ep: int, etp: int, ld: float,
     # unpermutation copies of the k routed tokens (read h, write k h; and back), FP8 casts
     ew = c.eff.elementwise_passes * T * mc.act_par_delta / tp / hbm
     ew += 2.0 * 2.0 * t_in * h * (1 + k) * ld / hbm
+    if not route.flex and E // ep > 1:
+        # the alltoall dispatcher permutes twice: globally before the all-to-all (above) and, with
+        # more than one local expert, sorts the received chunks by local expert after it and back
+        # before the combine (token_dispatcher.py @ core_v0.15.0: "if self.num_local_experts > 1"
+        # ... sort_chunks_by_idxs; read and write the k routed copies each way). The flex
+        # dispatcher fuses the global permute into its communication kernel and keeps one local
+        # permute (deepseek-v3-gb200-optimization.md @ eb0783b6 sec. 2.1.1): the term above.
+        ew += 2.0 * 2.0 * 2.0 * t_in * k * h * ld / hbm
     if c.fp8:
         ew += c.eff.fp8_cast_bytes * T * mc.cast_delta / tp / hbm
     out.elementwise = ew
     # one dispatch all-to-all: the T_in x k routed copies (16-bit) and their probabilities; the
-    # busiest rank receives ld times the mean
-    out.dispatch_bytes = t_in * k * (2.0 * h + PROB_BYTES) * ld
+    # busiest rank receives ld times the mean. The flex dispatcher sends a token once to each rank
+    # that holds any of its experts (and combines once per rank): ``flex_copies`` of the k
+    copies = flex_copies(E, k, ep) if route.flex else float(k)
+    out.dispatch_bytes = t_in * copies * (2.0 * h + PROB_BYTES) * ld
     out.a2a = 0.0
     if ep > 1:
         g = c.group(ep, etp)
@@ -177,10 +212,10 @@ def layer(c, tp: int, b: int, cp: int, ep: int, etp: int, ld: float,
                 return g.all_to_all_s(nbytes)
         else:
             def a2a(nbytes):
-                return g.node_limited_all_to_all_s(nbytes, k, route.max_nodes)
+                return g.node_limited_all_to_all_s(nbytes, copies, route.max_nodes)
         # DeepSeek-V3 quantizes the dispatch (forward) and the gradient sent back to the experts
         # (backward) to FP8; the combine and its gradient stay BF16: one of each pair in FP8
-        first = t_in * k * ((FP8_DISPATCH_BYTES if route.fp8 else 2.0) * h + PROB_BYTES) * ld
+        first = t_in * copies * ((FP8_DISPATCH_BYTES if route.fp8 else 2.0) * h + PROB_BYTES) * ld
         out.a2a = 0.5 * (a2a(first) + a2a(out.dispatch_bytes))
     # AG(ETP) after the dispatch, RS(ETP) before the combine: the etp ranks' tokens, in full
     out.etp_comm = 0.0
@@ -190,6 +225,22 @@ def layer(c, tp: int, b: int, cp: int, ep: int, etp: int, ld: float,
         out.etp_comm = g.all_gather_s(full) + g.reduce_scatter_s(full)
     c._moe[key] = out
     return out
+
+
+def flex_copies(experts: int, top_k: int, ep: int) -> float:
+    """Copies of a token the flex dispatcher sends: the expected number of distinct expert ranks
+    among its k experts under uniform routing (k distinct experts of E, E/ep a rank): ep x (1 -
+    C(E - E/ep, k) / C(E, k)). DeepEP's dispatch sends a token once to each rank in its layout
+    (github.com/deepseek-ai/DeepEP README, ``get_dispatch_layout``: num_tokens_per_rank,
+    is_token_in_rank) and its combine returns one sum per rank; the alltoall dispatcher sends all k
+    copies (``layer``). Capped at k (k = 1, or ep = E: every copy to its own rank)."""
+    local = experts // ep
+    if ep <= 1:
+        return 1.0
+    miss = 1.0  # C(E - local, k) / C(E, k): the rank holds none of the token's k experts
+    for i in range(top_k):
+        miss *= max(0.0, (experts - local - i) / (experts - i))
+    return min(float(top_k), ep * (1.0 - miss))
 
 
 def expert_params_local(c, ep: int, etp: int) -> float:
@@ -270,10 +321,19 @@ def block_delta(c, ke: float, kn, tp: int, b: int, cp: int, ep: int, etp: int, l
     d.bwd = 2.0 * d_fwd + d.rec + (tb + tr) - (tp_b + tp_r) + dispatch * (2.0 if full else 1.0)
     d.launch = 0.0
     if per_kernel:
-        nf = n_f + KERNELS_PER_MOE_FWD
-        nb = n_b + KERNELS_PER_MOE_BWD + (KERNELS_PER_MOE_FWD if full else 0)
-        sparse = max(0.0, nf * per_kernel - (layer_fwd + d.fwd) - fwd_cp) \
-            + max(0.0, nb * per_kernel - (layer_bwd + d.bwd) - bwd_cp)
+        # CUDA graphs replay a padded (static) block whole (Transformer Engine scope moe); of a
+        # dropless one only the dense part (scope attn): its body stays eager, and its router and
+        # preprocess unless partial graphs of scopes moe_router and moe_preprocess replay them
+        # (deepseek-v3-gb200-optimization.md @ eb0783b6 sec. 2.3). Captured: the device's gap alone
+        body_f, route_f = router_kernels_fwd(route)
+        eager = max(c.eff.host_s_per_kernel, c.eff.kernel_gap_s)
+        whole = kn.cuda_graphs and route.static
+        extra_f = body_f * (per_kernel if whole else eager) \
+            + route_f * (c.eff.kernel_gap_s if whole or route.router_graphs else eager)
+        passes_f = 2.0 if full else 1.0
+        sparse = max(0.0, n_f * per_kernel + extra_f - (layer_fwd + d.fwd) - fwd_cp) \
+            + max(0.0, (n_b + (n_f if full else 0.0)) * per_kernel
+                  + (BWD_KERNELS_PER_FWD + passes_f - 1.0) * extra_f - (layer_bwd + d.bwd) - bwd_cp)
         d.launch = sparse - launch_s
     # after the host synchronisation: the expert part's kernels issued by the host (eager) while
     # the GPU runs only them (their GEMMs and the dispatch). Padded to capacity the shapes are
@@ -282,11 +342,29 @@ def block_delta(c, ke: float, kn, tp: int, b: int, cp: int, ep: int, etp: int, l
     host = 0.0 if route.static else c.eff.host_s_per_kernel
     local = c.moe.experts / ep
     passes = 2.0 if full else 1.0
-    sync_f = max(0.0, (KERNELS_AFTER_SYNC_FWD + 2.0 * local) * host - x.experts / ke - dispatch)
-    sync_b = max(0.0, (KERNELS_AFTER_SYNC_BWD + 4.0 * local) * host - 2.0 * x.experts / ke - dispatch)
+    per_expert_f, per_expert_b = kernels_per_local_expert(c.fp8)
+    sync_f = max(0.0, (KERNELS_AFTER_SYNC_FWD + per_expert_f * local) * host - x.experts / ke
+                 - dispatch)
+    sync_b = max(0.0, (KERNELS_AFTER_SYNC_BWD + per_expert_b * local) * host
+                 - 2.0 * x.experts / ke - dispatch)
     d.launch += passes * sync_f + sync_b
     d.total = d.compute + d.rec + d.tp + d.ep + d.launch
     return d
+
+
+def router_kernels_fwd(route: Dispatch = PLAIN) -> tuple[int, int]:
+    """(the sparse block's body kernels, its router and preprocessing kernels), forward."""
+    if route.flex:
+        return MOE_BODY_KERNELS_FWD, FLEX_ROUTER_PREPROCESS_KERNELS_FWD
+    return MOE_BODY_KERNELS_FWD, ROUTER_KERNELS_FWD + ALLTOALL_PREPROCESS_KERNELS_FWD
+
+
+def kernels_per_local_expert(fp8: bool) -> tuple[int, int]:
+    """Kernels issued per local expert after the synchronisation (forward, backward): the GEMMs
+    (FC1 and FC2; backward data and weight gradients) and, in FP8, each GEMM input's quantization."""
+    if fp8:
+        return 2 + FP8_QUANTIZE_PER_EXPERT_FWD, 4 + FP8_QUANTIZE_PER_EXPERT_BWD
+    return 2, 4
 
 
 def sparse_linear_lower_bound_s(c, tp: int, b: int, cp: int) -> float:

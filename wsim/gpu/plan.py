@@ -26,8 +26,14 @@ dispatch all-to-alls hidden under another micro-batch's compute (Megatron-Core's
 2412.19437 sec. 3.2.2, 3.3; not Megatron-Core defaults): ``moe_max_nodes`` (node-limited routing:
 a token's experts on at most that many nodes, each reached once over the network and forwarded
 over NVLink) and ``moe_fp8_dispatch`` (the dispatch in FP8 with a scale per 1x128 tile, the
-combine in BF16; needs FP8 precision). Fixed plans only (``estimate``); the search keeps the
-defaults.
+combine in BF16; needs FP8 precision). ``moe_dispatcher`` (--moe-token-dispatcher-type):
+"alltoall" (Megatron-Core's default: NCCL all-to-alls around an explicit global permute) or "flex"
+(DeepEP / HybridEP: a token sent once to each rank that holds its experts, the permute fused into
+the communication, fewer router and preprocessing kernels). ``moe_router_graphs``: the router and
+the dispatcher's preprocessing replayed from CUDA graphs (Transformer Engine's partial graphs,
+--cuda-graph-scope moe_router moe_preprocess; with a dropless MoE the ``cuda_graphs`` option
+captures the rest of the dense block, scope attn). Fixed plans only (``estimate``); the search
+keeps the defaults.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from wsim.gpu.flops import block_shape
 from wsim.gpu.knobs import KNOBS, Knobs, resolve
 
 RECOMPUTE = ("none", "selective", "full")
+MOE_DISPATCHERS = ("alltoall", "flex")  # Megatron-Core --moe-token-dispatcher-type
 ZERO_STAGES = (0, 1, 2, 3)
 
 
@@ -71,6 +78,8 @@ class Plan:
     moe_max_nodes: int | None = None
     moe_fp8_dispatch: bool = False
     moe_pad_to_capacity: bool = False
+    moe_dispatcher: str = "alltoall"
+    moe_router_graphs: bool = False
 
     def __post_init__(self) -> None:
         for name in ("tp", "pp", "dp", "micro_batch", "interleave", "cp", "ep"):
@@ -94,6 +103,12 @@ class Plan:
             raise ConfigError("plan.moe_pad_to_capacity needs moe_capacity_factor (Megatron-Core: "
                               "'moe_expert_capacity_factor must be set to use "
                               "moe_pad_expert_input_to_capacity')")
+        if self.moe_dispatcher not in MOE_DISPATCHERS:
+            raise ConfigError(f"plan.moe_dispatcher {self.moe_dispatcher!r} is not one of "
+                              f"{', '.join(MOE_DISPATCHERS)}")
+        if not isinstance(self.moe_router_graphs, bool):
+            raise ConfigError(f"plan.moe_router_graphs must be true or false, got "
+                              f"{self.moe_router_graphs!r}")
         if not isinstance(self.moe_fp8_dispatch, bool):
             raise ConfigError(f"plan.moe_fp8_dispatch must be true or false, got "
                               f"{self.moe_fp8_dispatch!r}")
@@ -198,10 +213,12 @@ def check_experts(plan: Plan, model: ModelSpec) -> None:
     experts = model.experts
     if not experts:
         if plan.ep > 1 or plan.etp is not None or plan.moe_capacity_factor is not None \
-                or plan.moe_ep_overlap or plan.moe_max_nodes is not None or plan.moe_fp8_dispatch:
+                or plan.moe_ep_overlap or plan.moe_max_nodes is not None or plan.moe_fp8_dispatch \
+                or plan.moe_dispatcher != "alltoall" or plan.moe_router_graphs:
             raise ConfigError(f"model {model.name!r} has no experts: ep {plan.ep}, etp {plan.etp}, "
-                              "moe_capacity_factor, moe_ep_overlap, moe_max_nodes and moe_fp8_dispatch "
-                              "need a mixture-of-experts model; drop them")
+                              "moe_capacity_factor, moe_ep_overlap, moe_max_nodes, moe_fp8_dispatch, "
+                              "moe_dispatcher and moe_router_graphs need a mixture-of-experts model; "
+                              "drop them")
         return
     if not STACKS[plan.stack].expert_parallel:
         raise ConfigError(f"stack {plan.stack} does not run mixtures of experts on GPUs (modelled: "

@@ -56,33 +56,43 @@ QWEN3_235B = dataclasses.replace(
 MODELS = {"dsv3": zoo.get("deepseek-v3"), "q30": zoo.get("qwen3-30b-a3b"), "q235": QWEN3_235B,
           "mixtral": zoo.get("mixtral-8x7b")}
 _GPU = {"H100": "h100-80gb", "B200": "b200-180gb", "GB200": "gb200-nvl72"}
-_NOTES = {"dsv3": "MLA timed as standard attention of equal parameters (zoo); the recipe's flex "
-                  "dispatcher (DeepEP/HybridEP) modelled as the alltoall dispatcher; 61 layers on "
-                  "uneven stages",
-          "q30": "alltoall dispatcher", "q235": "alltoall dispatcher"}
+_NOTES = {"dsv3": "MLA timed as standard attention of equal parameters (zoo); 61 layers on uneven "
+                  "stages", "q30": "", "q235": ""}
 # What each row's recipe sets beyond the printed plan (Megatron-Bridge history, see docs/sources.md):
 # 25.09 = tag v0.1.0rc4 (2025-10-23): scripts/performance/run_script.py applies token drop
 # (apply_moe_token_drop: moe_expert_capacity_factor 1.0, moe_pad_expert_input_to_capacity True) to
-# both Qwen3 models and to DeepSeek-V3 on B200/GB200 (dropless, DeepEP, on H100), and
+# both Qwen3 models and to DeepSeek-V3 on B200/GB200 ("if use_tokendrop: enable_deepep = False": the
+# alltoall dispatcher; dropless with DeepEP, the flex dispatcher, on H100), and
 # overlap_moe_expert_parallel_comm only to DeepSeek-V3 on H100 ("A2A_1F1B"); the perf_matrix YAMLs
 # (configs/qwen3/*.yaml, configs/deepseek/*.yaml) set cuda_graphs true only for Qwen3-30B on B200
-# and GB200 (and Qwen3-235B on GB200 at TP 1 PP 8 EP 8, not the archive's plan: left off).
+# and GB200 (whole layers: token drop padded to capacity is capturable; Qwen3-235B on GB200 at TP 1
+# PP 8 EP 8, not the archive's plan: left off). Qwen3 keeps the provider's alltoall dispatcher
+# (src/megatron/bridge/models/qwen/qwen_provider.py: moe_token_dispatcher_type "alltoall").
 # 25.11 = tag v0.2.0 (2025-11-26): scripts/performance/configs/*/workload_base_configs.py: dropless
-# (no token drop) with CUDA graphs scoped to the router and preprocessing (attention too on GB200:
-# partial graphs, not modelled: off); moe_a2a_overlap True for Qwen3 on H100 and Qwen3-235B on
-# B200, False for DeepSeek-V3 on B200/GB200.
-# (container, system, model) -> (moe_ep_overlap, cuda_graphs, token drop)
-_RECIPE = {("25.09", "GB200", "dsv3"): (False, False, True), ("25.09", "B200", "dsv3"): (False, False, True),
-           ("25.09", "H100", "dsv3"): (True, False, False),
-           ("25.09", "GB200", "q30"): (False, True, True), ("25.09", "B200", "q30"): (False, True, True),
-           ("25.09", "H100", "q30"): (False, False, True),
-           ("25.09", "GB200", "q235"): (False, False, True), ("25.09", "B200", "q235"): (False, False, True),
-           ("25.09", "H100", "q235"): (False, False, True),
-           ("25.11", "GB200", "dsv3"): (False, False, False),
-           ("25.11", "GB200", "q30"): (False, False, False), ("25.11", "B200", "q30"): (False, False, False),
-           ("25.11", "H100", "q30"): (True, False, False),
-           ("25.11", "GB200", "q235"): (False, False, False), ("25.11", "B200", "q235"): (True, False, False),
-           ("25.11", "H100", "q235"): (True, False, False)}
+# (force-balanced); moe_flex_dispatcher_backend "hybridep" (the flex dispatcher, applied by
+# training/flex_dispatcher_backend.py) on GB200 for Qwen3 and DeepSeek-V3, none (alltoall) on B200
+# and H100; Transformer Engine partial CUDA graphs of scope moe_router + moe_preprocess for Qwen3-30B
+# on GB200 (FP8-MX) and B200, Qwen3-235B and DeepSeek-V3 on GB200, plus scope attn for Qwen3-235B
+# BF16 on GB200 (``cuda_graphs`` on: the dense part of the block); none for the H100 FP8-CS and
+# B200 Qwen3-235B presets; moe_a2a_overlap True for Qwen3 on H100 and Qwen3-235B on B200, False
+# for DeepSeek-V3 on GB200.
+# (container, system, model) -> (moe_ep_overlap, cuda_graphs, token drop, dispatcher, router graphs)
+_RECIPE = {("25.09", "GB200", "dsv3"): (False, False, True, "alltoall", False),
+           ("25.09", "B200", "dsv3"): (False, False, True, "alltoall", False),
+           ("25.09", "H100", "dsv3"): (True, False, False, "flex", False),
+           ("25.09", "GB200", "q30"): (False, True, True, "alltoall", False),
+           ("25.09", "B200", "q30"): (False, True, True, "alltoall", False),
+           ("25.09", "H100", "q30"): (False, False, True, "alltoall", False),
+           ("25.09", "GB200", "q235"): (False, False, True, "alltoall", False),
+           ("25.09", "B200", "q235"): (False, False, True, "alltoall", False),
+           ("25.09", "H100", "q235"): (False, False, True, "alltoall", False),
+           ("25.11", "GB200", "dsv3"): (False, False, False, "flex", True),
+           ("25.11", "GB200", "q30"): (False, False, False, "flex", True),
+           ("25.11", "B200", "q30"): (False, False, False, "alltoall", True),
+           ("25.11", "H100", "q30"): (True, False, False, "alltoall", False),
+           ("25.11", "GB200", "q235"): (False, True, False, "flex", True),
+           ("25.11", "B200", "q235"): (True, False, False, "alltoall", False),
+           ("25.11", "H100", "q235"): (True, False, False, "alltoall", False)}
 TOKEN_DROP_CAPACITY = 1.0  # apply_moe_token_drop's default (training/utils/moe_token_drop.py, v0.1.0rc4)
 
 
@@ -128,8 +138,10 @@ def _bridge() -> list[Row]:
     rows = []
     for ver, system, tag, prec, gpus, gbs, mbs, tp, pp, vp, ep, tps, label in _BRIDGE:
         gpu = _GPU[system]
-        note = _NOTES[tag]
-        overlap, graphs, drop = _RECIPE[(ver, system, tag)]
+        overlap, graphs, drop, dispatcher, router_graphs = _RECIPE[(ver, system, tag)]
+        note = "; ".join(n for n in (_NOTES[tag], f"{dispatcher} dispatcher"
+                                     + (" (HybridEP)" if dispatcher == "flex" and ver == "25.11"
+                                        else " (DeepEP)" if dispatcher == "flex" else "")) if n)
         if "MX" in label:
             note += "; MXFP8 (32x32 blocks) timed as FP8"
         if ver == "25.09":
@@ -137,9 +149,11 @@ def _bridge() -> list[Row]:
                      "figures in parentheses, not used, are 32x32 MXFP8 on B200/GB200, 1x128/128x128 "
                      "blocks on H100)")
         note += (f"; recipe: EP overlap {'on' if overlap else 'off'}, CUDA graphs "
-                 f"{'on' if graphs else 'off'}, " + ("token drop (capacity 1.0, padded)" if drop
-                                                    else "dropless, force-balanced"))
-        extra = dict(moe_ep_overlap=overlap, cuda_graphs=graphs)
+                 f"{'on' if graphs else 'off'}"
+                 + (", router and preprocess in CUDA graphs" if router_graphs else "") + ", "
+                 + ("token drop (capacity 1.0, padded)" if drop else "dropless, force-balanced"))
+        extra = dict(moe_ep_overlap=overlap, cuda_graphs=graphs, moe_dispatcher=dispatcher,
+                     moe_router_graphs=router_graphs)
         if drop:
             extra.update(moe_capacity_factor=TOKEN_DROP_CAPACITY, moe_pad_to_capacity=True)
         rows.append(Row("bridge-moe", f"{ver}-{tag}-{prec}-{system.lower()}-{gpus}", VALIDATION,
@@ -156,11 +170,13 @@ def _deepseek() -> list[Row]:
     return [Row("deepseek-v3", "2048-h800", VALIDATION, MODELS["dsv3"], "h800-80gb", 2048, 15360,
                 4096, "tokens_per_s_per_gpu", 1e12 / (180e3 * 3600), _DSV3,
                 _plan(1, 16, None, None, 64, "fp8", moe_ep_overlap=True, moe_max_nodes=4,
-                      moe_fp8_dispatch=True),
+                      moe_fp8_dispatch=True, moe_dispatcher="flex"),
                 notes="approximated: MLA timed as standard attention of equal parameters (zoo); "
                       "DualPipe's overlap of all-to-all with compute modelled as 1F1B with "
                       "moe_ep_overlap (the all-to-all under the other micro-batch's compute); "
-                      "node-limited routing (at most 4 nodes a token, sec. 3.2.2) and the FP8 "
+                      "node-limited routing (at most 4 nodes a token, sec. 3.2.2) with its own "
+                      "dispatch kernels (sec. 3.2.2; open-sourced as DeepEP: the flex dispatcher, a "
+                      "token sent once to each target GPU) and the FP8 "
                       "dispatch with a BF16 combine (sec. 3.3) as the report describes them; FP8 "
                       "GEMMs as Transformer Engine's "
                       "per-tensor FP8 (the report's is 1x128/128x128 tiles); the MTP module not "
