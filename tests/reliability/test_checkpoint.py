@@ -120,7 +120,7 @@ def test_consistent_hashes_but_inconsistent_content_is_refused(saved, tmp_path):
     manifest = json.loads((path / ck.MANIFEST).read_text())
     manifest["files"]["state.json"] = {"sha256": hashlib.sha256(blob).hexdigest(), "bytes": len(blob)}
     manifest["self_sha256"] = ck._self_hash(manifest)
-    (path / ck.MANIFEST).write_text(json.dumps(manifest))
+    (path / ck.MANIFEST).write_bytes(ck._manifest_bytes(manifest))  # as save writes it
     with pytest.raises(ck.CheckpointError, match="inconsistent"):
         ck.load(path)
 
@@ -149,6 +149,28 @@ def blamed(err, name: str) -> None:
     msg = str(err.value)
     assert name in msg, msg
     assert not [other for other in [*ck.FILES, ck.MANIFEST] if other != name and other in msg], msg
+
+
+def test_every_byte_of_the_manifest_flipped_is_refused(saved, tmp_path):
+    """Each byte of manifest.json, flipped two ways: refused, naming the manifest. xor 0x29 turns an
+    indentation space into a tab, a change JSON parses to the same values (the self hash alone let
+    it through: hypothesis found it); xor 0x01 changes letters, digits, quotes and newlines."""
+    raw = (saved / ck.MANIFEST).read_bytes()
+    path = copy(saved, tmp_path / "c")
+    f = path / ck.MANIFEST
+    refused = 0
+    for i in range(len(raw)):
+        for xor in (0x29, 0x01):
+            data = bytearray(raw)
+            data[i] ^= xor
+            f.write_bytes(bytes(data))
+            with pytest.raises(ck.CheckpointError) as err:
+                ck.load(path)
+            blamed(err, ck.MANIFEST)
+            refused += 1
+    assert refused == 2 * len(raw) > 1000
+    f.write_bytes(raw)
+    ck.load(path)  # the undamaged copy still loads
 
 
 def test_damage_to_any_hash_or_size_in_the_manifest_is_blamed_on_the_manifest(saved, tmp_path):

@@ -160,7 +160,7 @@ def save(path, cfg: DecoderConfig, weights: dict, optimizer_state: dict, step: i
                 "files": {n: {"sha256": hashlib.sha256(b).hexdigest(), "bytes": len(b)}
                           for n, b in blobs.items()}}
     manifest["self_sha256"] = _self_hash(manifest)  # damage to the manifest is named as such
-    blobs[MANIFEST] = json.dumps(manifest, indent=1, sort_keys=True).encode()
+    blobs[MANIFEST] = _manifest_bytes(manifest)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
     try:
@@ -215,6 +215,11 @@ def _resolve(path: Path) -> Path:
     return path / name
 
 
+def _manifest_bytes(manifest: dict) -> bytes:
+    """The manifest as save writes it (and load requires it, byte for byte)."""
+    return json.dumps(manifest, indent=1, sort_keys=True).encode()
+
+
 def _self_hash(manifest: dict) -> str:
     body = {k: v for k, v in manifest.items() if k != "self_sha256"}
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
@@ -225,7 +230,8 @@ def _read_verified(path: Path) -> dict[str, bytes]:
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist or is not a folder")
     mpath = path / MANIFEST
     try:
-        manifest = json.loads(mpath.read_bytes())
+        raw = mpath.read_bytes()
+        manifest = json.loads(raw)
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint {str(path)!r} has no {MANIFEST} (not a wsim checkpoint, or "
                               f"an interrupted write)") from None
@@ -235,6 +241,11 @@ def _read_verified(path: Path) -> dict[str, bytes]:
         raise CheckpointError(f"{str(mpath)!r} is not a {FORMAT} manifest")
     if manifest.get("self_sha256") != _self_hash(manifest):
         raise CheckpointError(f"{str(mpath)!r} is corrupted: its own SHA-256 does not match")
+    # the self hash covers the manifest's values; a change that keeps them (a space turned into a
+    # tab, an escaped character) is damage too: the file must be byte for byte what save wrote
+    if raw != _manifest_bytes(manifest):
+        raise CheckpointError(f"{str(mpath)!r} is corrupted: its values hold but its bytes are not "
+                              f"those wsim wrote (whitespace or escapes changed)")
     if manifest.get("version") != VERSION:
         raise CheckpointError(f"{str(mpath)!r}: version {manifest.get('version')!r}, this wsim reads {VERSION}")
     files = manifest.get("files")
