@@ -45,21 +45,29 @@ def _brute_force(model, *, seq, batch, gpus, gpu, **opts):
                 vs = divisors(model.layers // pp) if (pp > 1 and st.interleave) else [1]
                 # the stack's default options, and every option it has that this plan can use
                 usable = {"grad_reduce_fp32": False, "tp_comm_overlap": sp, "cuda_graphs": True,
-                          "p2p_overlap": True,
+                          "p2p_overlap": True, "cpu_offload_layers": 0,
                           "fp8_param_gather": opts.get("precision") == "fp8" and zero in (1, 3)}
                 for knobs in ({}, {n: usable[n] for n in st.knobs}):
                   for v in vs:
                     if v > 1 and (batch // dp // mb) % pp:
                         continue
-                    r = estimate(model, seq=seq, batch=batch, gpus=gpus, gpu=gpu, tp=tp, pp=pp,
-                                 cp=cp, micro_batch=mb, interleave=v, recompute=rc,
-                                 sequence_parallel=sp, zero=zero, stack=st.name, allow_oom=True,
-                                 **opts, **knobs)
-                    if r.fits and (fastest is None or r.step_time_s < fastest.step_time_s):
-                        fastest = r
-                    if r.fits and r.regime["validated"] and (
-                            valid is None or r.step_time_s < valid.step_time_s):
-                        valid = r
+                    kw = dict(seq=seq, batch=batch, gpus=gpus, gpu=gpu, tp=tp, pp=pp, cp=cp,
+                              micro_batch=mb, interleave=v, recompute=rc, sequence_parallel=sp,
+                              zero=zero, stack=st.name, allow_oom=True, **opts)
+                    rs = [estimate(model, **kw, **knobs)]
+                    if not rs[0].fits and rc == "none" and pp == 1 \
+                            and "cpu_offload_layers" in st.knobs:
+                        # activation offloading: every layer count (the search takes the fewest
+                        # that fit)
+                        rs += [estimate(model, **kw, **dict(knobs, cuda_graphs=False,
+                                                            cpu_offload_layers=n))
+                               for n in range(1, model.layers)]
+                    for r in rs:
+                        if r.fits and (fastest is None or r.step_time_s < fastest.step_time_s):
+                            fastest = r
+                        if r.fits and r.regime["validated"] and (
+                                valid is None or r.step_time_s < valid.step_time_s):
+                            valid = r
     return fastest, valid
 
 

@@ -21,6 +21,8 @@
   block's full activations for one micro-batch. Context parallelism splits every token count by cp.
 - Micro-batches in flight on the first stage: min(m, p) for 1F1B; for the interleaved schedule
   Megatron-LM's warm-up keeps (v-1)p + 2(p-1) + 1 chunks of L/(pv) layers.
+- Activation offloading (``wsim.gpu.offload``, pp 1 only): the stage stores (layers - offloaded)
+  layers' activations.
 - The last stage also holds the logits: 2 bytes (16-bit) + 4 bytes (fp32 copy for the cross-entropy,
   Megatron's vocab-parallel loss) per token per vocabulary entry / tp.
 """
@@ -108,7 +110,10 @@ def memory(c, tp: int, pp: int, dp: int, b: int, v: int, recompute: str, sp: boo
     block, one sparse block's transient dispatch buffers; ``wsim.gpu.moe``)."""
     (L, w, g, o, gathered, stored, working, logits, first_params, last_params,
      (ew, eg, eo)) = _fixed(c, tp, pp, dp, b, recompute, sp, zero, cp, stack, kn, sparse)
-    first_act = inflight_layers(L, pp, v, m) * stored + working
+    # activation offloading (pp 1): the offloaded layers' activations are in host memory
+    # (Transformer Engine's peak, (layers - offloaded) x one layer's; wsim.gpu.offload)
+    kept = L - kn.cpu_offload_layers if kn is not None and kn.cpu_offload_layers else L
+    first_act = inflight_layers(kept, pp, v, m) * stored + working
     last_act = L * stored + working + logits
     if pp == 1:
         first_act += logits

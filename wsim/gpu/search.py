@@ -21,6 +21,7 @@ from models.spec import ModelSpec
 from wsim.errors import ConfigError
 from wsim.gpu.inputs import make_consts, cp_runs, stacks_for
 from wsim.gpu.knobs import check_names, resolve
+from wsim.gpu.offload import offload_runs, offload_to_fit
 from wsim.gpu.memory import states_lower_bound
 from wsim.gpu.moe import Dispatch, expert_states_lower_bound, load as moe_load
 from wsim.gpu.plan import RECOMPUTE, Plan, divisors
@@ -222,9 +223,22 @@ def search(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, gpu="a10
                                         lambda: regime(st, z, rc, sp, t, x, p, b)):
                                     stats["pruned_compute"] += 1
                                     continue
+                                if kn.cpu_offload_layers and not offload_runs(p, rc, L, kn):
+                                    continue  # a given offload runs only with pp 1, no recompute
                                 ev = evaluate(c, t, p, d, b, v, rc, sp, z, x, st, kn, sparse)
                                 stats["evaluations"] += 1
                                 mem = ev.memory.total_bytes
+                                if mem > cap:
+                                    # no recompute and too full: offload the fewest layers that
+                                    # make it fit, where the stack can (a choice of the search;
+                                    # the offload only adds time, so every bound above holds)
+                                    okn = offload_to_fit(c, st, kn, knobs, p, rc, L, b, x, t, sp,
+                                                         mem - cap, sparse)
+                                    if okn is not None:
+                                        ev = evaluate(c, t, p, d, b, v, rc, sp, z, x, st, okn,
+                                                      sparse)
+                                        stats["evaluations"] += 1
+                                        mem = ev.memory.total_bytes
                                 if mem > cap:
                                     if smallest is None or mem < smallest[0]:
                                         smallest = (mem, (t, x, p, d, z))
@@ -326,7 +340,8 @@ def _knob_variants(st, fp8: bool, sp: bool, zero: int, given: dict, cache: dict)
         cache[key] = ()
         return ()
     usable = {"grad_reduce_fp32": False, "tp_comm_overlap": sp, "cuda_graphs": True,
-              "fp8_param_gather": fp8 and zero in (1, 3), "p2p_overlap": True}
+              "fp8_param_gather": fp8 and zero in (1, 3), "p2p_overlap": True,
+              "cpu_offload_layers": 0}
     on = dict(given)
     for n in st.knobs:
         if given.get(n) is None:

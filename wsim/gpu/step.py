@@ -32,7 +32,8 @@ from wsim.gpu.consts import Consts
 from wsim.gpu.dataparallel import _overlap, data_parallel
 from wsim.gpu.knobs import (KERNELS_PER_BLOCK_BWD, KERNELS_PER_BLOCK_FWD, KERNELS_PER_CP_STEP_BWD,
                              KERNELS_PER_CP_STEP_FWD, Knobs, resolve)
-from wsim.gpu.memory import memory
+from wsim.gpu.memory import act_bytes_per_token_layer, memory
+from wsim.gpu.offload import exposed_s as offload_exposed_s
 
 # bytes of HBM traffic per element of one ring step's merge (context parallelism, Transformer
 # Engine context_parallel.py @ d0067d0d; see ``_layer``)
@@ -46,7 +47,7 @@ class Evaluation:
 
     __slots__ = ("step_s", "compute_s", "recompute_s", "tp_comm_s", "cp_comm_s", "pp_comm_s",
                  "dp_comm_s", "bubble_s", "optimizer_s", "launch_s", "bubble_fraction", "memory",
-                 "m", "knobs", "ep_comm_s")
+                 "m", "knobs", "ep_comm_s", "offload_s")
 
 
 def evaluate(c: Consts, tp: int, pp: int, dp: int, b: int, v: int, recompute: str, sp: bool,
@@ -81,6 +82,7 @@ def evaluate(c: Consts, tp: int, pp: int, dp: int, b: int, v: int, recompute: st
     ev.dp_comm_s = s.dp_comm_s
     ev.optimizer_s = s.optimizer_s
     ev.ep_comm_s = s.ep_comm_s
+    ev.offload_s = s.offload_s
     ev.step_s = step
     ev.bubble_fraction = (pp - 1) / (v * m)
     ev.memory = memory(c, tp, pp, dp, b, v, recompute, sp, zero, m, cp, st, s.kn, s.sparse_mem)
@@ -130,7 +132,7 @@ class _Stage:
     __slots__ = ("kn", "m", "compute", "send_one", "tau_before_send", "L_launch", "head_extra",
                  "embed_extra", "dp_per_mb", "dp_exposed", "compute_s", "recompute_s",
                  "tp_comm_s", "launch_s", "cp_comm_s", "dp_comm_s", "optimizer_s", "ep_comm_s",
-                 "sparse_max", "sparse_mean", "sparse_mem")
+                 "sparse_max", "sparse_mean", "sparse_mem", "offload_s")
 
 
 def _layer(c: Consts, tp: int, b: int, recompute: str, sp: bool, cp: int, st: Stack,
@@ -270,8 +272,15 @@ def _stage(c: Consts, tp: int, pp: int, dp: int, b: int, recompute: str, sp: boo
     s.send_one = comm.pp_send_s(act_bytes, gpu, eff, tp * cp * dp, tpg) if pp > 1 else 0.0
     s.head_extra = 3.0 * head_t + ar  # LM head fwd + bwd; its input-gradient all-reduce
     s.embed_extra = ar  # vocab-parallel embedding all-reduce in forward
-    # tau = compute + L rec + tp_comm + L cp_exposed + send + L launch, summed in this order
-    s.tau_before_send = compute + L * rec + tp_comm + L * cp_exposed
+    # activation offloading (pp 1, no recompute: plan.check_offload): the stage's layers wait for
+    # the copies their compute does not hide (wsim.gpu.offload)
+    offload = 0.0
+    if kn.cpu_offload_layers:
+        copy = (b * c.seq / cp * act_bytes_per_token_layer(c, tp, "none", sp)
+                / gpu.host_link_bytes_per_s)
+        offload = offload_exposed_s(L, kn.cpu_offload_layers, copy, layer_fwd, layer_bwd)
+    # tau = compute + L rec + tp_comm + L cp_exposed + offload + send + L launch, in this order
+    s.tau_before_send = compute + L * rec + tp_comm + L * cp_exposed + offload
     s.L_launch = L * launch
 
     stage_bwd = L * layer_bwd + (2.0 * head_t if pp == 1 else 0.0)
@@ -298,6 +307,7 @@ def _stage(c: Consts, tp: int, pp: int, dp: int, b: int, recompute: str, sp: boo
     s.cp_comm_s = m * L * cp_exposed
     s.dp_comm_s = dpres.exposed_s + m * dpres.per_micro_batch_s
     s.ep_comm_s = 0.0
+    s.offload_s = m * offload
     if sparse is not None:
         s.compute_s += m * Lm * sparse.compute
         s.recompute_s += m * Lm * sparse.rec
