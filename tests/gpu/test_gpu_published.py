@@ -17,7 +17,7 @@ TOLERANCE = {
     "sc21-ptdp": 0.07,
     "sc21-zero3": 0.15,  # the ZeRO-3 collapse of SC21 Table 2, from the mechanics
     "mt-nlg": 0.10,
-    "bloom": 0.15,
+    "bloom": 0.05,  # its last stage: 5 blocks and the head (edge-balanced split; 6 blocks: -14%)
     "neox": 0.15,
     "opt": 0.05,
     "mcore-h100": 0.10,  # Megatron-LM r0.8 H100 scaling table, 1.7B-462B
@@ -136,12 +136,12 @@ def test_leave_one_group_out(capsys):
 
 # (mean absolute error, worst error) per group, as README.md and docs/gpu-model.md print them (0.1%)
 QUOTED = {"sc21-table1": (0.021, 0.040), "sc21-zero3": (0.055, 0.108), "sc21-ptdp": (0.023, 0.051),
-          "mt-nlg": (0.062, 0.088), "bloom": (0.141, -0.141), "opt": (0.000, 0.000),
+          "mt-nlg": (0.062, 0.088), "bloom": (0.009, -0.009), "opt": (0.000, 0.000),
           "neox": (0.122, -0.122), "mcore-h100": (0.044, 0.067), "nemo-24.07": (0.028, -0.099),
           "dgxc-24.11": (0.052, -0.188), "flash-attn": (0.028, -0.044),
           "mosaic-a100": (0.141, 0.203), "mosaic-h100": (0.117, 0.230),
-          "dgxc-25.04": (0.058, -0.146), "bridge-h100": (0.093, -0.144),
-          "bridge-blackwell": (0.045, -0.134), "llama3-table4": (0.194, -0.257)}
+          "dgxc-25.04": (0.053, -0.146), "bridge-h100": (0.093, -0.144),
+          "bridge-blackwell": (0.036, -0.057), "llama3-table4": (0.156, -0.219)}
 
 
 def test_quoted_group_figures_at_their_printed_precision():

@@ -130,7 +130,11 @@ def development_rows_2021() -> list[Row]:
                     dict(tp=4, pp=12, zero=1, stack="deepspeed", recompute="full", micro_batch=2,
                          interleave=1),
                     notes="Megatron-DeepSpeed, ZeRO-1, micro-batch 2, full checkpointing; ALiBi "
-                          "(no position table), no dropout (HF config); TFLOP/s with SC21 eq. 3"))
+                          "(no position table), no dropout (HF config); TFLOP/s with SC21 eq. 3; "
+                          "--pp-partition-method 'type:transformer|embedding': the embedding and "
+                          "5 blocks on the first stage, 6 on the middle ten, 5 and the head on the "
+                          "last (bigscience-workshop/bigscience train/tr11-176B-ml/README.md @ "
+                          "e726b159; wsim.gpu.stages)"))
     rows.append(Row("opt", "175b-992", DEVELOPMENT, zoo.get("opt-175b"), "a100-80gb", 992, 992, 2048,
                     "tflops_hardware", 147.0, _OPT,
                     dict(tp=8, pp=1, zero=3, stack="fsdp", recompute="full"),

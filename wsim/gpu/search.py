@@ -22,6 +22,7 @@ from wsim.errors import ConfigError
 from wsim.gpu.inputs import make_consts, cp_runs, stacks_for
 from wsim.gpu.knobs import check_names, resolve
 from wsim.gpu.offload import offload_runs, offload_to_fit
+from wsim.gpu.stages import edge_balanced
 from wsim.gpu.memory import states_lower_bound
 from wsim.gpu.moe import Dispatch, expert_states_lower_bound, load as moe_load
 from wsim.gpu.plan import RECOMPUTE, Plan, divisors
@@ -128,9 +129,12 @@ def search(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, gpu="a10
         for x in cps:
             rest = gpus // (t * x)
             # (a mixture of experts runs on Megatron-Core stacks, which split layers unevenly: any pp
-            # up to the layer count; a dense model keeps pp | layers as before)
+            # up to the layer count; a dense model pp | layers, or the edge-balanced split of the
+            # stacks with uneven stages, wsim.gpu.stages)
             pps = [p for p in divisors(rest) if batch % (rest // p) == 0
-                   and (model.layers % p == 0 or (c.moe is not None and p <= model.layers))]
+                   and (model.layers % p == 0 or (c.moe is not None and p <= model.layers)
+                        or (c.moe is None and edge_balanced(model.layers, p)
+                            and any(st.uneven_stages for st in stacks)))]
             if pp is not None:
                 pps = [p for p in pps if p == pp]
             for p in pps:
@@ -155,7 +159,8 @@ def search(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, gpu="a10
         local = batch // d
         by_zero: dict = {}
         for st in stacks:
-            if (p > 1 and not st.pipeline) or (x > 1 and not cp_runs(c, st)):
+            if (p > 1 and not st.pipeline) or (x > 1 and not cp_runs(c, st)) \
+                    or (model.layers % p and not st.uneven_stages):
                 continue
             zs = [z for z in zeros if z in st.zero_stages and (z < 2 or p == 1)
                   and (z < 2 or c.moe is None)]  # experts: ZeRO-2/3 not modelled
