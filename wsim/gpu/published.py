@@ -35,7 +35,7 @@ _FA = ("github.com/Dao-AILab/flash-attention training/README.md 'Training speed'
 # LayerNorm and cross-entropy) is neither Megatron-Core nor NeMo: no development row measures its
 # kernels, so it runs at the prior every such stack takes, Megatron-LM's fused kernels (stack
 # megatron, kernel_efficiency 1.0; wsim.gpu.validation.PRIOR_KERNEL_EFFICIENCY). Until issue 19's
-# second pass these rows ran on megatron-core, whose 0.878 is fitted on the Megatron-LM r0.8 H100
+# second pass these rows ran on megatron-core, whose 0.873 is fitted on the Megatron-LM r0.8 H100
 # table (-15.8% and -13.1% then). PyTorch DDP overlaps its gradient all-reduce with the backward,
 # Megatron-LM 2021 did not: 0.02-0.04 s of a 6-12 s step on one NVLink node.
 _FA_STACK = ("stack megatron: Megatron-style fused kernels at the prior speed (no development "
