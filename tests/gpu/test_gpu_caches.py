@@ -98,6 +98,25 @@ def test_dense_memos_on_a_warm_consts():
     assert _same_on_warm_and_fresh(zoo.get("gpt3-1.3b"), kw, plans) > 200
 
 
+def test_edge_balanced_memos_on_a_warm_consts():
+    """6 layers on 4 stages (the edge-balanced split, wsim.gpu.stages) beside 2 stages (even) and
+    the stacks with and without uneven stages: the split is read from the layout and the stack,
+    both in every memo's key."""
+    from models.spec import ModelSpec
+    model = ModelSpec(name="six", layers=6, hidden=512, heads=8, vocab=32000)
+    kw = dict(seq=1024, batch=64, gpus=8, gpu="a100-80gb", attention="flash")
+    plans = []
+    for (tp, cp, pp), name, rc in itertools.product(
+            ((1, 1, 4), (2, 1, 4), (1, 1, 2)), ("nemo", "megatron", "deepspeed", "megatron-core"),
+            ("none", "full")):
+        stack = STACKS[name]
+        dp = 8 // (tp * cp * pp)
+        kn = resolve(stack, fp8=False, sp=False, zero=1)
+        for b, v in ((1, 1), (2, 1), (1, 2 if stack.interleave else 1)):
+            plans.append((tp, pp, dp, b, v, rc, False, 1, cp, stack, kn))
+    assert _same_on_warm_and_fresh(model, kw, plans) > 50
+
+
 def test_validated_regime_is_what_classify_finds_for_both_kinds():
     """The search's regime lookup (by stack, ZeRO class, generation, attention, precision and kind)
     names the regime ``classify_features`` finds whenever that one is validated: for the
