@@ -3,9 +3,9 @@
 ``step._layer``, a sparse block's delta, ``memory._fixed``, ``dataparallel._collectives``,
 ``moe.layer``) gives bit for bit what it gives on a fresh one. The plans differ in one input at a
 time, each input that the dense or the mixture-of-experts path reads: layout, micro-batch,
-interleave, recompute, sequence parallelism, ZeRO, stack, options, and ep, etp, the expert load
-(imbalance, capacity), the all-to-all overlap and the dispatch (node limit, FP8, padding, flex
-dispatcher, router graphs)."""
+interleave, recompute, sequence parallelism, ZeRO, stack, options (activation offloading's layer
+count included), and ep, etp, the expert load (imbalance, capacity), the all-to-all overlap and the
+dispatch (node limit, FP8, padding, flex dispatcher, router graphs)."""
 
 import itertools
 
@@ -18,7 +18,7 @@ from wsim.gpu.regimes import classify_features, features, validated_regime
 from wsim.gpu.step import evaluate
 
 FIELDS = ("step_s", "compute_s", "recompute_s", "tp_comm_s", "cp_comm_s", "pp_comm_s",
-          "dp_comm_s", "bubble_s", "optimizer_s", "launch_s", "ep_comm_s", "m")
+          "dp_comm_s", "bubble_s", "optimizer_s", "launch_s", "ep_comm_s", "offload_s", "m")
 
 
 def _answer(ev) -> tuple:
@@ -89,10 +89,33 @@ def test_dense_memos_on_a_warm_consts():
                 or (cp > 1 and not stack.context_parallel):
             continue
         for sp in ((False, True) if tp > 1 else (False,)):
-            kn = resolve(stack, fp8=False, sp=sp, zero=zero)
-            for b, v in ((1, 1), (4, 1), (1, 2 if pp > 1 and stack.interleave else 1)):
+            kns = [resolve(stack, fp8=False, sp=sp, zero=zero)]
+            if pp == 1 and rc == "none" and "cpu_offload_layers" in stack.knobs:
+                # activation offloading: the layer count is an input of the stage and the memory
+                kns += [kns[0]._replace(cpu_offload_layers=n) for n in (3, 12)]
+            for kn, (b, v) in itertools.product(
+                    kns, ((1, 1), (4, 1), (1, 2 if pp > 1 and stack.interleave else 1))):
                 plans.append((tp, pp, dp, b, v, rc, sp, zero, cp, stack, kn))
     assert _same_on_warm_and_fresh(zoo.get("gpt3-1.3b"), kw, plans) > 200
+
+
+def test_edge_balanced_memos_on_a_warm_consts():
+    """6 layers on 4 stages (the edge-balanced split, wsim.gpu.stages) beside 2 stages (even) and
+    the stacks with and without uneven stages: the split is read from the layout and the stack,
+    both in every memo's key."""
+    from models.spec import ModelSpec
+    model = ModelSpec(name="six", layers=6, hidden=512, heads=8, vocab=32000)
+    kw = dict(seq=1024, batch=64, gpus=8, gpu="a100-80gb", attention="flash")
+    plans = []
+    for (tp, cp, pp), name, rc in itertools.product(
+            ((1, 1, 4), (2, 1, 4), (1, 1, 2)), ("nemo", "megatron", "deepspeed", "megatron-core"),
+            ("none", "full")):
+        stack = STACKS[name]
+        dp = 8 // (tp * cp * pp)
+        kn = resolve(stack, fp8=False, sp=False, zero=1)
+        for b, v in ((1, 1), (2, 1), (1, 2 if stack.interleave else 1)):
+            plans.append((tp, pp, dp, b, v, rc, False, 1, cp, stack, kn))
+    assert _same_on_warm_and_fresh(model, kw, plans) > 50
 
 
 def test_validated_regime_is_what_classify_finds_for_both_kinds():

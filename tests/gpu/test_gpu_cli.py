@@ -170,6 +170,10 @@ def test_explicit_dimensions_equal_the_zoo_with_the_same_options(capsys, zoo_nam
       "--zero", "3"], "stack fsdp has no context parallelism"),
     (["--model", "gpt3-13b", "--gpus", "8", "--batch", "8", "--precision", "fp8", "--gpu", "h100",
       "--stack", "deepspeed"], "stack deepspeed has no FP8"),
+    (["--model", "gpt3-13b", "--gpus", "8", "--batch", "8", "--cpu-offload-layers", "4",
+      "--stack", "nemo", "--zero", "1"], "needs recompute none"),
+    (["--model", "gpt3-13b", "--gpus", "8", "--batch", "8", "--cpu-offload-layers", "4",
+      "--recompute", "none", "--stack", "fsdp", "--zero", "3"], "stack fsdp has no activation"),
 ])
 def test_bad_input_exits_2_with_one_line(capsys, extra, message):
     code, out, err = _run(capsys, ["gpu"] + extra + ["--json"])
@@ -190,6 +194,8 @@ _new_flags = st.lists(st.one_of(
     st.tuples(st.just("--zero"), st.sampled_from(["0", "1", "2", "3"])),
     st.tuples(st.just("--tp"), st.sampled_from(["1", "2", "4"])),
     st.tuples(st.just("--pp"), st.sampled_from(["1", "2"])),
+    st.tuples(st.just("--cpu-offload-layers"), st.sampled_from(["0", "2", "4", "-1", "x"])),
+    st.tuples(st.just("--recompute"), st.sampled_from(["none", "full"])),
     st.tuples(st.just("--gpu"), st.sampled_from(["a100-80gb", "h100", "b200", "h200-141gb", "v100"])),
     st.just(("--distributed-optimizer",)), st.just(("--sequence-parallel",)),
     st.just(("--allow-oom",)),

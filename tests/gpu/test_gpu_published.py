@@ -17,19 +17,21 @@ TOLERANCE = {
     "sc21-ptdp": 0.07,
     "sc21-zero3": 0.15,  # the ZeRO-3 collapse of SC21 Table 2, from the mechanics
     "mt-nlg": 0.10,
-    "bloom": 0.15,
+    "bloom": 0.05,  # its last stage: 5 blocks and the head (edge-balanced split; 6 blocks: -14%)
     "neox": 0.15,
     "opt": 0.05,
     "mcore-h100": 0.10,  # Megatron-LM r0.8 H100 scaling table, 1.7B-462B
     "nemo-24.07": 0.12,  # NeMo 24.07 FP8
     "dgxc-24.11": 0.20,  # DGX Cloud recipes v24.11.1 (the same 340B plans: -18%)
-    "flash-attn": 0.20,  # validation: FlashAttention-2 GPT-3 1.3B / 2.7B on 8 A100 (run as
-    # megatron-core, whose fitted speed comes from Megatron-LM r0.8's slower H100 runs: -16%)
+    "flash-attn": 0.10,  # validation: FlashAttention-2 GPT-3 1.3B / 2.7B on 8 A100 (stack
+    # megatron, the prior speed; as megatron-core, fitted on Megatron-LM r0.8's slower H100 runs,
+    # they were -16%)
     "mosaic-a100": 0.25,  # validation: MosaicML FSDP + flash on A100 (the model is ~15% slow)
     "mosaic-h100": 0.25,  # validation: MosaicML FSDP on H100, incl. FP8 (+23%)
     "dgxc-25.04": 0.15,  # validation: DGX Cloud recipes v25.04, H100 BF16 and FP8
     "bridge-h100": 0.15,  # validation: Megatron-Bridge 25.09 / 25.11 on H100
-    "bridge-blackwell": 0.30,  # validation: B200 and GB200 NVL72 (GB200 405B and 70B FSDP: slow)
+    "bridge-blackwell": 0.15,  # validation: B200 and GB200 NVL72 (the 70B FSDP run with its
+    # activation offloading; without it -26%)
     "llama3-table4": 0.30,  # validation: Meta's own stack (meta-llama3), 8K-16K GPUs: recomputes
 }
 
@@ -133,13 +135,13 @@ def test_leave_one_group_out(capsys):
 
 
 # (mean absolute error, worst error) per group, as README.md and docs/gpu-model.md print them (0.1%)
-QUOTED = {"sc21-table1": (0.021, 0.040), "sc21-zero3": (0.055, 0.108), "sc21-ptdp": (0.023, 0.051),
-          "mt-nlg": (0.062, 0.088), "bloom": (0.141, -0.141), "opt": (0.000, 0.000),
-          "neox": (0.122, -0.122), "mcore-h100": (0.044, 0.067), "nemo-24.07": (0.028, -0.099),
-          "dgxc-24.11": (0.052, -0.188), "flash-attn": (0.145, -0.158),
-          "mosaic-a100": (0.141, 0.203), "mosaic-h100": (0.117, 0.230),
-          "dgxc-25.04": (0.058, -0.146), "bridge-h100": (0.093, -0.144),
-          "bridge-blackwell": (0.077, -0.264), "llama3-table4": (0.194, -0.257)}
+QUOTED = {"sc21-table1": (0.021, 0.038), "sc21-zero3": (0.047, -0.109), "sc21-ptdp": (0.024, 0.051),
+          "mt-nlg": (0.041, 0.066), "bloom": (0.032, -0.032), "opt": (0.000, 0.000),
+          "neox": (0.140, -0.140), "mcore-h100": (0.045, 0.074), "nemo-24.07": (0.029, -0.104),
+          "dgxc-24.11": (0.051, -0.188), "flash-attn": (0.024, -0.039),
+          "mosaic-a100": (0.140, 0.204), "mosaic-h100": (0.120, 0.239),
+          "dgxc-25.04": (0.052, -0.144), "bridge-h100": (0.089, -0.134),
+          "bridge-blackwell": (0.031, -0.046), "llama3-table4": (0.144, -0.217)}
 
 
 def test_quoted_group_figures_at_their_printed_precision():

@@ -6,6 +6,7 @@ issue 14): it is replaced by brute force over every plan through ``estimate``, o
 enough to enumerate, covering every stack, ZeRO stage, context parallelism and interleaving.
 """
 
+import dataclasses
 import itertools
 
 import pytest
@@ -15,6 +16,7 @@ from models.spec import ModelSpec
 from wsim.errors import ConfigError
 from wsim.gpu import STACKS, estimate, search
 from wsim.gpu.plan import divisors
+from wsim.gpu.stages import edge_balanced
 
 SMALL = ModelSpec(name="small", layers=8, hidden=512, heads=8, vocab=4000, positions=1024,
                   dropout=True)
@@ -25,7 +27,7 @@ def _brute_force(model, *, seq, batch, gpus, gpu, **opts):
     fitting one inside a validated regime (or None)."""
     fastest = valid = None
     for tp, cp, pp in itertools.product(divisors(gpus), repeat=3):
-        if gpus % (tp * cp * pp) or model.heads % tp or model.layers % pp:
+        if gpus % (tp * cp * pp) or model.heads % tp or pp > model.layers:
             continue
         if cp > 1 and (seq % (2 * cp) or opts.get("attention") != "flash"):
             continue  # context parallelism: 2 cp equal chunks, flash attention (wsim.gpu.inputs)
@@ -35,6 +37,8 @@ def _brute_force(model, *, seq, batch, gpus, gpu, **opts):
         for st in STACKS.values():
             if (pp > 1 and not st.pipeline) or (cp > 1 and not st.context_parallel):
                 continue
+            if model.layers % pp and not (st.uneven_stages and edge_balanced(model.layers, pp)):
+                continue  # uneven: only the edge-balanced split (wsim.gpu.stages)
             if opts.get("precision") == "fp8" and not st.fp8:
                 continue
             for mb, rc, sp, zero in itertools.product(divisors(batch // dp),
@@ -42,24 +46,32 @@ def _brute_force(model, *, seq, batch, gpus, gpu, **opts):
                                                       (False, True), st.zero_stages):
                 if (sp and tp == 1) or (zero >= 2 and pp > 1):
                     continue
-                vs = divisors(model.layers // pp) if (pp > 1 and st.interleave) else [1]
+                vs = divisors(-(-model.layers // pp)) if (pp > 1 and st.interleave) else [1]
                 # the stack's default options, and every option it has that this plan can use
                 usable = {"grad_reduce_fp32": False, "tp_comm_overlap": sp, "cuda_graphs": True,
-                          "p2p_overlap": True,
+                          "p2p_overlap": True, "cpu_offload_layers": 0,
                           "fp8_param_gather": opts.get("precision") == "fp8" and zero in (1, 3)}
                 for knobs in ({}, {n: usable[n] for n in st.knobs}):
                   for v in vs:
                     if v > 1 and (batch // dp // mb) % pp:
                         continue
-                    r = estimate(model, seq=seq, batch=batch, gpus=gpus, gpu=gpu, tp=tp, pp=pp,
-                                 cp=cp, micro_batch=mb, interleave=v, recompute=rc,
-                                 sequence_parallel=sp, zero=zero, stack=st.name, allow_oom=True,
-                                 **opts, **knobs)
-                    if r.fits and (fastest is None or r.step_time_s < fastest.step_time_s):
-                        fastest = r
-                    if r.fits and r.regime["validated"] and (
-                            valid is None or r.step_time_s < valid.step_time_s):
-                        valid = r
+                    kw = dict(seq=seq, batch=batch, gpus=gpus, gpu=gpu, tp=tp, pp=pp, cp=cp,
+                              micro_batch=mb, interleave=v, recompute=rc, sequence_parallel=sp,
+                              zero=zero, stack=st.name, allow_oom=True, **opts)
+                    rs = [estimate(model, **kw, **knobs)]
+                    if not rs[0].fits and rc == "none" and pp == 1 \
+                            and "cpu_offload_layers" in st.knobs:
+                        # activation offloading: every layer count (the search takes the fewest
+                        # that fit)
+                        rs += [estimate(model, **kw, **dict(knobs, cuda_graphs=False,
+                                                            cpu_offload_layers=n))
+                               for n in range(1, model.layers)]
+                    for r in rs:
+                        if r.fits and (fastest is None or r.step_time_s < fastest.step_time_s):
+                            fastest = r
+                        if r.fits and r.regime["validated"] and (
+                                valid is None or r.step_time_s < valid.step_time_s):
+                            valid = r
     return fastest, valid
 
 
@@ -67,6 +79,8 @@ def _brute_force(model, *, seq, batch, gpus, gpu, **opts):
     (SMALL, 1024, 16, 8, "a100-40gb", {}),
     (SMALL, 1024, 8, 16, "h100-80gb", dict(attention="flash", precision="fp8")),
     (zoo.get("cerebras-gpt-1.3b"), 2048, 32, 16, "a100-40gb", {}),
+    # 6 layers on pp 4: the edge-balanced split (1, 2, 2, 1 layers), a choice of the search
+    (dataclasses.replace(SMALL, name="small6", layers=6, vocab=32000), 1024, 16, 8, "a100-40gb", {}),
 ])
 def test_search_equals_brute_force(model, seq, batch, gpus, gpu, opts):
     best = search(model, seq=seq, batch=batch, gpus=gpus, gpu=gpu, **opts)

@@ -93,6 +93,10 @@ def register(subparsers) -> None:
             ("p2p-overlap", "pipeline sends under the next chunk's compute (interleaved schedule)")):
         p.add_argument(f"--{flag}", action=argparse.BooleanOptionalAction, default=None,
                        help=f"{text}; default: the stack's")
+    p.add_argument("--cpu-offload-layers", type=int, metavar="N",
+                   help="offload the saved activations of the first N layers to host memory "
+                        "(Megatron-Core cpu_offloading; pp 1, --recompute none; default 0; "
+                        "--search offloads the fewest layers that fit where it can)")
     p.add_argument("--fabric", choices=FABRICS,
                    help="scale-out network: infiniband or roce (default: the GPU preset's, infiniband)")
     p.add_argument("--allow-oom", action="store_true",
@@ -204,7 +208,8 @@ def human(r: dict) -> str:
         f"{p['micro_batch']}, interleave {p['interleave']}, recompute {p['recompute']}, "
         f"sequence-parallel {'on' if p['sequence_parallel'] else 'off'}, zero {p['zero']}, "
         f"stack {p['stack']}{chosen}",
-        "options: " + ", ".join(f"{n.replace('_', '-')} {'on' if p.get(n) else 'off'}"
+        "options: " + ", ".join(f"{n.replace('_', '-')} " + (
+            str(p.get(n) or 0) if n == "cpu_offload_layers" else ('on' if p.get(n) else 'off'))
                                 for n in KNOBS),
         *_regime_lines(r.get("regime", {})),
         f"step time       {r['step_time_s']:10.3f} s   ({r['tokens_per_s']:,.0f} tokens/s)",

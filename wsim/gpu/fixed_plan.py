@@ -91,7 +91,9 @@ def best_for_plan(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, g
     best = smallest = None
     for st in stacks:
         kn = resolve(st, fp8=c.fp8, sp=sequence_parallel, zero=zero, given=knobs)
-        vs = divisors(model.layers // pp) if (auto_v and pp > 1 and st.interleave) else [base.interleave]
+        # interleaves that divide the fullest stage's layers (check_plan's rule; the search's)
+        vs = divisors(-(-model.layers // pp)) if (auto_v and pp > 1 and st.interleave) \
+            else [base.interleave]
         for b in mbs:
             m = local // b
             for v in vs:

@@ -32,6 +32,12 @@ default (``Stack.knob_defaults``); a stack that lacks a feature refuses it (``St
   megatron/core/pipeline_parallel/schedules.py): the send and receive of one model chunk's
   activations run while the next chunk computes. Time: a pipeline send costs only the penalty of
   its overlap when the schedule interleaves (v > 1); exposed with plain 1F1B.
+- ``cpu_offload_layers`` (Megatron-Core ``cpu_offloading`` with ``cpu_offloading_num_layers``;
+  Transformer Engine ``get_cpu_offload_context``): an integer, 0 (off) or the number of leading
+  layers whose saved activations go to host memory over the GPU's host link and come back for the
+  backward (``wsim.gpu.offload``). Memory: the stage holds (layers - n) layers' activations; time:
+  what the copies do not hide under the layers' compute. Needs no pipeline parallelism, no
+  recompute, no CUDA graphs (Megatron-Core's checks; ``wsim.gpu.plan.check_plan``).
 
 Kept as a plain tuple so that ``evaluate`` stays fast; an ``ep`` (expert parallel) dimension can
 be added to the plan beside these without touching them.
@@ -43,7 +49,9 @@ from typing import NamedTuple
 
 from wsim.errors import ConfigError
 
-KNOBS = ("tp_comm_overlap", "grad_reduce_fp32", "fp8_param_gather", "cuda_graphs", "p2p_overlap")
+KNOBS = ("tp_comm_overlap", "grad_reduce_fp32", "fp8_param_gather", "cuda_graphs", "p2p_overlap",
+         "cpu_offload_layers")
+BOOL_KNOBS = KNOBS[:5]
 
 
 def check_names(given: dict) -> None:
@@ -73,6 +81,7 @@ class Knobs(NamedTuple):
     fp8_param_gather: bool
     cuda_graphs: bool
     p2p_overlap: bool
+    cpu_offload_layers: int = 0
 
     @property
     def grad_bytes(self) -> float:
@@ -85,7 +94,7 @@ def resolve(stack, *, fp8: bool, sp: bool, zero: int, given: dict | None = None)
     fp8_param_gather in bf16, is off). Raises ConfigError for a given knob the stack or plan lacks."""
     given = given or {}
     out = {}
-    for name in KNOBS:
+    for name in BOOL_KNOBS:
         value = given.get(name)
         if value is not None and not isinstance(value, bool):
             raise ConfigError(f"plan.{name} must be true or false, got {value!r}")
@@ -101,6 +110,14 @@ def resolve(stack, *, fp8: bool, sp: bool, zero: int, given: dict | None = None)
             raise ConfigError(f"stack {stack.name} has no {name} option (it runs "
                               f"{name}={default}); use stack megatron-core or nemo")
         out[name] = value
+    off = given.get("cpu_offload_layers")
+    if off is not None:
+        if isinstance(off, bool) or not isinstance(off, int) or off < 0:
+            raise ConfigError(f"plan.cpu_offload_layers must be a whole number >= 0, got {off!r}")
+        if off and "cpu_offload_layers" not in stack.knobs:
+            raise ConfigError(f"stack {stack.name} has no activation offloading "
+                              "(cpu_offload_layers); use stack megatron-core or nemo")
+        out["cpu_offload_layers"] = off
     k = Knobs(**out)
     if k.tp_comm_overlap and not sp:
         raise ConfigError("plan.tp_comm_overlap needs sequence parallelism (Megatron-LM: tensor "
@@ -111,4 +128,7 @@ def resolve(stack, *, fp8: bool, sp: bool, zero: int, given: dict | None = None)
     if k.fp8_param_gather and zero not in (1, 3):
         raise ConfigError("plan.fp8_param_gather gathers parameters: it needs the distributed "
                           "optimizer (--zero 1) or --zero 3")
+    if k.cpu_offload_layers and k.cuda_graphs:
+        raise ConfigError("plan.cpu_offload_layers does not combine with cuda_graphs (Megatron-Core: "
+                          "'CUDA graphs not supported with CPU offloading'); drop one")
     return k

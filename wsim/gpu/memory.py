@@ -21,6 +21,10 @@
   block's full activations for one micro-batch. Context parallelism splits every token count by cp.
 - Micro-batches in flight on the first stage: min(m, p) for 1F1B; for the interleaved schedule
   Megatron-LM's warm-up keeps (v-1)p + 2(p-1) + 1 chunks of L/(pv) layers.
+- Activation offloading (``wsim.gpu.offload``, pp 1 only): the stage stores (layers - offloaded)
+  layers' activations.
+- Edge-balanced stages (``wsim.gpu.stages``): the first and the last stage hold one layer fewer; the
+  fullest of the first, the second and the last stage is reported.
 - The last stage also holds the logits: 2 bytes (16-bit) + 4 bytes (fp32 copy for the cross-entropy,
   Megatron's vocab-parallel loss) per token per vocabulary entry / tp.
 """
@@ -28,6 +32,8 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+
+from wsim.gpu.stages import edge_balanced
 
 WEIGHT_BYTES = 2.0  # 16-bit weights (ZeRO sec. 3.1)
 GRAD_BYTES = 2.0  # 16-bit gradients (ZeRO sec. 3.1); Megatron-Core: Stack.grad_reduce_bytes = 4
@@ -89,13 +95,16 @@ def act_bytes_per_token_layer(c, tp: int, recompute: str, sp: bool) -> float:
     return c.act_rep / rep_div + par
 
 
-def inflight_layers(layers_per_stage: int, pp: int, v: int, m: int) -> float:
-    """Layer-micro-batches of activations the first stage holds at its peak."""
+def inflight_layers(layers_per_stage: int, pp: int, v: int, m: int, rank: int = 0) -> float:
+    """Layer-micro-batches of activations pipeline stage ``rank`` (0: the first) holds at its
+    peak: 1F1B's pp - rank micro-batches, or Megatron-LM's interleaved warm-up of
+    (v-1)p + 2(p-1-rank) + 1 chunks (schedules.py, num_warmup_microbatches, plus the one in
+    steady state)."""
     if pp == 1:
         return float(layers_per_stage)
     if v == 1:
-        return float(min(m, pp) * layers_per_stage)
-    chunks = min(m * v, (v - 1) * pp + 2 * (pp - 1) + 1)
+        return float(min(m, pp - rank) * layers_per_stage)
+    chunks = min(m * v, (v - 1) * pp + 2 * (pp - 1 - rank) + 1)
     return chunks * layers_per_stage / v
 
 
@@ -107,8 +116,14 @@ def memory(c, tp: int, pp: int, dp: int, b: int, v: int, recompute: str, sp: boo
     parallel size that shards their optimizer state, extra stored bytes per token of a sparse
     block, one sparse block's transient dispatch buffers; ``wsim.gpu.moe``)."""
     (L, w, g, o, gathered, stored, working, logits, first_params, last_params,
-     (ew, eg, eo)) = _fixed(c, tp, pp, dp, b, recompute, sp, zero, cp, stack, kn, sparse)
-    first_act = inflight_layers(L, pp, v, m) * stored + working
+     (ew, eg, eo), mid_params) = _fixed(c, tp, pp, dp, b, recompute, sp, zero, cp, stack, kn, sparse)
+    if mid_params is not None:
+        return _edge_balanced(c, L, w, g, o, gathered, stored, working, logits, first_params,
+                              last_params, mid_params, pp, v, m)
+    # activation offloading (pp 1): the offloaded layers' activations are in host memory
+    # (Transformer Engine's peak, (layers - offloaded) x one layer's; wsim.gpu.offload)
+    kept = L - kn.cpu_offload_layers if kn is not None and kn.cpu_offload_layers else L
+    first_act = inflight_layers(kept, pp, v, m) * stored + working
     last_act = L * stored + working + logits
     if pp == 1:
         first_act += logits
@@ -171,14 +186,41 @@ def _fixed(c, tp, pp, dp, b, recompute, sp, zero, cp, stack, kn, sparse) -> tupl
         expert_states = expert_params * we, expert_params * ge, expert_params * oe
 
     body = L * c.block_params / tp
+    mid_params = None
+    if sparse is None and stack is not None and stack.uneven_stages \
+            and edge_balanced(c.layers, pp):  # wsim.gpu.stages: the edges one layer short
+        mid_params = body
+        body = (L - 1) * c.block_params / tp
     first_params = body + c.embed_params_tp(tp)
     last_params = body + c.head_params_tp(tp, pp)
     if pp == 1:
         first_params += c.head_params_tp(tp, pp)
         last_params = first_params
-    out = (L, w, g, o, gathered, stored, working, logits, first_params, last_params, expert_states)
+    out = (L, w, g, o, gathered, stored, working, logits, first_params, last_params, expert_states,
+           mid_params)
     c._mem[key] = (stack, out)
     return out
+
+
+def _edge_balanced(c, L, w, g, o, gathered, stored, working, logits, first_params, last_params,
+                   mid_params, pp, v, m) -> MemoryBreakdown:
+    """The fullest of the first (L - 1 layers, the embedding, the most micro-batches in flight),
+    the second (L layers, one micro-batch fewer) and the last stage (L - 1 layers, the head, the
+    logits) of an edge-balanced split (wsim.gpu.stages). The first stage's chunks are taken as
+    (L - 1) / v layers each (the real split shortens its first chunk only)."""
+    r = c.reserved_bytes
+    stages = (
+        (0, first_params, inflight_layers(L - 1, pp, v, m) * stored + working),
+        (1, mid_params, inflight_layers(L, pp, v, m, rank=1) * stored + working),
+        (pp - 1, last_params, (L - 1) * stored + working + logits))
+    best = None
+    for stage, params, act in stages:
+        total = (params * w + gathered) + params * g + params * o + act + r
+        if best is None or total > best[0]:
+            best = (total, stage, params, act)
+    _, stage, params, act = best
+    return MemoryBreakdown(params * w + gathered, params * g, params * o, act, r,
+                           c.capacity_bytes, stage)
 
 
 def states_lower_bound(c, tp: int, pp: int, dp: int, zero: int, cp: int = 1,
@@ -187,4 +229,7 @@ def states_lower_bound(c, tp: int, pp: int, dp: int, zero: int, cp: int = 1,
     w, g, o = state_bytes_per_param(zero, dp * cp, min(grad_bytes, GRAD_BYTES), c.fp8, c.fp8)
     L = -(-c.layers // pp)  # the fullest stage (uneven stages: DeepSpeed)
     params = L * c.block_params / tp + min(c.embed_params_tp(tp), c.head_params_tp(tp, pp))
+    if edge_balanced(c.layers, pp) and c.moe is None:  # a middle stage, or an edge one short
+        params = max(L * c.block_params / tp, (L - 1) * c.block_params / tp
+                     + min(c.embed_params_tp(tp), c.head_params_tp(tp, pp)))
     return params * (w + g + o) + c.reserved_bytes

@@ -69,6 +69,7 @@ class Plan:
     fp8_param_gather: bool | None = None
     cuda_graphs: bool | None = None
     p2p_overlap: bool | None = None
+    cpu_offload_layers: int | None = None  # None/0: no activation offloading (wsim.gpu.offload)
     # mixture of experts (module docstring)
     ep: int = 1
     etp: int | None = None
@@ -201,11 +202,33 @@ def check_plan(plan: Plan, model: ModelSpec, *, batch: int, gpus: int, seq: int 
         raise ConfigError(f"micro_batch {plan.micro_batch} does not divide the {local} sequences per "
                           f"data-parallel replica; allowed: {', '.join(map(str, divisors(local)))}")
     m = local // plan.micro_batch
+    check_offload(plan, model)
     check_experts(plan, model)
     if plan.interleave > 1 and m % plan.pp:
         raise ConfigError(f"the interleaved schedule needs the number of micro-batches ({m}) to be a "
                           f"multiple of pp ({plan.pp}) (Megatron-LM); use interleave 1 or a smaller "
                           "micro_batch")
+
+
+def check_offload(plan: Plan, model: ModelSpec) -> None:
+    """Megatron-Core's activation-offloading rules (megatron/core/transformer/transformer_config.py
+    @ d98e8a64, ``__post_init__``; ``wsim.gpu.offload``)."""
+    n = plan.cpu_offload_layers or 0
+    if not n:
+        return
+    if n >= model.layers:
+        raise ConfigError(f"cpu_offload_layers {n} must be less than the model's {model.layers} "
+                          "layers (Megatron-Core: 'CPU offloading can be done only for layers less "
+                          "than num_layers')")
+    if plan.pp > 1:
+        raise ConfigError(f"cpu_offload_layers needs pp 1, got pp {plan.pp} (Megatron-Core: 'no "
+                          "support for Pipeline parallelism with CPU offloading')")
+    if plan.recompute != "none":
+        raise ConfigError(f"cpu_offload_layers needs recompute none, got {plan.recompute!r} "
+                          "(Megatron-Core: 'CPU offloading does not work when activation "
+                          "recomputation is enabled')")
+    if model.experts:
+        raise ConfigError("cpu_offload_layers with a mixture of experts is not modelled; drop it")
 
 
 def check_experts(plan: Plan, model: ModelSpec) -> None:

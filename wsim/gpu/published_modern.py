@@ -197,12 +197,17 @@ def _bridge() -> list[Row]:
             # perf_recipes/llama/{b200,gb200}/llama3.py @ 067f987d: cuda_graph_impl "local")
             extra, note = {"cuda_graphs": True}, "; CUDA graphs (the recipe's)"
         if tag == "70b" and fsdp and gpu == "gb200-nvl72":
+            # Megatron-Bridge src/megatron/bridge/perf_recipes/llama/gb200/llama3.py @ 067f987d,
+            # llama3_70b_pretrain_64gpu_gb200_fp8cs_config: cpu_offloading True, num_layers 40;
+            # Megatron-Core refuses recompute with offloading, so the run had none
+            extra = {"cpu_offload_layers": 40, "recompute": "none"}
             note = ("; the recipe offloads 40 of 80 layers' activations to the Grace CPU "
-                    "(cpu_offloading_num_layers 40, gb200/llama3.py): not modelled, the model "
-                    "recomputes instead")
+                    "(cpu_offloading_num_layers 40, gb200/llama3.py), hence no recompute "
+                    "(Megatron-Core refuses both together)")
         rows.append(Row(group, f"{ver}-{tag}-{gpu.split('-')[0]}-{gpus}", VALIDATION, model, gpu,
                         gpus, gbs, 8192, "tokens_per_s_per_gpu", tps, _BRIDGE.format(ver, system),
-                        _plan(tp, pp, cp, vp, mbs, zero=3 if fsdp else 1, precision="fp8", **extra),
+                        {**_plan(tp, pp, cp, vp, mbs, zero=3 if fsdp else 1, precision="fp8"),
+                         **extra},
                         notes="FSDP > 0: Megatron-FSDP (zero 3); recompute not stated (the "
                               "fastest that fits)" + note))
     return rows

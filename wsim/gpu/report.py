@@ -122,6 +122,7 @@ def build_report(c: Consts, plan: Plan, ev: Evaluation, chosen=(), search=None,
         "compute_s": ev.compute_s, "recompute_s": ev.recompute_s, "tp_comm_s": ev.tp_comm_s,
         "cp_comm_s": ev.cp_comm_s, "ep_comm_s": ev.ep_comm_s, "pp_comm_s": ev.pp_comm_s, "bubble_s": ev.bubble_s,
         "dp_comm_s": ev.dp_comm_s, "optimizer_s": ev.optimizer_s, "launch_s": ev.launch_s,
+        "offload_s": ev.offload_s,
     }
     network = {"nic_bytes_per_s": c.gpu.nic_bytes_per_s, "fabric": c.gpu.fabric,
                "nvlink_bytes_per_s": c.gpu.nvlink_bytes_per_s,

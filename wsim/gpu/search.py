@@ -21,6 +21,8 @@ from models.spec import ModelSpec
 from wsim.errors import ConfigError
 from wsim.gpu.inputs import make_consts, cp_runs, stacks_for
 from wsim.gpu.knobs import check_names, resolve
+from wsim.gpu.offload import offload_runs, offload_to_fit
+from wsim.gpu.stages import edge_balanced
 from wsim.gpu.memory import states_lower_bound
 from wsim.gpu.moe import Dispatch, expert_states_lower_bound, load as moe_load
 from wsim.gpu.plan import RECOMPUTE, Plan, divisors
@@ -127,9 +129,12 @@ def search(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, gpu="a10
         for x in cps:
             rest = gpus // (t * x)
             # (a mixture of experts runs on Megatron-Core stacks, which split layers unevenly: any pp
-            # up to the layer count; a dense model keeps pp | layers as before)
+            # up to the layer count; a dense model pp | layers, or the edge-balanced split of the
+            # stacks with uneven stages, wsim.gpu.stages)
             pps = [p for p in divisors(rest) if batch % (rest // p) == 0
-                   and (model.layers % p == 0 or (c.moe is not None and p <= model.layers))]
+                   and (model.layers % p == 0 or (c.moe is not None and p <= model.layers)
+                        or (c.moe is None and edge_balanced(model.layers, p)
+                            and any(st.uneven_stages for st in stacks)))]
             if pp is not None:
                 pps = [p for p in pps if p == pp]
             for p in pps:
@@ -154,7 +159,8 @@ def search(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, gpu="a10
         local = batch // d
         by_zero: dict = {}
         for st in stacks:
-            if (p > 1 and not st.pipeline) or (x > 1 and not cp_runs(c, st)):
+            if (p > 1 and not st.pipeline) or (x > 1 and not cp_runs(c, st)) \
+                    or (model.layers % p and not st.uneven_stages):
                 continue
             zs = [z for z in zeros if z in st.zero_stages and (z < 2 or p == 1)
                   and (z < 2 or c.moe is None)]  # experts: ZeRO-2/3 not modelled
@@ -222,9 +228,22 @@ def search(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, gpu="a10
                                         lambda: regime(st, z, rc, sp, t, x, p, b)):
                                     stats["pruned_compute"] += 1
                                     continue
+                                if kn.cpu_offload_layers and not offload_runs(p, rc, L, kn):
+                                    continue  # a given offload runs only with pp 1, no recompute
                                 ev = evaluate(c, t, p, d, b, v, rc, sp, z, x, st, kn, sparse)
                                 stats["evaluations"] += 1
                                 mem = ev.memory.total_bytes
+                                if mem > cap:
+                                    # no recompute and too full: offload the fewest layers that
+                                    # make it fit, where the stack can (a choice of the search;
+                                    # the offload only adds time, so every bound above holds)
+                                    okn = offload_to_fit(c, st, kn, knobs, p, rc, L, b, x, t, sp,
+                                                         mem - cap, sparse)
+                                    if okn is not None:
+                                        ev = evaluate(c, t, p, d, b, v, rc, sp, z, x, st, okn,
+                                                      sparse)
+                                        stats["evaluations"] += 1
+                                        mem = ev.memory.total_bytes
                                 if mem > cap:
                                     if smallest is None or mem < smallest[0]:
                                         smallest = (mem, (t, x, p, d, z))
@@ -326,7 +345,8 @@ def _knob_variants(st, fp8: bool, sp: bool, zero: int, given: dict, cache: dict)
         cache[key] = ()
         return ()
     usable = {"grad_reduce_fp32": False, "tp_comm_overlap": sp, "cuda_graphs": True,
-              "fp8_param_gather": fp8 and zero in (1, 3), "p2p_overlap": True}
+              "fp8_param_gather": fp8 and zero in (1, 3), "p2p_overlap": True,
+              "cpu_offload_layers": 0}
     on = dict(given)
     for n in st.knobs:
         if given.get(n) is None:

@@ -41,10 +41,13 @@ class GpuSpec:
     # FP16/BF16 and FP8 peaks *with* 2:4 structured sparsity, as datasheets headline them; kept
     # apart and never used by the cost model (training GEMMs are dense)
     sparse_peak_flops_per_s: float = 0.0
+    # the GPU's link to its host's memory, per direction: what activation offloading
+    # (wsim.gpu.offload) moves over; PCIe on x86 hosts, NVLink-C2C on Grace
+    host_link_bytes_per_s: float = 64e9
 
     def __post_init__(self) -> None:
         for name in ("peak_flops_per_s", "hbm_bytes", "hbm_bytes_per_s", "nvlink_bytes_per_s",
-                     "nic_bytes_per_s"):
+                     "nic_bytes_per_s", "host_link_bytes_per_s"):
             positive(f"gpu.{name}", getattr(self, name))
         positive("gpu.gpus_per_node", self.gpus_per_node, integer=True)
         non_negative("gpu.fp8_flops_per_s", self.fp8_flops_per_s)
@@ -108,13 +111,18 @@ GPUS: dict[str, GpuSpec] = {
     # A100 SXM 40 GB: HBM2 at 1,555 GB/s; NVLink 300 GB/s per direction; one 200 Gb/s HDR NIC
     # (25 GB/s) per GPU. HBM bytes: nvidia-smi reports 40,960 MiB / 81,920 MiB, i.e. 40 / 80 GiB
     # (assumption that the datasheet's "GB" is GiB, as nvidia-smi shows). No FP8 tensor cores.
+    # Host link: PCIe Gen4 x16, 64 GB/s bidirectional (A100 datasheet): 32 GB/s per direction.
     "a100-40gb": GpuSpec("a100-40gb", 312e12, 40 * GIB, 1555e9, 300e9, 25e9,
-                         node_power_w=6500.0, source=_A100, sparse_peak_flops_per_s=624e12),
+                         node_power_w=6500.0, source=_A100, sparse_peak_flops_per_s=624e12,
+                         host_link_bytes_per_s=32e9),
     # A100 SXM 80 GB: HBM2e at 2,039 GB/s; everything else as above.
     "a100-80gb": GpuSpec("a100-80gb", 312e12, 80 * GIB, 2039e9, 300e9, 25e9,
-                         node_power_w=6500.0, source=_A100, sparse_peak_flops_per_s=624e12),
+                         node_power_w=6500.0, source=_A100, sparse_peak_flops_per_s=624e12,
+                         host_link_bytes_per_s=32e9),
     # H100 SXM: 989 TFLOP/s dense BF16, 1,979 dense FP8 (Transformer Engine); NVLink 450 GB/s per
-    # direction; one 400 Gb/s NDR NIC (50 GB/s) per GPU.
+    # direction; one 400 Gb/s NDR NIC (50 GB/s) per GPU. Host link: PCIe Gen5 x16, 128 GB/s
+    # bidirectional (H100 datasheet): 64 GB/s per direction (the default; H800, H100 NVL, H200 and
+    # B200 hosts likewise: assumption for B200, whose DGX host is PCIe Gen5).
     "h100-80gb": GpuSpec("h100-80gb", 989e12, 80 * GIB, 3350e9, 450e9, 50e9,
                          fp8_flops_per_s=1979e12, node_power_w=10200.0, source=_H100,
                          sparse_peak_flops_per_s=1979e12),
@@ -143,9 +151,12 @@ GPUS: dict[str, GpuSpec] = {
                           sparse_peak_flops_per_s=4500e12),
     # GB200 NVL72: one NVLink domain of 72 GPUs (gpus_per_node 72: every group of up to 72 ranks
     # stays on NVLink, 900 GB/s per direction); 186 GB HBM3e at 8 TB/s; a 400 Gb/s NIC per GPU.
+    # Host link: NVLink-C2C, 900 GB/s bidirectional between one Grace CPU and the superchip's two
+    # B200 (GB200 NVL72 datasheet); ASSUMPTION: shared evenly, 225 GB/s per GPU per direction (both
+    # GPUs of a superchip offload at once in a data-parallel run).
     "gb200-nvl72": GpuSpec("gb200-nvl72", 2450e12, 186e9, 8000e9, 900e9, 50e9, gpus_per_node=72,
                            fp8_flops_per_s=4900e12, node_power_w=120e3, source=_GB200,
-                           sparse_peak_flops_per_s=5000e12),
+                           sparse_peak_flops_per_s=5000e12, host_link_bytes_per_s=225e9),
 }
 
 ALIASES = {"h200": "h200-141gb", "b200": "b200-180gb", "h100": "h100-80gb", "a100": "a100-80gb",

@@ -32,7 +32,9 @@ from wsim.gpu.consts import Consts
 from wsim.gpu.dataparallel import _overlap, data_parallel
 from wsim.gpu.knobs import (KERNELS_PER_BLOCK_BWD, KERNELS_PER_BLOCK_FWD, KERNELS_PER_CP_STEP_BWD,
                              KERNELS_PER_CP_STEP_FWD, Knobs, resolve)
-from wsim.gpu.memory import memory
+from wsim.gpu.memory import act_bytes_per_token_layer, memory
+from wsim.gpu.offload import exposed_s as offload_exposed_s
+from wsim.gpu.stages import edge_balanced
 
 # bytes of HBM traffic per element of one ring step's merge (context parallelism, Transformer
 # Engine context_parallel.py @ d0067d0d; see ``_layer``)
@@ -46,7 +48,7 @@ class Evaluation:
 
     __slots__ = ("step_s", "compute_s", "recompute_s", "tp_comm_s", "cp_comm_s", "pp_comm_s",
                  "dp_comm_s", "bubble_s", "optimizer_s", "launch_s", "bubble_fraction", "memory",
-                 "m", "knobs", "ep_comm_s")
+                 "m", "knobs", "ep_comm_s", "offload_s")
 
 
 def evaluate(c: Consts, tp: int, pp: int, dp: int, b: int, v: int, recompute: str, sp: bool,
@@ -81,6 +83,7 @@ def evaluate(c: Consts, tp: int, pp: int, dp: int, b: int, v: int, recompute: st
     ev.dp_comm_s = s.dp_comm_s
     ev.optimizer_s = s.optimizer_s
     ev.ep_comm_s = s.ep_comm_s
+    ev.offload_s = s.offload_s
     ev.step_s = step
     ev.bubble_fraction = (pp - 1) / (v * m)
     ev.memory = memory(c, tp, pp, dp, b, v, recompute, sp, zero, m, cp, st, s.kn, s.sparse_mem)
@@ -94,6 +97,9 @@ def _pipeline(s: "_Stage", pp: int, v: int, send: float) -> tuple[float, float]:
     tau = s.tau_before_send + send + s.L_launch
     if pp == 1:
         tau_max = tau_mean = tau + s.head_extra + s.embed_extra
+    elif s.edge_layer:  # edge-balanced stages (wsim.gpu.stages): the edges one layer short
+        tau_max = max(tau, tau - s.edge_layer + max(s.head_extra, s.embed_extra))
+        tau_mean = tau + (s.head_extra + s.embed_extra - 2.0 * s.edge_layer) / pp
     else:
         tau_max = tau + max(s.head_extra, s.embed_extra)
         tau_mean = tau + (s.head_extra + s.embed_extra) / pp
@@ -130,7 +136,7 @@ class _Stage:
     __slots__ = ("kn", "m", "compute", "send_one", "tau_before_send", "L_launch", "head_extra",
                  "embed_extra", "dp_per_mb", "dp_exposed", "compute_s", "recompute_s",
                  "tp_comm_s", "launch_s", "cp_comm_s", "dp_comm_s", "optimizer_s", "ep_comm_s",
-                 "sparse_max", "sparse_mean", "sparse_mem")
+                 "sparse_max", "sparse_mean", "sparse_mem", "offload_s", "edge_layer")
 
 
 def _layer(c: Consts, tp: int, b: int, recompute: str, sp: bool, cp: int, st: Stack,
@@ -270,9 +276,26 @@ def _stage(c: Consts, tp: int, pp: int, dp: int, b: int, recompute: str, sp: boo
     s.send_one = comm.pp_send_s(act_bytes, gpu, eff, tp * cp * dp, tpg) if pp > 1 else 0.0
     s.head_extra = 3.0 * head_t + ar  # LM head fwd + bwd; its input-gradient all-reduce
     s.embed_extra = ar  # vocab-parallel embedding all-reduce in forward
-    # tau = compute + L rec + tp_comm + L cp_exposed + send + L launch, summed in this order
-    s.tau_before_send = compute + L * rec + tp_comm + L * cp_exposed
+    # activation offloading (pp 1, no recompute: plan.check_offload): the stage's layers wait for
+    # the copies their compute does not hide (wsim.gpu.offload)
+    offload = 0.0
+    if kn.cpu_offload_layers:
+        copy = (b * c.seq / cp * act_bytes_per_token_layer(c, tp, "none", sp)
+                / gpu.host_link_bytes_per_s)
+        offload = offload_exposed_s(L, kn.cpu_offload_layers, copy, layer_fwd, layer_bwd)
+    # tau = compute + L rec + tp_comm + L cp_exposed + offload + send + L launch, in this order
+    s.tau_before_send = compute + L * rec + tp_comm + L * cp_exposed + offload
     s.L_launch = L * launch
+    # the edge-balanced split (wsim.gpu.stages): middle stages of L layers, the first and the last
+    # of L - 1 and the embedding or the head; the breakdown describes the slower of the two kinds
+    s.edge_layer = 0.0
+    Lb, head_in = L, True
+    if sparse is None and st.uneven_stages and edge_balanced(c.layers, pp):
+        s.edge_layer = (s.tau_before_send + s.L_launch) / L  # one layer's share of the stage
+        if max(s.head_extra, s.embed_extra) > s.edge_layer:
+            Lb = L - 1
+        else:
+            head_in = False
 
     stage_bwd = L * layer_bwd + (2.0 * head_t if pp == 1 else 0.0)
     stage_fwd = L * layer_fwd
@@ -291,13 +314,21 @@ def _stage(c: Consts, tp: int, pp: int, dp: int, b: int, recompute: str, sp: boo
                           experts=experts)
     s.dp_per_mb = dpres.per_micro_batch_s
     s.dp_exposed = dpres.exposed_s
-    s.compute_s = m * (compute + 3.0 * head_t)  # the last stage (head_extra >= embed_extra)
-    s.recompute_s = m * L * rec
-    s.tp_comm_s = m * (tp_comm + (ar if pp > 1 else 2.0 * ar))
-    s.launch_s = m * L * launch
-    s.cp_comm_s = m * L * cp_exposed
+    if Lb == L and head_in:
+        s.compute_s = m * (compute + 3.0 * head_t)  # the last stage (head_extra >= embed_extra)
+        s.recompute_s = m * L * rec
+        s.tp_comm_s = m * (tp_comm + (ar if pp > 1 else 2.0 * ar))
+        s.launch_s = m * L * launch
+        s.cp_comm_s = m * L * cp_exposed
+    else:  # edge-balanced: the last stage (L - 1 layers and the head) or a middle one (L, none)
+        s.compute_s = m * (Lb * (fwd + bwd) + (3.0 * head_t if head_in else 0.0))
+        s.recompute_s = m * Lb * rec
+        s.tp_comm_s = m * (Lb * (tp_f + tp_b + tp_r) + (ar if head_in else 0.0))
+        s.launch_s = m * Lb * launch
+        s.cp_comm_s = m * Lb * cp_exposed
     s.dp_comm_s = dpres.exposed_s + m * dpres.per_micro_batch_s
     s.ep_comm_s = 0.0
+    s.offload_s = m * offload
     if sparse is not None:
         s.compute_s += m * Lm * sparse.compute
         s.recompute_s += m * Lm * sparse.rec
@@ -361,8 +392,11 @@ def step_lower_bound_s(c: Consts, tp: int, pp: int, dp: int, b: int, cp: int = 1
                     + 3.0 * (head + ew_head)) / _fastest_stack()
     # tensor-parallel communication overlapped with the GEMMs still costs at least its penalty
     ar *= min(1.0, c.eff.overlap_compute_penalty)
-    return m * (L * (3.0 * (linear + ew) + core_f + core_b + (c.ar_fwd + 2.0) * ar)
-                + 3.0 * (head + ew_head)) / _fastest_stack()
+    per_layer = 3.0 * (linear + ew) + core_f + core_b + (c.ar_fwd + 2.0) * ar
+    head_work = 3.0 * (head + ew_head)
+    if edge_balanced(c.layers, pp):  # a stack may put the head in a layer's place (stages.py)
+        return m * max(L * per_layer, (L - 1) * per_layer + head_work) / _fastest_stack()
+    return m * (L * per_layer + head_work) / _fastest_stack()
 
 
 def _fastest_stack() -> float:
