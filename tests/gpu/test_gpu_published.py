@@ -32,6 +32,8 @@ TOLERANCE = {
     "bridge-h100": 0.15,  # validation: Megatron-Bridge 25.09 / 25.11 on H100
     "bridge-blackwell": 0.15,  # validation: B200 and GB200 NVL72 (the 70B FSDP run with its
     # activation offloading; without it -26%)
+    "titan-a100": 0.15,  # validation, added after issue 19's fit: torchtitan FSDP2 on 64 A100, no
+    # and full checkpointing (full: the model is ~11% slow, as on the Mosaic A100 rows)
     "llama3-table4": 0.30,  # validation: Meta's own stack (meta-llama3), 8K-16K GPUs: recomputes
 }
 
@@ -141,7 +143,8 @@ QUOTED = {"sc21-table1": (0.021, 0.038), "sc21-zero3": (0.047, -0.109), "sc21-pt
           "dgxc-24.11": (0.051, -0.188), "flash-attn": (0.024, -0.039),
           "mosaic-a100": (0.140, 0.204), "mosaic-h100": (0.120, 0.239),
           "dgxc-25.04": (0.052, -0.144), "bridge-h100": (0.089, -0.134),
-          "bridge-blackwell": (0.031, -0.046), "llama3-table4": (0.144, -0.217)}
+          "bridge-blackwell": (0.031, -0.046), "llama3-table4": (0.144, -0.217),
+          "titan-a100": (0.086, -0.113)}
 
 
 def test_quoted_group_figures_at_their_printed_precision():

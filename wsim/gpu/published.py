@@ -14,6 +14,7 @@ import dataclasses
 from models import zoo
 from models.spec import ModelSpec
 from wsim.gpu import published_modern as modern
+from wsim.gpu import published_torchtitan as torchtitan
 from wsim.gpu.rows import DEVELOPMENT, VALIDATION, Row
 
 __all__ = ["DEVELOPMENT", "VALIDATION", "Row", "development_rows", "validation_rows", "all_rows"]
@@ -113,7 +114,7 @@ def development_rows() -> list[Row]:
 
 
 def validation_rows() -> list[Row]:
-    return validation_rows_2021() + modern.validation_rows()
+    return validation_rows_2021() + modern.validation_rows() + torchtitan.validation_rows()
 
 
 def development_rows_2021() -> list[Row]:
