@@ -248,12 +248,13 @@ def test_dense_search_bit_identical_to_main():
 # ---- published MoE runs -----------------------------------------------------------------------------
 TOLERANCE = 0.25  # a published MoE row is "within" at 25% (what the rows support; docs/gpu-model.md)
 # beyond it, named (docs/gpu-model.md "Mixture of experts": fine-grained experts run 1.4-3.6x slower
-# than the model says; DeepSeek-V3's own cluster routes to at most 4 nodes and dispatches in FP8)
+# than the model says; DeepSeek-V3's own cluster routes to at most 4 nodes and dispatches in FP8;
+# since MLA is exact, DeepSeek-V3 on GB200 at 25.09 FP8 and 25.11 BF16 are within: -7%, -11%)
 NAMED_MISSES = {
-    "bridge-moe/25.09-dsv3-fp8-gb200-256", "bridge-moe/25.09-q30-fp8-gb200-8",
+    "bridge-moe/25.09-q30-fp8-gb200-8",
     "bridge-moe/25.09-q235-fp8-gb200-64", "bridge-moe/25.09-dsv3-fp8-b200-256",
     "bridge-moe/25.09-q30-fp8-b200-8", "bridge-moe/25.09-q235-fp8-b200-64",
-    "bridge-moe/25.09-q30-fp8-h100-16", "bridge-moe/25.11-dsv3-bf16-gb200-256",
+    "bridge-moe/25.09-q30-fp8-h100-16",
     "bridge-moe/25.11-q30-fp8-gb200-8",
     "bridge-moe/25.11-q30-fp8-b200-8", "bridge-moe/25.11-q235-fp8-b200-64",
     "bridge-moe/25.11-q30-fp8-h100-16",
