@@ -110,3 +110,52 @@ def test_every_other_zoo_model_has_no_mla():
     assert others and all(not m.mla and m.kv_lora_rank == 0 for m in others)
     m = ModelSpec(name="t", layers=2, hidden=64, heads=4)
     assert m.head_dim == 16 and m.attention_params == 4 * 64 * 64 + 4 * 64
+
+
+# deepseek-ai/DeepSeek-V3 config.json, the fields models.deepseek_v3 reads (others omitted)
+DSV3_CONFIG = {
+    "model_type": "deepseek_v3", "architectures": ["DeepseekV3ForCausalLM"], "hidden_size": 7168,
+    "num_hidden_layers": 61, "num_attention_heads": 128, "num_key_value_heads": 128,
+    "intermediate_size": 18432, "moe_intermediate_size": 2048, "n_routed_experts": 256,
+    "n_shared_experts": 1, "num_experts_per_tok": 8, "first_k_dense_replace": 3, "moe_layer_freq": 1,
+    "vocab_size": 129280, "max_position_embeddings": 163840, "tie_word_embeddings": False,
+    "q_lora_rank": 1536, "kv_lora_rank": 512, "qk_nope_head_dim": 128, "qk_rope_head_dim": 64,
+    "v_head_dim": 128, "hidden_act": "silu", "attention_bias": False}
+
+
+def test_deepseek_v3_config_json_reads_as_the_zoo_entry(tmp_path):
+    import json
+
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(DSV3_CONFIG))
+    m = zoo.from_hf_config(path)
+    assert m.name == "DeepseekV3ForCausalLM"
+    assert dataclasses.replace(m, name=DSV3.name, source=DSV3.source) == DSV3
+    small = zoo.from_hf_config(_write(tmp_path, dict(DSV3_CONFIG, q_lora_rank=None, num_hidden_layers=4,
+                                                    first_k_dense_replace=1, moe_layer_freq=2)))
+    assert small.q_lora_rank == 0 and small.moe_layers == (2,)
+
+
+def _write(tmp_path, d):
+    import json
+
+    p = tmp_path / "c2.json"
+    p.write_text(json.dumps(d))
+    return p
+
+
+def test_deepseek_v3_config_errors_name_the_field(tmp_path):
+    bad = dict(DSV3_CONFIG)
+    del bad["kv_lora_rank"]
+    with pytest.raises(ValueError, match="lacks kv_lora_rank"):
+        zoo.from_hf_config(_write(tmp_path, bad))
+    with pytest.raises(ValueError, match="num_key_value_heads 8 must equal"):
+        zoo.from_hf_config(_write(tmp_path, dict(DSV3_CONFIG, num_key_value_heads=8)))
+
+
+def test_functional_mode_refuses_mla_in_one_line():
+    from models.registry import config_from_spec
+
+    with pytest.raises(ValueError) as err:
+        config_from_spec(DSV3)
+    assert "timing only" in str(err.value) and "\n" not in str(err.value)
