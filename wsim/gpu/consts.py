@@ -136,9 +136,7 @@ class Consts:
         """Seconds per micro-batch of one block's linear GEMMs (forward), its attention core
         forward and backward, and the LM head's forward, at the kernels' own efficiencies.
         ``sp`` (sequence parallelism) matters to multi-head latent attention only (``_mla_times``)."""
-        if self.mla:
-            return self._mla_times(tp, b, cp, sp)
-        key = (tp, b, cp)
+        key = (tp, b, cp, sp or tp == 1) if self.mla else (tp, b, cp)
         hit = self._gemm.get(key)
         if hit is not None:
             return hit
@@ -146,35 +144,45 @@ class Consts:
         s, h, V = self.seq, self.h, self.vocab
         T = b * s / cp  # tokens on this GPU
         q = s / cp  # queries per sequence on this GPU
-        hd = self.hd
-        linear = (2.0 * T * h * self.qkv_out / tp / e(T, self.qkv_out / tp, h)   # QKV
-                  + 2.0 * T * self.q * h / tp / e(T, h, self.q / tp)             # output projection
-                  + 2.0 * T * h * self.mlp_in / tp / e(T, self.mlp_in / tp, h)   # MLP up (and gate)
-                  + 2.0 * T * self.f * h / tp / e(T, h, self.f / tp)) / self.peak  # MLP down
-        flops = 2.0 * T * s * self.q / tp  # one of the two attention products (scores, x V), non-causal
-        if self.flash:
-            base = e(q, s, hd)
-            if cp > 1:
-                # Transformer Engine's ring (AttnFuncWithCPAndKVP2P, context_parallel.py @
-                # d0067d0d, cp_p2p_fwd_prepare_qkv): each rank's queries meet the keys in cp steps
-                # of equal work, one "diagonal" block of s/cp queries x s/cp keys, then cp - 1
-                # "lower-triangle" (s/cp queries x the first s/2cp keys) or "upper-triangle"
-                # (the last s/2cp queries x s/cp keys) blocks: each a kernel of its own shape
-                diag = e(q, q, hd)
-                off = e(q, q / 2.0, hd)
-                base = 1.0 / ((1.0 / diag + (cp - 1) / off) / cp)
-            fwd = 2.0 * flops * 0.5 / (self.peak16 * base * self.eff.flash_forward_efficiency)
-            bwd = 5.0 * flops * 0.5 / (self.peak16 * base * self.eff.flash_backward_efficiency)
+        if self.mla:
+            linear, fwd, bwd = self._mla_times(T, q, tp, cp, sp)
         else:
-            fwd = (flops / e(q, s, hd) + flops / e(q, hd, s)) / self.peak16
-            bwd = 2.0 * fwd
+            hd = self.hd
+            linear = (2.0 * T * h * self.qkv_out / tp / e(T, self.qkv_out / tp, h)   # QKV
+                      + 2.0 * T * self.q * h / tp / e(T, h, self.q / tp)             # output projection
+                      + 2.0 * T * h * self.mlp_in / tp / e(T, self.mlp_in / tp, h)   # MLP up (and gate)
+                      + 2.0 * T * self.f * h / tp / e(T, h, self.f / tp)) / self.peak  # MLP down
+            flops = 2.0 * T * s * self.q / tp  # one of the two attention products (scores, x V), non-causal
+            if self.flash:
+                base = self._flash_shape_efficiency(q, hd, cp)
+                fwd = 2.0 * flops * 0.5 / (self.peak16 * base * self.eff.flash_forward_efficiency)
+                bwd = 5.0 * flops * 0.5 / (self.peak16 * base * self.eff.flash_backward_efficiency)
+            else:
+                fwd = (flops / e(q, s, hd) + flops / e(q, hd, s)) / self.peak16
+                bwd = 2.0 * fwd
         head = 2.0 * T * h * V / tp / e(T, V / tp, h) / self.peak16  # LM head (vocab-parallel)
         hit = (linear, fwd, bwd, head)
         self._gemm[key] = hit
         return hit
 
-    def _mla_times(self, tp: int, b: int, cp: int, sp: bool) -> tuple[float, float, float, float]:
-        """``gemm_times`` for multi-head latent attention (``BlockShape.mla_linear``). The down
+    def _flash_shape_efficiency(self, q: float, d: int, cp: int) -> float:
+        """The flash kernel's shape efficiency: (q queries, s keys, head width d), or with context
+        parallelism Transformer Engine's ring (AttnFuncWithCPAndKVP2P, context_parallel.py @
+        d0067d0d, cp_p2p_fwd_prepare_qkv): each rank's queries meet the keys in cp steps of equal
+        work, one "diagonal" block of s/cp queries x s/cp keys, then cp - 1 "lower-triangle" (s/cp
+        queries x the first s/2cp keys) or "upper-triangle" (the last s/2cp queries x s/cp keys)
+        blocks: each a kernel of its own shape."""
+        e = self.eff.gemm_efficiency
+        base = e(q, self.seq, d)
+        if cp > 1:
+            diag = e(q, q, d)
+            off = e(q, q / 2.0, d)
+            base = 1.0 / ((1.0 / diag + (cp - 1) / off) / cp)
+        return base
+
+    def _mla_times(self, T: float, q: float, tp: int, cp: int, sp: bool) -> tuple[float, float, float]:
+        """``gemm_times``' linear GEMMs and attention core for multi-head latent attention
+        (``BlockShape.mla_linear``), ``T`` tokens and ``q`` queries a sequence on this GPU. The down
         projections are not split: each tensor-parallel rank runs them on its own sequence shard
         under sequence parallelism (T / tp tokens; Megatron-Core's duplicated linear reads the
         [s/tp, b, h] input) and on all T tokens without it. The up projections are column-parallel,
@@ -182,14 +190,7 @@ class Consts:
         d_qk and a value product of width d_v per head (a / tp heads on a rank); FlashAttention's time
         from their FLOPs as for other attention, its kernel-shape efficiency taken at the scores'
         shape (q, s, d_qk) (assumption: one fused kernel, its tile set by the q.k width)."""
-        key = (tp, b, cp, sp or tp == 1)
-        hit = self._gemm.get(key)
-        if hit is not None:
-            return hit
-        e = self.eff.gemm_efficiency
-        s, h, V = self.seq, self.h, self.vocab
-        T = b * s / cp  # tokens on this GPU
-        q = s / cp  # queries per sequence on this GPU
+        e, s, h = self.eff.gemm_efficiency, self.seq, self.h
         linear = 0.0
         for _, k, n, split in self.shape.mla_linear:
             if split == "row":  # the output projection
@@ -206,22 +207,15 @@ class Consts:
         scores = 2.0 * T * s * a * dqk / tp  # non-causal, as the FLOP conventions count
         values = 2.0 * T * s * a * dv / tp
         if self.flash:
-            base = e(q, s, dqk)
-            if cp > 1:  # Transformer Engine's ring, as gemm_times
-                diag = e(q, q, dqk)
-                off = e(q, q / 2.0, dqk)
-                base = 1.0 / ((1.0 / diag + (cp - 1) / off) / cp)
-            # gemm_times' 2 flops x 0.5 (causal) forward and 5 flops x 0.5 backward (FA-2: the
-            # backward's five products, scores recomputed), with (scores + values) / 2 for flops
+            base = self._flash_shape_efficiency(q, dqk, cp)
+            # the standard path's 2 flops x 0.5 (causal) forward and 5 flops x 0.5 backward (FA-2:
+            # the backward's five products, scores recomputed), with (scores + values) / 2 for flops
             fwd = (scores + values) * 0.5 / (self.peak16 * base * self.eff.flash_forward_efficiency)
             bwd = 2.5 * (scores + values) * 0.5 / (self.peak16 * base * self.eff.flash_backward_efficiency)
         else:
             fwd = (scores / e(q, s, dqk) + values / e(q, dv, s)) / self.peak16
             bwd = 2.0 * fwd
-        head = 2.0 * T * h * V / tp / e(T, V / tp, h) / self.peak16  # LM head (vocab-parallel)
-        hit = (linear, fwd, bwd, head)
-        self._gemm[key] = hit
-        return hit
+        return linear, fwd, bwd
 
     def elementwise_times(self, tp: int, b: int, sp: bool, cp: int = 1) -> tuple[float, float, float]:
         """Forward seconds per micro-batch of the memory-bound element-wise kernels: one block,
