@@ -285,5 +285,6 @@ def _dsv3_note(gpu: list[dict]) -> str:
                         f"({r['gpu_hours_per_1e12_tokens'] / pub - 1:+.0%}, {r['bound']}-bound, all-to-all "
                         f"{r['ep_comm_share']:.0%} of the step)" for r in rows)
             + ". The published plan carries the report's node-limited routing and FP8 dispatch (the "
-              "deepseek-v3 row of wsim/gpu/published_moe.py); DualPipe's overlap and MLA's own FLOPs are "
-              "not modelled (docs/gpu-model.md section 8); the searched plan is not the one DeepSeek ran.")
+              "deepseek-v3 row of wsim/gpu/published_moe.py); DualPipe's overlap and MLA's partial recompute "
+              "(mla_up_proj) are not modelled (docs/gpu-model.md section 8); the searched plan is not the "
+              "one DeepSeek ran.")

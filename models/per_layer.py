@@ -30,6 +30,17 @@ Conventions (stated once, used everywhere):
                       fused ``bias_swiglu`` saves, and the down-projection input)
     dropout           2h of residual masks and 3as of attention dropout (mask and output), only
                       with ``dropout`` (Cerebras-GPT, Llama, GPT-J and GPT-NeoX train without)
+  Multi-head latent attention (``kv_lora_rank`` > 0; a = heads, d_qk = qk_nope + qk_rope, d_v,
+  r_q = q_lora_rank, r_kv = kv_lora_rank) replaces the attention term by what its backward reads:
+    latents           4 r_q + 4 r_kv, with the norm inputs and outputs (replicated: computed by the
+                      un-split down projections): q_a's output (its RMSNorm's input) and the RMSNorm's
+                      output (q_b's input), 2 r_q each; the same for the key/value latent, 2 r_kv each
+                      (no q_a, no 4 r_q, when r_q is 0: q reads the block's norm output)
+    Q, K, V           2 a d_qk + 2 a d_qk + 2 a d_v: what the attention core saves (K: every head's
+                      nope part from kv_b and the shared rope key broadcast to it); the up projections'
+                      outputs are not kept besides (assumption: their backward reads their inputs,
+                      the latents above); the shared rope key before rotary adds nothing (rotary)
+    projection input  2 a d_v; softmax output 2as as before
   A GPT-2 block without dropout gives 16h + 4f + 2as, with dropout 18h + 4f + 5as (the paper's
   34h + 5as when f = 4h). Other element sizes scale the 16-bit numbers.
 """
@@ -51,7 +62,11 @@ def block_activations(m, seq: int, sparse: bool | None = None) -> BlockActivatio
     norm_outputs = 2 * h * m.block_norms
     replicated = norm_inputs + norm_outputs + (2 * h if m.dropout else 0)
     mlp = (6 if m.gated_mlp else 4) * f + (2 * m.experts if sparse else 0)
-    tensor_parallel = 4 * m.q_dim + 4 * kvd + mlp  # Q, K and V, projection input, MLP
+    if m.kv_lora_rank:  # MLA (module docstring): latents replicated, Q K V and projection input split
+        replicated += 4 * m.q_lora_rank + 4 * m.kv_lora_rank
+        tensor_parallel = 4 * a * (m.head_dim + m.v_head_dim) + mlp
+    else:
+        tensor_parallel = 4 * m.q_dim + 4 * kvd + mlp  # Q, K and V, projection input, MLP
     attention = (5 if m.dropout else 2) * a * seq
     return BlockActivations(float(replicated), float(tensor_parallel), float(attention))
 
@@ -67,6 +82,8 @@ def block_matmuls(m, seq: int, sparse: bool = False) -> tuple[MatmulOp, ...]:
     # every query head scores against seq keys and mixes seq values, whatever kv_heads is
     attention = (MatmulOp("attn_scores", d, seq, a, weight=False),
                  MatmulOp("attn_values", seq, d, a, weight=False), MatmulOp("attn_proj", q, h))
+    if m.kv_lora_rank:
+        qkv, attention = mla_matmuls(m, seq)
     if sparse:
         k, fe, fs = m.experts_per_token, m.expert_ffn, m.shared_expert_ffn
         e = m.experts
@@ -82,18 +99,37 @@ def block_matmuls(m, seq: int, sparse: bool = False) -> tuple[MatmulOp, ...]:
     return qkv + attention + mlp
 
 
+def mla_matmuls(m, seq: int) -> tuple[tuple[MatmulOp, ...], tuple[MatmulOp, ...]]:
+    """Multi-head latent attention's products per token, non-absorbed (training's form: the up
+    projections run, then attention with a heads): q_a h -> r_q and q_b r_q -> a d_qk (or q h -> a
+    d_qk when q_lora_rank is 0), kv_a h -> r_kv + d_rope, kv_b r_kv -> a (d_nope + d_v); scores of
+    width d_qk and values of width d_v per head; the output projection a d_v -> h."""
+    h, a, rq, rkv, dqk, dv = m.hidden, m.heads, m.q_lora_rank, m.kv_lora_rank, m.head_dim, m.v_head_dim
+    if rq:
+        proj: tuple[MatmulOp, ...] = (MatmulOp("q_a", h, rq), MatmulOp("q_b", rq, a * dqk))
+    else:
+        proj = (MatmulOp("q", h, a * dqk),)
+    proj += (MatmulOp("kv_a", h, rkv + m.qk_rope_head_dim), MatmulOp("kv_b", rkv, a * (m.qk_nope_head_dim + dv)))
+    attention = (MatmulOp("attn_scores", dqk, seq, a, weight=False),
+                 MatmulOp("attn_values", seq, dv, a, weight=False), MatmulOp("attn_proj", a * dv, h))
+    return proj, attention
+
+
 def block_elementwise(m, seq: int, sparse: bool = False) -> tuple[ElementwiseOp, ...]:
     h, f, a, ew = m.hidden, m.mlp_width(sparse), m.heads, ELEMENTWISE_OPS
     attn_bias = m.q_dim + 2 * m.kv_dim + (h if m.attention_out_bias else 0)
     biases = (attn_bias if m.attention_bias else 0) + (
         ((2 * f if m.gated_mlp else f) + h) if m.mlp_bias else 0)
     ops = [ElementwiseOp(m.norm, float(m.block_norms * h), ew[m.norm])]
+    if m.kv_lora_rank:  # MLA's RMSNorms on the query and key/value latents
+        ops.append(ElementwiseOp("latent_norm", float(m.q_lora_rank + m.kv_lora_rank), ew["rmsnorm"]))
     if m.qk_norm:  # every query and key head
         ops.append(ElementwiseOp("qk_norm", float(m.head_dim * (a + m.kv_heads)), ew["rmsnorm"]))
     if biases:
         ops.append(ElementwiseOp("bias", float(biases), ew["bias"]))
-    if m.positional == "rotary":  # on the rotated dims of every query and key head
-        ops.append(ElementwiseOp("rotary", float(m.rotary_dims * (a + m.kv_heads)), ew["rotary"]))
+    if m.positional == "rotary":  # on the rotated dims of every query and key head (MLA: one shared key)
+        keys = 1 if m.kv_lora_rank else m.kv_heads
+        ops.append(ElementwiseOp("rotary", float(m.rotary_dims * (a + keys)), ew["rotary"]))
     ops.append(ElementwiseOp("softmax", float(a * seq), ew["softmax"]))
     if sparse:  # the router's softmax, then k weighted expert outputs (and the gated shared one)
         ops.append(ElementwiseOp("router_softmax", float(m.experts), ew["softmax"]))

@@ -8,6 +8,7 @@ were first published in, before transformers wrote the field).
 
 from __future__ import annotations
 
+from models import deepseek_v3
 from models.decoder import DecoderConfig
 from models.gpt import GPTConfig
 from models.gpt_neox import GPTNeoXConfig
@@ -45,6 +46,9 @@ def config_from_hf_dict(d) -> DecoderConfig:
 
 def config_from_spec(spec, **overrides) -> DecoderConfig:
     """The functional model of a ``ModelSpec`` (a zoo entry), of the spec's family."""
+    if getattr(spec, "kv_lora_rank", 0):
+        raise ValueError(f"model {spec.name!r} has multi-head latent attention (kv_lora_rank "
+                         f"{spec.kv_lora_rank}): modelled for timing only (simulate, gpu), not run by train or generate")
     return family(spec.family).from_spec(spec, **overrides)
 
 
@@ -61,6 +65,9 @@ def model_name(d: dict, default: str) -> str:
 
 
 def spec_from_hf_dict(d, source: str = ""):
-    """The ``ModelSpec`` of a Hugging Face ``config.json`` dict (what ``--model config.json`` reads)."""
+    """The ``ModelSpec`` of a Hugging Face ``config.json`` dict (what ``--model config.json`` reads);
+    a ``deepseek_v3`` config for timing only (``models.deepseek_v3``)."""
+    if isinstance(d, dict) and d.get("model_type") == deepseek_v3.MODEL_TYPE:
+        return deepseek_v3.spec_from_hf_dict(d, model_name(d, deepseek_v3.MODEL_TYPE), source=source)
     cfg = config_from_hf_dict(d)
     return cfg.spec(model_name(d, cfg.MODEL_TYPE), dropout=type(cfg).hf_dropout(d), source=source)

@@ -74,13 +74,32 @@ class ModelSpec:
     expert_ffn: int = 0
     shared_expert_ffn: int = 0
     moe_layers: tuple[int, ...] | None = None
+    # multi-head latent attention (MLA, DeepSeek-V2/V3; Hugging Face DeepseekV3Config's names), when
+    # kv_lora_rank > 0 (0: the attention above, every other model): queries h -> q_lora_rank (RMSNorm)
+    # -> heads x (qk_nope_head_dim + qk_rope_head_dim) (q_lora_rank 0: one h -> heads x that product);
+    # keys and values h -> kv_lora_rank + qk_rope_head_dim, the latent RMSNormed and lifted to heads x
+    # (qk_nope_head_dim + v_head_dim); the rope part of the key is one head shared by all; the output
+    # projection is heads x v_head_dim -> h (models/per_layer.py lists the products)
+    q_lora_rank: int = 0
+    kv_lora_rank: int = 0
+    qk_nope_head_dim: int = 0
+    qk_rope_head_dim: int = 0
+    v_head_dim: int = 0
 
     def __post_init__(self) -> None:
         check_spec(self)  # raises ValueError naming the field; fills in ffn, kv_heads, moe_layers
 
     # ---- shapes and parameter counts --------------------------------------------------------
     @property
+    def mla(self) -> bool:
+        """Multi-head latent attention (``kv_lora_rank`` > 0)."""
+        return self.kv_lora_rank > 0
+
+    @property
     def head_dim(self) -> int:
+        """Each head's q.k width: head_width or hidden / heads; with MLA qk_nope + qk_rope."""
+        if self.kv_lora_rank:
+            return self.qk_nope_head_dim + self.qk_rope_head_dim
         return self.head_width or self.hidden // self.heads
 
     @property
@@ -118,6 +137,8 @@ class ModelSpec:
     @property
     def rotary_dims(self) -> int:
         """Rotated dimensions of each head (transformers: int(head_dim x partial_rotary_factor))."""
+        if self.kv_lora_rank:  # MLA rotates its qk_rope_head_dim of each head only
+            return self.qk_rope_head_dim if self.positional == "rotary" else 0
         # (+1e-9: a fraction given as rotary_dim / head_dim must give rotary_dim back, not one less)
         return int(self.head_dim * self.rotary_fraction + 1e-9) if self.positional == "rotary" else 0
 
@@ -137,9 +158,23 @@ class ModelSpec:
     @property
     def attention_params(self) -> int:
         """Q (h x q), K and V (h x kv d each), output (q x h), and their biases when present (q = heads d)."""
+        if self.kv_lora_rank:
+            return self.mla_params
         h, q, kvd = self.hidden, self.q_dim, self.kv_dim
         bias = (q + 2 * kvd + (h if self.attention_out_bias else 0)) if self.attention_bias else 0
         return 2 * h * q + 2 * h * kvd + bias + (2 * self.head_dim if self.qk_norm else 0)
+
+    @property
+    def mla_params(self) -> int:
+        """Multi-head latent attention's weights (transformers' DeepseekV3Attention, no biases):
+        q_a (h x r_q) and its RMSNorm (r_q), q_b (r_q x a d_qk), or q (h x a d_qk) when q_lora_rank
+        is 0; kv_a (h x (r_kv + d_rope)) and its RMSNorm (r_kv), kv_b (r_kv x a (d_nope + d_v)), o
+        (a d_v x h); d_qk = d_nope + d_rope. DeepSeek-V3: 187,107,328."""
+        h, a, rq, rkv = self.hidden, self.heads, self.q_lora_rank, self.kv_lora_rank
+        dqk, dv = self.head_dim, self.v_head_dim
+        q = (h * rq + rq + rq * a * dqk) if rq else h * a * dqk
+        kv = h * (rkv + self.qk_rope_head_dim) + rkv + rkv * a * (self.qk_nope_head_dim + dv)
+        return q + kv + a * dv * h
 
     @property
     def mlp_params(self) -> int:
@@ -174,7 +209,11 @@ class ModelSpec:
         return sum(layer.owned_params for layer in self.layer_specs(seq=1))
 
     def kv_cache_bytes_per_token(self, bytes_per_element: int = 2) -> float:
-        """Keys and values of every block for one cached token (kv_heads, not heads, are cached)."""
+        """Keys and values of every block for one cached token (kv_heads, not heads, are cached).
+        MLA: the latent and the shared rope key, kv_lora_rank + qk_rope_head_dim a block, as DeepSeek's
+        absorbed inference caches them (DeepSeek-V3 report, arXiv 2412.19437, sec. 2.1.1)."""
+        if self.kv_lora_rank:
+            return float(self.layers * (self.kv_lora_rank + self.qk_rope_head_dim) * bytes_per_element)
         return 2.0 * self.layers * self.kv_dim * bytes_per_element
 
     # ---- per-layer view ---------------------------------------------------------------------
@@ -214,6 +253,9 @@ class ModelSpec:
 
     def describe(self) -> str:
         kv = f" ({self.kv_heads} KV)" if self.kv_heads != self.heads else ""
+        if self.kv_lora_rank:
+            kv = (f" (MLA: q rank {self.q_lora_rank or 'full'}, kv rank {self.kv_lora_rank}, q.k "
+                  f"{self.qk_nope_head_dim}+{self.qk_rope_head_dim}, v {self.v_head_dim})")
         if self.experts:
             shared = f" + shared {self.shared_expert_ffn}" if self.shared_expert_ffn else ""
             return (f"{self.name}: {self.params / 1e9:.3g}B params ({self.active_params / 1e9:.3g}B active), "

@@ -70,6 +70,7 @@ def check_spec(m) -> None:
         raise ValueError("model block_norms 1 (one norm shared by attention and MLP) needs "
                          "parallel_residual: a sequential block normalises the MLP's own input")
     check_moe(m)
+    check_mla(m)
     hw = m.head_width
     if not isinstance(hw, int) or isinstance(hw, bool) or hw < 0:
         raise ValueError(f"model head_width must be a positive integer (or 0 for hidden/heads), got {hw!r}")
@@ -108,3 +109,39 @@ def check_moe(m) -> None:
             isinstance(i, int) and not isinstance(i, bool) and 0 <= i < m.layers for i in layers):
         raise ValueError(f"model moe_layers must list block indices below {m.layers}, got {layers!r}")
     object.__setattr__(m, "moe_layers", tuple(sorted(set(layers))))
+
+
+MLA_FIELDS = ("q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim")
+
+
+def check_mla(m) -> None:
+    """Multi-head latent attention's fields: all 0 without it (kv_lora_rank 0), else positive
+    widths (q_lora_rank 0: queries not compressed; qk_rope_head_dim 0: no rotary part), with
+    multi-head attention, no attention biases, no head_width and no qk_norm, as DeepSeek-V3 has it."""
+    for name in MLA_FIELDS:
+        v = getattr(m, name)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise ValueError(f"model {name} must be an integer >= 0, got {v!r}")
+    if not m.kv_lora_rank:
+        if m.q_lora_rank or m.qk_nope_head_dim or m.qk_rope_head_dim or m.v_head_dim:
+            raise ValueError("model q_lora_rank, qk_nope_head_dim, qk_rope_head_dim and v_head_dim "
+                             "need kv_lora_rank > 0 (multi-head latent attention)")
+        return
+    for name in ("qk_nope_head_dim", "v_head_dim"):
+        if getattr(m, name) <= 0:
+            raise ValueError(f"model {name} must be a positive integer with kv_lora_rank > 0, "
+                             f"got {getattr(m, name)!r}")
+    if m.qk_rope_head_dim % 2:
+        raise ValueError(f"model qk_rope_head_dim must be even (rotary rotates pairs), "
+                         f"got {m.qk_rope_head_dim!r}")
+    if m.qk_rope_head_dim and m.positional != "rotary":
+        raise ValueError(f"model qk_rope_head_dim {m.qk_rope_head_dim} needs positional 'rotary'")
+    if m.kv_heads != m.heads:
+        raise ValueError(f"model kv_heads ({m.kv_heads}) must equal heads ({m.heads}) with "
+                         f"kv_lora_rank > 0: every head lifts its own keys and values from the latent")
+    for name in ("attention_bias", "qk_norm"):
+        if getattr(m, name):
+            raise ValueError(f"model {name} must be False with kv_lora_rank > 0 (not modelled for MLA)")
+    if m.head_width:
+        raise ValueError(f"model head_width must be 0 with kv_lora_rank > 0 (qk_nope_head_dim + "
+                         f"qk_rope_head_dim is the q.k width, v_head_dim the value width), got {m.head_width!r}")

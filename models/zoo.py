@@ -208,28 +208,26 @@ MOE = {
 }
 
 # DeepSeek-V3 (timing only): DeepSeek-AI, "DeepSeek-V3 Technical Report" (arXiv 2412.19437) sec. 4.2
-# and the config.json of deepseek-ai/DeepSeek-V3: num_hidden_layers 61, hidden_size 7168,
-# num_attention_heads 128, first_k_dense_replace 3 (blocks 0-2 dense, intermediate_size 18432),
-# n_routed_experts 256 of moe_intermediate_size 2048, num_experts_per_tok 8, n_shared_experts 1,
-# vocab_size 129280, untied, max_position_embeddings 163840. Published: 671B total, 37B activated
-# (the report's abstract; its 14B multi-token-prediction module is not part of these and not modelled).
-# *Approximation*: its Multi-head Latent Attention (q_lora_rank 1536, kv_lora_rank 512, qk_nope_head_dim
-# 128, qk_rope_head_dim 64, v_head_dim 128: 187,107,328 weights a block) is timed as a standard
-# attention of 128 heads of 51 dimensions (187,170,816 weights: the same parameters within 0.04%, so
-# the same streamed bytes and weight-product FLOPs, MLA's latent products counted unabsorbed); its
-# score and value products have 51-dim heads where MLA's have 192 and 128, so the s x s FLOPs are
-# 3.1x too few: a sparse block's forward FLOPs about 15% too few at sequence 4096, 9% at 2048. Rotary on 2/3 of each head:
-# 34 x 256 = 8,704 rotated elements a token against MLA's 64 x 129 = 8,256. The router's
-# e_score_correction_bias (256 a block) is not counted and a 1 x h shared-expert gate is (models.spec
-# gives Qwen2-MoE's): +7,168 a block, 0.4M in all. Family qwen2_moe: the shape with a shared expert,
-# for timing; DeepSeek-V3 checkpoints are not read by the functional mode.
+# and the config.json of deepseek-ai/DeepSeek-V3 (huggingface.co/deepseek-ai/DeepSeek-V3/blob/main/
+# config.json): num_hidden_layers 61, hidden_size 7168, num_attention_heads 128, first_k_dense_replace 3
+# (blocks 0-2 dense, intermediate_size 18432), n_routed_experts 256 of moe_intermediate_size 2048,
+# num_experts_per_tok 8, n_shared_experts 1, vocab_size 129280, untied, max_position_embeddings 163840;
+# multi-head latent attention exact from its q_lora_rank 1536, kv_lora_rank 512, qk_nope_head_dim 128,
+# qk_rope_head_dim 64, v_head_dim 128, attention_bias false (187,107,328 weights a block with the q_a
+# and kv_a RMSNorms; models.spec.ModelSpec.mla_params). Published: 671B total, 37B activated (the
+# report's abstract; its 14B multi-token-prediction module is not part of these and not modelled).
+# What remains approximate: the router's e_score_correction_bias (256 a sparse block) is not counted
+# and a 1 x h shared-expert gate is (models.spec gives Qwen2-MoE's): +6,912 a sparse block, 0.4M in
+# all. Family qwen2_moe: the shape with a shared expert, for timing; DeepSeek-V3 checkpoints are not
+# read by the functional mode.
 MOE["deepseek-v3"] = ModelSpec(
-    name="deepseek-v3", layers=61, hidden=7168, heads=128, head_width=51, ffn=18432, vocab=129280,
+    name="deepseek-v3", layers=61, hidden=7168, heads=128, ffn=18432, vocab=129280,
     positions=163840, tied_embeddings=False, activation="silu", gated_mlp=True, norm="rmsnorm",
-    positional="rotary", rotary_fraction=2 / 3, attention_bias=False, mlp_bias=False, family="qwen2_moe",
+    positional="rotary", attention_bias=False, mlp_bias=False, family="qwen2_moe",
     source="DeepSeek-V3 Technical Report (arXiv 2412.19437); Hugging Face config.json of "
-           "deepseek-ai/DeepSeek-V3 (MLA timed as standard attention of equal parameters)",
-    experts=256, experts_per_token=8, expert_ffn=2048, shared_expert_ffn=2048, moe_layers=tuple(range(3, 61)))
+           "deepseek-ai/DeepSeek-V3 (multi-head latent attention exact)",
+    experts=256, experts_per_token=8, expert_ffn=2048, shared_expert_ffn=2048, moe_layers=tuple(range(3, 61)),
+    q_lora_rank=1536, kv_lora_rank=512, qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128)
 
 
 def _meg(tag: str, heads: int, hidden: int, layers: int) -> ModelSpec:

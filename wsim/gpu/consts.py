@@ -10,7 +10,8 @@ from models.spec import ModelSpec
 from wsim.gpu import comm
 from wsim.gpu import moe as moe_cost
 from wsim.gpu.calibration import Efficiency
-from wsim.gpu.flops import block_fwd_flops_per_token, block_shape, model_flops_per_step
+from wsim.gpu.flops import (attention_core_fwd_flops_per_token, block_fwd_flops_per_token, block_shape,
+                            model_flops_per_step)
 from wsim.gpu.memory import LOGIT_BYTES
 from wsim.gpu.specs import GpuSpec, generation
 
@@ -25,7 +26,7 @@ class Consts:
                  "qkv_out", "mlp_in", "vocab", "layers", "block_params", "positions_params",
                  "act_rep", "act_par", "act_attn", "ar_fwd", "head_norm_params", "head_bias", "reserved_bytes", "capacity_bytes", "peak",
                  "peak16", "tied", "flash", "fp8", "attention", "precision", "block_fwd_flops",
-                 "linear_fwd_flops", "params", "generation", "model_flops", "_gemm", "_ew",
+                 "linear_fwd_flops", "shape", "mla", "params", "generation", "model_flops", "_gemm", "_ew",
                  "_groups", "moe", "_moe", "_stage", "_mem", "_dp")
 
     def __init__(self, model: ModelSpec, gpu: GpuSpec, eff: Efficiency, *, seq: int, batch: int,
@@ -35,6 +36,7 @@ class Consts:
         self.attention, self.precision = attention, precision
         self.flash, self.fp8 = attention == "flash", precision == "fp8"
         shape = block_shape(model)
+        self.shape, self.mla = shape, shape.mla  # mla: multi-head latent attention (DeepSeek-V3)
         self.h, self.f, self.a = model.hidden, model.ffn, model.heads
         self.kv, self.hd, self.gated = shape.kv_heads, shape.head_dim, shape.gated
         self.q = shape.q  # the queries' width: h unless the heads have their own (head_width)
@@ -64,7 +66,8 @@ class Consts:
             # input (transformer_engine/pytorch/module/linear.py @ d0067d0d: saved_inputmat =
             # inputmat after input_quantizer; layernorm_linear.py likewise for ln_out)
             self.act_rep -= model.hidden * model.block_norms
-            self.act_par -= model.hidden + model.ffn
+            # (MLA: the projection input is heads x v_head_dim wide)
+            self.act_par -= (shape.heads * shape.v_head if self.mla else model.hidden) + model.ffn
         if self.flash:
             self.act_attn = 4.0 * a  # FlashAttention keeps only a float32 log-sum-exp per head
         else:
@@ -84,7 +87,10 @@ class Consts:
         self.peak = gpu.peak_for(precision) * gen * (eff.fp8_gemm_relative if self.fp8 else 1.0)
         self.tied = model.tied_embeddings
         self.block_fwd_flops = block_fwd_flops_per_token(model, seq)
-        self.linear_fwd_flops = self.block_fwd_flops - 4.0 * seq * self.q
+        if self.mla:
+            self.linear_fwd_flops = self.block_fwd_flops - attention_core_fwd_flops_per_token(model, seq)
+        else:
+            self.linear_fwd_flops = self.block_fwd_flops - 4.0 * seq * self.q
         # unique parameters (what ModelSpec.params sums layer by layer, in closed form: speed)
         self.params = (self.layers * self.block_params + model.embedding_params + self.head_norm_params
                        + (0.0 if model.tied_embeddings else model.vocab * h + self.head_bias))
@@ -97,6 +103,15 @@ class Consts:
         self._stage: dict = {}  # step._stage per stack: the interleave-free part of a plan
         self._mem: dict = {}  # memory._fixed: the interleave-free part of a plan's memory
         self._dp: dict = {}  # dataparallel._collectives: per layout, not per micro-batch
+
+    def replicated_tp(self, tp: int) -> float:
+        """Weights a block holds on every tensor-parallel rank beyond block_params / tp: multi-head
+        latent attention's down projections (q_a, kv_a), which Megatron-Core does not split
+        (``BlockShape.mla_linear``); 0.0 for every other model (so x + L x this is x)."""
+        if not self.mla:
+            return 0.0
+        down = sum(k * n for _, k, n, split in self.shape.mla_linear if split == "none")
+        return down - down / tp
 
     def embed_params_tp(self, tp: int) -> float:
         """First stage: vocab-parallel word embedding plus (replicated) learned positions."""
@@ -117,10 +132,11 @@ class Consts:
                                                single_nic=single_nic)
         return g
 
-    def gemm_times(self, tp: int, b: int, cp: int = 1) -> tuple[float, float, float, float]:
+    def gemm_times(self, tp: int, b: int, cp: int = 1, sp: bool = True) -> tuple[float, float, float, float]:
         """Seconds per micro-batch of one block's linear GEMMs (forward), its attention core
-        forward and backward, and the LM head's forward, at the kernels' own efficiencies."""
-        key = (tp, b, cp)
+        forward and backward, and the LM head's forward, at the kernels' own efficiencies.
+        ``sp`` (sequence parallelism) matters to multi-head latent attention only (``_mla_times``)."""
+        key = (tp, b, cp, sp or tp == 1) if self.mla else (tp, b, cp)
         hit = self._gemm.get(key)
         if hit is not None:
             return hit
@@ -128,32 +144,78 @@ class Consts:
         s, h, V = self.seq, self.h, self.vocab
         T = b * s / cp  # tokens on this GPU
         q = s / cp  # queries per sequence on this GPU
-        hd = self.hd
-        linear = (2.0 * T * h * self.qkv_out / tp / e(T, self.qkv_out / tp, h)   # QKV
-                  + 2.0 * T * self.q * h / tp / e(T, h, self.q / tp)             # output projection
-                  + 2.0 * T * h * self.mlp_in / tp / e(T, self.mlp_in / tp, h)   # MLP up (and gate)
-                  + 2.0 * T * self.f * h / tp / e(T, h, self.f / tp)) / self.peak  # MLP down
-        flops = 2.0 * T * s * self.q / tp  # one of the two attention products (scores, x V), non-causal
-        if self.flash:
-            base = e(q, s, hd)
-            if cp > 1:
-                # Transformer Engine's ring (AttnFuncWithCPAndKVP2P, context_parallel.py @
-                # d0067d0d, cp_p2p_fwd_prepare_qkv): each rank's queries meet the keys in cp steps
-                # of equal work, one "diagonal" block of s/cp queries x s/cp keys, then cp - 1
-                # "lower-triangle" (s/cp queries x the first s/2cp keys) or "upper-triangle"
-                # (the last s/2cp queries x s/cp keys) blocks: each a kernel of its own shape
-                diag = e(q, q, hd)
-                off = e(q, q / 2.0, hd)
-                base = 1.0 / ((1.0 / diag + (cp - 1) / off) / cp)
-            fwd = 2.0 * flops * 0.5 / (self.peak16 * base * self.eff.flash_forward_efficiency)
-            bwd = 5.0 * flops * 0.5 / (self.peak16 * base * self.eff.flash_backward_efficiency)
+        if self.mla:
+            linear, fwd, bwd = self._mla_times(T, q, tp, cp, sp)
         else:
-            fwd = (flops / e(q, s, hd) + flops / e(q, hd, s)) / self.peak16
-            bwd = 2.0 * fwd
+            hd = self.hd
+            linear = (2.0 * T * h * self.qkv_out / tp / e(T, self.qkv_out / tp, h)   # QKV
+                      + 2.0 * T * self.q * h / tp / e(T, h, self.q / tp)             # output projection
+                      + 2.0 * T * h * self.mlp_in / tp / e(T, self.mlp_in / tp, h)   # MLP up (and gate)
+                      + 2.0 * T * self.f * h / tp / e(T, h, self.f / tp)) / self.peak  # MLP down
+            flops = 2.0 * T * s * self.q / tp  # one of the two attention products (scores, x V), non-causal
+            if self.flash:
+                base = self._flash_shape_efficiency(q, hd, cp)
+                fwd = 2.0 * flops * 0.5 / (self.peak16 * base * self.eff.flash_forward_efficiency)
+                bwd = 5.0 * flops * 0.5 / (self.peak16 * base * self.eff.flash_backward_efficiency)
+            else:
+                fwd = (flops / e(q, s, hd) + flops / e(q, hd, s)) / self.peak16
+                bwd = 2.0 * fwd
         head = 2.0 * T * h * V / tp / e(T, V / tp, h) / self.peak16  # LM head (vocab-parallel)
         hit = (linear, fwd, bwd, head)
         self._gemm[key] = hit
         return hit
+
+    def _flash_shape_efficiency(self, q: float, d: int, cp: int) -> float:
+        """The flash kernel's shape efficiency: (q queries, s keys, head width d), or with context
+        parallelism Transformer Engine's ring (AttnFuncWithCPAndKVP2P, context_parallel.py @
+        d0067d0d, cp_p2p_fwd_prepare_qkv): each rank's queries meet the keys in cp steps of equal
+        work, one "diagonal" block of s/cp queries x s/cp keys, then cp - 1 "lower-triangle" (s/cp
+        queries x the first s/2cp keys) or "upper-triangle" (the last s/2cp queries x s/cp keys)
+        blocks: each a kernel of its own shape."""
+        e = self.eff.gemm_efficiency
+        base = e(q, self.seq, d)
+        if cp > 1:
+            diag = e(q, q, d)
+            off = e(q, q / 2.0, d)
+            base = 1.0 / ((1.0 / diag + (cp - 1) / off) / cp)
+        return base
+
+    def _mla_times(self, T: float, q: float, tp: int, cp: int, sp: bool) -> tuple[float, float, float]:
+        """``gemm_times``' linear GEMMs and attention core for multi-head latent attention
+        (``BlockShape.mla_linear``), ``T`` tokens and ``q`` queries a sequence on this GPU. The down
+        projections are not split: each tensor-parallel rank runs them on its own sequence shard
+        under sequence parallelism (T / tp tokens; Megatron-Core's duplicated linear reads the
+        [s/tp, b, h] input) and on all T tokens without it. The up projections are column-parallel,
+        the output row-parallel (n / tp, k / tp). The attention core has a scores product of width
+        d_qk and a value product of width d_v per head (a / tp heads on a rank); FlashAttention's time
+        from their FLOPs as for other attention, its kernel-shape efficiency taken at the scores'
+        shape (q, s, d_qk) (assumption: one fused kernel, its tile set by the q.k width)."""
+        e, s, h = self.eff.gemm_efficiency, self.seq, self.h
+        linear = 0.0
+        for _, k, n, split in self.shape.mla_linear:
+            if split == "row":  # the output projection
+                linear += 2.0 * T * k * n / tp / e(T, n, k / tp)
+            elif split == "column":  # an up projection
+                linear += 2.0 * T * k * n / tp / e(T, n / tp, k)
+            else:  # duplicated down projection
+                t = T / tp if sp else T
+                linear += 2.0 * t * k * n / e(t, n, k)
+        linear += (2.0 * T * h * self.mlp_in / tp / e(T, self.mlp_in / tp, h)  # MLP up (and gate)
+                   + 2.0 * T * self.f * h / tp / e(T, h, self.f / tp))
+        linear /= self.peak
+        a, dqk, dv = self.a, self.shape.head_dim, self.shape.v_head
+        scores = 2.0 * T * s * a * dqk / tp  # non-causal, as the FLOP conventions count
+        values = 2.0 * T * s * a * dv / tp
+        if self.flash:
+            base = self._flash_shape_efficiency(q, dqk, cp)
+            # the standard path's 2 flops x 0.5 (causal) forward and 5 flops x 0.5 backward (FA-2:
+            # the backward's five products, scores recomputed), with (scores + values) / 2 for flops
+            fwd = (scores + values) * 0.5 / (self.peak16 * base * self.eff.flash_forward_efficiency)
+            bwd = 2.5 * (scores + values) * 0.5 / (self.peak16 * base * self.eff.flash_backward_efficiency)
+        else:
+            fwd = (scores / e(q, s, dqk) + values / e(q, dv, s)) / self.peak16
+            bwd = 2.0 * fwd
+        return linear, fwd, bwd
 
     def elementwise_times(self, tp: int, b: int, sp: bool, cp: int = 1) -> tuple[float, float, float]:
         """Forward seconds per micro-batch of the memory-bound element-wise kernels: one block,
@@ -169,7 +231,12 @@ class Consts:
         k = self.eff.elementwise_passes * tokens / hbm
         core = 0.0 if self.flash else k * self.act_attn / tp
         block = k * (self.act_rep / (tp if sp else 1) + self.act_par / tp) + core
-        if self.fp8:  # cast each GEMM input (the weights: once per step, ``weight_cast_s``)
+        if self.fp8 and self.mla:  # the same, MLA's GEMM inputs: the norm output (q_a and kv_a read
+            # it), the two latents, the output projection's input, and the MLP's
+            sh = self.shape
+            block += self.eff.fp8_cast_bytes * tokens * (
+                2 * self.h + sh.q_lora + sh.kv_lora + sh.heads * sh.v_head + self.f) / tp / hbm
+        elif self.fp8:  # cast each GEMM input (the weights: once per step, ``weight_cast_s``)
             block += self.eff.fp8_cast_bytes * tokens * (3 * self.h + self.f) / tp / hbm
         head = k * self.vocab / tp * LOGIT_BYTES
         hit = (block, core, head)

@@ -101,7 +101,7 @@ def _collectives(c, st: Stack, tp: int, pp: int, dp: int, cp: int, zero: int, re
         return hit[1]
     edge = c.head_params_tp(tp, pp) if pp > 1 else c.head_params_tp(tp, pp) + c.embed_params_tp(tp)
     L = -(-c.layers // pp)  # the fullest stage (uneven stages: DeepSpeed), as step passes it
-    params = L * c.block_params / tp + edge
+    params = L * c.block_params / tp + edge + L * c.replicated_tp(tp)  # (MLA's down projections)
     reduce_over = dp * (cp if st.context_parallel else 1)
     shards = reduce_over if zero >= 1 else 1
     optimizer_s = params / shards * ADAM_BYTES_PER_PARAM / c.gpu.hbm_bytes_per_s
@@ -117,8 +117,9 @@ def _collectives(c, st: Stack, tp: int, pp: int, dp: int, cp: int, zero: int, re
         grad_bytes = params * gb
         if zero == 3:
             g = c.group(dp, tp * cp, single_nic=st.sharded_nics == "gpu")
-            gather = g.all_gather_s(c.block_params / tp * wb)
-            scatter = g.reduce_scatter_s(c.block_params / tp * gb)
+            blk = c.block_params / tp + c.replicated_tp(tp)
+            gather = g.all_gather_s(blk * wb)
+            scatter = g.reduce_scatter_s(blk * gb)
             regather = gather if (st.zero3_regather_on_recompute and recompute == "full") else 0.0
             back = gather + regather + scatter
             edge_comm = g.all_gather_s(edge * wb) * (2 if st.zero3_regather_on_recompute else 1) \

@@ -19,7 +19,10 @@ sec. 3.1); those are timing effects, the FLOP counts above stay the published co
 
 ``block_shape`` is the one place that reads a model's attention and MLP layout: grouped-query
 attention (``kv_heads``) and gated MLPs (SwiGLU: three matrices) when ``models.spec`` provides them
-(as an attribute or in ``ModelSpec.extra``), plain GPT blocks otherwise.
+(as an attribute or in ``ModelSpec.extra``), plain GPT blocks otherwise. Multi-head latent attention
+(DeepSeek-V3, ``ModelSpec.kv_lora_rank`` > 0) counts its own products (``BlockShape.mla_linear``: q_a,
+q_b, kv_a, kv_b, output) and an attention core of ``2 s a (d_qk + d_v)`` forward FLOPs a token (scores
+of width d_qk = qk_nope + qk_rope, values of width d_v); every other model takes the code path it had.
 """
 
 from __future__ import annotations
@@ -40,6 +43,41 @@ class BlockShape:
     ffn: int
     gated: bool
     q_dim: int = 0  # heads x head_dim: the queries' width (0: hidden)
+    # multi-head latent attention (kv_lora 0: none): the ranks, the rope and nope parts of the q.k
+    # width (head_dim = nope + rope) and the value width, per head
+    q_lora: int = 0
+    kv_lora: int = 0
+    qk_rope: int = 0
+    v_head: int = 0
+
+    @property
+    def mla(self) -> bool:
+        return self.kv_lora > 0
+
+    @property
+    def mla_linear(self) -> tuple[tuple[str, int, int, str], ...]:
+        """MLA's weight products (name, k, n, tensor-parallel split: 'none', 'column' or 'row'): the down projections q_a
+        (h -> r_q) and kv_a (h -> r_kv + d_rope) are replicated, q_b (r_q -> a d_qk; or q, h -> a d_qk,
+        when r_q is 0) and kv_b (r_kv -> a (d_nope + d_v)) column-parallel, the output (a d_v -> h)
+        row-parallel: Megatron-Core's MLASelfAttention (github.com/NVIDIA/Megatron-LM
+        megatron/core/transformer/multi_latent_attention.py @ d98e8a64: linear_q_down_proj and
+        linear_kv_down_proj built with parallel_mode 'duplicated', linear_q_up_proj and
+        linear_kv_up_proj column-parallel with gather_output False, linear_proj row-parallel;
+        megatron/core/models/gpt/gpt_layer_specs.py @ d98e8a64: backend.linear() for the down
+        projections)."""
+        h, a, dqk, dv = self.hidden, self.heads, self.head_dim, self.v_head
+        nope = dqk - self.qk_rope
+        q = ((("q_a", h, self.q_lora, "none"), ("q_b", self.q_lora, a * dqk, "column")) if self.q_lora
+             else (("q", h, a * dqk, "column"),))
+        return q + (("kv_a", h, self.kv_lora + self.qk_rope, "none"),
+                    ("kv_b", self.kv_lora, a * (nope + dv), "column"), ("o", a * dv, h, "row"))
+
+    @property
+    def attention_linear_params(self) -> int:
+        """Weights of the attention's matmuls (no biases, no norms)."""
+        if self.mla:
+            return sum(k * n for _, k, n, _ in self.mla_linear)
+        return self.hidden * self.qkv_out + self.q * self.hidden
 
     @property
     def q(self) -> int:
@@ -55,6 +93,8 @@ class BlockShape:
     def linear_params(self) -> int:
         """Weights of the block's matmuls (no biases, no norms)."""
         h, f = self.hidden, self.ffn
+        if self.mla:
+            return self.attention_linear_params + (3 if self.gated else 2) * h * f
         return h * self.qkv_out + self.q * h + (3 if self.gated else 2) * h * f
 
 
@@ -74,6 +114,10 @@ def block_shape(model: ModelSpec) -> BlockShape:
     gated = mlp in GATED or str(model.activation).lower() in GATED or bool(_extra(model, "gated_mlp",
                                                                                 False))
     hd = model.head_dim  # hidden / heads unless the config gives its own (head_width)
+    if getattr(model, "kv_lora_rank", 0):
+        return BlockShape(hidden=h, heads=a, kv_heads=kv, head_dim=hd, ffn=model.ffn, gated=gated,
+                          q_dim=a * hd, q_lora=model.q_lora_rank, kv_lora=model.kv_lora_rank,
+                          qk_rope=model.qk_rope_head_dim, v_head=model.v_head_dim)
     return BlockShape(hidden=h, heads=a, kv_heads=kv, head_dim=hd, ffn=model.ffn, gated=gated,
                       q_dim=a * hd)
 
@@ -87,7 +131,7 @@ def linear_fwd_flops_per_token(model: ModelSpec) -> float:
     if not model.experts:
         return 2.0 * shape.linear_params
     h = shape.hidden
-    attention = h * shape.qkv_out + shape.q * h
+    attention = shape.attention_linear_params if shape.mla else h * shape.qkv_out + shape.q * h
     dense_mlp = (3 if shape.gated else 2) * h * shape.ffn
     n = len(model.moe_layers)
     mlp = (n * model.moe_params(active=True) + (model.layers - n) * dense_mlp) / model.layers
@@ -95,8 +139,11 @@ def linear_fwd_flops_per_token(model: ModelSpec) -> float:
 
 
 def attention_core_fwd_flops_per_token(model: ModelSpec, seq: int) -> float:
-    """Scores and value product of every query head: 4 s (heads x head_dim)."""
-    return 4.0 * seq * block_shape(model).q
+    """Scores and value product of every query head: 4 s (heads x head_dim); MLA 2 s heads (d_qk + d_v)."""
+    shape = block_shape(model)
+    if shape.mla:
+        return 2.0 * seq * shape.heads * (shape.head_dim + shape.v_head)
+    return 4.0 * seq * shape.q
 
 
 def block_fwd_flops_per_token(model: ModelSpec, seq: int) -> float:

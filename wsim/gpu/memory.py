@@ -19,6 +19,10 @@
   FlashAttention never stores (it keeps a float32 log-sum-exp per head: 4a bytes). Full recompute
   keeps only each block's input (2h, split by sequence parallelism) plus, during backward, one
   block's full activations for one micro-batch. Context parallelism splits every token count by cp.
+  Multi-head latent attention (DeepSeek-V3): its latents (4 q_lora_rank + 4 kv_lora_rank) join the
+  replicated part, Q, K, V and the projection input (4 heads (d_qk + d_v)) the split part
+  (``models.per_layer``); its down projections' weights are held whole on every tensor rank
+  (``Consts.replicated_tp``, Megatron-Core's duplicated linears).
 - Micro-batches in flight on the first stage: min(m, p) for 1F1B; for the interleaved schedule
   Megatron-LM's warm-up keeps (v-1)p + 2(p-1) + 1 chunks of L/(pv) layers.
 - Activation offloading (``wsim.gpu.offload``, pp 1 only): the stage stores (layers - offloaded)
@@ -167,7 +171,7 @@ def _fixed(c, tp, pp, dp, b, recompute, sp, zero, cp, stack, kn, sparse) -> tupl
     # (DeepSpeed: at most its live-parameter limit gathered, gradients in buckets)
     gathered = 0.0
     if zero >= 3:
-        block = c.block_params / tp
+        block = c.block_params / tp + c.replicated_tp(tp)
         live = 2 * block if stack is None or stack.zero3_live_params is None \
             else min(2 * block, stack.zero3_live_params)
         bucket = block if stack is None or stack.zero3_grad_bucket is None \
@@ -185,12 +189,12 @@ def _fixed(c, tp, pp, dp, b, recompute, sp, zero, cp, stack, kn, sparse) -> tupl
         we, ge, oe = state_bytes_per_param(zero, edp, grad_bytes, c.fp8, fp8_params)
         expert_states = expert_params * we, expert_params * ge, expert_params * oe
 
-    body = L * c.block_params / tp
+    body = L * c.block_params / tp + L * c.replicated_tp(tp)  # (MLA's un-split down projections)
     mid_params = None
     if sparse is None and stack is not None and stack.uneven_stages \
             and edge_balanced(c.layers, pp):  # wsim.gpu.stages: the edges one layer short
         mid_params = body
-        body = (L - 1) * c.block_params / tp
+        body = (L - 1) * c.block_params / tp + (L - 1) * c.replicated_tp(tp)
     first_params = body + c.embed_params_tp(tp)
     last_params = body + c.head_params_tp(tp, pp)
     if pp == 1:
@@ -228,8 +232,9 @@ def states_lower_bound(c, tp: int, pp: int, dp: int, zero: int, cp: int = 1,
     """A lower bound on any plan's memory with this layout and ZeRO stage (for pruning)."""
     w, g, o = state_bytes_per_param(zero, dp * cp, min(grad_bytes, GRAD_BYTES), c.fp8, c.fp8)
     L = -(-c.layers // pp)  # the fullest stage (uneven stages: DeepSpeed)
-    params = L * c.block_params / tp + min(c.embed_params_tp(tp), c.head_params_tp(tp, pp))
+    params = L * c.block_params / tp + min(c.embed_params_tp(tp), c.head_params_tp(tp, pp)) + L * c.replicated_tp(tp)
     if edge_balanced(c.layers, pp) and c.moe is None:  # a middle stage, or an edge one short
-        params = max(L * c.block_params / tp, (L - 1) * c.block_params / tp
+        params = max(L * c.block_params / tp + L * c.replicated_tp(tp),
+                     (L - 1) * c.block_params / tp + (L - 1) * c.replicated_tp(tp)
                      + min(c.embed_params_tp(tp), c.head_params_tp(tp, pp)))
     return params * (w + g + o) + c.reserved_bytes

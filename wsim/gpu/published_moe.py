@@ -56,8 +56,9 @@ QWEN3_235B = dataclasses.replace(
 MODELS = {"dsv3": zoo.get("deepseek-v3"), "q30": zoo.get("qwen3-30b-a3b"), "q235": QWEN3_235B,
           "mixtral": zoo.get("mixtral-8x7b")}
 _GPU = {"H100": "h100-80gb", "B200": "b200-180gb", "GB200": "gb200-nvl72"}
-_NOTES = {"dsv3": "MLA timed as standard attention of equal parameters (zoo); 61 layers on uneven "
-                  "stages", "q30": "", "q235": ""}
+_NOTES = {"dsv3": "MLA exact (zoo: q_a, q_b, kv_a, kv_b, o and an attention core of q.k width 192, "
+                  "v width 128; Megatron-Core's recompute of its up projections, mla_up_proj, not "
+                  "modelled); 61 layers on uneven stages", "q30": "", "q235": ""}
 # What each row's recipe sets beyond the printed plan (Megatron-Bridge history, see docs/sources.md):
 # 25.09 = tag v0.1.0rc4 (2025-10-23): scripts/performance/run_script.py applies token drop
 # (apply_moe_token_drop: moe_expert_capacity_factor 1.0, moe_pad_expert_input_to_capacity True) to
@@ -171,7 +172,7 @@ def _deepseek() -> list[Row]:
                 4096, "tokens_per_s_per_gpu", 1e12 / (180e3 * 3600), _DSV3,
                 _plan(1, 16, None, None, 64, "fp8", moe_ep_overlap=True, moe_max_nodes=4,
                       moe_fp8_dispatch=True, moe_dispatcher="flex"),
-                notes="approximated: MLA timed as standard attention of equal parameters (zoo); "
+                notes="MLA exact (zoo); approximated: "
                       "DualPipe's overlap of all-to-all with compute modelled as 1F1B with "
                       "moe_ep_overlap (the all-to-all under the other micro-batch's compute); "
                       "node-limited routing (at most 4 nodes a token, sec. 3.2.2) with its own "

@@ -146,7 +146,7 @@ def _layer(c: Consts, tp: int, b: int, recompute: str, sp: bool, cp: int, st: St
     eff = c.eff
     pen = eff.overlap_compute_penalty
     ke = st.kernel_efficiency
-    linear, core_f, core_b, head = c.gemm_times(tp, b, cp)
+    linear, core_f, core_b, head = c.gemm_times(tp, b, cp, sp)
     ew, ew_core, ew_head = c.elementwise_times(tp, b, sp, cp)
     tpg = c.group(tp, 1)
     if kn.tp_comm_overlap and tpg.nodes > 1:
@@ -169,6 +169,8 @@ def _layer(c: Consts, tp: int, b: int, recompute: str, sp: bool, cp: int, st: St
     if cp > 1:
         cpg = c.group(cp, tp)
         kv_bytes = b * c.seq / cp * 2.0 * c.kv * c.hd * 2.0 / tp  # K and V, 16-bit
+        if c.mla:  # every head's key (d_qk wide) and value (d_v wide)
+            kv_bytes = b * c.seq / cp * c.a * (c.hd + c.shape.v_head) * 2.0 / tp
         # one P2P send per ring step: NCCL's base latency plus one hop (over the network when the
         # ring leaves the node)
         hop = kv_bytes / cpg.bw + eff.collective_base_latency_s + (
@@ -190,6 +192,9 @@ def _layer(c: Consts, tp: int, b: int, recompute: str, sp: bool, cp: int, st: St
             # The slowest rank (the last: every step "lower-triangle", all its queries) decides.
             q_elems = b * c.seq / cp * c.h / tp
             kv_elems = b * c.seq / cp * 2.0 * c.kv * c.hd / tp
+            if c.mla:  # the output is heads x d_v wide, K d_qk and V d_v per head
+                q_elems = b * c.seq / cp * c.a * c.shape.v_head / tp
+                kv_elems = b * c.seq / cp * c.a * (c.hd + c.shape.v_head) / tp
             hbm = c.gpu.hbm_bytes_per_s
             merge_f = (cp - 1) * CP_OUT_CORRECTION_BYTES * q_elems / hbm / ke
             fwd = fwd + merge_f
@@ -338,7 +343,7 @@ def _stage(c: Consts, tp: int, pp: int, dp: int, b: int, recompute: str, sp: boo
     # Transformer Engine casts the weights to FP8 on the first micro-batch of a step and caches
     # them (Linear.forward is_first_microbatch: "caching of FP8 versions of the weights"); none
     # to cast when they are kept in FP8 (fp8_param_gather)
-    weight_cast = (L * c.block_params / tp * eff.fp8_cast_bytes / gpu.hbm_bytes_per_s
+    weight_cast = ((L * c.block_params / tp + L * c.replicated_tp(tp)) * eff.fp8_cast_bytes / gpu.hbm_bytes_per_s
                    if c.fp8 and not kn.fp8_param_gather else 0.0)
     if experts is not None and c.fp8 and not kn.fp8_param_gather:
         weight_cast += experts[0] * eff.fp8_cast_bytes / gpu.hbm_bytes_per_s
@@ -356,7 +361,7 @@ def compute_lower_bound_s(c: Consts, tp: int, pp: int, dp: int, cp: int = 1) -> 
     efficiency, the attention core causally halved at the 16-bit peak, no recompute, no
     communication, no bubble, the fastest stack."""
     tokens = c.batch / dp * c.seq / cp
-    core = 4.0 * c.seq * c.q * 0.5
+    core = (c.block_fwd_flops - c.linear_fwd_flops if c.mla else 4.0 * c.seq * c.q) * 0.5
     per_token = 3.0 * (c.layers / pp * c.linear_fwd_flops + 2.0 * c.vocab * c.h / pp) / c.peak \
         + 3.0 * c.layers / pp * core / c.peak16
     return tokens * per_token / tp / c.eff.matmul_peak_fraction / _fastest_stack()
