@@ -179,6 +179,10 @@ def hardware_flops_per_step(model: ModelSpec, *, seq: int, batch: int, recompute
                             modules: tuple = ("core_attn",)) -> float:
     tokens = float(batch) * seq
     extra = tokens * model.layers * recompute_fwd_flops_per_token(model, seq, recompute, modules)
+    if recompute == "selective" and "mlp" in modules:  # the dense blocks' MLPs (wsim.gpu.recompute)
+        shape = block_shape(model)
+        dense = model.layers - (len(model.moe_layers) if model.experts else 0)
+        extra += tokens * dense * 2.0 * model.hidden * model.ffn * (3 if shape.gated else 2)
     return model_flops_per_step(model, seq=seq, batch=batch) + extra
 
 

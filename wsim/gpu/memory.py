@@ -37,7 +37,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from wsim.gpu.recompute import DEFAULT as DEFAULT_RECOMPUTE, mla_up_proj_bytes_per_token
+from wsim.gpu.recompute import (DEFAULT as DEFAULT_RECOMPUTE, mla_up_proj_bytes_per_token, mlp_bytes,
+                                norm_bytes)
 from wsim.gpu.stages import edge_balanced
 
 WEIGHT_BYTES = 2.0  # 16-bit weights (ZeRO sec. 3.1)
@@ -101,6 +102,10 @@ def act_bytes_per_token_layer(c, tp: int, recompute: str, sp: bool,
         par += c.act_attn / tp
     if recompute == "selective" and "mla_up_proj" in modules:  # Q, K, V discarded
         par -= mla_up_proj_bytes_per_token(c) / tp
+    if recompute == "selective" and "mlp" in modules:  # a dense block's MLP and its fused norm
+        par -= mlp_bytes(c, tp, sp)
+    if recompute == "selective" and "layernorm" in modules and c.mla:  # the input norm's output
+        return (c.act_rep - norm_bytes(c)) / rep_div + par
     return c.act_rep / rep_div + par
 
 
@@ -175,6 +180,10 @@ def _fixed(c, tp, pp, dp, b, recompute, sp, zero, cp, stack, kn, sparse) -> tupl
         working = tokens * c.act_attn / tp  # one block's attention core, recomputed in backward
     if recompute == "selective" and "mla_up_proj" in modules:  # one block's Q, K, V, recomputed
         working += tokens * mla_up_proj_bytes_per_token(c) / tp
+    if recompute == "selective" and "mlp" in modules:  # one block's MLP, recomputed
+        working += tokens * mlp_bytes(c, tp, sp)
+    if recompute == "selective" and "layernorm" in modules and c.mla:  # one norm's, recomputed
+        working += tokens * norm_bytes(c) / (tp if sp else 1)
     # ZeRO-3 / FSDP: the computing and the prefetched block gathered, one block's full gradient
     # (DeepSpeed: at most its live-parameter limit gathered, gradients in buckets)
     gathered = 0.0

@@ -208,7 +208,8 @@ def check_plan(plan: Plan, model: ModelSpec, *, batch: int, gpus: int, seq: int 
     check_offload(plan, model)
     check_experts(plan, model)
     if plan.recompute == "selective":  # Megatron-Core checks the modules under selective only
-        check_for_model(normalise(plan.recompute_modules), bool(model.kv_lora_rank))
+        check_for_model(normalise(plan.recompute_modules), bool(model.kv_lora_rank),
+                        bool(model.experts))
     if plan.interleave > 1 and m % plan.pp:
         raise ConfigError(f"the interleaved schedule needs the number of micro-batches ({m}) to be a "
                           f"multiple of pp ({plan.pp}) (Megatron-LM); use interleave 1 or a smaller "
