@@ -20,6 +20,7 @@ import time
 from models.spec import ModelSpec
 from wsim.errors import ConfigError
 from wsim.gpu.inputs import make_consts, cp_runs, stacks_for
+from wsim.gpu.recompute import check_for_model, normalise
 from wsim.gpu.knobs import check_names, resolve
 from wsim.gpu.offload import offload_runs, offload_to_fit
 from wsim.gpu.stages import edge_balanced
@@ -68,6 +69,10 @@ def search(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, gpu="a10
     expert_layouts = _expert_layouts(model, ep, etp, moe_capacity_factor, moe_imbalance,
                                      moe_ep_overlap)
     recomputes = _choices(recompute, RECOMPUTE, "recompute")
+    if knobs.get("recompute_modules") is not None and "selective" in recomputes:
+        # the modules are given, not searched (wsim.gpu.recompute); Megatron-Core's model checks
+        check_for_model(normalise(knobs["recompute_modules"]), bool(model.kv_lora_rank),
+                        bool(model.experts))
     sps = _choices(sequence_parallel, (False, True), "sequence_parallel")
     zeros = _choices(zero, (0, 1, 2, 3), "zero")
     stacks = stacks_for(c, stack, zero=zero, cp=cp)
@@ -346,7 +351,7 @@ def _knob_variants(st, fp8: bool, sp: bool, zero: int, given: dict, cache: dict)
         return ()
     usable = {"grad_reduce_fp32": False, "tp_comm_overlap": sp, "cuda_graphs": True,
               "fp8_param_gather": fp8 and zero in (1, 3), "p2p_overlap": True,
-              "cpu_offload_layers": 0}
+              "cpu_offload_layers": 0, "recompute_modules": None}  # (module sets: not searched)
     on = dict(given)
     for n in st.knobs:
         if given.get(n) is None:
