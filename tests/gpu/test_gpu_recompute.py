@@ -134,6 +134,13 @@ def test_mlp_leaves_a_sparse_block_as_it_was():
     lay = _layer(c, 2, 1, "selective", True, 1, MC, _kn(c, ("mlp",)))[3]
     m = 512 // 32  # micro-batches: batch / (dp x micro_batch), dp = 64 / 2
     assert dense_rec == pytest.approx(m * 3 * lay, rel=1e-6)
+    # pp 4: the fullest stage's blocks are all sparse: 'mlp' changes neither its recompute nor
+    # its memory (the bubble, from the mean stage with its dense layers, does change)
+    kw4 = dict(kw, pp=4)
+    base = estimate(DSV3, recompute_modules=("mla_up_proj",), **kw4)
+    mlp = estimate(DSV3, recompute_modules=("mla_up_proj", "mlp"), **kw4)
+    assert mlp.breakdown_s["recompute_s"] == pytest.approx(base.breakdown_s["recompute_s"], rel=1e-9)
+    assert mlp.memory.total_bytes == pytest.approx(base.memory.total_bytes, rel=1e-12)
 
 
 def test_default_is_the_old_selective_and_empty_is_none():

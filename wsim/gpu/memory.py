@@ -180,7 +180,8 @@ def _fixed(c, tp, pp, dp, b, recompute, sp, zero, cp, stack, kn, sparse) -> tupl
         working = tokens * c.act_attn / tp  # one block's attention core, recomputed in backward
     if recompute == "selective" and "mla_up_proj" in modules:  # one block's Q, K, V, recomputed
         working += tokens * mla_up_proj_bytes_per_token(c) / tp
-    if recompute == "selective" and "mlp" in modules:  # one block's MLP, recomputed
+    if recompute == "selective" and "mlp" in modules \
+            and (sparse is None or sparse[0] < L):  # one dense block's MLP, recomputed
         working += tokens * mlp_bytes(c, tp, sp)
     if recompute == "selective" and "layernorm" in modules and c.mla:  # one norm's, recomputed
         working += tokens * norm_bytes(c) / (tp if sp else 1)
