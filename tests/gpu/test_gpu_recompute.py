@@ -48,14 +48,22 @@ def _rec(c, modules, tp=2, b=1, sp=True):
 def test_mla_up_proj_frees_q_k_v_and_reruns_the_up_projections(precision):
     c, tp, b = _consts(DSV3, precision), 2, 1
     freed = _stored(c, ("core_attn",), tp) - _stored(c, ("core_attn", "mla_up_proj"), tp)
-    assert freed == pytest.approx(2 * A * (DQK + DQK + DV) / tp)  # 16-bit Q, K, V
+    # 16-bit Q, K, V (tensor-parallel) and the normed latents (sequence-parallel)
+    assert freed == pytest.approx(2 * A * (DQK + DQK + DV) / tp + 2 * (RQ + RKV) / tp)
+    no_sp = _stored(c, (), tp, sp=False) - _stored(c, ("mla_up_proj",), tp, sp=False)
+    assert no_sp == pytest.approx(2 * A * (DQK + DQK + DV) / tp + 2 * (RQ + RKV))
     T = b * 4096
     e = c.eff.gemm_efficiency
     gemm = (2 * T * RQ * A * DQK / tp / e(T, A * DQK / tp, RQ)
             + 2 * T * RKV * A * (NOPE + DV) / tp / e(T, A * (NOPE + DV) / tp, RKV)) / c.peak
-    ew = c.eff.elementwise_passes * T * 2 * A * (2 * DQK + DV) / tp / c.gpu.hbm_bytes_per_s
+    ew = c.eff.elementwise_passes * T * (2 * A * (2 * DQK + DV) + 2 * (RQ + RKV)) / tp \
+        / c.gpu.hbm_bytes_per_s
     added = _rec(c, ("core_attn", "mla_up_proj"), tp, b)[0] - _rec(c, ("core_attn",), tp, b)[0]
     assert added == pytest.approx((gemm + ew) / MC.kernel_efficiency, rel=1e-12)
+    # the column-parallel linears gather the normed latents again under sequence parallelism
+    assert _rec(c, ("mla_up_proj",), tp, b)[1] == pytest.approx(
+        c.group(tp, 1).all_gather_s(T * 2 * (RQ + RKV)))
+    assert _rec(c, ("mla_up_proj",), tp, b, sp=False)[1] == 0.0
 
 
 @pytest.mark.parametrize("precision, norm_bytes", [("bf16", 2 * H), ("fp8", H)])

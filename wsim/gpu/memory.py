@@ -37,8 +37,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from wsim.gpu.recompute import (DEFAULT as DEFAULT_RECOMPUTE, mla_up_proj_bytes_per_token, mlp_bytes,
-                                norm_bytes)
+from wsim.gpu.recompute import (DEFAULT as DEFAULT_RECOMPUTE, mla_latent_norm_bytes,
+                                mla_up_proj_bytes_per_token, mlp_bytes, norm_bytes)
 from wsim.gpu.stages import edge_balanced
 
 WEIGHT_BYTES = 2.0  # 16-bit weights (ZeRO sec. 3.1)
@@ -104,8 +104,13 @@ def act_bytes_per_token_layer(c, tp: int, recompute: str, sp: bool,
         par -= mla_up_proj_bytes_per_token(c) / tp
     if recompute == "selective" and "mlp" in modules:  # a dense block's MLP and its fused norm
         par -= mlp_bytes(c, tp, sp)
-    if recompute == "selective" and "layernorm" in modules and c.mla:  # the input norm's output
-        return (c.act_rep - norm_bytes(c)) / rep_div + par
+    if recompute == "selective" and c.mla and ("layernorm" in modules or "mla_up_proj" in modules):
+        rep = c.act_rep
+        if "layernorm" in modules:  # the input norm's output
+            rep -= norm_bytes(c)
+        if "mla_up_proj" in modules:  # the latent norms' outputs (fused into the up projections)
+            rep -= mla_latent_norm_bytes(c)
+        return rep / rep_div + par
     return c.act_rep / rep_div + par
 
 
@@ -179,7 +184,8 @@ def _fixed(c, tp, pp, dp, b, recompute, sp, zero, cp, stack, kn, sparse) -> tupl
     if recompute == "selective" and not c.flash and "core_attn" in modules:
         working = tokens * c.act_attn / tp  # one block's attention core, recomputed in backward
     if recompute == "selective" and "mla_up_proj" in modules:  # one block's Q, K, V, recomputed
-        working += tokens * mla_up_proj_bytes_per_token(c) / tp
+        working += tokens * (mla_up_proj_bytes_per_token(c) / tp
+                             + mla_latent_norm_bytes(c) / (tp if sp else 1))
     if recompute == "selective" and "mlp" in modules \
             and (sparse is None or sparse[0] < L):  # one dense block's MLP, recomputed
         working += tokens * mlp_bytes(c, tp, sp)

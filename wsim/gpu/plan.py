@@ -4,7 +4,8 @@ A ``Plan`` is Megatron-LM's PTD-P (Narayanan et al., SC21, arXiv 2104.04473) plu
 context parallelism: ``tp`` tensor-parallel ranks (within a node when tp <= 8), ``cp`` context-parallel
 ranks (each holds 1/cp of every sequence; Megatron-Core), ``pp`` pipeline stages, ``dp`` data-parallel
 replicas (gpus = tp * cp * pp * dp), ``micro_batch`` sequences per micro-batch, ``interleave`` model
-chunks per stage (1 = plain 1F1B), ``recompute`` of activations, Megatron sequence parallelism, ZeRO
+chunks per stage (1 = plain 1F1B), ``recompute`` of activations (under "selective", the
+``recompute_modules`` Megatron-Core reruns: ``wsim.gpu.recompute``), Megatron sequence parallelism, ZeRO
 stage (1 under Megatron = its distributed optimizer), and the software ``stack`` that runs it
 (``wsim.gpu.calibration.STACKS``). Rank order is tensor-fastest, then context, data, pipeline
 (Megatron-Core's ``tp-cp-dp-pp``), which decides which groups share a node.

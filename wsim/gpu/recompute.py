@@ -20,11 +20,18 @@ Modelled:
   the latents stay stored (the checkpoint's inputs), the query, key and value the core attention
   saved are freed: 2 bytes x a (d_qk + d_qk + d_v) per token, split by tensor parallelism (the
   Q, K and V part of ``models.per_layer.block_activations``' MLA term 4 a (d_qk + d_v), which also
-  holds the output projection's input 2 a d_v, kept). Time: the up projections' GEMMs (q_b, or q
-  without a query rank, and kv_b: ``BlockShape.mla_linear``'s column-parallel entries, at the GEMM
-  efficiency of ``Consts._mla_times``) and the rotary embedding's element-wise work, taken as
+  holds the output projection's input 2 a d_v, kept); and the latent norms' outputs, 2 (r_q +
+  r_kv) bytes (replicated part, split by sequence parallelism): in the Transformer Engine spec
+  the q_a / kv_a norms are fused into the up projections (gpt_layer_specs.py: linear_q_up_proj
+  and linear_kv_up_proj ``column_parallel_layer_norm_linear`` when qk_layernorm, q_layernorm and
+  kv_layernorm ``IdentityOp``), so their outputs are saved inside the checkpointed function.
+  Time: the up projections' GEMMs (q_b, or q without a query rank, and kv_b:
+  ``BlockShape.mla_linear``'s column-parallel entries, at the GEMM efficiency of
+  ``Consts._mla_times``), the rotary embedding's and the latent norms' element-wise work, taken as
   ``Efficiency.elementwise_passes`` x the freed bytes of HBM traffic (the rule
-  ``Consts.elementwise_times`` applies to every stored activation). Megatron-Core refuses it
+  ``Consts.elementwise_times`` applies to every stored activation), and under sequence parallelism
+  the column-parallel linears' all-gather of the normed latents (``mla_up_proj_gather_s``).
+  Megatron-Core refuses it
   without multi-latent attention ("mla_up_proj in recompute_modules is only supported with
   multi_latent_attention"): so does ``check_for_model``.
 
@@ -150,15 +157,32 @@ def mla_up_proj_bytes_per_token(c) -> float:
     return 2.0 * sh.heads * (2.0 * sh.head_dim + sh.v_head)
 
 
-def mla_up_proj_fwd_s(c, T: float, tp: int) -> float:
-    """Seconds per micro-batch (``T`` tokens on this GPU) to rerun the up projections and the
-    rotary embedding: the column-parallel GEMMs of ``BlockShape.mla_linear`` at the efficiency
-    ``Consts._mla_times`` gives them, plus element-wise traffic of the recomputed Q, K, V."""
+def mla_latent_norm_bytes(c) -> float:
+    """Bytes per token (before the sequence-parallel split) of the q_a and kv_a norms' 16-bit
+    outputs, which ``mla_up_proj`` frees with the up projections they are fused into."""
+    return 2.0 * (c.shape.q_lora + c.shape.kv_lora)
+
+
+def mla_up_proj_fwd_s(c, T: float, tp: int, sp: bool) -> float:
+    """Seconds per micro-batch (``T`` tokens on this GPU) to rerun the up projections, the latent
+    norms and the rotary embedding but for the gather: the column-parallel GEMMs of
+    ``BlockShape.mla_linear`` at the efficiency ``Consts._mla_times`` gives them, plus element-wise
+    traffic of the recomputed Q, K, V and normed latents."""
     e = c.eff.gemm_efficiency
     gemm = sum(2.0 * T * k * n / tp / e(T, n / tp, k)
                for _, k, n, split in c.shape.mla_linear if split == "column") / c.peak
-    ew = c.eff.elementwise_passes * T * mla_up_proj_bytes_per_token(c) / tp / c.gpu.hbm_bytes_per_s
+    hbm = c.gpu.hbm_bytes_per_s
+    ew = c.eff.elementwise_passes * T * (mla_up_proj_bytes_per_token(c) / tp
+                                         + mla_latent_norm_bytes(c) / (tp if sp else 1)) / hbm
     return gemm + ew
+
+
+def mla_up_proj_gather_s(c, T: float, tp: int, sp: bool) -> float:
+    """The sequence-parallel all-gather of the normed latents the rerun up projections read (16-bit,
+    ``T`` tokens gathered over the tensor-parallel group); none without sequence parallelism."""
+    if tp == 1 or not sp:
+        return 0.0
+    return c.group(tp, 1).all_gather_s(T * mla_latent_norm_bytes(c))
 
 
 def mlp_bytes(c, tp: int, sp: bool) -> float:

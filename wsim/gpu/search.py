@@ -20,13 +20,13 @@ import time
 from models.spec import ModelSpec
 from wsim.errors import ConfigError
 from wsim.gpu.inputs import make_consts, cp_runs, stacks_for
-from wsim.gpu.recompute import check_for_model, normalise
 from wsim.gpu.knobs import check_names, resolve
 from wsim.gpu.offload import offload_runs, offload_to_fit
 from wsim.gpu.stages import edge_balanced
 from wsim.gpu.memory import states_lower_bound
 from wsim.gpu.moe import Dispatch, expert_states_lower_bound, load as moe_load
 from wsim.gpu.plan import RECOMPUTE, Plan, divisors
+from wsim.gpu.recompute import check_for_model, normalise
 from wsim.gpu.regimes import Features, classify, layout_may_validate, validated_regime, zero_class
 from wsim.gpu.report import GpuReport, build_report
 from wsim.gpu.specs import Efficiency

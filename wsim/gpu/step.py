@@ -34,7 +34,7 @@ from wsim.gpu.knobs import (KERNELS_PER_BLOCK_BWD, KERNELS_PER_BLOCK_FWD, KERNEL
                              KERNELS_PER_CP_STEP_FWD, Knobs, resolve)
 from wsim.gpu.memory import act_bytes_per_token_layer, memory
 from wsim.gpu.offload import exposed_s as offload_exposed_s
-from wsim.gpu.recompute import mla_up_proj_fwd_s, mlp_fwd_s, norm_fwd_s
+from wsim.gpu.recompute import mla_up_proj_fwd_s, mla_up_proj_gather_s, mlp_fwd_s, norm_fwd_s
 from wsim.gpu.stages import edge_balanced
 
 # bytes of HBM traffic per element of one ring step's merge (context parallelism, Transformer
@@ -165,14 +165,15 @@ def _layer(c: Consts, tp: int, b: int, recompute: str, sp: bool, cp: int, st: St
     elif recompute == "selective":  # the modules Megatron-Core's --recompute-modules names
         mods = kn.recompute_modules
         rec, rec_ar = ((core_f + ew_core) / ke if "core_attn" in mods else 0.0), 0.0
-        if "mla_up_proj" in mods:  # the up projections and rotary embedding (wsim.gpu.recompute)
-            rec += mla_up_proj_fwd_s(c, b * c.seq / cp, tp) / ke
+        if "mla_up_proj" in mods:  # the up projections, latent norms, rotary (wsim.gpu.recompute)
+            rec += mla_up_proj_fwd_s(c, b * c.seq / cp, tp, sp) / ke
+            rec_ar += mla_up_proj_gather_s(c, b * c.seq / cp, tp, sp)
         if "layernorm" in mods and c.mla:  # the input norm, its own module under MLA
             rec += norm_fwd_s(c, b * c.seq / cp, tp if sp else 1) / ke
         if "mlp" in mods:  # the dense MLP's forward and its collective
             T = b * c.seq / cp
             rec += mlp_fwd_s(c, T, tp, sp, moe_cost.dense_mlp_s(c, T, tp)) / ke
-            rec_ar = (c.ar_fwd - 1.0) * ar
+            rec_ar += (c.ar_fwd - 1.0) * ar
     else:
         rec, rec_ar = 0.0, 0.0
     cp_exposed = fwd_cp = bwd_cp = 0.0
