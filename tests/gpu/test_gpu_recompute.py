@@ -208,3 +208,20 @@ def test_cli_flag_and_its_refusal():
                         capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["plan"]["recompute_modules"] == ["core_attn", "mlp"]
+
+
+def test_mla_up_proj_gather_is_rerun_in_every_block_sparse_included():
+    """Every DeepSeek-V3 block (3 dense, 58 sparse) has MLA: each reruns the latents' all-gather
+    under sequence parallelism; 'mlp' adds its collective to the 3 dense blocks only."""
+    kw = dict(seq=4096, batch=512, gpus=64, gpu="h100-80gb", tp=2, pp=1, ep=8, micro_batch=1,
+              interleave=1, recompute="selective", sequence_parallel=True, zero=1,
+              stack="megatron-core", attention="flash", allow_oom=True)
+    c = _consts(DSV3)
+    m, T = 512 // 32, 4096
+    g = c.group(2, 1).all_gather_s(T * 2 * (RQ + RKV))
+    none = estimate(DSV3, recompute_modules=(), **kw).breakdown_s["tp_comm_s"]
+    mla = estimate(DSV3, recompute_modules=("mla_up_proj",), **kw).breakdown_s["tp_comm_s"]
+    assert mla - none == pytest.approx(m * 61 * g, rel=1e-9)
+    mlp = estimate(DSV3, recompute_modules=("mlp",), **kw).breakdown_s["tp_comm_s"]
+    ar = c.group(2, 1).all_reduce_s(T * H * 2.0)
+    assert mlp - none == pytest.approx(m * 3 * ar, rel=1e-9)

@@ -40,7 +40,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from wsim.gpu import comm
-from wsim.gpu.recompute import moe_act_bytes, moe_act_fwd_s, mlp_bytes, mlp_fwd_s, norm_bytes, norm_fwd_s
+from wsim.gpu.recompute import (mla_up_proj_gather_s, moe_act_bytes, moe_act_fwd_s, mlp_bytes, mlp_fwd_s,
+                                norm_bytes, norm_fwd_s)
 
 # Kernels a sparse block adds to a dense one, forward. The router with its top-k, aux loss and the
 # dispatcher's preprocessing (SOURCED: github.com/NVIDIA/Megatron-LM
@@ -329,6 +330,11 @@ def block_delta(c, ke: float, kn, tp: int, b: int, cp: int, ep: int, etp: int, l
     else:
         tf = tb = n_ar * ar
     tr = tf if full else 0.0
+    if recompute == "selective" and "mla_up_proj" in kn.recompute_modules:
+        # the sparse block's attention reruns the latents' gather as the dense one does; a dense
+        # block's 'mlp' collective (in tp_r) is not its (wsim.gpu.recompute)
+        g = mla_up_proj_gather_s(c, T, tp, tp > 1)
+        tr = (overlap(g, window, pen) if kn.tp_comm_overlap and tp > 1 else g) if g else 0.0
     d.tp = (tf + tb + tr) - (tp_f + tp_b + tp_r)
     dispatch = 2.0 * x.a2a + x.etp_comm  # dispatch and combine, each direction
     d.ep = dispatch * (3.0 if full else 2.0)
