@@ -26,7 +26,10 @@ from __future__ import annotations
 from experiments.common import days
 from wsim.errors import ConfigError
 from wsim.gpu import estimate, gpu_spec, search
-from wsim.gpu.knobs import KNOBS
+from wsim.gpu.knobs import KNOBS as _ALL_KNOBS
+
+# the options written per plan (recompute_modules: the search keeps Megatron-Core's default set)
+KNOBS = tuple(k for k in _ALL_KNOBS if k != "recompute_modules")
 
 SEQ = 4096
 BATCH = 4096

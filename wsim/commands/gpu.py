@@ -65,6 +65,9 @@ def register(subparsers) -> None:
     p.add_argument("--interleave", type=int, help="model chunks per stage (default: best that fits)")
     p.add_argument("--recompute", choices=RECOMPUTE,
                    help="activation recompute (default full; searched with --search)")
+    p.add_argument("--recompute-modules", metavar="A,B",
+                   help="the modules --recompute selective reruns (Megatron-Core "
+                        "--recompute-modules): core_attn (default), mla_up_proj; not searched")
     p.add_argument("--sequence-parallel", action="store_true", default=None,
                    help="Megatron sequence parallelism (searched with --search unless given)")
     p.add_argument("--zero", type=int, choices=(0, 1, 2, 3),
@@ -209,7 +212,9 @@ def human(r: dict) -> str:
         f"sequence-parallel {'on' if p['sequence_parallel'] else 'off'}, zero {p['zero']}, "
         f"stack {p['stack']}{chosen}",
         "options: " + ", ".join(f"{n.replace('_', '-')} " + (
-            str(p.get(n) or 0) if n == "cpu_offload_layers" else ('on' if p.get(n) else 'off'))
+            str(p.get(n) or 0) if n == "cpu_offload_layers"
+            else ",".join(p.get(n) or ()) if n == "recompute_modules"
+            else ('on' if p.get(n) else 'off'))
                                 for n in KNOBS),
         *_regime_lines(r.get("regime", {})),
         f"step time       {r['step_time_s']:10.3f} s   ({r['tokens_per_s']:,.0f} tokens/s)",

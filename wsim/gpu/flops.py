@@ -154,12 +154,18 @@ def head_fwd_flops_per_token(model: ModelSpec) -> float:
     return 2.0 * model.vocab * model.hidden
 
 
-def recompute_fwd_flops_per_token(model: ModelSpec, seq: int, recompute: str) -> float:
-    """Extra forward FLOPs per token per block that the recompute policy runs again."""
+def recompute_fwd_flops_per_token(model: ModelSpec, seq: int, recompute: str,
+                                  modules: tuple = ("core_attn",)) -> float:
+    """Extra forward FLOPs per token per block that the recompute policy runs again (selective:
+    the ``modules`` it names, ``wsim.gpu.recompute``; mla_up_proj the up projections' 2 k n)."""
     if recompute == "full":
         return block_fwd_flops_per_token(model, seq)
     if recompute == "selective":
-        return attention_core_fwd_flops_per_token(model, seq)
+        out = attention_core_fwd_flops_per_token(model, seq) if "core_attn" in modules else 0.0
+        if "mla_up_proj" in modules:
+            out += sum(2.0 * k * n for _, k, n, split in block_shape(model).mla_linear
+                       if split == "column")
+        return out
     return 0.0
 
 
@@ -169,9 +175,14 @@ def model_flops_per_step(model: ModelSpec, *, seq: int, batch: int) -> float:
                            + head_fwd_flops_per_token(model))
 
 
-def hardware_flops_per_step(model: ModelSpec, *, seq: int, batch: int, recompute: str) -> float:
+def hardware_flops_per_step(model: ModelSpec, *, seq: int, batch: int, recompute: str,
+                            modules: tuple = ("core_attn",)) -> float:
     tokens = float(batch) * seq
-    extra = tokens * model.layers * recompute_fwd_flops_per_token(model, seq, recompute)
+    extra = tokens * model.layers * recompute_fwd_flops_per_token(model, seq, recompute, modules)
+    if recompute == "selective" and "mlp" in modules:  # the dense blocks' MLPs (wsim.gpu.recompute)
+        shape = block_shape(model)
+        dense = model.layers - (len(model.moe_layers) if model.experts else 0)
+        extra += tokens * dense * 2.0 * model.hidden * model.ffn * (3 if shape.gated else 2)
     return model_flops_per_step(model, seq=seq, batch=batch) + extra
 
 

@@ -38,6 +38,9 @@ default (``Stack.knob_defaults``); a stack that lacks a feature refuses it (``St
   backward (``wsim.gpu.offload``). Memory: the stage holds (layers - n) layers' activations; time:
   what the copies do not hide under the layers' compute. Needs no pipeline parallelism, no
   recompute, no CUDA graphs (Megatron-Core's checks; ``wsim.gpu.plan.check_plan``).
+- ``recompute_modules`` (Megatron-Core ``--recompute-modules``): the modules a selective recompute
+  reruns, default ``("core_attn",)``; ignored unless the plan's recompute is "selective"
+  (``wsim.gpu.recompute``).
 
 Kept as a plain tuple so that ``evaluate`` stays fast; an ``ep`` (expert parallel) dimension can
 be added to the plan beside these without touching them.
@@ -48,9 +51,10 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from wsim.errors import ConfigError
+from wsim.gpu.recompute import DEFAULT as DEFAULT_RECOMPUTE, normalise as recompute_modules
 
 KNOBS = ("tp_comm_overlap", "grad_reduce_fp32", "fp8_param_gather", "cuda_graphs", "p2p_overlap",
-         "cpu_offload_layers")
+         "cpu_offload_layers", "recompute_modules")
 BOOL_KNOBS = KNOBS[:5]
 
 
@@ -82,6 +86,7 @@ class Knobs(NamedTuple):
     cuda_graphs: bool
     p2p_overlap: bool
     cpu_offload_layers: int = 0
+    recompute_modules: tuple = DEFAULT_RECOMPUTE  # under recompute "selective" (wsim.gpu.recompute)
 
     @property
     def grad_bytes(self) -> float:
@@ -118,6 +123,11 @@ def resolve(stack, *, fp8: bool, sp: bool, zero: int, given: dict | None = None)
             raise ConfigError(f"stack {stack.name} has no activation offloading "
                               "(cpu_offload_layers); use stack megatron-core or nemo")
         out["cpu_offload_layers"] = off
+    mods = recompute_modules(given.get("recompute_modules"))
+    if mods != DEFAULT_RECOMPUTE and "recompute_modules" not in stack.knobs:
+        raise ConfigError(f"stack {stack.name} has no recompute_modules option (Megatron-Core's); "
+                          "use stack megatron-core or nemo")
+    out["recompute_modules"] = mods
     k = Knobs(**out)
     if k.tp_comm_overlap and not sp:
         raise ConfigError("plan.tp_comm_overlap needs sequence parallelism (Megatron-LM: tensor "

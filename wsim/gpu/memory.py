@@ -37,6 +37,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from wsim.gpu.recompute import (DEFAULT as DEFAULT_RECOMPUTE, mla_latent_norm_bytes,
+                                mla_up_proj_bytes_per_token, mlp_bytes, norm_bytes)
 from wsim.gpu.stages import edge_balanced
 
 WEIGHT_BYTES = 2.0  # 16-bit weights (ZeRO sec. 3.1)
@@ -86,16 +88,29 @@ def state_bytes_per_param(zero: int, shards: int, grad_bytes: float = GRAD_BYTES
     return w, g, o
 
 
-def act_bytes_per_token_layer(c, tp: int, recompute: str, sp: bool) -> float:
-    """Stored activation bytes per token per block (``c`` is a ``consts.Consts``)."""
+def act_bytes_per_token_layer(c, tp: int, recompute: str, sp: bool,
+                              modules: tuple = DEFAULT_RECOMPUTE) -> float:
+    """Stored activation bytes per token per block (``c`` is a ``consts.Consts``; ``modules``:
+    those a selective recompute reruns, ``wsim.gpu.recompute``)."""
     rep_div = tp if sp else 1
     if recompute == "full":
         return 2.0 * c.h / rep_div
     par = c.act_par / tp
     if recompute == "none":
         par += c.act_attn / tp
-    elif c.flash:  # selective recompute has nothing to drop under FlashAttention
+    elif c.flash or "core_attn" not in modules:  # nothing to drop under FlashAttention
         par += c.act_attn / tp
+    if recompute == "selective" and "mla_up_proj" in modules:  # Q, K, V discarded
+        par -= mla_up_proj_bytes_per_token(c) / tp
+    if recompute == "selective" and "mlp" in modules:  # a dense block's MLP and its fused norm
+        par -= mlp_bytes(c, tp, sp)
+    if recompute == "selective" and c.mla and ("layernorm" in modules or "mla_up_proj" in modules):
+        rep = c.act_rep
+        if "layernorm" in modules:  # the input norm's output
+            rep -= norm_bytes(c)
+        if "mla_up_proj" in modules:  # the latent norms' outputs (fused into the up projections)
+            rep -= mla_latent_norm_bytes(c)
+        return rep / rep_div + par
     return c.act_rep / rep_div + par
 
 
@@ -163,10 +178,19 @@ def _fixed(c, tp, pp, dp, b, recompute, sp, zero, cp, stack, kn, sparse) -> tupl
     w, g, o = state_bytes_per_param(zero, dp * cp, grad_bytes, c.fp8, fp8_params)
     tokens = b * c.seq / cp
     per_layer_full = tokens * act_bytes_per_token_layer(c, tp, "none", sp)
-    stored = tokens * act_bytes_per_token_layer(c, tp, recompute, sp)
+    modules = kn.recompute_modules if kn is not None else DEFAULT_RECOMPUTE
+    stored = tokens * act_bytes_per_token_layer(c, tp, recompute, sp, modules)
     working = per_layer_full if recompute == "full" else 0.0
-    if recompute == "selective" and not c.flash:
+    if recompute == "selective" and not c.flash and "core_attn" in modules:
         working = tokens * c.act_attn / tp  # one block's attention core, recomputed in backward
+    if recompute == "selective" and "mla_up_proj" in modules:  # one block's Q, K, V, recomputed
+        working += tokens * (mla_up_proj_bytes_per_token(c) / tp
+                             + mla_latent_norm_bytes(c) / (tp if sp else 1))
+    if recompute == "selective" and "mlp" in modules \
+            and (sparse is None or sparse[0] < L):  # one dense block's MLP, recomputed
+        working += tokens * mlp_bytes(c, tp, sp)
+    if recompute == "selective" and "layernorm" in modules and c.mla:  # one norm's, recomputed
+        working += tokens * norm_bytes(c) / (tp if sp else 1)
     # ZeRO-3 / FSDP: the computing and the prefetched block gathered, one block's full gradient
     # (DeepSpeed: at most its live-parameter limit gathered, gradients in buckets)
     gathered = 0.0

@@ -40,6 +40,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from wsim.gpu import comm
+from wsim.gpu.recompute import (mla_up_proj_gather_s, moe_act_bytes, moe_act_fwd_s, mlp_bytes, mlp_fwd_s,
+                                norm_bytes, norm_fwd_s)
 
 # Kernels a sparse block adds to a dense one, forward. The router with its top-k, aux loss and the
 # dispatcher's preprocessing (SOURCED: github.com/NVIDIA/Megatron-LM
@@ -253,11 +255,20 @@ def expert_group(c, tp: int, cp: int, dp: int, ep: int, etp: int) -> comm.Group:
     return c.group(tp * cp * dp // (ep * etp), ep * etp)
 
 
-def stored_bytes_per_token(c, tp: int, etp: int, ld: float) -> float:
+def stored_bytes_per_token(c, tp: int, etp: int, ld: float, modules: tuple = (),
+                           sp: bool = True) -> float:
     """A sparse block's stored activations beyond a dense block's, per token of the micro-batch:
     its extra inner activations, and the dispatched expert inputs (k copies a token, gathered over
-    etp) that FC1's weight gradient needs (under full recompute: one block's, while it recomputes)."""
-    return (c.moe.act_par_delta / tp + 2.0 * c.h * c.moe.top_k * etp / tp) * ld
+    etp) that FC1's weight gradient needs (under full recompute: one block's, while it recomputes).
+    ``modules``: a selective recompute's (``wsim.gpu.recompute``): moe_act drops the routed
+    experts' activation output, layernorm the pre-MLP norm's output (its own module here); mlp
+    recomputes nothing in a sparse block: what the dense block freed for it is stored again."""
+    if not modules or not {"moe_act", "layernorm", "mlp"} & set(modules):
+        return (c.moe.act_par_delta / tp + 2.0 * c.h * c.moe.top_k * etp / tp) * ld
+    act = c.moe.act_par_delta - (moe_act_bytes(c) if "moe_act" in modules else 0.0)
+    norm = norm_bytes(c) / tp if "layernorm" in modules else 0.0
+    mlp = mlp_bytes(c, tp, sp) if "mlp" in modules else 0.0
+    return (act / tp + 2.0 * c.h * c.moe.top_k * etp / tp) * ld - norm + mlp
 
 
 def working_bytes(c, tp: int, b: int, cp: int, ep: int, etp: int, ld: float) -> float:
@@ -302,6 +313,13 @@ def block_delta(c, ke: float, kn, tp: int, b: int, cp: int, ep: int, etp: int, l
     d.compute = d_fwd + 2.0 * d_fwd
     full = recompute == "full"
     d.rec = d_fwd if full else 0.0
+    if recompute == "selective":  # wsim.gpu.recompute: the sparse block's own modules
+        if "moe_act" in kn.recompute_modules:
+            d.rec += moe_act_fwd_s(c, T, tp) / ke
+        if "layernorm" in kn.recompute_modules:  # the pre-MLP norm (sequence-parallel split)
+            d.rec += norm_fwd_s(c, T, tp) / ke
+        if "mlp" in kn.recompute_modules:  # a sparse block has no dense MLP to recompute
+            d.rec -= mlp_fwd_s(c, T, tp, tp > 1, mlp) / ke
     # tensor parallelism: the attention's all-gather/reduce-scatter pair and the shared expert's;
     # the routed experts' tokens travel by all-to-all instead (Megatron-Core MoE layer)
     n_ar = 1.0 + (1.0 if c.moe.shared_ffn else 0.0)
@@ -312,6 +330,11 @@ def block_delta(c, ke: float, kn, tp: int, b: int, cp: int, ep: int, etp: int, l
     else:
         tf = tb = n_ar * ar
     tr = tf if full else 0.0
+    if recompute == "selective" and "mla_up_proj" in kn.recompute_modules:
+        # the sparse block's attention reruns the latents' gather as the dense one does; a dense
+        # block's 'mlp' collective (in tp_r) is not its (wsim.gpu.recompute)
+        g = mla_up_proj_gather_s(c, T, tp, tp > 1)
+        tr = (overlap(g, window, pen) if kn.tp_comm_overlap and tp > 1 else g) if g else 0.0
     d.tp = (tf + tb + tr) - (tp_f + tp_b + tp_r)
     dispatch = 2.0 * x.a2a + x.etp_comm  # dispatch and combine, each direction
     d.ep = dispatch * (3.0 if full else 2.0)

@@ -4,7 +4,8 @@ A ``Plan`` is Megatron-LM's PTD-P (Narayanan et al., SC21, arXiv 2104.04473) plu
 context parallelism: ``tp`` tensor-parallel ranks (within a node when tp <= 8), ``cp`` context-parallel
 ranks (each holds 1/cp of every sequence; Megatron-Core), ``pp`` pipeline stages, ``dp`` data-parallel
 replicas (gpus = tp * cp * pp * dp), ``micro_batch`` sequences per micro-batch, ``interleave`` model
-chunks per stage (1 = plain 1F1B), ``recompute`` of activations, Megatron sequence parallelism, ZeRO
+chunks per stage (1 = plain 1F1B), ``recompute`` of activations (under "selective", the
+``recompute_modules`` Megatron-Core reruns: ``wsim.gpu.recompute``), Megatron sequence parallelism, ZeRO
 stage (1 under Megatron = its distributed optimizer), and the software ``stack`` that runs it
 (``wsim.gpu.calibration.STACKS``). Rank order is tensor-fastest, then context, data, pipeline
 (Megatron-Core's ``tp-cp-dp-pp``), which decides which groups share a node.
@@ -45,6 +46,7 @@ from wsim.errors import ConfigError, positive
 from wsim.gpu.calibration import STACKS
 from wsim.gpu.flops import block_shape
 from wsim.gpu.knobs import KNOBS, Knobs, resolve
+from wsim.gpu.recompute import check_for_model, normalise
 
 RECOMPUTE = ("none", "selective", "full")
 MOE_DISPATCHERS = ("alltoall", "flex")  # Megatron-Core --moe-token-dispatcher-type
@@ -70,6 +72,8 @@ class Plan:
     cuda_graphs: bool | None = None
     p2p_overlap: bool | None = None
     cpu_offload_layers: int | None = None  # None/0: no activation offloading (wsim.gpu.offload)
+    # the modules recompute "selective" reruns (Megatron-Core --recompute-modules; wsim.gpu.recompute)
+    recompute_modules: tuple = ("core_attn",)
     # mixture of experts (module docstring)
     ep: int = 1
     etp: int | None = None
@@ -204,6 +208,9 @@ def check_plan(plan: Plan, model: ModelSpec, *, batch: int, gpus: int, seq: int 
     m = local // plan.micro_batch
     check_offload(plan, model)
     check_experts(plan, model)
+    if plan.recompute == "selective":  # Megatron-Core checks the modules under selective only
+        check_for_model(normalise(plan.recompute_modules), bool(model.kv_lora_rank),
+                        bool(model.experts))
     if plan.interleave > 1 and m % plan.pp:
         raise ConfigError(f"the interleaved schedule needs the number of micro-batches ({m}) to be a "
                           f"multiple of pp ({plan.pp}) (Megatron-LM); use interleave 1 or a smaller "

@@ -57,8 +57,7 @@ MODELS = {"dsv3": zoo.get("deepseek-v3"), "q30": zoo.get("qwen3-30b-a3b"), "q235
           "mixtral": zoo.get("mixtral-8x7b")}
 _GPU = {"H100": "h100-80gb", "B200": "b200-180gb", "GB200": "gb200-nvl72"}
 _NOTES = {"dsv3": "MLA exact (zoo: q_a, q_b, kv_a, kv_b, o and an attention core of q.k width 192, "
-                  "v width 128; Megatron-Core's recompute of its up projections, mla_up_proj, not "
-                  "modelled); 61 layers on uneven stages", "q30": "", "q235": ""}
+                  "v width 128); 61 layers on uneven stages", "q30": "", "q235": ""}
 # What each row's recipe sets beyond the printed plan (Megatron-Bridge history, see docs/sources.md):
 # 25.09 = tag v0.1.0rc4 (2025-10-23): scripts/performance/run_script.py applies token drop
 # (apply_moe_token_drop: moe_expert_capacity_factor 1.0, moe_pad_expert_input_to_capacity True) to
@@ -94,11 +93,23 @@ _RECIPE = {("25.09", "GB200", "dsv3"): (False, False, True, "alltoall", False),
            ("25.11", "GB200", "q235"): (False, True, False, "flex", True),
            ("25.11", "B200", "q235"): (True, False, False, "alltoall", False),
            ("25.11", "H100", "q235"): (True, False, False, "alltoall", False)}
+# The recompute the recipes state (Megatron-Core --recompute-granularity / --recompute-modules;
+# wsim.gpu.recompute). DeepSeek-V3: recompute_granularity "selective" (25.09: scripts/performance/
+# configs/deepseek/deepseek_v3_llm_pretrain.yaml line 22; 25.11: configs/deepseek/
+# deepseek_llm_pretrain.py set_deepseek_v3_common_configs), modules per system (25.09: scripts/
+# performance/run_script.py lines 90-98: H100 mla_up_proj + mlp, B200 mla_up_proj, GB200 token drop
+# mla_up_proj; 25.11: configs/deepseek/workload_base_configs.py, GB200 mla_up_proj). Qwen3:
+# recompute_granularity null, no recompute (25.09: configs/qwen3/qwen3_*_llm_pretrain.yaml line 19;
+# 25.11: configs/qwen3/qwen3_llm_pretrain.py lines 36, 53). None: not stated (the fastest that fits).
+_RECOMPUTE = {("25.09", "dsv3", "GB200"): ("mla_up_proj",), ("25.09", "dsv3", "B200"): ("mla_up_proj",),
+              ("25.09", "dsv3", "H100"): ("mla_up_proj", "mlp"),
+              ("25.11", "dsv3", "GB200"): ("mla_up_proj",)}
 TOKEN_DROP_CAPACITY = 1.0  # apply_moe_token_drop's default (training/utils/moe_token_drop.py, v0.1.0rc4)
 
 
-def _plan(tp, pp, vp, mbs, ep, precision, *, stack="nemo", etp=1, **extra) -> dict:
-    return dict(tp=tp, pp=pp, cp=1, interleave=vp, micro_batch=mbs, recompute=None,
+def _plan(tp, pp, vp, mbs, ep, precision, *, stack="nemo", etp=1, recompute=None,
+          **extra) -> dict:
+    return dict(tp=tp, pp=pp, cp=1, interleave=vp, micro_batch=mbs, recompute=recompute,
                 sequence_parallel=tp > 1, zero=1, stack=stack, attention="flash",
                 precision=precision, ep=ep, etp=etp, **extra)
 
@@ -155,15 +166,22 @@ def _bridge() -> list[Row]:
                  + ("token drop (capacity 1.0, padded)" if drop else "dropless, force-balanced"))
         extra = dict(moe_ep_overlap=overlap, cuda_graphs=graphs, moe_dispatcher=dispatcher,
                      moe_router_graphs=router_graphs)
+        modules = _RECOMPUTE.get((ver, tag, system))
+        if tag == "dsv3":
+            extra.update(recompute="selective", recompute_modules=modules)
+            stated = (f"recompute selective of {', '.join(modules)} (the recipe's; "
+                      f"wsim.gpu.recompute)")
+        else:
+            extra.update(recompute="none")
+            stated = "no recompute (the recipe's recompute_granularity null)"
         if drop:
             extra.update(moe_capacity_factor=TOKEN_DROP_CAPACITY, moe_pad_to_capacity=True)
         rows.append(Row("bridge-moe", f"{ver}-{tag}-{prec}-{system.lower()}-{gpus}", VALIDATION,
                         MODELS[tag], gpu, gpus, gbs, 4096, "tokens_per_s_per_gpu", float(tps),
                         _BRIDGE_MOE.format(ver, "DGX-" + system, label),
                         _plan(tp, pp, vp, mbs, ep, prec, **extra),
-                        notes=note + "; ETP 1 (the recipes'); recompute not stated (the fastest "
-                                     "that fits); routing uniform (force-balanced, or capped at "
-                                     "capacity 1.0)"))
+                        notes=note + f"; ETP 1 (the recipes'); {stated}; routing uniform "
+                                     "(force-balanced, or capped at capacity 1.0)"))
     return rows
 
 
@@ -171,8 +189,11 @@ def _deepseek() -> list[Row]:
     return [Row("deepseek-v3", "2048-h800", VALIDATION, MODELS["dsv3"], "h800-80gb", 2048, 15360,
                 4096, "tokens_per_s_per_gpu", 1e12 / (180e3 * 3600), _DSV3,
                 _plan(1, 16, None, None, 64, "fp8", moe_ep_overlap=True, moe_max_nodes=4,
-                      moe_fp8_dispatch=True, moe_dispatcher="flex"),
-                notes="MLA exact (zoo); approximated: "
+                      moe_fp8_dispatch=True, moe_dispatcher="flex", recompute="selective",
+                      recompute_modules=("layernorm", "mla_up_proj")),
+                notes="MLA exact (zoo); recompute of RMSNorm and the MLA up-projection (sec. "
+                      "3.2.3), as Megatron-Core's selective layernorm and mla_up_proj "
+                      "(wsim.gpu.recompute); approximated: "
                       "DualPipe's overlap of all-to-all with compute modelled as 1F1B with "
                       "moe_ep_overlap (the all-to-all under the other micro-batch's compute); "
                       "node-limited routing (at most 4 nodes a token, sec. 3.2.2) with its own "

@@ -26,6 +26,7 @@ from wsim.gpu.stages import edge_balanced
 from wsim.gpu.memory import states_lower_bound
 from wsim.gpu.moe import Dispatch, expert_states_lower_bound, load as moe_load
 from wsim.gpu.plan import RECOMPUTE, Plan, divisors
+from wsim.gpu.recompute import check_for_model, normalise
 from wsim.gpu.regimes import Features, classify, layout_may_validate, validated_regime, zero_class
 from wsim.gpu.report import GpuReport, build_report
 from wsim.gpu.specs import Efficiency
@@ -68,6 +69,10 @@ def search(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, gpu="a10
     expert_layouts = _expert_layouts(model, ep, etp, moe_capacity_factor, moe_imbalance,
                                      moe_ep_overlap)
     recomputes = _choices(recompute, RECOMPUTE, "recompute")
+    if knobs.get("recompute_modules") is not None and "selective" in recomputes:
+        # the modules are given, not searched (wsim.gpu.recompute); Megatron-Core's model checks
+        check_for_model(normalise(knobs["recompute_modules"]), bool(model.kv_lora_rank),
+                        bool(model.experts))
     sps = _choices(sequence_parallel, (False, True), "sequence_parallel")
     zeros = _choices(zero, (0, 1, 2, 3), "zero")
     stacks = stacks_for(c, stack, zero=zero, cp=cp)
@@ -346,7 +351,7 @@ def _knob_variants(st, fp8: bool, sp: bool, zero: int, given: dict, cache: dict)
         return ()
     usable = {"grad_reduce_fp32": False, "tp_comm_overlap": sp, "cuda_graphs": True,
               "fp8_param_gather": fp8 and zero in (1, 3), "p2p_overlap": True,
-              "cpu_offload_layers": 0}
+              "cpu_offload_layers": 0, "recompute_modules": None}  # (module sets: not searched)
     on = dict(given)
     for n in st.knobs:
         if given.get(n) is None:

@@ -34,6 +34,7 @@ from wsim.gpu.knobs import (KERNELS_PER_BLOCK_BWD, KERNELS_PER_BLOCK_FWD, KERNEL
                              KERNELS_PER_CP_STEP_FWD, Knobs, resolve)
 from wsim.gpu.memory import act_bytes_per_token_layer, memory
 from wsim.gpu.offload import exposed_s as offload_exposed_s
+from wsim.gpu.recompute import mla_up_proj_fwd_s, mla_up_proj_gather_s, mlp_fwd_s, norm_fwd_s
 from wsim.gpu.stages import edge_balanced
 
 # bytes of HBM traffic per element of one ring step's merge (context parallelism, Transformer
@@ -161,8 +162,18 @@ def _layer(c: Consts, tp: int, b: int, recompute: str, sp: bool, cp: int, st: St
     bwd = (2.0 * linear + core_b + 2.0 * ew) / ke
     if recompute == "full":
         rec, rec_ar = fwd, c.ar_fwd * ar
-    elif recompute == "selective":
-        rec, rec_ar = (core_f + ew_core) / ke, 0.0
+    elif recompute == "selective":  # the modules Megatron-Core's --recompute-modules names
+        mods = kn.recompute_modules
+        rec, rec_ar = ((core_f + ew_core) / ke if "core_attn" in mods else 0.0), 0.0
+        if "mla_up_proj" in mods:  # the up projections, latent norms, rotary (wsim.gpu.recompute)
+            rec += mla_up_proj_fwd_s(c, b * c.seq / cp, tp, sp) / ke
+            rec_ar += mla_up_proj_gather_s(c, b * c.seq / cp, tp, sp)
+        if "layernorm" in mods and c.mla:  # the input norm, its own module under MLA
+            rec += norm_fwd_s(c, b * c.seq / cp, tp if sp else 1) / ke
+        if "mlp" in mods:  # the dense MLP's forward and its collective
+            T = b * c.seq / cp
+            rec += mlp_fwd_s(c, T, tp, sp, moe_cost.dense_mlp_s(c, T, tp)) / ke
+            rec_ar += (c.ar_fwd - 1.0) * ar
     else:
         rec, rec_ar = 0.0, 0.0
     cp_exposed = fwd_cp = bwd_cp = 0.0
@@ -201,12 +212,14 @@ def _layer(c: Consts, tp: int, b: int, recompute: str, sp: bool, cp: int, st: St
             bwd = bwd + (cp - 1) * (CP_DQ_BYTES * q_elems + CP_DKV_BYTES * kv_elems) / hbm / ke
             if recompute == "full":
                 rec = fwd
-            elif recompute == "selective":
+            elif recompute == "selective" and "core_attn" in kn.recompute_modules:
                 rec = rec + merge_f
         # a recompute reruns the forward's ring: full recompute the whole block, selective the
         # core attention (Megatron-Core's "core_attn" is Transformer Engine's DotProductAttention,
         # ring included)
-        cp_exposed = fwd_cp * (1.0 if recompute == "none" else 2.0) + bwd_cp
+        reruns = recompute == "full" or (recompute == "selective"
+                                         and "core_attn" in kn.recompute_modules)
+        cp_exposed = fwd_cp * (2.0 if reruns else 1.0) + bwd_cp
     # tensor-parallel collectives, exposed or overlapped with the block's own linear GEMMs
     if kn.tp_comm_overlap and tp > 1:
         tp_f = _overlap(c.ar_fwd * ar, linear / ke, pen)
@@ -350,7 +363,9 @@ def _stage(c: Consts, tp: int, pp: int, dp: int, b: int, recompute: str, sp: boo
     s.optimizer_s = dpres.optimizer_s + weight_cast
     if sparse is not None:  # memory.memory's ``sparse``
         s.sparse_mem = (Lm, experts[0], experts[1].size,
-                        moe_cost.stored_bytes_per_token(c, tp, etp, ld),
+                        moe_cost.stored_bytes_per_token(
+                            c, tp, etp, ld, kn.recompute_modules if recompute == "selective" else (),
+                            sp),
                         moe_cost.working_bytes(c, tp, b, cp, ep, etp, ld))
     per_stack[1][key] = s
     return s
