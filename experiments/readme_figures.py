@@ -9,10 +9,11 @@ test named next to it.
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from pathlib import Path
+
+from experiments import marked_blocks as MB
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 BEGIN, END = "<!-- validation figures: begin (python -m experiments.readme_figures --write) -->", \
@@ -143,36 +144,16 @@ def render(f: dict) -> str:
 
 
 def block(text: str) -> str:
-    return f"{BEGIN}\n{text}\n{END}"
+    return MB.block(BEGIN, END, text)
 
 
 def current(readme: str) -> str:
-    if BEGIN not in readme or END not in readme:
-        raise SystemExit(f"README.md lacks the markers {BEGIN!r} ... {END!r}")
-    return readme[readme.index(BEGIN):readme.index(END) + len(END)]
+    return MB.section(readme, BEGIN, END, "README.md")
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m experiments.readme_figures", description=__doc__.splitlines()[0])
-    g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--write", action="store_true", help="regenerate the README block")
-    g.add_argument("--check", action="store_true", help="exit 1 if the README block is stale")
-    g.add_argument("--print", action="store_true", help="print the block")
-    args = p.parse_args(argv)
-    new = block(render(compute()))
-    if args.print:
-        print(new)
-        return 0
-    readme = README.read_text()
-    old = current(readme)
-    if args.check:
-        if old != new:
-            print("README.md's validation figures are stale: run python -m experiments.readme_figures "
-                  "--write\n--- README\n" + old + "\n--- code\n" + new, file=sys.stderr)
-            return 1
-        return 0
-    README.write_text(readme.replace(old, new))
-    return 0
+    return MB.cli(argv, "python -m experiments.readme_figures", __doc__.splitlines()[0], README,
+                  lambda: [(BEGIN, END, render(compute()))])
 
 
 if __name__ == "__main__":
