@@ -208,6 +208,12 @@ def test_cli_flag_and_its_refusal():
                         capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["plan"]["recompute_modules"] == ["core_attn", "mlp"]
+    # typed modules are never dropped: outside selective (given, or estimate's default full) exit 2
+    for rc in (["--recompute", "none"], ["--recompute", "full"], []):
+        cmd = [a for a in base if a not in ("--recompute", "selective")] + rc
+        off = subprocess.run(cmd + ["--recompute-modules", "mlp"], capture_output=True, text=True)
+        assert off.returncode == 2 and len(off.stderr.strip().splitlines()) == 1, off.stderr
+        assert "--recompute selective" in off.stderr
 
 
 def test_mla_up_proj_gather_is_rerun_in_every_block_sparse_included():

@@ -132,6 +132,12 @@ def _options(args: argparse.Namespace) -> dict:
 def run(args: argparse.Namespace) -> dict:
     model = model_from_args(args, seq=args.seq)
     opts = _options(args)
+    # nothing asked for is dropped: the modules mean something under selective recompute only
+    # (Megatron-Core reads --recompute-modules with --recompute-granularity selective)
+    rc = args.recompute if args.search else (args.recompute or "full")
+    if args.recompute_modules is not None and rc not in (None, "selective"):
+        raise ConfigError(f"--recompute-modules applies to --recompute selective only; the plan "
+                          f"recomputes {rc!r} (add --recompute selective or drop --recompute-modules)")
     if args.search:
         if args.micro_batch not in (None, "auto") or args.interleave is not None:
             raise ConfigError("--search chooses --micro-batch and --interleave itself; drop them")
