@@ -64,6 +64,12 @@ def exposed_s(layers: int, offloaded: int, copy_s: float, fwd_s: float, bwd_s: f
     return wait
 
 
+def layer_bytes(c, tp: int, b: int, cp: int, sp: bool) -> float:
+    """One layer's saved activations for a micro-batch of ``b`` sequences: what one offload copy
+    moves (no recompute: offloading excludes it)."""
+    return b * c.seq / cp * act_bytes_per_token_layer(c, tp, "none", sp)
+
+
 def offload_runs(pp: int, recompute: str, layers_per_stage: int, kn) -> bool:
     """Whether a plan can offload ``kn.cpu_offload_layers`` layers (Megatron-Core's checks)."""
     return pp == 1 and recompute == "none" and kn.cpu_offload_layers < layers_per_stage \
@@ -80,8 +86,7 @@ def offload_to_fit(c, st, kn, given: dict, pp: int, recompute: str, layers: int,
             or "cpu_offload_layers" not in st.knobs or given.get("cpu_offload_layers") is not None \
             or given.get("cuda_graphs"):
         return None
-    per_layer = b * c.seq / cp * act_bytes_per_token_layer(c, tp, "none", sp)
-    n = -(-over_bytes // per_layer)
+    n = -(-over_bytes // layer_bytes(c, tp, b, cp, sp))
     if n >= layers:
         return None
     return kn._replace(cpu_offload_layers=int(n), cuda_graphs=False)

@@ -32,8 +32,8 @@ from wsim.gpu.consts import Consts
 from wsim.gpu.dataparallel import _overlap, data_parallel
 from wsim.gpu.knobs import (KERNELS_PER_BLOCK_BWD, KERNELS_PER_BLOCK_FWD, KERNELS_PER_CP_STEP_BWD,
                              KERNELS_PER_CP_STEP_FWD, Knobs, resolve)
-from wsim.gpu.memory import act_bytes_per_token_layer, memory
-from wsim.gpu.offload import exposed_s as offload_exposed_s
+from wsim.gpu.memory import memory
+from wsim.gpu.offload import exposed_s as offload_exposed_s, layer_bytes as offload_layer_bytes
 from wsim.gpu.recompute import mla_up_proj_fwd_s, mla_up_proj_gather_s, mlp_fwd_s, norm_fwd_s
 from wsim.gpu.stages import edge_balanced
 
@@ -163,15 +163,14 @@ def _layer(c: Consts, tp: int, b: int, recompute: str, sp: bool, cp: int, st: St
     if recompute == "full":
         rec, rec_ar = fwd, c.ar_fwd * ar
     elif recompute == "selective":  # the modules Megatron-Core's --recompute-modules names
-        mods = kn.recompute_modules
+        mods, T = kn.recompute_modules, b * c.seq / cp
         rec, rec_ar = ((core_f + ew_core) / ke if "core_attn" in mods else 0.0), 0.0
         if "mla_up_proj" in mods:  # the up projections, latent norms, rotary (wsim.gpu.recompute)
-            rec += mla_up_proj_fwd_s(c, b * c.seq / cp, tp, sp) / ke
-            rec_ar += mla_up_proj_gather_s(c, b * c.seq / cp, tp, sp)
+            rec += mla_up_proj_fwd_s(c, T, tp, sp) / ke
+            rec_ar += mla_up_proj_gather_s(c, T, tp, sp)
         if "layernorm" in mods and c.mla:  # the input norm, its own module under MLA
-            rec += norm_fwd_s(c, b * c.seq / cp, tp if sp else 1) / ke
+            rec += norm_fwd_s(c, T, tp if sp else 1) / ke
         if "mlp" in mods:  # the dense MLP's forward and its collective
-            T = b * c.seq / cp
             rec += mlp_fwd_s(c, T, tp, sp, moe_cost.dense_mlp_s(c, T, tp)) / ke
             rec_ar += (c.ar_fwd - 1.0) * ar
     else:
@@ -298,8 +297,7 @@ def _stage(c: Consts, tp: int, pp: int, dp: int, b: int, recompute: str, sp: boo
     # the copies their compute does not hide (wsim.gpu.offload)
     offload = 0.0
     if kn.cpu_offload_layers:
-        copy = (b * c.seq / cp * act_bytes_per_token_layer(c, tp, "none", sp)
-                / gpu.host_link_bytes_per_s)
+        copy = offload_layer_bytes(c, tp, b, cp, sp) / gpu.host_link_bytes_per_s
         offload = offload_exposed_s(L, kn.cpu_offload_layers, copy, layer_fwd, layer_bwd)
     # tau = compute + L rec + tp_comm + L cp_exposed + offload + send + L launch, in this order
     s.tau_before_send = compute + L * rec + tp_comm + L * cp_exposed + offload
