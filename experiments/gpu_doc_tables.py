@@ -5,8 +5,9 @@ summary sentence (``wsim.gpu.validation.current()``, ``summary()``, tolerances f
 ``validation.TOLERANCE``), and section 8's mixture-of-experts row table with its group table
 (``current_moe()``). ``python -m experiments.gpu_doc_tables --write`` regenerates them; ``--check``
 exits 1 if the doc differs from what the code gives now (``tests/experiments/test_gpu_doc_tables.py``
-runs it; it takes well under a second). The leave-one-group-out column is not generated: the refit
-takes minutes; it stays typed beside the table with its provenance.
+runs it; it takes well under a second). A third block prints the leave-one-group-out errors stored by
+``experiments.gpu_logo`` (the refit takes about 35 s, so it is stored with a fingerprint of the
+predictions it describes; ``gpu_logo --check`` says when it is stale).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "gpu-model.md"
 PROG = "python -m experiments.gpu_doc_tables"
 DENSE = (f"<!-- dense validation table: begin ({PROG} --write) -->", "<!-- dense validation table: end -->")
 MOE = (f"<!-- moe validation table: begin ({PROG} --write) -->", "<!-- moe validation table: end -->")
+LOGO = (f"<!-- leave-one-group-out: begin ({PROG} --write) -->", "<!-- leave-one-group-out: end -->")
 WITHIN = 0.15  # the "within 15%" count the doc quotes (the validated-regime threshold, wsim.gpu.regimes)
 MOE_WITHIN = (0.15, 0.25)  # the MoE rows: within 15% and within 25% (tests/gpu/test_gpu_moe.py's 25%)
 
@@ -123,8 +125,20 @@ def moe() -> str:
     return "\n".join(out)
 
 
+def logo() -> str:
+    """The stored leave-one-group-out refit (experiments.gpu_logo), one line per development group."""
+    from experiments import gpu_logo as L
+
+    stored = L.load()
+    parts = [f"{_name(DENSE_NAMES, g)} {signed(d['worst_error'])} (mean {pct(d['mean_abs_error'])})"
+             for g, d in stored["groups"].items()]
+    return (f"Leave-one-group-out (each development group refitted without it, then predicted; "
+            f"`python -m experiments.gpu_logo --write`, stored in `docs/data/gpu_logo.json`, "
+            f"{stored['sweeps']} sweeps a refit), worst error: " + "; ".join(parts) + ".")
+
+
 def blocks() -> list:
-    return [(*DENSE, dense()), (*MOE, moe())]
+    return [(*DENSE, dense()), (*MOE, moe()), (*LOGO, logo())]
 
 
 def main(argv=None) -> int:

@@ -1,5 +1,7 @@
 """docs/gpu-model.md's generated tables are what the code gives now (experiments/gpu_doc_tables.py)."""
 
+import json
+
 from experiments import gpu_doc_tables as G
 
 
@@ -24,3 +26,25 @@ def test_every_group_has_a_printed_name_and_tolerance():
     dense = {p.row.group for p in V.current()}
     assert dense == set(G.DENSE_NAMES) == set(V.TOLERANCE)
     assert {p.row.group for p in V.current_moe()} == set(G.MOE_NAMES)
+
+
+def test_stored_leave_one_group_out_describes_the_shipped_model():
+    # the refit itself is slow (tests/gpu/test_gpu_published.py::test_leave_one_group_out recomputes it);
+    # here: the stored file was computed against today's development-row predictions
+    from experiments import gpu_logo as L
+
+    stored = L.load()
+    assert L.stale(stored) is None, L.stale(stored)
+    from wsim.gpu import validation as V
+    assert set(stored["groups"]) == {p.row.group for p in V.current() if p.row.role == V.DEVELOPMENT}
+
+
+def test_logo_check_fails_on_a_moved_prediction(tmp_path, monkeypatch, capsys):
+    from experiments import gpu_logo as L
+
+    stored = L.load()
+    data = tmp_path / "gpu_logo.json"
+    data.write_text(json.dumps(dict(stored, fingerprint="0" * 64)))
+    monkeypatch.setattr(L, "DATA", data)
+    assert L.main(["--check"]) == 1
+    assert "gpu_logo --write" in capsys.readouterr().err

@@ -100,14 +100,20 @@ def test_fit_reproduces_the_shipped_parameters():
 
 @pytest.mark.slow
 def test_leave_one_group_out(capsys):
-    """Refit without each development group and predict it: the errors docs/gpu-model.md quotes."""
-    out = V.leave_one_group_out(sweeps=2)
+    """Refit without each development group and predict it: the figures stored in
+    docs/data/gpu_logo.json (experiments.gpu_logo) and printed in docs/gpu-model.md."""
+    from experiments import gpu_logo as L
+
+    stored = L.load()
+    out = L.compute(sweeps=stored["sweeps"])
     lines = []
-    for group, d in out.items():
-        errs = [p.error for p in d["predictions"]]
-        worst = max(errs, key=abs)
-        lines.append(f"{group:12} worst {100 * worst:+6.1f}%")
-        assert abs(worst) <= 0.25, "\n".join(lines)
+    for group, d in out["groups"].items():
+        lines.append(f"{group:12} worst {100 * d['worst_error']:+6.1f}%")
+        assert abs(d["worst_error"]) <= 0.25, "\n".join(lines)
+        # 0.1 point: the stored figures are what a refit gives now (platform float noise is far below)
+        assert d["worst_error"] == pytest.approx(stored["groups"][group]["worst_error"], abs=1e-3), group
+        assert d["mean_abs_error"] == pytest.approx(stored["groups"][group]["mean_abs_error"], abs=1e-3), group
+    assert set(out["groups"]) == set(stored["groups"])
     with capsys.disabled():
         print("\nleave-one-group-out:\n" + "\n".join(lines))
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from dataclasses import dataclass
 
 from wsim.gpu.calibration import EFFICIENCY, STACKS, Efficiency
@@ -235,16 +236,22 @@ def fit(rows=None, base: Efficiency | None = None, sweeps: int = 2) -> tuple[dic
     return values, objective(rows, *_apply(values, base))
 
 
-def leave_one_group_out(base: Efficiency | None = None, sweeps: int = 1) -> dict:
-    """For each development group: refit without it, predict its rows. {group: [Prediction]}"""
+def leave_one_group_out(base: Efficiency | None = None, sweeps: int = 1, progress=None) -> dict:
+    """For each development group: refit without it, predict its rows.
+    {group: {"values": fitted values, "predictions": [Prediction]}}; ``progress(i, n, group, seconds)``
+    is called as each group's refit ends (the whole takes tens of seconds)."""
     dev = development_rows()
     out = {}
-    for group in sorted({r.group for r in dev}):
+    groups = sorted({r.group for r in dev})
+    for i, group in enumerate(groups, 1):
+        t0 = time.perf_counter()
         train = [r for r in dev if r.group != group]
         values, _ = fit(train, base, sweeps)
         eff, stacks = _apply(values, base or EFFICIENCY)
         out[group] = {"values": values,
                       "predictions": [predict(r, eff, stacks) for r in dev if r.group == group]}
+        if progress is not None:
+            progress(i, len(groups), group, time.perf_counter() - t0)
     return out
 
 
