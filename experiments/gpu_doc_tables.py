@@ -100,6 +100,8 @@ def _recipe(p) -> str:
 
 def _recompute(p) -> str:
     pl = p.report.plan
+    if pl.recompute == "full" and pl.recompute_early_stop:
+        return "full (early stop)"
     return f"selective: {', '.join(pl.recompute_modules)}" if pl.recompute == "selective" else pl.recompute
 
 

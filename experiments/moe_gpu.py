@@ -29,7 +29,7 @@ from wsim.gpu import estimate, gpu_spec, search
 from wsim.gpu.knobs import KNOBS as _ALL_KNOBS
 
 # the options written per plan (recompute_modules: the search keeps Megatron-Core's default set)
-KNOBS = tuple(k for k in _ALL_KNOBS if k != "recompute_modules")
+KNOBS = tuple(k for k in _ALL_KNOBS if k not in ("recompute_modules", "recompute_early_stop"))
 
 SEQ = 4096
 BATCH = 4096

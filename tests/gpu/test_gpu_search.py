@@ -50,6 +50,7 @@ def _brute_force(model, *, seq, batch, gpus, gpu, **opts):
                 # the stack's default options, and every option it has that this plan can use
                 usable = {"grad_reduce_fp32": False, "tp_comm_overlap": sp, "cuda_graphs": True,
                           "p2p_overlap": True, "cpu_offload_layers": 0, "recompute_modules": None,
+                          "recompute_early_stop": None,  # not searched: the stack's default
                           "fp8_param_gather": opts.get("precision") == "fp8" and zero in (1, 3)}
                 for knobs in ({}, {n: usable[n] for n in st.knobs}):
                   for v in vs:

@@ -93,7 +93,9 @@ def register(subparsers) -> None:
             ("fp8-param-gather", "weights kept in FP8 only and all-gathered in FP8 (--precision "
                                  "fp8 with --zero 1 or 3)"),
             ("cuda-graphs", "replay each block's kernels from a CUDA graph (no host launch floor)"),
-            ("p2p-overlap", "pipeline sends under the next chunk's compute (interleaved schedule)")):
+            ("p2p-overlap", "pipeline sends under the next chunk's compute (interleaved schedule)"),
+            ("recompute-early-stop", "full recompute stops before each block's MLP down "
+                                     "projection (PyTorch 2.1+ non-reentrant checkpoint; stack fsdp)")):
         p.add_argument(f"--{flag}", action=argparse.BooleanOptionalAction, default=None,
                        help=f"{text}; default: the stack's")
     p.add_argument("--cpu-offload-layers", type=int, metavar="N",
@@ -138,6 +140,9 @@ def run(args: argparse.Namespace) -> dict:
     if args.recompute_modules is not None and rc not in (None, "selective"):
         raise ConfigError(f"--recompute-modules applies to --recompute selective only; the plan "
                           f"recomputes {rc!r} (add --recompute selective or drop --recompute-modules)")
+    if args.recompute_early_stop and rc not in (None, "full"):
+        raise ConfigError(f"--recompute-early-stop applies to --recompute full only; the plan "
+                          f"recomputes {rc!r} (add --recompute full or drop --recompute-early-stop)")
     if args.search:
         if args.micro_batch not in (None, "auto") or args.interleave is not None:
             raise ConfigError("--search chooses --micro-batch and --interleave itself; drop them")

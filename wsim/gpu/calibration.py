@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from wsim.errors import ConfigError, non_negative, positive, require
-from wsim.gpu.knobs import KNOBS
+from wsim.gpu.knobs import MEGATRON_KNOBS
 
 GIB = 2**30
 
@@ -213,7 +213,7 @@ STACKS: dict[str, Stack] = {
     "megatron-core": Stack("megatron-core", (0, 1), True, True, True, True, 1.0, True, False, 4.0,
                            0.873, "Megatron-LM/Megatron-Core docs: distributed optimizer, "
                            "--overlap-grad-reduce, --overlap-param-gather, context parallelism",
-                           knobs=KNOBS, knob_defaults=("p2p_overlap",), uneven_stages=True,
+                           knobs=MEGATRON_KNOBS, knob_defaults=("p2p_overlap",), uneven_stages=True,
                            expert_parallel=True),
     # NeMo 2 / Megatron-Bridge performance recipes on Megatron-Core (2024-25; NVIDIA's DGX Cloud
     # benchmarking recipes and NeMo performance summaries): the distributed optimizer with
@@ -233,7 +233,7 @@ STACKS: dict[str, Stack] = {
     "nemo": Stack("nemo", (0, 1, 3), True, True, True, True, 1.0, True, False, 2.0, 1.0,
                   "NeMo 2.0 recipes (nemo/collections/llm/recipes/*.py @ 8cfedd72) and "
                   "github.com/NVIDIA/dgxc-benchmarking recipes (v24.11.1 35a9aec, v25.04 741c886)",
-                  knobs=KNOBS, knob_defaults=("tp_comm_overlap", "p2p_overlap", "fp8_param_gather"),
+                  knobs=MEGATRON_KNOBS, knob_defaults=("tp_comm_overlap", "p2p_overlap", "fp8_param_gather"),
                   uneven_stages=True, expert_parallel=True),
     # Megatron-DeepSpeed (MT-NLG, BLOOM, GPT-NeoX): Megatron's kernels in DeepSpeed's pipeline engine
     # (plain 1F1B, no interleaving: deepspeed/runtime/pipe/schedule.py TrainSchedule, whose
@@ -262,8 +262,12 @@ STACKS: dict[str, Stack] = {
 # multi-rail over the node's NICs (sharded_nics "node", from NCCL's ring; the MosaicML rows need it:
 # 70B on 32 A100 moves 381 GB per GPU per micro-batch in 11 s, more than one 25 GB/s NIC can).
 # kernel_efficiency FITTED (OPT-175B).
+# With recompute "full" a run on PyTorch 2.1+ (non-reentrant torch.utils.checkpoint: torchtitan's
+# checkpoint_wrapper) stops each block's recompute before its MLP down projection
+# (recompute_early_stop, wsim.gpu.knobs); off by default (metaseq 2022, MosaicML on PyTorch 1.13/2.0).
     "fsdp": Stack("fsdp", (2, 3), False, False, False, True, 1.0, False, False, 2.0, 0.929,
-                  "PyTorch FSDP docs (ShardingStrategy, BackwardPrefetch, forward_prefetch)"),
+                  "PyTorch FSDP docs (ShardingStrategy, BackwardPrefetch, forward_prefetch)",
+                  knobs=("recompute_early_stop",)),
     # Meta's Llama 3 405B training stack (Llama 3 paper, arXiv 2407.21783, sec. 3.3.2-3.3.4):
     # TP, CP, PP and FSDP-style data parallelism; an interleaved 1F1B-like schedule with one layer
     # fewer on the first and last stages (uneven stages); context parallelism that all-gathers K

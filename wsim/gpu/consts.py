@@ -165,6 +165,12 @@ class Consts:
         self._gemm[key] = hit
         return hit
 
+    def down_proj_s(self, tp: int, b: int, cp: int = 1) -> float:
+        """Seconds per micro-batch of one dense block's MLP down projection (forward; part of
+        ``gemm_times``' linear term): the block's last GEMM."""
+        T = b * self.seq / cp
+        return 2.0 * T * self.f * self.h / tp / self.eff.gemm_efficiency(T, self.h, self.f / tp) / self.peak
+
     def _flash_shape_efficiency(self, q: float, d: int, cp: int) -> float:
         """The flash kernel's shape efficiency: (q queries, s keys, head width d), or with context
         parallelism Transformer Engine's ring (AttnFuncWithCPAndKVP2P, context_parallel.py @

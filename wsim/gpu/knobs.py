@@ -41,6 +41,20 @@ default (``Stack.knob_defaults``); a stack that lacks a feature refuses it (``St
 - ``recompute_modules`` (Megatron-Core ``--recompute-modules``): the modules a selective recompute
   reruns, default ``("core_attn",)``; ignored unless the plan's recompute is "selective"
   (``wsim.gpu.recompute``).
+- ``recompute_early_stop`` (PyTorch's non-reentrant ``torch.utils.checkpoint``, PyTorch 2.1 and
+  later: "non-reentrant checkpoint stops recomputation as soon as it has computed all needed
+  Tensors", ``set_checkpoint_early_stop``; made the default by pytorch/pytorch PR #96866, 2023-03,
+  after the 2.0 branch cut): the recomputed forward of a block raises ``_StopRecomputationError``
+  from the pack hook of the last tensor its backward needs (torch/utils/checkpoint.py,
+  ``_recomputation_hook``), the input of the MLP's down projection, which autograd saves before the
+  GEMM runs; so the down projection GEMM (and, with tensor parallelism, its all-reduce) and the
+  residual add are not recomputed. Measured with torch 2.13 (CPU, a TorchDispatchMode counting the
+  GEMMs of a checkpointed pre-norm block's backward): 4 of the 5 forward GEMMs of a Llama block
+  and 3 of 4 of a GPT block are recomputed with early stop, all of them without. Only the
+  ``fsdp`` stack has it (Megatron-LM and DeepSpeed recompute with their own reentrant
+  checkpoint functions); off by default there: OPT's metaseq (2022) and the MosaicML runs on
+  PyTorch 1.13 / 2.0 predate it. Dense models only (the ``fsdp`` stack runs no mixture of
+  experts). Meaningful with ``recompute="full"`` only.
 
 Kept as a plain tuple so that ``evaluate`` stays fast; an ``ep`` (expert parallel) dimension can
 be added to the plan beside these without touching them.
@@ -54,8 +68,9 @@ from wsim.errors import ConfigError
 from wsim.gpu.recompute import DEFAULT as DEFAULT_RECOMPUTE, normalise as recompute_modules
 
 KNOBS = ("tp_comm_overlap", "grad_reduce_fp32", "fp8_param_gather", "cuda_graphs", "p2p_overlap",
-         "cpu_offload_layers", "recompute_modules")
+         "cpu_offload_layers", "recompute_modules", "recompute_early_stop")
 BOOL_KNOBS = KNOBS[:5]
+MEGATRON_KNOBS = KNOBS[:7]  # Megatron-Core's and Transformer Engine's (recompute_early_stop: PyTorch's)
 
 
 def check_names(given: dict) -> None:
@@ -87,6 +102,7 @@ class Knobs(NamedTuple):
     p2p_overlap: bool
     cpu_offload_layers: int = 0
     recompute_modules: tuple = DEFAULT_RECOMPUTE  # under recompute "selective" (wsim.gpu.recompute)
+    recompute_early_stop: bool = False  # under recompute "full": the down projection not rerun
 
     @property
     def grad_bytes(self) -> float:
@@ -128,6 +144,14 @@ def resolve(stack, *, fp8: bool, sp: bool, zero: int, given: dict | None = None)
         raise ConfigError(f"stack {stack.name} has no recompute_modules option (Megatron-Core's); "
                           "use stack megatron-core or nemo")
     out["recompute_modules"] = mods
+    stop = given.get("recompute_early_stop")
+    if stop is not None and not isinstance(stop, bool):
+        raise ConfigError(f"plan.recompute_early_stop must be true or false, got {stop!r}")
+    default_stop = "recompute_early_stop" in stack.knob_defaults
+    if stop is not None and stop != default_stop and "recompute_early_stop" not in stack.knobs:
+        raise ConfigError(f"stack {stack.name} has no recompute_early_stop option (PyTorch's "
+                          "non-reentrant checkpoint, PyTorch 2.1+); use stack fsdp")
+    out["recompute_early_stop"] = default_stop if stop is None else stop
     k = Knobs(**out)
     if k.tp_comm_overlap and not sp:
         raise ConfigError("plan.tp_comm_overlap needs sequence parallelism (Megatron-LM: tensor "

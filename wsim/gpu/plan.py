@@ -74,6 +74,9 @@ class Plan:
     cpu_offload_layers: int | None = None  # None/0: no activation offloading (wsim.gpu.offload)
     # the modules recompute "selective" reruns (Megatron-Core --recompute-modules; wsim.gpu.recompute)
     recompute_modules: tuple = ("core_attn",)
+    # PyTorch 2.1+ non-reentrant checkpoint's early stop under recompute "full" (wsim.gpu.knobs);
+    # None: the stack's default
+    recompute_early_stop: bool | None = None
     # mixture of experts (module docstring)
     ep: int = 1
     etp: int | None = None

@@ -14,6 +14,12 @@ recomputed: torchtitan's ``checkpoint_wrapper`` around every TransformerBlock). 
 "selective layer" rows (every other block checkpointed) and "selective op" rows (PyTorch's
 op-level selective checkpointing: every second matmul's output recomputed), which are neither
 Megatron's selective recomputation (the attention core) nor full.
+Full checkpointing there is PyTorch's non-reentrant checkpoint (torchtitan/parallelisms/
+parallelize_llama.py @ 04133643, ``checkpoint_wrapper``: ``ptd_checkpoint_wrapper(module,
+checkpoint_impl=CheckpointImpl.NO_REENTRANT, checkpoint_fn=checkpoint, use_reentrant=False)``) on
+the PyTorch nightly torchtitan was tested with (README.md @ 04133643: ``torch-2.4.0.dev20240412``),
+whose recompute stops early, before each block's ``w2`` GEMM (``recompute_early_stop``,
+wsim.gpu.knobs); the full rows set it (without it: -11.0% and -11.3%).
 Assumptions (the source does not state them): the A100 nodes are DGX A100-like (8 GPUs on NVLink,
 the a100-80gb preset's network); attention is PyTorch's scaled_dot_product_attention with its flash
 kernel (``attention="flash"``). Known difference: torchtitan reduces gradients in FP32 (its
@@ -41,7 +47,8 @@ def validation_rows() -> list[Row]:
         rows.append(Row("titan-a100", tag, VALIDATION, zoo.get(model), "a100-80gb", 64, 64 * local,
                         seq, "tokens_per_s_per_gpu", float(wps), _TITAN,
                         dict(tp=1, pp=1, zero=3, stack="fsdp", micro_batch=local, recompute=ac,
-                             attention="flash", precision="bf16"),
+                             attention="flash", precision="bf16",
+                             **({"recompute_early_stop": True} if ac == "full" else {})),
                         notes=f"FSDP2 FULL_SHARD, local batch {local} (global {64 * local}), "
                               f"activation checkpointing {ac}; published MFU {mfu}; network and "
                               "attention kernel not stated (DGX A100 and flash assumed)"))

@@ -351,7 +351,9 @@ def _knob_variants(st, fp8: bool, sp: bool, zero: int, given: dict, cache: dict)
         return ()
     usable = {"grad_reduce_fp32": False, "tp_comm_overlap": sp, "cuda_graphs": True,
               "fp8_param_gather": fp8 and zero in (1, 3), "p2p_overlap": True,
-              "cpu_offload_layers": 0, "recompute_modules": None}  # (module sets: not searched)
+              "cpu_offload_layers": 0, "recompute_modules": None,  # (module sets: not searched)
+              # the PyTorch version a run uses, not a tuning choice: the stack's default
+              "recompute_early_stop": None}
     on = dict(given)
     for n in st.knobs:
         if given.get(n) is None:

@@ -162,6 +162,11 @@ def _layer(c: Consts, tp: int, b: int, recompute: str, sp: bool, cp: int, st: St
     bwd = (2.0 * linear + core_b + 2.0 * ew) / ke
     if recompute == "full":
         rec, rec_ar = fwd, c.ar_fwd * ar
+        if kn.recompute_early_stop and c.moe is None:
+            # PyTorch 2.1+ early stop (wsim.gpu.knobs): the recompute ends where autograd saves
+            # the down projection's input, before that GEMM (row-parallel: its all-reduce too)
+            rec = fwd - c.down_proj_s(tp, b, cp) / ke
+            rec_ar = (c.ar_fwd - 1.0) * ar
     elif recompute == "selective":  # the modules Megatron-Core's --recompute-modules names
         mods, T = kn.recompute_modules, b * c.seq / cp
         rec, rec_ar = ((core_f + ew_core) / ke if "core_attn" in mods else 0.0), 0.0
