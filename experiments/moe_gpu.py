@@ -28,7 +28,8 @@ from wsim.errors import ConfigError
 from wsim.gpu import estimate, gpu_spec, search
 from wsim.gpu.knobs import KNOBS as _ALL_KNOBS
 
-# the options written per plan (recompute_modules: the search keeps Megatron-Core's default set)
+# the options written per plan (recompute_modules: its own column, the selective set as "a+b";
+# recompute_early_stop: an fsdp-stack option, which no MoE plan runs on)
 KNOBS = tuple(k for k in _ALL_KNOBS if k not in ("recompute_modules", "recompute_early_stop"))
 
 SEQ = 4096
@@ -44,7 +45,8 @@ DSV3_TRAINED = ("deepseek-v3", "h800-80gb", 2048, 15360, "fp8")
 DSV3_PUBLISHED_GPU_HOURS = 180e3  # per 10^12 tokens, arXiv 2412.19437 Table 1 (2.788M H800 h / 14.8T)
 PLAN_KEYS = ("tp", "pp", "dp", "cp", "ep", "etp", "micro_batch", "interleave", "recompute", "zero",
              "sequence_parallel", "stack")
-COLUMNS = ["model", "gpu", "gpus", "batch_seqs", "precision", "source", "peak_pflops", *PLAN_KEYS, *KNOBS,
+COLUMNS = ["model", "gpu", "gpus", "batch_seqs", "precision", "source", "peak_pflops", *PLAN_KEYS,
+           "recompute_modules", *KNOBS,
            "step_time_s", "tokens_per_s", "days_per_1e12_tokens", "gpu_hours_per_1e12_tokens",
            "published_gpu_hours_per_1e12_tokens", "mfu", "memory_per_gpu_gib", "bound", "bound_share",
            "ep_comm_share", "bubble_share", "regime", "regime_name", "note"]
@@ -64,6 +66,8 @@ def gpu_row(model, name: str, gpu: str, gpus: int, batch: int, precision: str, s
     return {"model": name, "gpu": gpu, "gpus": gpus, "batch_seqs": batch, "precision": precision,
             "source": source, "peak_pflops": gpus * gpu_spec(gpu).peak_for(precision) / 1e15,
             **{k: getattr(rep.plan, k) for k in PLAN_KEYS + KNOBS},
+            "recompute_modules": "+".join(rep.plan.recompute_modules)
+            if rep.plan.recompute == "selective" else "",
             "step_time_s": rep.step_time_s, "tokens_per_s": tps, "days_per_1e12_tokens": days(TOKENS / tps),
             "gpu_hours_per_1e12_tokens": TOKENS / tps * gpus / 3600, "mfu": rep.mfu,
             "memory_per_gpu_gib": rep.memory.total_bytes / 2**30, "bound": bound.removesuffix("_s"),

@@ -67,7 +67,8 @@ def register(subparsers) -> None:
                    help="activation recompute (default full; searched with --search)")
     p.add_argument("--recompute-modules", metavar="A,B",
                    help="the modules --recompute selective reruns (Megatron-Core "
-                        "--recompute-modules): core_attn (default), mla_up_proj; not searched")
+                        "--recompute-modules): core_attn (default), mla_up_proj, layernorm, "
+                        "moe_act, mlp; searched with --search unless given")
     p.add_argument("--sequence-parallel", action="store_true", default=None,
                    help="Megatron sequence parallelism (searched with --search unless given)")
     p.add_argument("--zero", type=int, choices=(0, 1, 2, 3),

@@ -19,6 +19,7 @@ import time
 
 from models.spec import ModelSpec
 from wsim.errors import ConfigError
+from wsim.gpu.calibration import STACKS
 from wsim.gpu.inputs import make_consts, cp_runs, stacks_for
 from wsim.gpu.knobs import check_names, resolve
 from wsim.gpu.offload import offload_runs, offload_to_fit
@@ -26,7 +27,7 @@ from wsim.gpu.stages import edge_balanced
 from wsim.gpu.memory import states_lower_bound
 from wsim.gpu.moe import Dispatch, expert_states_lower_bound, load as moe_load
 from wsim.gpu.plan import RECOMPUTE, Plan, divisors
-from wsim.gpu.recompute import check_for_model, normalise
+from wsim.gpu.recompute import check_for_model, normalise, searched_module_sets
 from wsim.gpu.regimes import Features, classify, layout_may_validate, validated_regime, zero_class
 from wsim.gpu.report import GpuReport, build_report
 from wsim.gpu.specs import Efficiency
@@ -73,6 +74,12 @@ def search(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, gpu="a10
         # the modules are given, not searched (wsim.gpu.recompute); Megatron-Core's model checks
         check_for_model(normalise(knobs["recompute_modules"]), bool(model.kv_lora_rank),
                         bool(model.experts))
+    # a selective recompute's modules, where the stack has Megatron-Core's --recompute-modules and
+    # none are given: the default (core_attn) and the chain of wsim.gpu.recompute's
+    # searched_module_sets; a stack without the option, or given modules, one set
+    experts = bool(model.experts)
+    searched_sets = () if knobs.get("recompute_modules") is not None else searched_module_sets(
+        c, not experts or len(model.moe_layers) < model.layers)
     sps = _choices(sequence_parallel, (False, True), "sequence_parallel")
     zeros = _choices(zero, (0, 1, 2, 3), "zero")
     stacks = stacks_for(c, stack, zero=zero, cp=cp)
@@ -203,20 +210,36 @@ def search(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, gpu="a10
                         if (p > 1 and st.interleave) else [1]
                     sp_choices = (sps if t > 1 else (False,)) if sparse is None or t == 1 \
                         else tuple(x_ for x_ in sps if x_)  # experts with tp > 1 need SP
+                    sets = searched_sets if "recompute_modules" in st.knobs else ()
                     for sp in sp_choices:
-                      for kn in _knob_variants(st, c.fp8, sp, z, knobs, variants):
+                      for kn0 in _knob_variants(st, c.fp8, sp, z, knobs, variants):
+                        # (recompute, its options): selective once per module set searched
+                        choices = [(rc, kn0._replace(recompute_modules=ms))
+                                   for rc in recomputes
+                                   for ms in (sets if rc == "selective" and sets
+                                              else (kn0.recompute_modules,))]
                         # every recompute choice of a plan bounded by its cost without the
                         # pipeline sends: if none can be the best plan or the best validated plan
                         # (nor, so, change which later ones are tried), skip them (exact); the
                         # bound falls with the interleave (the bubble), so the largest bounds all
-                        bounds = [plan_lower_bounds_s(c, t, p, d, b, vs, rc, sp, z, x, st, kn,
-                                                      sparse)
-                                  for rc in recomputes] if best is not None else None
+                        # (computed when first asked: a selective recompute has up to 31 module
+                        # sets, and most plans are cut by the first choice's bound or by memory)
+                        use_bounds = best is not None
+                        bound_of: dict = {}
+
+                        def bounds(j):
+                            hit = bound_of.get(j)
+                            if hit is None:
+                                rc_j, kn_j = choices[j]
+                                hit = bound_of[j] = plan_lower_bounds_s(
+                                    c, t, p, d, b, vs, rc_j, sp, z, x, st, kn_j, sparse)
+                            return hit
 
                         def cut(i):
-                            return bounds is not None and best is not None and all(
-                                _cut(bs[i], best, valid, lambda: regime(st, z, rc, sp, t, x, p, b))
-                                for rc, bs in zip(recomputes, bounds))
+                            return use_bounds and best is not None and all(
+                                _cut(bounds(j)[i], best, valid,
+                                     lambda: regime(st, z, rc, sp, t, x, p, b))
+                                for j, (rc, _) in enumerate(choices))
                         if len(vs) > 1 and cut(-1):
                             stats["pruned_compute"] += len(vs)
                             continue
@@ -227,9 +250,22 @@ def search(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, gpu="a10
                           # each recompute choice on its own bound: recomputing more is not
                           # always slower in the model (tests/gpu/test_gpu_search.py), so a fitting
                           # cheaper choice does not rule out a later one
-                          for j, rc in enumerate(recomputes):
-                                if bounds is not None and _cut(
-                                        bounds[j][i], best, valid,
+                          union_fits = None  # does the selective set of every module fit?
+                          for j, (rc, kn) in enumerate(choices):
+                                if rc == "selective" and len(sets) > 1:
+                                    # each module frees memory, so no set fits where the union
+                                    # of them all does not (exact; tests/gpu/test_gpu_search.py)
+                                    if union_fits is None:
+                                        top = evaluate(c, t, p, d, b, v, rc, sp, z, x, st,
+                                                       kn._replace(recompute_modules=sets[-1]),
+                                                       sparse)
+                                        stats["evaluations"] += 1
+                                        union_fits = top.memory.total_bytes <= cap
+                                    if not union_fits:
+                                        stats["pruned_memory"] += 1
+                                        continue
+                                if use_bounds and _cut(
+                                        bounds(j)[i], best, valid,
                                         lambda: regime(st, z, rc, sp, t, x, p, b)):
                                     stats["pruned_compute"] += 1
                                     continue
@@ -276,7 +312,9 @@ def search(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, gpu="a10
     chosen = ["tp", "pp", "dp", "micro_batch", "interleave"] + (
         [n for n, val in (("ep", ep), ("etp", etp)) if val is None] if c.moe is not None else []) + [
         n for n, val in (("cp", cp), ("recompute", recompute), ("sequence_parallel", sequence_parallel),
-                         ("zero", zero), ("stack", stack)) if val is None]
+                         ("zero", zero), ("stack", stack)) if val is None] + (
+        ["recompute_modules"] if plan.recompute == "selective" and searched_sets
+        and "recompute_modules" in STACKS[plan.stack].knobs else [])
     return build_report(c, plan, best[2], chosen=chosen, search=stats, regime=classify(c, plan))
 
 
