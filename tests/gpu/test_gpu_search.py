@@ -17,7 +17,7 @@ from wsim.errors import ConfigError
 from wsim.gpu import STACKS, estimate, search
 from wsim.gpu.plan import divisors
 from wsim.gpu.inputs import make_consts
-from wsim.gpu.recompute import searched_module_sets
+from wsim.gpu.recompute_search import searched_module_sets
 from wsim.gpu.stages import edge_balanced
 
 SMALL = ModelSpec(name="small", layers=8, hidden=512, heads=8, vocab=4000, positions=1024,

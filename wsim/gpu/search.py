@@ -27,7 +27,8 @@ from wsim.gpu.stages import edge_balanced
 from wsim.gpu.memory import states_lower_bound
 from wsim.gpu.moe import Dispatch, expert_states_lower_bound, load as moe_load
 from wsim.gpu.plan import RECOMPUTE, Plan, divisors
-from wsim.gpu.recompute import check_for_model, normalise, searched_module_sets
+from wsim.gpu.recompute import check_for_model, normalise
+from wsim.gpu.recompute_search import searched_module_sets
 from wsim.gpu.regimes import Features, classify, layout_may_validate, validated_regime, zero_class
 from wsim.gpu.report import GpuReport, build_report
 from wsim.gpu.specs import Efficiency
