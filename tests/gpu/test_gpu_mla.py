@@ -104,7 +104,10 @@ def test_mla_costs_more_than_its_equal_parameter_stand_in():
     kw = dict(seq=4096, batch=256, gpus=256, gpu="h100-80gb", attention="flash", tp=4, pp=16, ep=8, etp=1,
               sequence_parallel=True, recompute="full", allow_oom=True)
     mla, std = estimate(DSV3, **kw), estimate(stand_in, **kw)
-    assert mla.step_time_s > 1.05 * std.step_time_s
+    # longer on the GPU by more than 5% (the host's wait for the per-expert loop, the same in both,
+    # hides part of the difference in the step: moe._launch_floor)
+    gpu = {n: r.step_time_s - r.breakdown_s["launch_s"] for n, r in (("mla", mla), ("std", std))}
+    assert gpu["mla"] > 1.05 * gpu["std"] and mla.step_time_s > std.step_time_s
     # per token: 3 x 61 x (2 x the weights' difference + the scores' and values' difference)
     dw = block_shape(DSV3).attention_linear_params - block_shape(stand_in).attention_linear_params
     extra = 3 * 61 * (2 * dw + 2 * 4096 * A * (DQK + DV) - 4 * 4096 * A * 51)

@@ -140,7 +140,10 @@ def test_deepseek_dispatch_options_are_checked(kw, words):
 def test_padded_to_capacity_runs_every_expert_at_capacity_without_host_sync():
     """Megatron-Core's drop-and-pad (token_dispatcher.py): each expert gets exactly its capacity
     (load = capacity factor, even below an imbalance), and the dispatcher skips its host
-    synchronisation: the padded plan pays no host time after the sync."""
+    synchronisation: the host may run ahead of the GPU across blocks (moe._launch_floor). Where the
+    host's issue time exceeds the GPU's over the whole block (micro-batch 1 here) both wait as
+    long; where it does not (micro-batch 4), only the dropless block waits: after its sync the GPU
+    idles while the host issues the per-expert loop."""
     from wsim.gpu.moe import load
     assert load(1.0, 1.5, pad=True) == 1.5 and load(1.0, 1.5) == 1.0 and load(2.0, 1.5) == 1.5
     q30 = zoo.get("qwen3-30b-a3b")
@@ -149,8 +152,12 @@ def test_padded_to_capacity_runs_every_expert_at_capacity_without_host_sync():
               moe_capacity_factor=1.0)
     dropped = estimate(q30, **kw)
     padded = estimate(q30, **kw, moe_pad_to_capacity=True)
-    assert padded.breakdown_s["launch_s"] < dropped.breakdown_s["launch_s"]
+    assert padded.breakdown_s["launch_s"] == pytest.approx(dropped.breakdown_s["launch_s"], rel=1e-12)
     assert padded.breakdown_s["compute_s"] == dropped.breakdown_s["compute_s"]  # load 1 both
+    kw["micro_batch"] = 4
+    dropped = estimate(q30, **kw)
+    padded = estimate(q30, **kw, moe_pad_to_capacity=True)
+    assert padded.breakdown_s["launch_s"] < 0.6 * dropped.breakdown_s["launch_s"]
 
 
 def test_dense_model_refuses_the_dispatch_options():
@@ -250,14 +257,9 @@ TOLERANCE = 0.25  # a published MoE row is "within" at 25% (what the rows suppor
 # beyond it, named (docs/gpu-model.md "Mixture of experts": fine-grained experts run 1.4-3.6x slower
 # than the model says; DeepSeek-V3's own cluster routes to at most 4 nodes and dispatches in FP8;
 # since MLA is exact, DeepSeek-V3 on GB200 at 25.09 FP8 and 25.11 BF16 are within: -7%, -11%)
-NAMED_MISSES = {
-    "bridge-moe/25.09-q30-fp8-gb200-8",
-    "bridge-moe/25.09-q235-fp8-gb200-64", "bridge-moe/25.09-dsv3-fp8-b200-256",
-    "bridge-moe/25.09-q30-fp8-b200-8", "bridge-moe/25.09-q235-fp8-b200-64",
-    "bridge-moe/25.09-q30-fp8-h100-16",
-    "bridge-moe/25.11-q30-fp8-gb200-8",
-    "bridge-moe/25.11-q30-fp8-b200-8", "bridge-moe/25.11-q235-fp8-b200-64",
-    "bridge-moe/25.11-q30-fp8-h100-16",
+NAMED_MISSES = {  # beyond 25% (docs/gpu-model.md section 8 names each one's mechanism)
+    "bridge-moe/25.09-q30-fp8-gb200-8", "bridge-moe/25.09-q235-fp8-gb200-64",
+    "bridge-moe/25.09-q30-fp8-b200-8", "bridge-moe/25.11-q30-fp8-h100-16",
 }
 
 
@@ -281,8 +283,13 @@ def test_moe_rows_within_tolerance_or_named(moe_predictions, capsys):
     assert abs(mixtral.error) <= 0.10  # Megatron-Core's 468 TFLOP/s, Mixtral 8x7B on 64 H100
 
 
-def test_moe_rows_are_validation_only_and_apart_from_the_dense_set(moe_predictions):
-    assert {p.row.role for p in moe_predictions} == {"validation"}
+def test_moe_rows_are_apart_from_the_dense_set_and_two_are_development(moe_predictions):
+    """Two MoE rows fit the one MoE parameter (wsim.gpu.moe_fit); the rest are validation; none
+    is in the dense set, whose fit never sees them."""
+    from wsim.gpu.published_moe import MOE_DEVELOPMENT
+    dev = {p.row.name for p in moe_predictions if p.row.role == "development"}
+    assert dev == set(MOE_DEVELOPMENT)
+    assert {p.row.role for p in moe_predictions} == {"validation", "development"}
     dense = {r.label for r in V.all_rows()}
     assert not dense & {p.row.label for p in moe_predictions}
 
@@ -395,7 +402,8 @@ def test_searched_uneven_plan_is_one_estimate_accepts():
                  micro_batch=p.micro_batch, interleave=p.interleave, recompute=p.recompute,
                  sequence_parallel=p.sequence_parallel, zero=p.zero, stack=p.stack,
                  **{n: getattr(p, n) for n in ("tp_comm_overlap", "grad_reduce_fp32",
-                                               "fp8_param_gather", "cuda_graphs", "p2p_overlap")})
+                                               "fp8_param_gather", "cuda_graphs", "p2p_overlap",
+                                               "recompute_modules")})
     assert e.step_time_s == pytest.approx(r.step_time_s, rel=1e-12)
 
 

@@ -105,6 +105,18 @@ class Efficiency:
     # for CPU launch overhead). A block cannot run faster than its kernels are issued
     # (wsim.gpu.knobs.KERNELS_PER_BLOCK_*) unless CUDA graphs replay them.
     host_s_per_kernel: float = 10e-6
+    # FITTED (wsim.gpu.moe_fit; development set: the two dropless alltoall-dispatcher MoE rows
+    # bridge-moe 25.11-q30-fp8-b200-8 and 25.11-q235-fp8-b200-64; leave-one-out in
+    # docs/gpu-model.md section 8; validity: Transformer Engine's split-list GroupedLinear, 8 to 32
+    # local experts, B200/H100/GB200): seconds of host time per kernel of the per-expert loop a
+    # dropless sparse block issues after the dispatcher's device-to-host synchronisation (one GEMM
+    # per local expert and GEMM, and in FP8 one quantization each). Transformer Engine's GroupedLinear
+    # turns the counts into a host list (grouped_linear.py @ d0067d0d, ``m_splits.tolist()``),
+    # splits and quantizes per group (``_split_quantize``) and builds each GEMM's operands in Python
+    # before ``general_grouped_gemm`` launches them (cpp_extensions/gemm.py): more host work per
+    # kernel than a plain eager op (host_s_per_kernel). Not the device's cost: while the GPU runs
+    # longer than the host needs (large experts), it is hidden.
+    expert_host_s_per_kernel: float = 56e-6  # fit: 55.7 us
     # ASSUMPTION: the device's own gap between two dependent kernels (launch latency, ramp-up and
     # tail of a kernel too small to fill the GPU), which CUDA graphs do not remove: ~2 us (NVIDIA's
     # "Getting Started with CUDA Graphs" blog, 2019: 2.0 us per short kernel with a graph, against
@@ -123,7 +135,8 @@ class Efficiency:
             require(value <= 1.0, f"efficiency.{name} must be at most 1, got {value!r}")
         for name in ("gemm_half_dim", "elementwise_passes", "collective_base_latency_s",
                      "nvlink_hop_latency_s", "network_hop_latency_s", "reserved_bytes",
-                     "fp8_cast_bytes", "host_s_per_kernel", "kernel_gap_s"):
+                     "fp8_cast_bytes", "host_s_per_kernel", "expert_host_s_per_kernel",
+                     "kernel_gap_s"):
             non_negative(f"efficiency.{name}", getattr(self, name))
         positive("efficiency.hopper_gemm_relative", self.hopper_gemm_relative)
         require(self.hopper_gemm_relative * self.matmul_peak_fraction <= 1.0,

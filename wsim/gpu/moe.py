@@ -344,35 +344,66 @@ def block_delta(c, ke: float, kn, tp: int, b: int, cp: int, ep: int, etp: int, l
     d.bwd = 2.0 * d_fwd + d.rec + (tb + tr) - (tp_b + tp_r) + dispatch * (2.0 if full else 1.0)
     d.launch = 0.0
     if per_kernel:
-        # CUDA graphs replay a padded (static) block whole (Transformer Engine scope moe); of a
-        # dropless one only the dense part (scope attn): its body stays eager, and its router and
-        # preprocess unless partial graphs of scopes moe_router and moe_preprocess replay them
-        # (deepseek-v3-gb200-optimization.md @ eb0783b6 sec. 2.3). Captured: the device's gap alone
-        body_f, route_f = router_kernels_fwd(route)
-        eager = max(c.eff.host_s_per_kernel, c.eff.kernel_gap_s)
-        whole = kn.cuda_graphs and route.static
-        extra_f = body_f * (per_kernel if whole else eager) \
-            + route_f * (c.eff.kernel_gap_s if whole or route.router_graphs else eager)
-        passes_f = 2.0 if full else 1.0
-        sparse = max(0.0, n_f * per_kernel + extra_f - (layer_fwd + d.fwd) - fwd_cp) \
-            + max(0.0, (n_b + (n_f if full else 0.0)) * per_kernel
-                  + (BWD_KERNELS_PER_FWD + passes_f - 1.0) * extra_f - (layer_bwd + d.bwd) - bwd_cp)
-        d.launch = sparse - launch_s
-    # after the host synchronisation: the expert part's kernels issued by the host (eager) while
-    # the GPU runs only them (their GEMMs and the dispatch). Padded to capacity the shapes are
-    # static and the dispatcher never synchronises (token_dispatcher.py
-    # _maybe_dtoh_and_synchronize: "if not self.drop_and_pad")
-    host = 0.0 if route.static else c.eff.host_s_per_kernel
-    local = c.moe.experts / ep
-    passes = 2.0 if full else 1.0
-    per_expert_f, per_expert_b = kernels_per_local_expert(c.fp8)
-    sync_f = max(0.0, (KERNELS_AFTER_SYNC_FWD + per_expert_f * local) * host - x.experts / ke
-                 - dispatch)
-    sync_b = max(0.0, (KERNELS_AFTER_SYNC_BWD + per_expert_b * local) * host
-                 - 2.0 * x.experts / ke - dispatch)
-    d.launch += passes * sync_f + sync_b
+        d.launch = _launch_floor(c, kn, route, x, ke, c.moe.experts / ep, dispatch, full, d, dense,
+                                 launch) - launch_s
     d.total = d.compute + d.rec + d.tp + d.ep + d.launch
     return d
+
+
+def _launch_floor(c, kn, route: Dispatch, x, ke: float, local: float, dispatch: float,
+                  full: bool, d: BlockDelta, dense: tuple, launch: tuple) -> float:
+    """Seconds a sparse block's forward and backward (recompute included) wait for the host
+    beyond their GPU time, per micro-batch: the whole block's launch floor, which replaces the
+    dense block's (``dense[6]``).
+
+    Kernels: the dense block's ``n_f``/``n_b`` at the step's per-kernel cost, the router and
+    preprocess (``router_kernels_fwd``: eager, or the device gap under partial CUDA graphs), the MoE
+    body besides the experts (``KERNELS_AFTER_SYNC_*``) at the eager cost, and the per-expert loop
+    (``kernels_per_local_expert`` x local experts) at ``Efficiency.expert_host_s_per_kernel``;
+    backward twice the forward's non-expert MoE kernels (``BWD_KERNELS_PER_FWD``). A block padded to
+    capacity under CUDA graphs replays whole: every kernel at the step's per-kernel cost.
+
+    Forward of a dropless block (the alltoall and flex dispatchers synchronise device-to-host,
+    ``_maybe_dtoh_and_synchronize``): the host cannot issue the expert part before the GPU reaches
+    the sync, and then issues it while the GPU runs only it; it issues the next block's part
+    before the sync while the GPU still runs those experts. Between two syncs: ``max(g_pre +
+    g_post, h_post + g_pre, h_post + h_pre)`` (g: GPU seconds, h: host seconds, pre: the dense
+    block, router and preprocess; post: the dispatch, experts and combine). The wait beyond the GPU
+    is ``max(0, h_post - g_post, h_pre + h_post - g_pre - g_post)``. A padded block (static
+    shapes: no sync) and every backward (the all-to-all sizes are the forward's, kept on the host)
+    let the host run ahead: ``max(0, h - g)``."""
+    fwd, bwd, rec, tp_f, tp_b, tp_r, launch_s, layer_fwd, layer_bwd = dense
+    per_kernel, n_f, n_b, fwd_cp, bwd_cp = launch
+    eff = c.eff
+    eager = max(eff.host_s_per_kernel, eff.kernel_gap_s)
+    expert = max(eff.expert_host_s_per_kernel, eff.kernel_gap_s)
+    whole = kn.cuda_graphs and route.static  # Transformer Engine scope moe: "only token-drop MoE"
+    _, route_f = router_kernels_fwd(route)
+    per_f, per_b = kernels_per_local_expert(c.fp8)
+    if whole:
+        h_route = route_f * per_kernel
+        h_body_f = (KERNELS_AFTER_SYNC_FWD + per_f * local) * per_kernel
+        h_body_b = (KERNELS_AFTER_SYNC_BWD + per_b * local) * per_kernel
+        h_route_b = BWD_KERNELS_PER_FWD * route_f * per_kernel
+    else:
+        h_route = route_f * (eff.kernel_gap_s if route.router_graphs else eager)
+        h_body_f = KERNELS_AFTER_SYNC_FWD * eager + per_f * local * expert
+        h_body_b = KERNELS_AFTER_SYNC_BWD * eager + per_b * local * expert
+        h_route_b = BWD_KERNELS_PER_FWD * route_f * (eff.kernel_gap_s if route.router_graphs
+                                                     else eager)
+    h_pre = n_f * per_kernel + h_route
+    g_all = layer_fwd + d.fwd + fwd_cp
+    if route.static:
+        wait_f = max(0.0, h_pre + h_body_f - g_all)
+    else:
+        g_post = x.experts / ke + dispatch
+        wait_f = max(0.0, h_body_f - g_post, h_pre + h_body_f - g_all)
+    # backward: the dense block's and the MoE part's kernels against the backward's GPU time; a
+    # full recompute's forward (inside the backward) waits as the forward does
+    g_rec = layer_fwd + d.fwd if full else 0.0
+    h_b = (n_b - (n_f if full else 0.0)) * per_kernel + h_route_b + h_body_b
+    wait_b = max(0.0, h_b - (layer_bwd + d.bwd + bwd_cp - g_rec))
+    return wait_f * (2.0 if full else 1.0) + wait_b
 
 
 def router_kernels_fwd(route: Dispatch = PLAIN) -> tuple[int, int]:

@@ -33,7 +33,7 @@ from __future__ import annotations
 import dataclasses
 
 from models import zoo
-from wsim.gpu.rows import VALIDATION, Row
+from wsim.gpu.rows import DEVELOPMENT, VALIDATION, Row
 
 _MCORE_MOE = ("github.com/NVIDIA/Megatron-LM megatron/core/transformer/moe/README.md @ c230e0d7 "
               "(2024-11-21): line 3 '468 TFLOPS as of MCore v0.9' (Mixtral 8x7B, BF16); plan: the "
@@ -146,6 +146,13 @@ _BRIDGE = [
 ]
 
 
+# The development rows of the one MoE-only parameter, Efficiency.expert_host_s_per_kernel
+# (wsim.gpu.moe_fit): the two dropless rows that run the alltoall dispatcher's per-expert loop
+# without CUDA graphs on one GPU type, two models (128 experts top-8 on 8 B200: 16 local experts;
+# on 64 B200 with EP 8: 16). Every other MoE row stays validation.
+MOE_DEVELOPMENT = ("25.11-q30-fp8-b200-8", "25.11-q235-fp8-b200-64")
+
+
 def _bridge() -> list[Row]:
     rows = []
     for ver, system, tag, prec, gpus, gbs, mbs, tp, pp, vp, ep, tps, label in _BRIDGE:
@@ -176,7 +183,9 @@ def _bridge() -> list[Row]:
             stated = "no recompute (the recipe's recompute_granularity null)"
         if drop:
             extra.update(moe_capacity_factor=TOKEN_DROP_CAPACITY, moe_pad_to_capacity=True)
-        rows.append(Row("bridge-moe", f"{ver}-{tag}-{prec}-{system.lower()}-{gpus}", VALIDATION,
+        name = f"{ver}-{tag}-{prec}-{system.lower()}-{gpus}"
+        role = DEVELOPMENT if name in MOE_DEVELOPMENT else VALIDATION
+        rows.append(Row("bridge-moe", name, role,
                         MODELS[tag], gpu, gpus, gbs, 4096, "tokens_per_s_per_gpu", float(tps),
                         _BRIDGE_MOE.format(ver, "DGX-" + system, label),
                         _plan(tp, pp, vp, mbs, ep, prec, **extra),
