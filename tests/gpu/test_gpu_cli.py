@@ -101,6 +101,8 @@ def test_a_stack_left_open_is_the_fastest_that_runs_the_plan(capsys, flags, kw):
     d = _json(capsys, base + flags)
     times = {}
     for name in STACKS:
+        if not STACKS[name].auto:  # meta-llama3: only by name (its speed is an unfitted prior)
+            continue
         try:
             times[name] = estimate(zoo.get("gpt3-1.3b"), seq=2048, batch=64, gpus=16, tp=2, stack=name, **kw).step_time_s
         except ConfigError:

@@ -94,3 +94,56 @@ def test_context_parallel_ring_hides_each_transfer_under_one_ring_step_only():
     cp1 = estimate(model, **{**BASE, **tiny, "cp": 1, "gpus": 8})
     cp2 = estimate(model, **{**BASE, **tiny, "cp": 2})
     assert cp2.breakdown_s["launch_s"] > cp1.breakdown_s["launch_s"]
+
+
+# ---- optimizer_bf16: the distributed optimizer's state in bf16 ------------------------------------
+def test_bf16_optimizer_state_halves_the_sharded_optimizer_bytes():
+    """Apex DistributedFusedAdam(dtype=bf16): master weights and both moments in bf16, 6 bytes a
+    parameter instead of 12, sharded over data parallelism as before; nothing else in memory moves,
+    and the optimizer step reads and writes 2 x 6 bytes fewer a parameter."""
+    from wsim.gpu.published_modern import NEMOTRON4_340B
+    kw = dict(seq=4096, batch=32, gpus=128, gpu="h100-80gb", tp=8, pp=8, interleave=12, micro_batch=1,
+              recompute="none", sequence_parallel=True, zero=1, stack="nemo", attention="flash",
+              allow_oom=True)
+    fp32 = estimate(NEMOTRON4_340B, **kw)
+    bf16 = estimate(NEMOTRON4_340B, optimizer_bf16=True, **kw)
+    assert bf16.memory.optimizer_bytes == pytest.approx(fp32.memory.optimizer_bytes / 2, rel=1e-12)
+    for part in ("weights_bytes", "gradients_bytes", "activations_bytes"):
+        assert getattr(bf16.memory, part) == getattr(fp32.memory, part)
+    assert not fp32.fits and bf16.fits  # the v24.11.1 340B BF16 row on 128 GPUs runs without recompute
+    assert bf16.plan.optimizer_bf16 is True
+    # the step's HBM traffic: 2 x 6 bytes fewer for each parameter of the fullest stage's shard
+    # (the memory's optimizer bytes / 12; the stage's edge layers differ by under 1%)
+    saved = fp32.breakdown_s["optimizer_s"] - bf16.breakdown_s["optimizer_s"]
+    from wsim.gpu import gpu_spec
+    hbm = gpu_spec("h100-80gb").hbm_bytes_per_s
+    assert saved == pytest.approx(fp32.memory.optimizer_bytes / 12 * 12 / hbm, rel=0.01)
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(zero=0, stack="nemo"), "needs --zero 1"),
+    (dict(zero=3, stack="fsdp"), "has no bf16 optimizer state"),
+    (dict(zero=1, stack="megatron"), "has no bf16 optimizer state"),
+    (dict(zero=1, stack="nemo", optimizer_bf16="yes"), "must be true or false"),
+])
+def test_bf16_optimizer_state_is_refused_where_no_distributed_optimizer_has_it(kw, message):
+    kw = {"optimizer_bf16": True, **kw}
+    with pytest.raises(ConfigError, match=message):
+        estimate(zoo.get("llama-3-8b"), seq=2048, batch=64, gpus=8, **kw)
+
+
+def test_bf16_optimizer_state_cli_exit_2(capsys):
+    from wsim.commands.cli import main
+    code = main(["gpu", "--model", "llama-3-8b", "--gpus", "8", "--batch", "64", "--zero", "0",
+                 "--stack", "nemo", "--optimizer-bf16"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "optimizer_bf16" in err[0]
+
+
+def test_the_search_never_turns_on_bf16_optimizer_state():
+    from wsim.gpu import search
+    r = search(zoo.get("llama-3-8b"), seq=2048, batch=64, gpus=8, gpu="a100-40gb")
+    assert r.plan.optimizer_bf16 is False
+    asked = search(zoo.get("llama-3-8b"), seq=2048, batch=64, gpus=8, gpu="a100-40gb",
+                   zero=1, stack="nemo", optimizer_bf16=True)
+    assert asked.plan.optimizer_bf16 is True and asked.step_time_s <= r.step_time_s * 1.2

@@ -37,6 +37,8 @@ def _brute_force(model, *, seq, batch, gpus, gpu, **opts):
         if batch % dp:
             continue
         for st in STACKS.values():
+            if not st.auto:  # meta-llama3: used by name only, never searched
+                continue
             if (pp > 1 and not st.pipeline) or (cp > 1 and not st.context_parallel):
                 continue
             if model.layers % pp and not (st.uneven_stages and edge_balanced(model.layers, pp)):
@@ -53,6 +55,7 @@ def _brute_force(model, *, seq, batch, gpus, gpu, **opts):
                 usable = {"grad_reduce_fp32": False, "tp_comm_overlap": sp, "cuda_graphs": True,
                           "p2p_overlap": True, "cpu_offload_layers": 0, "recompute_modules": None,
                           "recompute_early_stop": None,  # not searched: the stack's default
+                          "optimizer_bf16": None,  # not searched: a numerics choice
                           "fp8_param_gather": opts.get("precision") == "fp8" and zero in (1, 3)}
                 sets = [None]
                 if rc == "selective" and "recompute_modules" in st.knobs:

@@ -96,7 +96,10 @@ def register(subparsers) -> None:
             ("cuda-graphs", "replay each block's kernels from a CUDA graph (no host launch floor)"),
             ("p2p-overlap", "pipeline sends under the next chunk's compute (interleaved schedule)"),
             ("recompute-early-stop", "full recompute stops before each block's MLP down "
-                                     "projection (PyTorch 2.1+ non-reentrant checkpoint; stack fsdp)")):
+                                     "projection (PyTorch 2.1+ non-reentrant checkpoint; stack fsdp)"),
+            ("optimizer-bf16", "the distributed optimizer's master weights and Adam moments in "
+                               "bf16 (6 bytes a parameter, not 12; --zero 1, stack megatron-core "
+                               "or nemo; never chosen by --search)")):
         p.add_argument(f"--{flag}", action=argparse.BooleanOptionalAction, default=None,
                        help=f"{text}; default: the stack's")
     p.add_argument("--cpu-offload-layers", type=int, metavar="N",

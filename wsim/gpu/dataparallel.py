@@ -60,7 +60,8 @@ def data_parallel(c, st: Stack, *, tp: int, pp: int, dp: int, cp: int, m: int, L
     k = c.eff.overlap_compute_penalty
     gb = kn.grad_bytes if kn is not None else st.grad_reduce_bytes
     wb = 1.0 if (kn is not None and kn.fp8_param_gather) else WEIGHT_BYTES  # FP8 all-gather
-    optimizer_s, coll = _collectives(c, st, tp, pp, dp, cp, zero, recompute, gb, wb, experts)
+    ob = kn.optimizer_bytes if kn is not None else OPTIMIZER_BYTES
+    optimizer_s, coll = _collectives(c, st, tp, pp, dp, cp, zero, recompute, gb, wb, experts, ob)
     out = DataParallel()
     out.per_micro_batch_s = 0.0
     out.exposed_s = 0.0
@@ -90,12 +91,12 @@ def data_parallel(c, st: Stack, *, tp: int, pp: int, dp: int, cp: int, m: int, L
 
 
 def _collectives(c, st: Stack, tp: int, pp: int, dp: int, cp: int, zero: int, recompute: str,
-                 gb: float, wb: float, experts=None) -> tuple:
+                 gb: float, wb: float, experts=None, ob: float = OPTIMIZER_BYTES) -> tuple:
     """(optimizer seconds, the data-parallel collectives' seconds or None): what does not depend
     on the micro-batch (memoised on ``c`` per stack object: pure). ``experts`` (weights, group):
     as ``data_parallel``; the key holds the group object itself (compared by identity: each
     ``Consts.group`` is built once and never changed)."""
-    key = (tp, pp, dp, cp, zero, recompute if zero == 3 else None, gb, wb, id(st), experts)
+    key = (tp, pp, dp, cp, zero, recompute if zero == 3 else None, gb, wb, id(st), experts, ob)
     hit = c._dp.get(key)
     if hit is not None and hit[0] is st:
         return hit[1]
@@ -104,11 +105,13 @@ def _collectives(c, st: Stack, tp: int, pp: int, dp: int, cp: int, zero: int, re
     params = L * c.block_params / tp + edge + L * c.replicated_tp(tp)  # (MLA's down projections)
     reduce_over = dp * (cp if st.context_parallel else 1)
     shards = reduce_over if zero >= 1 else 1
-    optimizer_s = params / shards * ADAM_BYTES_PER_PARAM / c.gpu.hbm_bytes_per_s
+    # the step reads and writes weights, gradients and state (bf16 state: 6 bytes, wsim.gpu.knobs)
+    adam = ADAM_BYTES_PER_PARAM - 2.0 * (OPTIMIZER_BYTES - ob)
+    optimizer_s = params / shards * adam / c.gpu.hbm_bytes_per_s
     e_ar = e_rs = e_ag = 0.0
     if experts is not None:
         e_params, eg = experts
-        optimizer_s += (e_params / (eg.size if zero >= 1 else 1) * ADAM_BYTES_PER_PARAM
+        optimizer_s += (e_params / (eg.size if zero >= 1 else 1) * adam
                         / c.gpu.hbm_bytes_per_s)
         e_ar, e_rs, e_ag = (eg.all_reduce_s(e_params * gb), eg.reduce_scatter_s(e_params * gb),
                             eg.all_gather_s(e_params * wb))

@@ -81,7 +81,8 @@ def cp_runs(c: Consts, st) -> bool:
 def stacks_for(c: Consts, stack: str | None, *, zero=None, pp=None, cp=None,
                interleave=None) -> list:
     """The stacks to try: the one given, else every stack that can run these options (a mixture of
-    experts: those with expert parallelism)."""
+    experts: those with expert parallelism) and is chosen automatically (``Stack.auto``: not
+    meta-llama3, Meta's in-house stack, whose speed is an unfitted prior)."""
     if stack is not None:
         choice("stack", stack, tuple(STACKS))
         st = STACKS[stack]
@@ -93,7 +94,7 @@ def stacks_for(c: Consts, stack: str | None, *, zero=None, pp=None, cp=None,
                               "Transformer Engine's flash / fused attention backends only")
         return [st]
     out = [st for st in STACKS.values()
-           if (not c.fp8 or st.fp8) and (zero is None or zero in st.zero_stages)
+           if st.auto and (not c.fp8 or st.fp8) and (zero is None or zero in st.zero_stages)
            and (pp is None or pp == 1 or st.pipeline)
            and (cp is None or cp == 1 or cp_runs(c, st))
            and (interleave is None or interleave == 1 or st.interleave)

@@ -55,6 +55,16 @@ default (``Stack.knob_defaults``); a stack that lacks a feature refuses it (``St
   checkpoint functions); off by default there: OPT's metaseq (2022) and the MosaicML runs on
   PyTorch 1.13 / 2.0 predate it. Dense models only (the ``fsdp`` stack runs no mixture of
   experts). Meaningful with ``recompute="full"`` only.
+- ``optimizer_bf16`` (Apex ``DistributedFusedAdam(dtype=torch.bfloat16)``, NeMo 1's
+  ``optim: {name: distributed_fused_adam, dtype: bf16}``, set by the DGX Cloud v24.11.1 Nemotron-4
+  340B recipe, nemotron/nemotron4-340b-synth.yaml line 186 @ 35a9aecc; Megatron-Core's precision-aware
+  optimizer ``--use-precision-aware-optimizer --main-params-dtype bf16 --exp-avg-dtype bf16
+  --exp-avg-sq-dtype bf16``): the distributed optimizer keeps its shard of the master weights and
+  both Adam moments in bf16. Apex's ``StateBucket`` allocates ``params_shard``, ``exp_avg_shard``
+  and ``exp_avg_sq_shard`` all of ``dtype`` (apex/contrib/optimizers/distributed_fused_adam.py,
+  ``store_params`` True by default): 6 bytes a parameter instead of 12, sharded as before. Time: the
+  optimizer step's HBM traffic on those bytes. A numerics choice, not a tuning: never turned on by
+  the search. Needs the distributed optimizer (``zero`` 1) on ``megatron-core`` or ``nemo``.
 
 Kept as a plain tuple so that ``evaluate`` stays fast; an ``ep`` (expert parallel) dimension can
 be added to the plan beside these without touching them.
@@ -68,9 +78,10 @@ from wsim.errors import ConfigError
 from wsim.gpu.recompute import DEFAULT as DEFAULT_RECOMPUTE, normalise as recompute_modules
 
 KNOBS = ("tp_comm_overlap", "grad_reduce_fp32", "fp8_param_gather", "cuda_graphs", "p2p_overlap",
-         "cpu_offload_layers", "recompute_modules", "recompute_early_stop")
+         "cpu_offload_layers", "recompute_modules", "recompute_early_stop", "optimizer_bf16")
 BOOL_KNOBS = KNOBS[:5]
-MEGATRON_KNOBS = KNOBS[:7]  # Megatron-Core's and Transformer Engine's (recompute_early_stop: PyTorch's)
+# Megatron-Core's, Transformer Engine's and the distributed optimizer's (recompute_early_stop: PyTorch's)
+MEGATRON_KNOBS = KNOBS[:7] + ("optimizer_bf16",)
 
 
 def check_names(given: dict) -> None:
@@ -103,10 +114,16 @@ class Knobs(NamedTuple):
     cpu_offload_layers: int = 0
     recompute_modules: tuple = DEFAULT_RECOMPUTE  # under recompute "selective" (wsim.gpu.recompute)
     recompute_early_stop: bool = False  # under recompute "full": the down projection not rerun
+    optimizer_bf16: bool = False  # the distributed optimizer's master weights and moments in bf16
 
     @property
     def grad_bytes(self) -> float:
         return 4.0 if self.grad_reduce_fp32 else 2.0
+
+    @property
+    def optimizer_bytes(self) -> float:
+        """Optimizer state bytes a parameter (before sharding): fp32 master + 2 moments, or bf16."""
+        return 6.0 if self.optimizer_bf16 else 12.0
 
 
 def resolve(stack, *, fp8: bool, sp: bool, zero: int, given: dict | None = None) -> Knobs:
@@ -152,6 +169,17 @@ def resolve(stack, *, fp8: bool, sp: bool, zero: int, given: dict | None = None)
         raise ConfigError(f"stack {stack.name} has no recompute_early_stop option (PyTorch's "
                           "non-reentrant checkpoint, PyTorch 2.1+); use stack fsdp")
     out["recompute_early_stop"] = default_stop if stop is None else stop
+    obf = given.get("optimizer_bf16")
+    if obf is not None and not isinstance(obf, bool):
+        raise ConfigError(f"plan.optimizer_bf16 must be true or false, got {obf!r}")
+    if obf and "optimizer_bf16" not in stack.knobs:
+        raise ConfigError(f"stack {stack.name} has no bf16 optimizer state (optimizer_bf16: Apex's "
+                          "distributed Adam dtype bf16, Megatron-Core's precision-aware optimizer); "
+                          "use stack megatron-core or nemo")
+    if obf and zero != 1:
+        raise ConfigError(f"plan.optimizer_bf16 is the distributed optimizer's state dtype: it needs "
+                          f"--zero 1 (the plan has zero {zero})")
+    out["optimizer_bf16"] = bool(obf)
     k = Knobs(**out)
     if k.tp_comm_overlap and not sp:
         raise ConfigError("plan.tp_comm_overlap needs sequence parallelism (Megatron-LM: tensor "

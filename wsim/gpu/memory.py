@@ -76,7 +76,8 @@ class MemoryBreakdown:
 
 
 def state_bytes_per_param(zero: int, shards: int, grad_bytes: float = GRAD_BYTES,
-                          fp8: bool = False, fp8_params: bool = False) -> tuple[float, float, float]:
+                          fp8: bool = False, fp8_params: bool = False,
+                          optimizer_bytes: float = OPTIMIZER_BYTES) -> tuple[float, float, float]:
     """(weights, gradients, optimizer) bytes per local parameter under ZeRO stage ``zero``:
     16-bit weights (plus Transformer Engine's FP8 copy under FP8), or FP8 weights alone
     (``fp8_params``: --fp8-param-gather, the fp32 master copy is in the optimizer state)."""
@@ -84,7 +85,7 @@ def state_bytes_per_param(zero: int, shards: int, grad_bytes: float = GRAD_BYTES
     if zero >= 3:
         w /= shards
     g = grad_bytes / shards if zero >= 2 else grad_bytes
-    o = OPTIMIZER_BYTES / shards if zero >= 1 else OPTIMIZER_BYTES
+    o = optimizer_bytes / shards if zero >= 1 else optimizer_bytes
     return w, g, o
 
 
@@ -175,7 +176,8 @@ def _fixed(c, tp, pp, dp, b, recompute, sp, zero, cp, stack, kn, sparse) -> tupl
     else:
         grad_bytes = stack.grad_reduce_bytes if stack is not None else GRAD_BYTES
     fp8_params = kn is not None and kn.fp8_param_gather
-    w, g, o = state_bytes_per_param(zero, dp * cp, grad_bytes, c.fp8, fp8_params)
+    ob = kn.optimizer_bytes if kn is not None else OPTIMIZER_BYTES
+    w, g, o = state_bytes_per_param(zero, dp * cp, grad_bytes, c.fp8, fp8_params, ob)
     tokens = b * c.seq / cp
     per_layer_full = tokens * act_bytes_per_token_layer(c, tp, "none", sp)
     modules = kn.recompute_modules if kn is not None else DEFAULT_RECOMPUTE
@@ -210,7 +212,7 @@ def _fixed(c, tp, pp, dp, b, recompute, sp, zero, cp, stack, kn, sparse) -> tupl
         else:
             stored += Lm / L * tokens * extra  # the stage's mean block
             working += buffers if Lm else 0.0
-        we, ge, oe = state_bytes_per_param(zero, edp, grad_bytes, c.fp8, fp8_params)
+        we, ge, oe = state_bytes_per_param(zero, edp, grad_bytes, c.fp8, fp8_params, ob)
         expert_states = expert_params * we, expert_params * ge, expert_params * oe
 
     body = L * c.block_params / tp + L * c.replicated_tp(tp)  # (MLA's un-split down projections)
@@ -252,9 +254,11 @@ def _edge_balanced(c, L, w, g, o, gathered, stored, working, logits, first_param
 
 
 def states_lower_bound(c, tp: int, pp: int, dp: int, zero: int, cp: int = 1,
-                       grad_bytes: float = GRAD_BYTES) -> float:
+                       grad_bytes: float = GRAD_BYTES,
+                       optimizer_bytes: float = OPTIMIZER_BYTES) -> float:
     """A lower bound on any plan's memory with this layout and ZeRO stage (for pruning)."""
-    w, g, o = state_bytes_per_param(zero, dp * cp, min(grad_bytes, GRAD_BYTES), c.fp8, c.fp8)
+    w, g, o = state_bytes_per_param(zero, dp * cp, min(grad_bytes, GRAD_BYTES), c.fp8, c.fp8,
+                                    optimizer_bytes)
     L = -(-c.layers // pp)  # the fullest stage (uneven stages: DeepSpeed)
     params = L * c.block_params / tp + min(c.embed_params_tp(tp), c.head_params_tp(tp, pp)) + L * c.replicated_tp(tp)
     if edge_balanced(c.layers, pp) and c.moe is None:  # a middle stage, or an edge one short

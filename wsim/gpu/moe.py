@@ -433,11 +433,12 @@ def sparse_linear_lower_bound_s(c, tp: int, b: int, cp: int) -> float:
 
 
 def expert_states_lower_bound(c, tp: int, pp: int, dp: int, zero: int, cp: int, ep: int,
-                              etp: int) -> float:
+                              etp: int, optimizer_bytes: float = 12.0) -> float:
     """The expert weights, gradients and optimizer state one GPU holds at least (for pruning):
-    its sparse blocks' experts at 1 weight byte (FP8 only), 2 gradient bytes, the optimizer's 12
-    sharded over edp under ZeRO-1."""
+    its sparse blocks' experts at 1 weight byte (FP8 only), 2 gradient bytes, the optimizer's
+    ``optimizer_bytes`` (12; 6 in bf16) sharded over edp under ZeRO-1."""
     L = -(-c.layers // pp)
     Lm, _ = c.moe.stage_layers(L, pp)
     edp = tp * cp * dp // (ep * etp)
-    return Lm * expert_params_local(c, ep, etp) * (1.0 + 2.0 + 12.0 / (edp if zero >= 1 else 1))
+    return Lm * expert_params_local(c, ep, etp) * (1.0 + 2.0 + optimizer_bytes
+                                                   / (edp if zero >= 1 else 1))

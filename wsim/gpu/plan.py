@@ -77,6 +77,8 @@ class Plan:
     # PyTorch 2.1+ non-reentrant checkpoint's early stop under recompute "full" (wsim.gpu.knobs);
     # None: the stack's default
     recompute_early_stop: bool | None = None
+    # the distributed optimizer's state in bf16 (wsim.gpu.knobs); None/False: fp32
+    optimizer_bf16: bool | None = None
     # mixture of experts (module docstring)
     ep: int = 1
     etp: int | None = None

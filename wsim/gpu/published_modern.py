@@ -102,17 +102,27 @@ def _nemo2407() -> list[Row]:
     return rows
 
 
-def _recipes(group: str, role: str, source: str, table) -> list[Row]:
+def _recipes(group: str, role: str, source: str, table, extra: dict | None = None) -> list[Row]:
+    """``extra``: model tag -> (plan options, note) a release's recipe states for that model."""
     rows = []
     for tag, prec, file, gpus, gbs, tp, pp, cp, vp, mbs, step in table:
         model = MODELS[tag]
         seq = {"175b": 2048, "15b": 4096, "340b": 4096}.get(tag, 8192)
+        opts, note = (extra or {}).get(tag, ({}, ""))
         rows.append(Row(group, f"{tag}-{prec}-{gpus}", role, model, "h100-80gb", gpus, gbs, seq,
                         "step_s", step, source.format(file),
-                        _plan(tp, pp, cp, vp, mbs, precision=prec),
+                        {**_plan(tp, pp, cp, vp, mbs, precision=prec), **opts},
                         notes="NeMo recipe options (nemo stack); recompute not stated (the "
-                              "fastest that fits)"))
+                              "fastest that fits)" + note))
     return rows
+
+
+# v24.11.1's Nemotron-4 340B runs NeMo 1 with Apex's distributed Adam in bf16 (nemotron/
+# nemotron4-340b-synth.yaml @ 35a9aecc lines 182-186: optim name distributed_fused_adam,
+# grad_sync_dtype bf16, dtype bf16): master weights and moments in bf16 (wsim.gpu.knobs
+# optimizer_bf16). The release's other recipes (llama3.1, gpt3 175B, nemotron4 15B) keep fp32.
+_V2411_EXTRA = {"340b": ({"optimizer_bf16": True},
+                         "; optimizer state in bf16 (the recipe's distributed_fused_adam dtype bf16)")}
 
 
 # (model, precision, README, GPUs, global batch, TP, PP, CP, VP, micro-batch, step time s)
@@ -231,7 +241,8 @@ def _llama3() -> list[Row]:
 
 
 def development_rows() -> list[Row]:
-    return _mcore() + _nemo2407() + _recipes("dgxc-24.11", DEVELOPMENT, _DGXC_24, _V2411)
+    return _mcore() + _nemo2407() + _recipes("dgxc-24.11", DEVELOPMENT, _DGXC_24, _V2411,
+                                               _V2411_EXTRA)
 
 
 def validation_rows() -> list[Row]:

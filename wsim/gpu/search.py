@@ -81,6 +81,7 @@ def search(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, gpu="a10
     experts = bool(model.experts)
     searched_sets = () if knobs.get("recompute_modules") is not None else searched_module_sets(
         c, not experts or len(model.moe_layers) < model.layers)
+    ob_min = 6.0 if knobs.get("optimizer_bf16") else 12.0  # optimizer bytes, for memory bounds
     sps = _choices(sequence_parallel, (False, True), "sequence_parallel")
     zeros = _choices(zero, (0, 1, 2, 3), "zero")
     stacks = stacks_for(c, stack, zero=zero, cp=cp)
@@ -182,7 +183,7 @@ def search(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, gpu="a10
             for z in zs:
                 by_zero.setdefault(z, []).append(st)
         for z, sts in by_zero.items():
-            lb = states_lower_bound(c, t, p, d, z, x)
+            lb = states_lower_bound(c, t, p, d, z, x, optimizer_bytes=ob_min)
             if lb > cap:
                 stats["pruned_memory"] += 1
                 if smallest is None or lb < smallest[0]:
@@ -197,7 +198,7 @@ def search(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, gpu="a10
                     continue
                 for st, (e, et, sparse) in tries:
                     if sparse is not None:
-                        elb = lb + expert_states_lower_bound(c, t, p, d, z, x, e, et)
+                        elb = lb + expert_states_lower_bound(c, t, p, d, z, x, e, et, ob_min)
                         if elb > cap:
                             stats["pruned_memory"] += 1
                             if smallest is None or elb < smallest[0]:
@@ -392,7 +393,8 @@ def _knob_variants(st, fp8: bool, sp: bool, zero: int, given: dict, cache: dict)
               "fp8_param_gather": fp8 and zero in (1, 3), "p2p_overlap": True,
               "cpu_offload_layers": 0, "recompute_modules": None,  # (module sets: not searched)
               # the PyTorch version a run uses, not a tuning choice: the stack's default
-              "recompute_early_stop": None}
+              "recompute_early_stop": None,
+              "optimizer_bf16": None}  # a numerics choice: only when asked
     on = dict(given)
     for n in st.knobs:
         if given.get(n) is None:

@@ -72,7 +72,7 @@ TOLERANCE = {
     "opt": 0.05,
     "mcore-h100": 0.10,  # Megatron-LM r0.8 H100 scaling table, 1.7B-462B
     "nemo-24.07": 0.12,  # NeMo 24.07 FP8
-    "dgxc-24.11": 0.20,  # DGX Cloud recipes v24.11.1 (the same 340B plans: -18%)
+    "dgxc-24.11": 0.15,  # DGX Cloud recipes v24.11.1 (20% until the 340B rows took their bf16 optimizer)
     "flash-attn": 0.10,  # validation: FlashAttention-2 GPT-3 1.3B / 2.7B on 8 A100 (stack
     # megatron, the prior speed; as megatron-core, fitted on Megatron-LM r0.8's slower H100 runs,
     # they were -16%)
