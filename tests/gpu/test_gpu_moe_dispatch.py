@@ -171,7 +171,7 @@ def test_cli_dispatch_flags(capsys):
 def test_expert_host_cost_is_the_fit_on_its_development_rows():
     """Efficiency.expert_host_s_per_kernel is the golden-section fit (wsim.gpu.moe_fit) on the
     two development rows, rounded to 1 us; each row alone gives a value within 15 us of it, and
-    the held-out row's error stays within 30% (leave-one-out: -22.3%, +26.1%)."""
+    the held-out row's error stays within 30% (leave-one-out: -22.2%, +25.8%)."""
     from wsim.gpu import moe_fit
     from wsim.gpu.calibration import EFFICIENCY
     value, _ = moe_fit.fit()

@@ -123,7 +123,7 @@ class Efficiency:
     # before ``general_grouped_gemm`` launches them (cpp_extensions/gemm.py): more host work per
     # kernel than a plain eager op (host_s_per_kernel). Not the device's cost: while the GPU runs
     # longer than the host needs (large experts), it is hidden.
-    expert_host_s_per_kernel: float = 56e-6  # fit: 55.7 us
+    expert_host_s_per_kernel: float = 56e-6  # fit: 55.6 us
     # ASSUMPTION: the device's own gap between two dependent kernels (launch latency, ramp-up and
     # tail of a kernel too small to fill the GPU), which CUDA graphs do not remove: ~2 us (NVIDIA's
     # "Getting Started with CUDA Graphs" blog, 2019: 2.0 us per short kernel with a graph, against
