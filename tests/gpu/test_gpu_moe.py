@@ -440,16 +440,30 @@ def test_bridge_rows_carry_their_recipes_settings():
     assert [n for n, p in rows.items() if "dsv3" in n and p["moe_ep_overlap"]] == \
         ["25.09-dsv3-fp8-h100-1024"]
     assert rows["25.11-q30-fp8-h100-16"]["moe_ep_overlap"]
+    assert rows["26.04.01-q235-fp8-h100-256"]["moe_ep_overlap"]
+    assert not rows["26.04.01-q30-fp8-h100-16"]["moe_ep_overlap"]
     # whole-block graphs (token drop, 25.09 YAMLs); 25.11 partial graphs: scope attn for
     # Qwen3-235B BF16 on GB200, scopes moe_router + moe_preprocess where the presets set them
     assert [n for n, p in rows.items() if p["cuda_graphs"]] == ["25.09-q30-fp8-gb200-8",
                                                               "25.09-q30-fp8-b200-8",
-                                                              "25.11-q235-bf16-gb200-256"]
+                                                              "25.11-q235-bf16-gb200-256",
+                                                              "26.04.01-q30-fp8-b200-8"]
     assert sorted(n for n, p in rows.items() if p["moe_router_graphs"]) == sorted(
         ["25.11-dsv3-bf16-gb200-256", "25.11-dsv3-fp8-gb200-256", "25.11-q30-fp8-gb200-8",
-         "25.11-q235-bf16-gb200-256", "25.11-q30-fp8-b200-8"])
+         "25.11-q235-bf16-gb200-256", "25.11-q30-fp8-b200-8", "26.04.01-q30-fp8-gb200-8",
+         "26.04.01-q30-fp8-b200-8"])
     # v0.2.0 presets: HybridEP (flex) on GB200; v0.1.0rc4: DeepEP (flex) for dropless DeepSeek-V3
     # on H100; the alltoall dispatcher elsewhere
     assert sorted(n for n, p in rows.items() if p["moe_dispatcher"] == "flex") == sorted(
         ["25.09-dsv3-fp8-h100-1024", "25.11-dsv3-bf16-gb200-256", "25.11-dsv3-fp8-gb200-256",
-         "25.11-q30-fp8-gb200-8", "25.11-q235-bf16-gb200-256"])
+         "25.11-q30-fp8-gb200-8", "25.11-q235-bf16-gb200-256", "26.04.01-q30-fp8-gb200-8",
+         "26.04.01-q30-fp8-b200-8", "26.04.01-q30-fp8-h100-16"])
+    # 26.04.01 (v0.4.2): as printed in the archive, the archive's plans and figures
+    assert {n: (p["micro_batch"], p["ep"], p["tp"], p["pp"], p["interleave"]) for n, p in rows.items()
+            if n.startswith("26.04.01")} == {"26.04.01-q30-fp8-gb200-8": (4, 8, 1, 1, 1),
+                                             "26.04.01-q30-fp8-b200-8": (4, 8, 1, 1, 1),
+                                             "26.04.01-q30-fp8-h100-16": (1, 16, 1, 1, 1),
+                                             "26.04.01-q235-fp8-h100-256": (1, 32, 2, 8, 4)}
+    pub = {r.name: r.published for r in validation_rows() if r.name.startswith("26.04.01")}
+    assert pub == {"26.04.01-q30-fp8-gb200-8": 26112, "26.04.01-q30-fp8-b200-8": 27136,
+                   "26.04.01-q30-fp8-h100-16": 8960, "26.04.01-q235-fp8-h100-256": 1712}

@@ -76,6 +76,13 @@ _NOTES = {"dsv3": "MLA exact (zoo: q_a, q_b, kv_a, kv_b, o and an attention core
 # BF16 on GB200 (``cuda_graphs`` on: the dense part of the block); none for the H100 FP8-CS and
 # B200 Qwen3-235B presets; moe_a2a_overlap True for Qwen3 on H100 and Qwen3-235B on B200, False
 # for DeepSeek-V3 on GB200.
+# 26.04.01 = tag v0.4.2 (2026-05-28): scripts/performance/configs/qwen/qwen3_workload_base_configs.py
+# and qwen3_llm_pretrain.py: Qwen3-30B-A3B with moe_flex_dispatcher_backend "hybridep" on every
+# system (qwen3_30b_a3b_pretrain_config_*: moe_token_dispatcher_type "flex"), MBS 4 and partial CUDA
+# graphs on GB200 (FP8-MX preset: scope moe_router, moe_preprocess) and B200 (FP8-MX = BF16 preset:
+# attn, moe_router, moe_preprocess), EP 16 over 16 H100 without graphs or EP overlap; Qwen3-235B-A22B
+# on H100 (preset V2, GBS 8192): the alltoall dispatcher, moe_a2a_overlap True, no graphs; dropless,
+# recompute_granularity None and moe_router_fusion True everywhere.
 # (container, system, model) -> (moe_ep_overlap, cuda_graphs, token drop, dispatcher, router graphs)
 _RECIPE = {("25.09", "GB200", "dsv3"): (False, False, True, "alltoall", False),
            ("25.09", "B200", "dsv3"): (False, False, True, "alltoall", False),
@@ -92,7 +99,11 @@ _RECIPE = {("25.09", "GB200", "dsv3"): (False, False, True, "alltoall", False),
            ("25.11", "H100", "q30"): (True, False, False, "alltoall", False),
            ("25.11", "GB200", "q235"): (False, True, False, "flex", True),
            ("25.11", "B200", "q235"): (True, False, False, "alltoall", False),
-           ("25.11", "H100", "q235"): (True, False, False, "alltoall", False)}
+           ("25.11", "H100", "q235"): (True, False, False, "alltoall", False),
+           ("26.04.01", "GB200", "q30"): (False, False, False, "flex", True),
+           ("26.04.01", "B200", "q30"): (False, True, False, "flex", True),
+           ("26.04.01", "H100", "q30"): (False, False, False, "flex", False),
+           ("26.04.01", "H100", "q235"): (True, False, False, "alltoall", False)}
 # The recompute the recipes state (Megatron-Core --recompute-granularity / --recompute-modules;
 # wsim.gpu.recompute). DeepSeek-V3: recompute_granularity "selective" (25.09: scripts/performance/
 # configs/deepseek/deepseek_v3_llm_pretrain.yaml line 22; 25.11: configs/deepseek/
@@ -143,6 +154,12 @@ _BRIDGE = [
     ("25.11", "B200", "q235", "fp8", 64, 1024, 1, 1, 8, 2, 8, 3269, "Qwen3_235B_a22B FP8-MX"),
     ("25.11", "H100", "q30", "fp8", 16, 512, 2, 1, 2, 24, 8, 5275, "Qwen3_30B_a3B FP8-CS"),
     ("25.11", "H100", "q235", "fp8", 256, 2048, 1, 2, 8, 4, 32, 1575, "Qwen3_235B_a22B FP8-CS"),
+    # 26.04.01 (Megatron-Bridge v0.4.2, whose docs/performance-summary.md documents that container):
+    # added as held-out checks of the per-expert host cost (issue 20, after its fit)
+    ("26.04.01", "GB200", "q30", "fp8", 8, 512, 4, 1, 1, 1, 8, 26112, "Qwen3_30B_a3B MXFP8"),
+    ("26.04.01", "B200", "q30", "fp8", 8, 512, 4, 1, 1, 1, 8, 27136, "Qwen3_30B_a3B MXFP8"),
+    ("26.04.01", "H100", "q30", "fp8", 16, 1024, 1, 1, 1, 1, 16, 8960, "Qwen3_30B_a3B FP8"),
+    ("26.04.01", "H100", "q235", "fp8", 256, 8192, 1, 2, 8, 4, 32, 1712, "Qwen3_235B_a22B FP8"),
 ]
 
 
@@ -159,7 +176,7 @@ def _bridge() -> list[Row]:
         gpu = _GPU[system]
         overlap, graphs, drop, dispatcher, router_graphs = _RECIPE[(ver, system, tag)]
         note = "; ".join(n for n in (_NOTES[tag], f"{dispatcher} dispatcher"
-                                     + (" (HybridEP)" if dispatcher == "flex" and ver == "25.11"
+                                     + (" (HybridEP)" if dispatcher == "flex" and ver != "25.09"
                                         else " (DeepEP)" if dispatcher == "flex" else "")) if n)
         if "MX" in label:
             note += "; MXFP8 (32x32 blocks) timed as FP8"
