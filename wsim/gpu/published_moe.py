@@ -82,7 +82,13 @@ _NOTES = {"dsv3": "MLA exact (zoo: q_a, q_b, kv_a, kv_b, o and an attention core
 # graphs on GB200 (FP8-MX preset: scope moe_router, moe_preprocess) and B200 (FP8-MX = BF16 preset:
 # attn, moe_router, moe_preprocess), EP 16 over 16 H100 without graphs or EP overlap; Qwen3-235B-A22B
 # on H100 (preset V2, GBS 8192): the alltoall dispatcher, moe_a2a_overlap True, no graphs; dropless,
-# recompute_granularity None and moe_router_fusion True everywhere.
+# recompute_granularity None and moe_router_fusion True everywhere. DeepSeek-V3
+# (configs/deepseek/deepseek_workload_base_configs.py, the V2 presets at GBS 4096): GB200 FP8-MX =
+# the GB200 V2 preset (HybridEP, no EP overlap, recompute_modules ["mlp"], graphs of attn,
+# moe_router, moe_preprocess); B200 FP8-MX V2 (DeepEP, moe_a2a_overlap True, PP 8 VP 2 EP 32, the
+# same graph scopes, recompute_modules ["mla_up_proj", "mlp"]); recompute_granularity "selective"
+# (deepseek_llm_pretrain.py line 39). Their printed FLOPs per token (1106 / 4256 and 864 / 3328:
+# 260 G) include multi-token prediction, as the 25.09 rows' do (not modelled, +3.9%).
 # (container, system, model) -> (moe_ep_overlap, cuda_graphs, token drop, dispatcher, router graphs)
 _RECIPE = {("25.09", "GB200", "dsv3"): (False, False, True, "alltoall", False),
            ("25.09", "B200", "dsv3"): (False, False, True, "alltoall", False),
@@ -103,7 +109,9 @@ _RECIPE = {("25.09", "GB200", "dsv3"): (False, False, True, "alltoall", False),
            ("26.04.01", "GB200", "q30"): (False, False, False, "flex", True),
            ("26.04.01", "B200", "q30"): (False, True, False, "flex", True),
            ("26.04.01", "H100", "q30"): (False, False, False, "flex", False),
-           ("26.04.01", "H100", "q235"): (True, False, False, "alltoall", False)}
+           ("26.04.01", "H100", "q235"): (True, False, False, "alltoall", False),
+           ("26.04.01", "GB200", "dsv3"): (False, True, False, "flex", True),
+           ("26.04.01", "B200", "dsv3"): (True, True, False, "flex", True)}
 # The recompute the recipes state (Megatron-Core --recompute-granularity / --recompute-modules;
 # wsim.gpu.recompute). DeepSeek-V3: recompute_granularity "selective" (25.09: scripts/performance/
 # configs/deepseek/deepseek_v3_llm_pretrain.yaml line 22; 25.11: configs/deepseek/
@@ -114,7 +122,9 @@ _RECIPE = {("25.09", "GB200", "dsv3"): (False, False, True, "alltoall", False),
 # 25.11: configs/qwen3/qwen3_llm_pretrain.py lines 36, 53). None: not stated (the fastest that fits).
 _RECOMPUTE = {("25.09", "dsv3", "GB200"): ("mla_up_proj",), ("25.09", "dsv3", "B200"): ("mla_up_proj",),
               ("25.09", "dsv3", "H100"): ("mla_up_proj", "mlp"),
-              ("25.11", "dsv3", "GB200"): ("mla_up_proj",)}
+              ("25.11", "dsv3", "GB200"): ("mla_up_proj",),
+              ("26.04.01", "dsv3", "GB200"): ("mlp",),
+              ("26.04.01", "dsv3", "B200"): ("mla_up_proj", "mlp")}
 TOKEN_DROP_CAPACITY = 1.0  # apply_moe_token_drop's default (training/utils/moe_token_drop.py, v0.1.0rc4)
 
 
@@ -160,6 +170,8 @@ _BRIDGE = [
     ("26.04.01", "B200", "q30", "fp8", 8, 512, 4, 1, 1, 1, 8, 27136, "Qwen3_30B_a3B MXFP8"),
     ("26.04.01", "H100", "q30", "fp8", 16, 1024, 1, 1, 1, 1, 16, 8960, "Qwen3_30B_a3B FP8"),
     ("26.04.01", "H100", "q235", "fp8", 256, 8192, 1, 2, 8, 4, 32, 1712, "Qwen3_235B_a22B FP8"),
+    ("26.04.01", "GB200", "dsv3", "fp8", 256, 4096, 1, 1, 4, 4, 64, 4256, "DeepSeekV3 MXFP8"),
+    ("26.04.01", "B200", "dsv3", "fp8", 256, 4096, 1, 1, 8, 2, 32, 3328, "DeepSeekV3 MXFP8"),
 ]
 
 
