@@ -261,7 +261,13 @@ TOLERANCE = 0.25  # a published MoE row is "within" at 25% (what the rows suppor
 NAMED_MISSES = {  # beyond 25% (docs/gpu-model.md section 8 names each one's mechanism)
     "bridge-moe/25.09-q30-fp8-gb200-8", "bridge-moe/25.09-q235-fp8-gb200-64",
     "bridge-moe/25.09-q30-fp8-b200-8", "bridge-moe/25.11-q30-fp8-h100-16",
+    # DeepEP's inter-node dispatch sends a token once per node (RDMA, then NVLink), the model once
+    # per rank over the NIC: EP 32 over four B200 nodes (as moe_max_nodes 4: -4%)
+    "bridge26-moe/26.04.01-dsv3-mxfp8-b200-256",
 }
+# the published run fits; the model's memory does not (docs/gpu-model.md section 8): DeepSeek-V3 on
+# GB200 at PP 4 VP 4 with only the dense blocks' MLP recomputed, 188.7 GB of 186 GB (+1.5%)
+NAMED_OVER_MEMORY = {"bridge26-moe/26.04.01-dsv3-mxfp8-gb200-256"}
 
 
 @pytest.fixture(scope="module")
@@ -271,15 +277,17 @@ def moe_predictions():
 
 def test_moe_rows_within_tolerance_or_named(moe_predictions, capsys):
     lines = []
-    misses = set()
+    misses, over = set(), set()
     for p in moe_predictions:
         lines.append(f"{p.row.label:40} {p.row.published:9.1f} {p.predicted:9.1f} {100 * p.error:+7.1f}%")
-        assert p.report.fits, p.row.label
+        if not p.report.fits:
+            over.add(p.row.label)
         if abs(p.error) > TOLERANCE:
             misses.add(p.row.label)
     with capsys.disabled():
         print("\nMoE rows:\n" + "\n".join(lines))
     assert misses == NAMED_MISSES
+    assert over == NAMED_OVER_MEMORY
     mixtral = next(p for p in moe_predictions if p.row.group == "mcore-moe")
     assert abs(mixtral.error) <= 0.10  # Megatron-Core's 468 TFLOP/s, Mixtral 8x7B on 64 H100
 

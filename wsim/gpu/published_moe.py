@@ -217,4 +217,5 @@ def _deepseek() -> list[Row]:
 
 
 def validation_rows() -> list[Row]:
-    return _mcore() + _bridge() + _deepseek()
+    from wsim.gpu.published_bridge26 import moe_rows  # here: it imports this module's MODELS
+    return _mcore() + _bridge() + _deepseek() + moe_rows()
