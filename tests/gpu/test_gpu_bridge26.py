@@ -12,7 +12,9 @@ import pytest
 from experiments import gpu_doc_tables as G
 from wsim.gpu import validation as V
 from wsim.gpu.published import validation_rows as dense_validation_rows
-from wsim.gpu.published_bridge26 import dense_rows, moe_rows
+from wsim.gpu.published_bridge26 import dense_rows
+from wsim.gpu.published_bridge26 import moe_rows as _moe_rows
+from wsim.gpu.published_moe import MODELS
 from wsim.gpu.published_moe import validation_rows as moe_validation_rows
 from wsim.gpu.rows import VALIDATION
 
@@ -48,6 +50,12 @@ ARCHIVE = {
     "26.04.01-q235-fp8-h100-256":
         "| DGX-H100 | 256 | FP8 | 8192 | 1 | 4096 | 0 | 2 | 8 | 1 | 4 | 32 | 1712 | 253 |",
 }
+
+
+def moe_rows():
+    return _moe_rows(MODELS)
+
+
 GPU = {"DGX-H100": "h100-80gb", "DGX-B200": "b200-180gb", "DGX-GB200": "gb200-nvl72"}
 
 

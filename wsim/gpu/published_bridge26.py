@@ -27,8 +27,6 @@ from __future__ import annotations
 
 from wsim.gpu.published_modern import LLAMA3_70B, LLAMA31_405B
 from wsim.gpu.published_modern import _plan as dense_plan
-from wsim.gpu.published_moe import MODELS as MOE_MODELS
-from wsim.gpu.published_moe import _plan as moe_plan
 from wsim.gpu.rows import VALIDATION, Row
 
 _SRC = ("github.com/NVIDIA-NeMo/Megatron-Bridge docs/performance-summary-archive.md (067f987d), NeMo "
@@ -70,7 +68,7 @@ def dense_rows() -> list[Row]:
         model, label = _DENSE_MODELS[tag]
         extra = dict(recompute="none", cuda_graphs=False, tp_comm_overlap=tp > 1)
         note = ("recipe: no recompute (recompute_granularity None), no CUDA graphs, TP comm "
-                "overlap on (userbuffers)")
+                "overlap on" + (" (userbuffers)" if tp > 1 else ": nothing to overlap at TP 1"))
         offload = _OFFLOAD.get((tag, system, prec))
         if offload:
             extra["cpu_offload_layers"] = offload
@@ -132,7 +130,15 @@ _MOE = [
 _MOE_LABELS = {"dsv3": "DeepSeekV3", "q30": "Qwen3_30B_a3B", "q235": "Qwen3_235B_a22B"}
 
 
-def moe_rows() -> list[Row]:
+def _moe_plan(tp, pp, vp, mbs, ep, **extra) -> dict:
+    # as published_moe's rows: distributed optimizer, sequence parallel with TP, ETP 1 (the presets')
+    return dict(tp=tp, pp=pp, cp=1, interleave=vp, micro_batch=mbs, sequence_parallel=tp > 1, zero=1,
+                stack="nemo", attention="flash", precision="fp8", ep=ep, etp=1, **extra)
+
+
+def moe_rows(models: dict) -> list[Row]:
+    """The MoE rows; ``models``: published_moe.MODELS (passed in: that module registers these rows,
+    so importing it here would close an import circle)."""
     rows = []
     for (tag, system, prec, gpus, gbs, mbs, tp, pp, vp, ep, tps, dispatcher, backend, overlap, graphs,
          router_graphs, modules, tp_overlap, preset) in _MOE:
@@ -161,7 +167,7 @@ def moe_rows() -> list[Row]:
             notes.append(_MX)
         notes.append("ETP 1 (the presets'); dropless, force-balanced: routing uniform")
         rows.append(Row("bridge26-moe", f"26.04.01-{tag}-{prec}-{system.lower()}-{gpus}", VALIDATION,
-                        MOE_MODELS[tag], _GPU[system], gpus, gbs, 4096, "tokens_per_s_per_gpu",
+                        models[tag], _GPU[system], gpus, gbs, 4096, "tokens_per_s_per_gpu",
                         float(tps), _SRC.format(system, _MOE_LABELS[tag], prec.upper(), preset),
-                        moe_plan(tp, pp, vp, mbs, ep, "fp8", **extra), notes="; ".join(notes)))
+                        _moe_plan(tp, pp, vp, mbs, ep, **extra), notes="; ".join(notes)))
     return rows

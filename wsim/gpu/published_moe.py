@@ -33,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 
 from models import zoo
+from wsim.gpu.published_bridge26 import moe_rows
 from wsim.gpu.rows import DEVELOPMENT, VALIDATION, Row
 
 _MCORE_MOE = ("github.com/NVIDIA/Megatron-LM megatron/core/transformer/moe/README.md @ c230e0d7 "
@@ -217,5 +218,4 @@ def _deepseek() -> list[Row]:
 
 
 def validation_rows() -> list[Row]:
-    from wsim.gpu.published_bridge26 import moe_rows  # here: it imports this module's MODELS
-    return _mcore() + _bridge() + _deepseek() + moe_rows()
+    return _mcore() + _bridge() + _deepseek() + moe_rows(MODELS)
