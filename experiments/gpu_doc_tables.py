@@ -34,10 +34,12 @@ DENSE_NAMES = {
     "mosaic-a100": "MosaicML FSDP, A100", "mosaic-h100": "MosaicML FSDP, H100 (incl. FP8)",
     "dgxc-25.04": "DGX Cloud recipes v25.04 (H100)", "bridge-h100": "Megatron-Bridge 25.09/25.11 H100",
     "bridge-blackwell": "Megatron-Bridge B200 / GB200 NVL72",
+    "bridge26-dense": "Megatron-Bridge 26.04.01 H100 / GB200 NVL72",
     "llama3-table4": "Llama 3 Table 4 (405B, 8K-16K H100)", "titan-a100": "torchtitan FSDP2, A100",
 }
 MOE_NAMES = {"mcore-moe": "mcore-moe (Megatron-Core README, Mixtral 8x7B)",
              "bridge-moe": "bridge-moe (Megatron-Bridge 25.09/25.11)",
+             "bridge26-moe": "bridge26-moe (Megatron-Bridge 26.04.01)",
              "deepseek-v3": "deepseek-v3 (technical report)"}
 UNITS = {"tflops_model": "TFLOP/s", "tokens_per_s_per_gpu": "tok/s/GPU"}
 

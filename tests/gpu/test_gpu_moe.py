@@ -261,11 +261,13 @@ TOLERANCE = 0.25  # a published MoE row is "within" at 25% (what the rows suppor
 NAMED_MISSES = {  # beyond 25% (docs/gpu-model.md section 8 names each one's mechanism)
     "bridge-moe/25.09-q30-fp8-gb200-8", "bridge-moe/25.09-q235-fp8-gb200-64",
     "bridge-moe/25.09-q30-fp8-b200-8", "bridge-moe/25.11-q30-fp8-h100-16",
-    "bridge-moe/26.04.01-dsv3-fp8-b200-256",
+    # DeepEP's inter-node dispatch sends a token once per node (RDMA, then NVLink), the model once
+    # per rank over the NIC: EP 32 over four B200 nodes (as moe_max_nodes 4: -4%)
+    "bridge26-moe/26.04.01-dsv3-mxfp8-b200-256",
 }
-# plans a source ran that the model refuses, named (docs/gpu-model.md section 8): DeepSeek-V3 on 256
-# GB200 with only the dense blocks' MLP recomputed needs 175.7 GiB of 173.2 in the model (+1.5%)
-NAMED_OOM = {"bridge-moe/26.04.01-dsv3-fp8-gb200-256"}
+# the published run fits; the model's memory does not (docs/gpu-model.md section 8): DeepSeek-V3 on
+# GB200 at PP 4 VP 4 with only the dense blocks' MLP recomputed, 188.7 GB of 186 GB (+1.5%)
+NAMED_OVER_MEMORY = {"bridge26-moe/26.04.01-dsv3-mxfp8-gb200-256"}
 
 
 @pytest.fixture(scope="module")
@@ -275,15 +277,17 @@ def moe_predictions():
 
 def test_moe_rows_within_tolerance_or_named(moe_predictions, capsys):
     lines = []
-    misses = set()
-    assert {p.row.label for p in moe_predictions if not p.report.fits} == NAMED_OOM
+    misses, over = set(), set()
     for p in moe_predictions:
         lines.append(f"{p.row.label:40} {p.row.published:9.1f} {p.predicted:9.1f} {100 * p.error:+7.1f}%")
+        if not p.report.fits:
+            over.add(p.row.label)
         if abs(p.error) > TOLERANCE:
             misses.add(p.row.label)
     with capsys.disabled():
         print("\nMoE rows:\n" + "\n".join(lines))
     assert misses == NAMED_MISSES
+    assert over == NAMED_OVER_MEMORY
     mixtral = next(p for p in moe_predictions if p.row.group == "mcore-moe")
     assert abs(mixtral.error) <= 0.10  # Megatron-Core's 468 TFLOP/s, Mixtral 8x7B on 64 H100
 
@@ -442,38 +446,19 @@ def test_bridge_rows_carry_their_recipes_settings():
     assert all("moe_capacity_factor" not in p for n, p in rows.items() if n.startswith("25.11"))
     # EP overlap only where the recipes set it (DeepSeek-V3: H100 only)
     assert [n for n, p in rows.items() if "dsv3" in n and p["moe_ep_overlap"]] == \
-        ["25.09-dsv3-fp8-h100-1024", "26.04.01-dsv3-fp8-b200-256"]
+        ["25.09-dsv3-fp8-h100-1024"]
     assert rows["25.11-q30-fp8-h100-16"]["moe_ep_overlap"]
-    assert rows["26.04.01-q235-fp8-h100-256"]["moe_ep_overlap"]
-    assert not rows["26.04.01-q30-fp8-h100-16"]["moe_ep_overlap"]
     # whole-block graphs (token drop, 25.09 YAMLs); 25.11 partial graphs: scope attn for
     # Qwen3-235B BF16 on GB200, scopes moe_router + moe_preprocess where the presets set them
     assert [n for n, p in rows.items() if p["cuda_graphs"]] == ["25.09-q30-fp8-gb200-8",
                                                               "25.09-q30-fp8-b200-8",
-                                                              "25.11-q235-bf16-gb200-256",
-                                                              "26.04.01-q30-fp8-b200-8",
-                                                              "26.04.01-dsv3-fp8-gb200-256",
-                                                              "26.04.01-dsv3-fp8-b200-256"]
+                                                              "25.11-q235-bf16-gb200-256"]
     assert sorted(n for n, p in rows.items() if p["moe_router_graphs"]) == sorted(
         ["25.11-dsv3-bf16-gb200-256", "25.11-dsv3-fp8-gb200-256", "25.11-q30-fp8-gb200-8",
-         "25.11-q235-bf16-gb200-256", "25.11-q30-fp8-b200-8", "26.04.01-q30-fp8-gb200-8",
-         "26.04.01-q30-fp8-b200-8", "26.04.01-dsv3-fp8-gb200-256", "26.04.01-dsv3-fp8-b200-256"])
+         "25.11-q235-bf16-gb200-256", "25.11-q30-fp8-b200-8"])
     # v0.2.0 presets: HybridEP (flex) on GB200; v0.1.0rc4: DeepEP (flex) for dropless DeepSeek-V3
     # on H100; the alltoall dispatcher elsewhere
     assert sorted(n for n, p in rows.items() if p["moe_dispatcher"] == "flex") == sorted(
         ["25.09-dsv3-fp8-h100-1024", "25.11-dsv3-bf16-gb200-256", "25.11-dsv3-fp8-gb200-256",
-         "25.11-q30-fp8-gb200-8", "25.11-q235-bf16-gb200-256", "26.04.01-q30-fp8-gb200-8",
-         "26.04.01-q30-fp8-b200-8", "26.04.01-q30-fp8-h100-16", "26.04.01-dsv3-fp8-gb200-256",
-         "26.04.01-dsv3-fp8-b200-256"])
-    # 26.04.01 (v0.4.2): as printed in the archive, the archive's plans and figures
-    assert {n: (p["micro_batch"], p["ep"], p["tp"], p["pp"], p["interleave"]) for n, p in rows.items()
-            if n.startswith("26.04.01") and "dsv3" not in n} == {"26.04.01-q30-fp8-gb200-8": (4, 8, 1, 1, 1),
-                                             "26.04.01-q30-fp8-b200-8": (4, 8, 1, 1, 1),
-                                             "26.04.01-q30-fp8-h100-16": (1, 16, 1, 1, 1),
-                                             "26.04.01-q235-fp8-h100-256": (1, 32, 2, 8, 4)}
-    pub = {r.name: r.published for r in validation_rows() if r.name.startswith("26.04.01")}
-    assert pub == {"26.04.01-q30-fp8-gb200-8": 26112, "26.04.01-q30-fp8-b200-8": 27136,
-                   "26.04.01-q30-fp8-h100-16": 8960, "26.04.01-q235-fp8-h100-256": 1712,
-                   "26.04.01-dsv3-fp8-gb200-256": 4256, "26.04.01-dsv3-fp8-b200-256": 3328}
-    assert rows["26.04.01-dsv3-fp8-gb200-256"]["recompute_modules"] == ("mlp",)
-    assert rows["26.04.01-dsv3-fp8-b200-256"]["recompute_modules"] == ("mla_up_proj", "mlp")
+         "25.11-q30-fp8-gb200-8", "25.11-q235-bf16-gb200-256"])
+    # (the 26.04.01 rows: wsim.gpu.published_bridge26, group bridge26-moe, tests/gpu/test_gpu_bridge26.py)

@@ -124,7 +124,8 @@ QUOTED = {"sc21-table1": (0.022, 0.038), "sc21-zero3": (0.047, -0.109), "sc21-pt
           "neox": (0.139, -0.139), "mcore-h100": (0.046, 0.077), "nemo-24.07": (0.029, -0.100),
           "dgxc-24.11": (0.044, 0.108), "flash-attn": (0.024, -0.039), "mosaic-a100": (0.140, 0.204),
           "mosaic-h100": (0.123, 0.232), "dgxc-25.04": (0.054, -0.145), "bridge-h100": (0.091, -0.137),
-          "bridge-blackwell": (0.033, -0.050), "llama3-table4": (0.150, -0.223), "titan-a100": (0.048, -0.056)}
+          "bridge-blackwell": (0.033, -0.050), "llama3-table4": (0.150, -0.223), "titan-a100": (0.048, -0.056),
+          "bridge26-dense": (0.058, -0.138)}
 
 
 def test_quoted_group_figures_at_their_printed_precision():

@@ -13,6 +13,7 @@ import dataclasses
 
 from models import zoo
 from models.spec import ModelSpec
+from wsim.gpu import published_bridge26 as bridge26
 from wsim.gpu import published_modern as modern
 from wsim.gpu import published_torchtitan as torchtitan
 from wsim.gpu.rows import DEVELOPMENT, VALIDATION, Row
@@ -114,7 +115,8 @@ def development_rows() -> list[Row]:
 
 
 def validation_rows() -> list[Row]:
-    return validation_rows_2021() + modern.validation_rows() + torchtitan.validation_rows()
+    return (validation_rows_2021() + modern.validation_rows() + torchtitan.validation_rows()
+            + bridge26.dense_rows())
 
 
 def development_rows_2021() -> list[Row]:

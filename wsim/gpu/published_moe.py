@@ -33,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 
 from models import zoo
+from wsim.gpu.published_bridge26 import moe_rows
 from wsim.gpu.rows import DEVELOPMENT, VALIDATION, Row
 
 _MCORE_MOE = ("github.com/NVIDIA/Megatron-LM megatron/core/transformer/moe/README.md @ c230e0d7 "
@@ -76,19 +77,6 @@ _NOTES = {"dsv3": "MLA exact (zoo: q_a, q_b, kv_a, kv_b, o and an attention core
 # BF16 on GB200 (``cuda_graphs`` on: the dense part of the block); none for the H100 FP8-CS and
 # B200 Qwen3-235B presets; moe_a2a_overlap True for Qwen3 on H100 and Qwen3-235B on B200, False
 # for DeepSeek-V3 on GB200.
-# 26.04.01 = tag v0.4.2 (2026-05-28): scripts/performance/configs/qwen/qwen3_workload_base_configs.py
-# and qwen3_llm_pretrain.py: Qwen3-30B-A3B with moe_flex_dispatcher_backend "hybridep" on every
-# system (qwen3_30b_a3b_pretrain_config_*: moe_token_dispatcher_type "flex"), MBS 4 and partial CUDA
-# graphs on GB200 (FP8-MX preset: scope moe_router, moe_preprocess) and B200 (FP8-MX = BF16 preset:
-# attn, moe_router, moe_preprocess), EP 16 over 16 H100 without graphs or EP overlap; Qwen3-235B-A22B
-# on H100 (preset V2, GBS 8192): the alltoall dispatcher, moe_a2a_overlap True, no graphs; dropless,
-# recompute_granularity None and moe_router_fusion True everywhere. DeepSeek-V3
-# (configs/deepseek/deepseek_workload_base_configs.py, the V2 presets at GBS 4096): GB200 FP8-MX =
-# the GB200 V2 preset (HybridEP, no EP overlap, recompute_modules ["mlp"], graphs of attn,
-# moe_router, moe_preprocess); B200 FP8-MX V2 (DeepEP, moe_a2a_overlap True, PP 8 VP 2 EP 32, the
-# same graph scopes, recompute_modules ["mla_up_proj", "mlp"]); recompute_granularity "selective"
-# (deepseek_llm_pretrain.py line 39). Their printed FLOPs per token (1106 / 4256 and 864 / 3328:
-# 260 G) include multi-token prediction, as the 25.09 rows' do (not modelled, +3.9%).
 # (container, system, model) -> (moe_ep_overlap, cuda_graphs, token drop, dispatcher, router graphs)
 _RECIPE = {("25.09", "GB200", "dsv3"): (False, False, True, "alltoall", False),
            ("25.09", "B200", "dsv3"): (False, False, True, "alltoall", False),
@@ -105,13 +93,7 @@ _RECIPE = {("25.09", "GB200", "dsv3"): (False, False, True, "alltoall", False),
            ("25.11", "H100", "q30"): (True, False, False, "alltoall", False),
            ("25.11", "GB200", "q235"): (False, True, False, "flex", True),
            ("25.11", "B200", "q235"): (True, False, False, "alltoall", False),
-           ("25.11", "H100", "q235"): (True, False, False, "alltoall", False),
-           ("26.04.01", "GB200", "q30"): (False, False, False, "flex", True),
-           ("26.04.01", "B200", "q30"): (False, True, False, "flex", True),
-           ("26.04.01", "H100", "q30"): (False, False, False, "flex", False),
-           ("26.04.01", "H100", "q235"): (True, False, False, "alltoall", False),
-           ("26.04.01", "GB200", "dsv3"): (False, True, False, "flex", True),
-           ("26.04.01", "B200", "dsv3"): (True, True, False, "flex", True)}
+           ("25.11", "H100", "q235"): (True, False, False, "alltoall", False)}
 # The recompute the recipes state (Megatron-Core --recompute-granularity / --recompute-modules;
 # wsim.gpu.recompute). DeepSeek-V3: recompute_granularity "selective" (25.09: scripts/performance/
 # configs/deepseek/deepseek_v3_llm_pretrain.yaml line 22; 25.11: configs/deepseek/
@@ -122,9 +104,7 @@ _RECIPE = {("25.09", "GB200", "dsv3"): (False, False, True, "alltoall", False),
 # 25.11: configs/qwen3/qwen3_llm_pretrain.py lines 36, 53). None: not stated (the fastest that fits).
 _RECOMPUTE = {("25.09", "dsv3", "GB200"): ("mla_up_proj",), ("25.09", "dsv3", "B200"): ("mla_up_proj",),
               ("25.09", "dsv3", "H100"): ("mla_up_proj", "mlp"),
-              ("25.11", "dsv3", "GB200"): ("mla_up_proj",),
-              ("26.04.01", "dsv3", "GB200"): ("mlp",),
-              ("26.04.01", "dsv3", "B200"): ("mla_up_proj", "mlp")}
+              ("25.11", "dsv3", "GB200"): ("mla_up_proj",)}
 TOKEN_DROP_CAPACITY = 1.0  # apply_moe_token_drop's default (training/utils/moe_token_drop.py, v0.1.0rc4)
 
 
@@ -164,14 +144,6 @@ _BRIDGE = [
     ("25.11", "B200", "q235", "fp8", 64, 1024, 1, 1, 8, 2, 8, 3269, "Qwen3_235B_a22B FP8-MX"),
     ("25.11", "H100", "q30", "fp8", 16, 512, 2, 1, 2, 24, 8, 5275, "Qwen3_30B_a3B FP8-CS"),
     ("25.11", "H100", "q235", "fp8", 256, 2048, 1, 2, 8, 4, 32, 1575, "Qwen3_235B_a22B FP8-CS"),
-    # 26.04.01 (Megatron-Bridge v0.4.2, whose docs/performance-summary.md documents that container):
-    # added as held-out checks of the per-expert host cost (issue 20, after its fit)
-    ("26.04.01", "GB200", "q30", "fp8", 8, 512, 4, 1, 1, 1, 8, 26112, "Qwen3_30B_a3B MXFP8"),
-    ("26.04.01", "B200", "q30", "fp8", 8, 512, 4, 1, 1, 1, 8, 27136, "Qwen3_30B_a3B MXFP8"),
-    ("26.04.01", "H100", "q30", "fp8", 16, 1024, 1, 1, 1, 1, 16, 8960, "Qwen3_30B_a3B FP8"),
-    ("26.04.01", "H100", "q235", "fp8", 256, 8192, 1, 2, 8, 4, 32, 1712, "Qwen3_235B_a22B FP8"),
-    ("26.04.01", "GB200", "dsv3", "fp8", 256, 4096, 1, 1, 4, 4, 64, 4256, "DeepSeekV3 MXFP8"),
-    ("26.04.01", "B200", "dsv3", "fp8", 256, 4096, 1, 1, 8, 2, 32, 3328, "DeepSeekV3 MXFP8"),
 ]
 
 
@@ -188,7 +160,7 @@ def _bridge() -> list[Row]:
         gpu = _GPU[system]
         overlap, graphs, drop, dispatcher, router_graphs = _RECIPE[(ver, system, tag)]
         note = "; ".join(n for n in (_NOTES[tag], f"{dispatcher} dispatcher"
-                                     + (" (HybridEP)" if dispatcher == "flex" and ver != "25.09"
+                                     + (" (HybridEP)" if dispatcher == "flex" and ver == "25.11"
                                         else " (DeepEP)" if dispatcher == "flex" else "")) if n)
         if "MX" in label:
             note += "; MXFP8 (32x32 blocks) timed as FP8"
@@ -246,4 +218,4 @@ def _deepseek() -> list[Row]:
 
 
 def validation_rows() -> list[Row]:
-    return _mcore() + _bridge() + _deepseek()
+    return _mcore() + _bridge() + _deepseek() + moe_rows(MODELS)

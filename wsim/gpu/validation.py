@@ -84,6 +84,9 @@ TOLERANCE = {
     # activation offloading; without it -26%)
     "titan-a100": 0.15,  # validation, added after issue 19's fit: torchtitan FSDP2 on 64 A100, no
     # and full checkpointing (full: the model is ~11% slow, as on the Mosaic A100 rows)
+    "bridge26-dense": 0.15,  # validation: Megatron-Bridge 26.04.01, H100 and GB200 (FP8, MXFP8 as
+    # FP8), as the other Megatron-Bridge groups; its MoE rows (bridge26-moe) are tolerated as
+    # bridge-moe is, at 25% with named misses (tests/gpu/test_gpu_moe.py)
     "llama3-table4": 0.30,  # validation: Meta's own stack (meta-llama3), 8K-16K GPUs: recomputes
 }
 TABLE1_MEAN_TOLERANCE = 0.03  # SC21 Table 1: mean |error| within 3% besides every row within 5%
