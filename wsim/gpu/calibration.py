@@ -211,6 +211,10 @@ class Stack:
     # taken when no stack is given (estimate's fastest stack, search): False for a stack modelled
     # for its published rows only, whose speed is an unconstrained prior (Meta's in-house stack)
     auto: bool = True
+    # ZeRO-2 with pipeline parallelism: gradients sharded across data parallelism while 1F1B
+    # accumulates micro-batches (Meta's Llama 3 stack, sec. 3.3.2); every other stack refuses
+    # zero >= 2 with pp > 1 (DeepSpeed's pipeline engine does)
+    zero2_pipeline: bool = False
 
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -298,17 +302,17 @@ STACKS: dict[str, Stack] = {
     # and V and then computes the local queries' attention ("unlike existing CP implementations
     # that overlap communication and computation in a ring-like structure, our CP implementation
     # adopts an all-gather based method"); gradients accumulated and reduce-scattered in FP32
-    # (sec. 3.3.4, "numerical stability"); the optimizer state sharded across data parallelism
-    # (ZeRO-1 here: the paper's FSDP also shards gradients together with pipelining, sec. 3.3.2, but
-    # reduce-scattering fp32 gradients per micro-batch, the ZeRO-2 of DeepSpeed and FSDP, costs
-    # 9 s a step on these rows, far from the published times; how Meta accumulates them is not
-    # stated, so it is not modelled); no FP8.
+    # (sec. 3.3.4, numerical stability: fp32 accumulation over micro-batches in the backward, fp32
+    # reduce-scatter in FSDP); its FSDP shards the optimizer state and the gradients (sec. 3.3.2)
+    # together with pipeline parallelism: zero 2 (zero2_pipeline; wsim.gpu.dataparallel: one
+    # reduce-scatter per round of pp micro-batches, ASSUMPTION), or zero 1 (the optimizer state
+    # only, the published rows' plan: see docs/gpu-model.md section 7); no FP8.
     # kernel_efficiency 1.0: the prior (no development row; its rows are held out). Not a stack
     # anyone outside Meta runs, and its speed is that prior: only used when asked for by name
     # (auto False), never chosen by estimate's fastest-stack rule or the search.
-    "meta-llama3": Stack("meta-llama3", (0, 1), True, True, True, False, 1.0, True, False, 4.0,
+    "meta-llama3": Stack("meta-llama3", (0, 1, 2), True, True, True, False, 1.0, True, False, 4.0,
                          1.0, "Llama 3 paper, arXiv 2407.21783, sec. 3.3", uneven_stages=True,
-                         cp_allgather=True, auto=False),
+                         cp_allgather=True, auto=False, zero2_pipeline=True),
 }
 
 
