@@ -100,5 +100,10 @@ def test_llama3_table4_rows_under_zero_2_the_finding_docs_report():
         "stack": "meta-llama3", "zero": 2, "recompute": "none", "interleave": 8,
         "seq": 8192, "batch": 2048, "gpus": 8192, "gpu": "h100-80gb", "allow_oom": True})
     assert not tight.fits and 80 < tight.memory.total_bytes / 2 ** 30 < 82
+    # it misses by 2-3 of the 141 one-layer chunks Megatron-LM's warm-up keeps on the second stage
+    from wsim.gpu.memory import inflight_layers
+    assert inflight_layers(8, 16, 8, 32, rank=1) == 141
+    per_chunk = tight.memory.activations_bytes / 141
+    assert 2 < (tight.memory.total_bytes - tight.memory.capacity_bytes) / per_chunk < 3
     assert k16.report.plan.recompute == "none" and abs(k16.error) < 0.05
     assert cp16.report.plan.recompute == "none" and cp16.error > 0.20

@@ -296,17 +296,19 @@ STACKS: dict[str, Stack] = {
     "fsdp": Stack("fsdp", (2, 3), False, False, False, True, 1.0, False, False, 2.0, 0.930,
                   "PyTorch FSDP docs (ShardingStrategy, BackwardPrefetch, forward_prefetch)",
                   knobs=("recompute_early_stop",)),
-    # Meta's Llama 3 405B training stack (Llama 3 paper, arXiv 2407.21783, sec. 3.3.2-3.3.4):
+    # Meta's Llama 3 405B training stack (Llama 3 paper, arXiv 2407.21783, sec. 3.3.2):
     # TP, CP, PP and FSDP-style data parallelism; an interleaved 1F1B-like schedule with one layer
     # fewer on the first and last stages (uneven stages); context parallelism that all-gathers K
     # and V and then computes the local queries' attention ("unlike existing CP implementations
     # that overlap communication and computation in a ring-like structure, our CP implementation
     # adopts an all-gather based method"); gradients accumulated and reduce-scattered in FP32
-    # (sec. 3.3.4, numerical stability: fp32 accumulation over micro-batches in the backward, fp32
-    # reduce-scatter in FSDP); its FSDP shards the optimizer state and the gradients (sec. 3.3.2)
-    # together with pipeline parallelism: zero 2 (zero2_pipeline; wsim.gpu.dataparallel: one
-    # reduce-scatter per round of pp micro-batches, ASSUMPTION), or zero 1 (the optimizer state
-    # only, the published rows' plan: see docs/gpu-model.md section 7); no FP8.
+    # (sec. 3.3.2's "Numerical stability" paragraph: fp32 accumulation over micro-batches in the
+    # backward, fp32 reduce-scatter in FSDP); its FSDP "shards optimizer states and gradients, but
+    # for model shards we do not reshard after forward computation" (sec. 3.3.2: the weights stay
+    # whole through the step, gathered once, as ZeRO-1/2's), together with pipeline parallelism:
+    # zero 2 (zero2_pipeline; wsim.gpu.dataparallel: one reduce-scatter per round of pp
+    # micro-batches, ASSUMPTION), or zero 1 (the optimizer state only, the published rows' plan:
+    # see docs/gpu-model.md section 7); no FP8.
     # kernel_efficiency 1.0: the prior (no development row; its rows are held out). Not a stack
     # anyone outside Meta runs, and its speed is that prior: only used when asked for by name
     # (auto False), never chosen by estimate's fastest-stack rule or the search.
