@@ -120,6 +120,22 @@ def test_bf16_optimizer_state_halves_the_sharded_optimizer_bytes():
     assert saved == pytest.approx(fp32.memory.optimizer_bytes / 12 * 12 / hbm, rel=0.01)
 
 
+def test_the_v2411_340b_rows_run_their_recipe_optimizer_dtype_and_recompute():
+    """nemotron4-340b-synth.yaml @ 35a9aecc: optim dtype bf16 (lines 182-186) and
+    activations_checkpoint_granularity selective (lines 138-139), for all four 340B rows; the
+    release's other recipes state neither (fp32 state, no recompute: their rows' fastest plan
+    that fits recomputes nothing). Selective under flash: the core attention rerun, no memory."""
+    import wsim.gpu.validation as V
+    got = {p.row.name: p for p in V.current() if p.row.group == "dgxc-24.11"}
+    big = {n: p for n, p in got.items() if n.startswith("340b-")}
+    assert len(big) == 4
+    for n, p in got.items():
+        assert p.row.plan.get("optimizer_bf16", False) is n.startswith("340b-"), n
+        assert p.report.plan.recompute == ("selective" if n in big else "none"), n
+    for n, p in big.items():
+        assert 0 < p.report.breakdown_s["recompute_s"] < 0.05 and abs(p.error) < 0.06, n
+
+
 @pytest.mark.parametrize("kw, message", [
     (dict(zero=0, stack="nemo"), "needs --zero 1"),
     (dict(zero=3, stack="fsdp"), "has no bf16 optimizer state"),

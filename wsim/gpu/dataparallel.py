@@ -12,6 +12,15 @@ ranks under Megatron-Core, which reduces gradients over both):
 - **ZeRO-2** (DeepSpeed, FSDP SHARD_GRAD_OP): every micro-batch reduce-scatters its gradients,
   under its own backward where the stack overlaps (FSDP; DeepSpeed only with overlap_comm, off by
   default below ZeRO-3); the updated weights are all-gathered once per step.
+- **ZeRO-2 with pipeline parallelism** (``Stack.zero2_pipeline``, Meta's Llama 3 stack): each
+  model chunk accumulates its fp32 gradient over a round of pp micro-batches (the interleaved
+  schedule runs a chunk's backward for pp consecutive micro-batches: Megatron-LM's
+  microbatch_group_size_per_vp_stage, "the number of micro-batches that are executed at a time for
+  a given virtual stage", default pipeline_parallel_size, megatron/core/model_parallel_config.py @
+  02aa3ee4; Llama 3's N, sec. 3.3.2, whose depth-first setting is N = PP) and then reduce-scatters it
+  into the shard (ASSUMPTION: the paper states fp32 accumulation over micro-batches and fp32
+  reduce-scatter, not when): ceil(m / pp) reduce-scatters of the stage's gradients a step, each but
+  the last under the next round's compute, the last as ZeRO-1's; m <= pp is ZeRO-1's traffic.
 - **ZeRO-3** (DeepSpeed stage 3, FSDP FULL_SHARD): per block and per micro-batch, an all-gather of
   its weights before the forward and before the backward (again before a recomputed forward when
   the stack releases them after the forward: DeepSpeed 2021), and a reduce-scatter of its
@@ -74,6 +83,13 @@ def data_parallel(c, st: Stack, *, tp: int, pp: int, dp: int, cp: int, m: int, L
         per_mb += L * (_overlap(gather, layer_fwd, k) + _overlap(back, layer_bwd, k))
         per_mb += _overlap(edge_comm, head_s, k)
         out.per_micro_batch_s = per_mb
+        return out
+    if zero == 2 and pp > 1:  # a reduce-scatter per round of pp micro-batches (zero2_pipeline)
+        rs, ag = coll
+        rounds = -(-m // pp)
+        out.exposed_s = (rounds - 1) * _overlap(rs, pp * (stage_fwd + stage_bwd), k) \
+            + _overlap(rs, st.dp_overlap * stage_bwd, k) \
+            + _overlap(ag, stage_fwd if st.param_gather_overlap else 0.0, k)
         return out
     if zero == 2:  # each micro-batch's reduce-scatter (under its backward if the stack overlaps)
         rs, ag = coll

@@ -10,6 +10,10 @@
   FP8 (Transformer Engine) keeps an FP8 copy of each local weight: 1 more byte (assumption), unless
   the weights are kept in FP8 only (--fp8-param-gather: 1 byte). The gradient buffer is 4 bytes
   (fp32) or 2 (bf16) as the plan's ``grad_reduce_fp32`` says (``wsim.gpu.knobs``).
+  ZeRO-2 with pipeline parallelism (``Stack.zero2_pipeline``: Meta's Llama 3 stack) keeps the
+  sharded fp32 gradient (4/d bytes a parameter) plus one model chunk's unsharded fp32 gradient
+  (L/v layers: the chunk whose backward is accumulating a round of micro-batches before its
+  reduce-scatter; ASSUMPTION, ``wsim.gpu.dataparallel``).
 - Activations per block, per token, 16-bit (Korthikanti et al. 2022, arXiv 2205.05198, sec. 4),
   generalised to FFN width f, grouped-query attention and gated MLPs: a part replicated across
   tensor ranks unless sequence parallelism splits it (LayerNorm inputs, dropout masks, inputs of QKV
@@ -136,10 +140,13 @@ def memory(c, tp: int, pp: int, dp: int, b: int, v: int, recompute: str, sp: boo
     parallel size that shards their optimizer state, extra stored bytes per token of a sparse
     block, one sparse block's transient dispatch buffers; ``wsim.gpu.moe``)."""
     (L, w, g, o, gathered, stored, working, logits, first_params, last_params,
-     (ew, eg, eo), mid_params) = _fixed(c, tp, pp, dp, b, recompute, sp, zero, cp, stack, kn, sparse)
+     (ew, eg, eo), mid_params, chunk_grad) = _fixed(c, tp, pp, dp, b, recompute, sp, zero, cp,
+                                                    stack, kn, sparse)
+    if chunk_grad:  # ZeRO-2 with pipelining: one chunk's (L/v layers') unsharded gradient
+        eg += -(-L // v) * chunk_grad
     if mid_params is not None:
         return _edge_balanced(c, L, w, g, o, gathered, stored, working, logits, first_params,
-                              last_params, mid_params, pp, v, m)
+                              last_params, mid_params, pp, v, m, eg)
     # activation offloading (pp 1): the offloaded layers' activations are in host memory
     # (Transformer Engine's peak, (layers - offloaded) x one layer's; wsim.gpu.offload)
     kept = L - kn.cpu_offload_layers if kn is not None and kn.cpu_offload_layers else L
@@ -203,6 +210,10 @@ def _fixed(c, tp, pp, dp, b, recompute, sp, zero, cp, stack, kn, sparse) -> tupl
         bucket = block if stack is None or stack.zero3_grad_bucket is None \
             else min(block, stack.zero3_grad_bucket)
         gathered = live * (FP8_WEIGHT_BYTES if fp8_params else WEIGHT_BYTES) + bucket * grad_bytes
+    # ZeRO-2 with pipelining (Stack.zero2_pipeline): one layer's unsharded gradient, times the
+    # chunk's layers in ``memory`` (the only part that depends on the interleave)
+    chunk_grad = (c.block_params / tp + c.replicated_tp(tp)) * grad_bytes \
+        if zero == 2 and pp > 1 else 0.0
     logits = tokens * c.vocab / tp * LOGIT_BYTES
     expert_states = 0.0, 0.0, 0.0
     if sparse is not None:
@@ -227,17 +238,18 @@ def _fixed(c, tp, pp, dp, b, recompute, sp, zero, cp, stack, kn, sparse) -> tupl
         first_params += c.head_params_tp(tp, pp)
         last_params = first_params
     out = (L, w, g, o, gathered, stored, working, logits, first_params, last_params, expert_states,
-           mid_params)
+           mid_params, chunk_grad)
     c._mem[key] = (stack, out)
     return out
 
 
 def _edge_balanced(c, L, w, g, o, gathered, stored, working, logits, first_params, last_params,
-                   mid_params, pp, v, m) -> MemoryBreakdown:
+                   mid_params, pp, v, m, extra_grad: float = 0.0) -> MemoryBreakdown:
     """The fullest of the first (L - 1 layers, the embedding, the most micro-batches in flight),
     the second (L layers, one micro-batch fewer) and the last stage (L - 1 layers, the head, the
     logits) of an edge-balanced split (wsim.gpu.stages). The first stage's chunks are taken as
-    (L - 1) / v layers each (the real split shortens its first chunk only)."""
+    (L - 1) / v layers each (the real split shortens its first chunk only). ``extra_grad``: bytes
+    of gradient every stage holds besides its parameters' (ZeRO-2 with pipelining's chunk)."""
     r = c.reserved_bytes
     stages = (
         (0, first_params, inflight_layers(L - 1, pp, v, m) * stored + working),
@@ -245,11 +257,11 @@ def _edge_balanced(c, L, w, g, o, gathered, stored, working, logits, first_param
         (pp - 1, last_params, (L - 1) * stored + working + logits))
     best = None
     for stage, params, act in stages:
-        total = (params * w + gathered) + params * g + params * o + act + r
+        total = (params * w + gathered) + (params * g + extra_grad) + params * o + act + r
         if best is None or total > best[0]:
             best = (total, stage, params, act)
     _, stage, params, act = best
-    return MemoryBreakdown(params * w + gathered, params * g, params * o, act, r,
+    return MemoryBreakdown(params * w + gathered, params * g + extra_grad, params * o, act, r,
                            c.capacity_bytes, stage)
 
 

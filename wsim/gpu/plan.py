@@ -131,7 +131,8 @@ class Plan:
         if self.interleave > 1 and self.pp == 1:
             raise ConfigError(f"plan.interleave {self.interleave} needs pipeline parallelism (pp > 1); "
                               "use interleave 1 with pp 1")
-        if self.zero >= 2 and self.pp > 1:
+        if self.zero >= 2 and self.pp > 1 and not (
+                self.zero == 2 and self.stack in STACKS and STACKS[self.stack].zero2_pipeline):
             raise ConfigError(f"plan.zero {self.zero} does not combine with pipeline parallelism "
                               f"(pp {self.pp}): ZeRO-2/3 shard gradients that 1F1B accumulates across "
                               "micro-batches (DeepSpeed refuses it); use zero 0 or 1, or pp 1")

@@ -112,8 +112,9 @@ def _recipes(group: str, role: str, source: str, table, extra: dict | None = Non
         rows.append(Row(group, f"{tag}-{prec}-{gpus}", role, model, "h100-80gb", gpus, gbs, seq,
                         "step_s", step, source.format(file),
                         {**_plan(tp, pp, cp, vp, mbs, precision=prec), **opts},
-                        notes="NeMo recipe options (nemo stack); recompute not stated (the "
-                              "fastest that fits)" + note))
+                        notes="NeMo recipe options (nemo stack)" + (
+                            "" if "recompute" in opts else
+                            "; recompute not stated (the fastest that fits)") + note))
     return rows
 
 
@@ -121,8 +122,16 @@ def _recipes(group: str, role: str, source: str, table, extra: dict | None = Non
 # nemotron4-340b-synth.yaml @ 35a9aecc lines 182-186: optim name distributed_fused_adam,
 # grad_sync_dtype bf16, dtype bf16): master weights and moments in bf16 (wsim.gpu.knobs
 # optimizer_bf16). The release's other recipes (llama3.1, gpt3 175B, nemotron4 15B) keep fp32.
-_V2411_EXTRA = {"340b": ({"optimizer_bf16": True},
-                         "; optimizer state in bf16 (the recipe's distributed_fused_adam dtype bf16)")}
+# The same file states the recompute, for all four 340B runs (lines 138-139:
+# activations_checkpoint_granularity selective, method null; nemotron/configure.sh @ 35a9aecc
+# overrides parallelism, batch and FP8, not it): Megatron-Core's checkpointed core attention,
+# rerun in the backward (flash: no memory saved; wsim.gpu.recompute core_attn). The release's
+# other recipes state none (activations_checkpoint_granularity null), which their rows' "fastest
+# that fits" picks.
+_V2411_EXTRA = {"340b": ({"optimizer_bf16": True, "recompute": "selective"},
+                         "; optimizer state in bf16 (the recipe's distributed_fused_adam dtype "
+                         "bf16); selective recompute (the recipe's "
+                         "activations_checkpoint_granularity)")}
 
 
 # (model, precision, README, GPUs, global batch, TP, PP, CP, VP, micro-batch, step time s)

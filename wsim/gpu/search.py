@@ -176,7 +176,8 @@ def search(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, gpu="a10
             if (p > 1 and not st.pipeline) or (x > 1 and not cp_runs(c, st)) \
                     or (model.layers % p and not st.uneven_stages):
                 continue
-            zs = [z for z in zeros if z in st.zero_stages and (z < 2 or p == 1)
+            zs = [z for z in zeros if z in st.zero_stages
+                  and (z < 2 or p == 1 or (z == 2 and st.zero2_pipeline))
                   and (z < 2 or c.moe is None)]  # experts: ZeRO-2/3 not modelled
             if d * x == 1:
                 zs = zs[:1]  # nothing to shard: every ZeRO stage is the same plan
