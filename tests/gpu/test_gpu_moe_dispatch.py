@@ -39,9 +39,8 @@ def test_router_kernel_counts_are_the_sourced_ones():
     """Fused router 31 kernels (sec. 2.1.4: 72 -> 31) plus the alltoall dispatcher's preprocess;
     the flex dispatcher's router and preprocess together 17 (sec. 2.2.1)."""
     assert moe.ROUTER_KERNELS_FWD == 31 and moe.FLEX_ROUTER_PREPROCESS_KERNELS_FWD == 17
-    assert moe.router_kernels_fwd(PLAIN) == (moe.MOE_BODY_KERNELS_FWD,
-                                             31 + moe.ALLTOALL_PREPROCESS_KERNELS_FWD)
-    assert moe.router_kernels_fwd(Dispatch(flex=True)) == (moe.MOE_BODY_KERNELS_FWD, 17)
+    assert moe.router_kernels_fwd(PLAIN) == 31 + moe.ALLTOALL_PREPROCESS_KERNELS_FWD
+    assert moe.router_kernels_fwd(Dispatch(flex=True)) == 17
 
 
 def test_router_graphs_take_the_router_off_the_host():
@@ -51,7 +50,7 @@ def test_router_graphs_take_the_router_off_the_host():
     eager = _eval(_consts(), PLAIN)
     graphed = _eval(_consts(), Dispatch(router_graphs=True))
     c = _consts()
-    n = moe.router_kernels_fwd(PLAIN)[1]
+    n = moe.router_kernels_fwd(PLAIN)
     per_block = 3.0 * n * (c.eff.host_s_per_kernel - c.eff.kernel_gap_s)
     blocks = len(c.moe.moe_layers) * eager.m
     assert eager.launch_s - graphed.launch_s == pytest.approx(blocks * per_block, rel=1e-9)

@@ -75,6 +75,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from wsim.errors import ConfigError
+from wsim.gpu.memory import OPTIMIZER_BF16_BYTES, OPTIMIZER_BYTES
 from wsim.gpu.recompute import DEFAULT as DEFAULT_RECOMPUTE, normalise as recompute_modules
 
 KNOBS = ("tp_comm_overlap", "grad_reduce_fp32", "fp8_param_gather", "cuda_graphs", "p2p_overlap",
@@ -123,7 +124,7 @@ class Knobs(NamedTuple):
     @property
     def optimizer_bytes(self) -> float:
         """Optimizer state bytes a parameter (before sharding): fp32 master + 2 moments, or bf16."""
-        return 6.0 if self.optimizer_bf16 else 12.0
+        return OPTIMIZER_BF16_BYTES if self.optimizer_bf16 else OPTIMIZER_BYTES
 
 
 def resolve(stack, *, fp8: bool, sp: bool, zero: int, given: dict | None = None) -> Knobs:

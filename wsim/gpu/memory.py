@@ -48,6 +48,7 @@ from wsim.gpu.stages import edge_balanced
 WEIGHT_BYTES = 2.0  # 16-bit weights (ZeRO sec. 3.1)
 GRAD_BYTES = 2.0  # 16-bit gradients (ZeRO sec. 3.1); Megatron-Core: Stack.grad_reduce_bytes = 4
 OPTIMIZER_BYTES = 12.0  # fp32 master weights + Adam momentum + variance (ZeRO sec. 3.1)
+OPTIMIZER_BF16_BYTES = 6.0  # the same three in bf16 (Apex DistributedFusedAdam dtype bf16; knobs)
 FP8_WEIGHT_BYTES = 1.0  # Transformer Engine's FP8 weight copy (assumption)
 LOGIT_BYTES = 6.0  # 16-bit logits + fp32 copy in the loss (Megatron vocab-parallel cross entropy)
 

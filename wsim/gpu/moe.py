@@ -40,6 +40,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from wsim.gpu import comm
+from wsim.gpu.memory import OPTIMIZER_BYTES
 from wsim.gpu.recompute import (mla_up_proj_gather_s, moe_act_bytes, moe_act_fwd_s, mlp_bytes, mlp_fwd_s,
                                 norm_bytes, norm_fwd_s)
 
@@ -56,10 +57,7 @@ from wsim.gpu.recompute import (mla_up_proj_gather_s, moe_act_bytes, moe_act_fwd
 ROUTER_KERNELS_FWD = 31
 ALLTOALL_PREPROCESS_KERNELS_FWD = 4
 FLEX_ROUTER_PREPROCESS_KERNELS_FWD = 17
-# the rest of the sparse block (assumption, counted from the alltoall dispatcher's workflow:
-# permute, token and probability all-to-alls, sort, grouped FC1, activation, grouped FC2, unsort,
-# all-to-all, unpermute, combine); backward twice the forward's kernels, as for a dense block
-MOE_BODY_KERNELS_FWD = 11
+# backward: twice the forward's router and preprocess kernels, as for a dense block
 BWD_KERNELS_PER_FWD = 2
 # The alltoall dispatcher copies the tokens-per-expert counts to the host and synchronises
 # (token_dispatcher.py, _maybe_dtoh_and_synchronize, "before_permutation_2" / "before_ep_alltoall"):
@@ -303,7 +301,7 @@ def block_delta(c, ke: float, kn, tp: int, b: int, cp: int, ep: int, etp: int, l
     (combined 1F1B, megatron/core/pipeline_parallel/combined_1f1b.py) and DeepSeek-V3's DualPipe,
     at the compute slowdown of any overlap)."""
     fwd, bwd, rec, tp_f, tp_b, tp_r, launch_s, layer_fwd, layer_bwd = dense
-    per_kernel, n_f, n_b, fwd_cp, bwd_cp = launch
+    per_kernel = launch[0]
     x = layer(c, tp, b, cp, ep, etp, ld, route)
     T = b * c.seq / cp
     mlp = dense_mlp_s(c, T, tp)
@@ -378,7 +376,7 @@ def _launch_floor(c, kn, route: Dispatch, x, ke: float, local: float, dispatch: 
     eager = max(eff.host_s_per_kernel, eff.kernel_gap_s)
     expert = max(eff.expert_host_s_per_kernel, eff.kernel_gap_s)
     whole = kn.cuda_graphs and route.static  # Transformer Engine scope moe: "only token-drop MoE"
-    _, route_f = router_kernels_fwd(route)
+    route_f = router_kernels_fwd(route)
     per_f, per_b = kernels_per_local_expert(c.fp8)
     if whole:
         h_route = route_f * per_kernel
@@ -406,11 +404,11 @@ def _launch_floor(c, kn, route: Dispatch, x, ke: float, local: float, dispatch: 
     return wait_f * (2.0 if full else 1.0) + wait_b
 
 
-def router_kernels_fwd(route: Dispatch = PLAIN) -> tuple[int, int]:
-    """(the sparse block's body kernels, its router and preprocessing kernels), forward."""
+def router_kernels_fwd(route: Dispatch = PLAIN) -> int:
+    """The sparse block's router and preprocessing kernels, forward."""
     if route.flex:
-        return MOE_BODY_KERNELS_FWD, FLEX_ROUTER_PREPROCESS_KERNELS_FWD
-    return MOE_BODY_KERNELS_FWD, ROUTER_KERNELS_FWD + ALLTOALL_PREPROCESS_KERNELS_FWD
+        return FLEX_ROUTER_PREPROCESS_KERNELS_FWD
+    return ROUTER_KERNELS_FWD + ALLTOALL_PREPROCESS_KERNELS_FWD
 
 
 def kernels_per_local_expert(fp8: bool) -> tuple[int, int]:
@@ -433,7 +431,7 @@ def sparse_linear_lower_bound_s(c, tp: int, b: int, cp: int) -> float:
 
 
 def expert_states_lower_bound(c, tp: int, pp: int, dp: int, zero: int, cp: int, ep: int,
-                              etp: int, optimizer_bytes: float = 12.0) -> float:
+                              etp: int, optimizer_bytes: float = OPTIMIZER_BYTES) -> float:
     """The expert weights, gradients and optimizer state one GPU holds at least (for pruning):
     its sparse blocks' experts at 1 weight byte (FP8 only), 2 gradient bytes, the optimizer's
     ``optimizer_bytes`` (12; 6 in bf16) sharded over edp under ZeRO-1."""

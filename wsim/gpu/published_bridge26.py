@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from wsim.gpu.published_modern import LLAMA3_70B, LLAMA31_405B
 from wsim.gpu.published_modern import _plan as dense_plan
-from wsim.gpu.rows import VALIDATION, Row
+from wsim.gpu.rows import VALIDATION, Row, moe_plan
 
 _SRC = ("github.com/NVIDIA-NeMo/Megatron-Bridge docs/performance-summary-archive.md (067f987d), NeMo "
         "26.04.01 container, DGX-{}, {} {}, tokens/s/GPU; recipe: scripts/performance/configs/{} @ v0.4.2 "
@@ -130,12 +130,6 @@ _MOE = [
 _MOE_LABELS = {"dsv3": "DeepSeekV3", "q30": "Qwen3_30B_a3B", "q235": "Qwen3_235B_a22B"}
 
 
-def _moe_plan(tp, pp, vp, mbs, ep, **extra) -> dict:
-    # as published_moe's rows: distributed optimizer, sequence parallel with TP, ETP 1 (the presets')
-    return dict(tp=tp, pp=pp, cp=1, interleave=vp, micro_batch=mbs, sequence_parallel=tp > 1, zero=1,
-                stack="nemo", attention="flash", precision="fp8", ep=ep, etp=1, **extra)
-
-
 def moe_rows(models: dict) -> list[Row]:
     """The MoE rows; ``models``: published_moe.MODELS (passed in: that module registers these rows,
     so importing it here would close an import circle)."""
@@ -169,5 +163,5 @@ def moe_rows(models: dict) -> list[Row]:
         rows.append(Row("bridge26-moe", f"26.04.01-{tag}-{prec}-{system.lower()}-{gpus}", VALIDATION,
                         models[tag], _GPU[system], gpus, gbs, 4096, "tokens_per_s_per_gpu",
                         float(tps), _SRC.format(system, _MOE_LABELS[tag], prec.upper(), preset),
-                        _moe_plan(tp, pp, vp, mbs, ep, **extra), notes="; ".join(notes)))
+                        moe_plan(tp, pp, vp, mbs, ep, "fp8", **extra), notes="; ".join(notes)))
     return rows

@@ -34,7 +34,7 @@ import dataclasses
 
 from models import zoo
 from wsim.gpu.published_bridge26 import moe_rows
-from wsim.gpu.rows import DEVELOPMENT, VALIDATION, Row
+from wsim.gpu.rows import DEVELOPMENT, VALIDATION, Row, moe_plan
 
 _MCORE_MOE = ("github.com/NVIDIA/Megatron-LM megatron/core/transformer/moe/README.md @ c230e0d7 "
               "(2024-11-21): line 3 '468 TFLOPS as of MCore v0.9' (Mixtral 8x7B, BF16); plan: the "
@@ -108,17 +108,10 @@ _RECOMPUTE = {("25.09", "dsv3", "GB200"): ("mla_up_proj",), ("25.09", "dsv3", "B
 TOKEN_DROP_CAPACITY = 1.0  # apply_moe_token_drop's default (training/utils/moe_token_drop.py, v0.1.0rc4)
 
 
-def _plan(tp, pp, vp, mbs, ep, precision, *, stack="nemo", etp=1, recompute=None,
-          **extra) -> dict:
-    return dict(tp=tp, pp=pp, cp=1, interleave=vp, micro_batch=mbs, recompute=recompute,
-                sequence_parallel=tp > 1, zero=1, stack=stack, attention="flash",
-                precision=precision, ep=ep, etp=etp, **extra)
-
-
 def _mcore() -> list[Row]:
     return [Row("mcore-moe", "mixtral-8x7b-64", VALIDATION, MODELS["mixtral"], "h100-80gb", 64, 256,
                 4096, "tflops_model", 468.0, _MCORE_MOE,
-                _plan(1, 4, 8, 1, 8, "bf16", stack="megatron-core", etp=None),
+                moe_plan(1, 4, 8, 1, 8, "bf16", stack="megatron-core", etp=None),
                 notes="figure and plan from two places of one README (assumption: the v0.9 figure "
                       "ran the v0.8 reference mapping); distributed optimizer, recompute not stated "
                       "(the fastest that fits); model FLOPs as Megatron counts them (k experts) "
@@ -189,7 +182,7 @@ def _bridge() -> list[Row]:
         rows.append(Row("bridge-moe", name, role,
                         MODELS[tag], gpu, gpus, gbs, 4096, "tokens_per_s_per_gpu", float(tps),
                         _BRIDGE_MOE.format(ver, "DGX-" + system, label),
-                        _plan(tp, pp, vp, mbs, ep, prec, **extra),
+                        moe_plan(tp, pp, vp, mbs, ep, prec, **extra),
                         notes=note + f"; ETP 1 (the recipes'); {stated}; routing uniform "
                                      "(force-balanced, or capped at capacity 1.0)"))
     return rows
@@ -198,7 +191,7 @@ def _bridge() -> list[Row]:
 def _deepseek() -> list[Row]:
     return [Row("deepseek-v3", "2048-h800", VALIDATION, MODELS["dsv3"], "h800-80gb", 2048, 15360,
                 4096, "tokens_per_s_per_gpu", 1e12 / (180e3 * 3600), _DSV3,
-                _plan(1, 16, None, None, 64, "fp8", moe_ep_overlap=True, moe_max_nodes=4,
+                moe_plan(1, 16, None, None, 64, "fp8", moe_ep_overlap=True, moe_max_nodes=4,
                       moe_fp8_dispatch=True, moe_dispatcher="flex", recompute="selective",
                       recompute_modules=("layernorm", "mla_up_proj")),
                 notes="MLA exact (zoo); recompute of RMSNorm and the MLA up-projection (sec. "

@@ -29,3 +29,12 @@ class Row:
     @property
     def label(self) -> str:
         return f"{self.group}/{self.name}"
+
+
+def moe_plan(tp, pp, vp, mbs, ep, precision, *, stack="nemo", etp=1, recompute=None,
+             **extra) -> dict:
+    """A mixture-of-experts row's plan as the Megatron-Bridge rows state it: the distributed
+    optimizer (ZeRO-1), sequence parallelism with TP, flash attention, ETP 1 unless given."""
+    return dict(tp=tp, pp=pp, cp=1, interleave=vp, micro_batch=mbs, recompute=recompute,
+                sequence_parallel=tp > 1, zero=1, stack=stack, attention="flash",
+                precision=precision, ep=ep, etp=etp, **extra)

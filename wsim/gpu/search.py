@@ -24,7 +24,7 @@ from wsim.gpu.inputs import make_consts, cp_runs, stacks_for
 from wsim.gpu.knobs import check_names, resolve
 from wsim.gpu.offload import offload_runs, offload_to_fit
 from wsim.gpu.stages import edge_balanced
-from wsim.gpu.memory import states_lower_bound
+from wsim.gpu.memory import OPTIMIZER_BF16_BYTES, OPTIMIZER_BYTES, states_lower_bound
 from wsim.gpu.moe import Dispatch, expert_states_lower_bound, load as moe_load
 from wsim.gpu.plan import RECOMPUTE, Plan, divisors
 from wsim.gpu.recompute import check_for_model, normalise
@@ -76,12 +76,14 @@ def search(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, gpu="a10
         check_for_model(normalise(knobs["recompute_modules"]), bool(model.kv_lora_rank),
                         bool(model.experts))
     # a selective recompute's modules, where the stack has Megatron-Core's --recompute-modules and
-    # none are given: the default (core_attn) and the chain of wsim.gpu.recompute's
-    # searched_module_sets; a stack without the option, or given modules, one set
+    # none are given: the default (core_attn) and the chain of
+    # wsim.gpu.recompute_search.searched_module_sets; a stack without the option, or given
+    # modules, one set
     experts = bool(model.experts)
     searched_sets = () if knobs.get("recompute_modules") is not None else searched_module_sets(
         c, not experts or len(model.moe_layers) < model.layers)
-    ob_min = 6.0 if knobs.get("optimizer_bf16") else 12.0  # optimizer bytes, for memory bounds
+    # optimizer bytes a parameter, for the memory bounds: bf16 state only where asked for
+    ob_min = OPTIMIZER_BF16_BYTES if knobs.get("optimizer_bf16") else OPTIMIZER_BYTES
     sps = _choices(sequence_parallel, (False, True), "sequence_parallel")
     zeros = _choices(zero, (0, 1, 2, 3), "zero")
     stacks = stacks_for(c, stack, zero=zero, cp=cp)
@@ -225,7 +227,7 @@ def search(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, gpu="a10
                         # pipeline sends: if none can be the best plan or the best validated plan
                         # (nor, so, change which later ones are tried), skip them (exact); the
                         # bound falls with the interleave (the bubble), so the largest bounds all
-                        # (computed when first asked: a selective recompute has up to 31 module
+                        # (computed when first asked: a selective recompute has up to 6 module
                         # sets, and most plans are cut by the first choice's bound or by memory)
                         use_bounds = best is not None
                         bound_of: dict = {}
