@@ -75,7 +75,9 @@ def test_fp8_quantizes_each_local_experts_inputs_after_the_sync(monkeypatch):
     """split_quantize: one quantize kernel per expert and GEMM input, forward and backward. With
     the host binding (forward after the synchronisation, backward on the whole block), removing
     them saves local x (2 + 2) x the per-expert host cost (Efficiency.expert_host_s_per_kernel)
-    per sparse block and micro-batch (no recompute: one forward pass)."""
+    of host wait per sparse block and micro-batch (no recompute: one forward pass), less the same
+    kernels' device time (Efficiency.expert_device_s_per_kernel), which the GPU no longer runs
+    while the host issues the loop; the device time itself leaves the compute."""
     assert moe.kernels_per_local_expert(True) == (4, 6) and moe.kernels_per_local_expert(False) == (2, 4)
     with_q = _eval(_consts(), PLAIN)
     monkeypatch.setattr(moe, "FP8_QUANTIZE_PER_EXPERT_FWD", 0)
@@ -83,9 +85,12 @@ def test_fp8_quantizes_each_local_experts_inputs_after_the_sync(monkeypatch):
     without = _eval(_consts(), PLAIN)
     c = _consts()
     local = Q30.experts / 8
-    saved = local * (2 + 2) * c.eff.expert_host_s_per_kernel
+    saved = local * (2 + 2) * (c.eff.expert_host_s_per_kernel - c.eff.expert_device_s_per_kernel)
     assert with_q.launch_s - without.launch_s == pytest.approx(
         len(c.moe.moe_layers) * with_q.m * saved, rel=1e-9)
+    device = local * (2 + 2) * c.eff.expert_device_s_per_kernel
+    assert with_q.compute_s - without.compute_s == pytest.approx(
+        len(c.moe.moe_layers) * with_q.m * device, rel=1e-6)
 
 
 # ---- permutes: the alltoall dispatcher's second one, the flex dispatcher's fused one -------------
@@ -167,18 +172,21 @@ def test_cli_dispatch_flags(capsys):
 
 
 # ---- the per-expert host cost: fitted on two rows, checked on the rest ------------------------------
-def test_expert_host_cost_is_the_fit_on_its_development_rows():
-    """Efficiency.expert_host_s_per_kernel is the golden-section fit (wsim.gpu.moe_fit) on the
-    two development rows, rounded to 1 us; each row alone gives a value within 15 us of it, and
-    the held-out row's error stays within 30% (leave-one-out: -22.2%, +25.8%)."""
+def test_expert_costs_are_the_fit_on_their_development_rows():
+    """Efficiency.expert_host_s_per_kernel and expert_device_s_per_kernel are the coordinate-
+    descent fit (wsim.gpu.moe_fit) on the four development rows, rounded to 1 us. Leave-one-out
+    (docs/gpu-model.md section 8): the host rows' held-out errors within 30%; the two device rows
+    disagree (micro-batch 1 alone asks 13 us, micro-batch 4 alone 37 us: the cost is not all per
+    kernel), so their held-out errors are bounded at 50%, the figure the doc names."""
     from wsim.gpu import moe_fit
     from wsim.gpu.calibration import EFFICIENCY
-    value, _ = moe_fit.fit()
-    assert EFFICIENCY.expert_host_s_per_kernel == pytest.approx(value, abs=1e-6)
+    values, _ = moe_fit.fit()
+    for name, value in values.items():
+        assert getattr(EFFICIENCY, name) == pytest.approx(value, abs=1e-6), name
     loo = moe_fit.leave_one_out()
-    assert len(loo) == 2
-    for v, err in loo.values():
-        assert abs(v - value) < 15e-6 and abs(err) < 0.30
+    assert len(loo) == 4
+    for row, (_, err) in loo.items():
+        assert abs(err) < (0.30 if row.startswith("25.11") else 0.50), (row, err)
 
 
 def test_host_bound_dropless_step_grows_with_the_expert_host_cost_in_closed_form():
@@ -197,3 +205,25 @@ def test_host_bound_dropless_step_grows_with_the_expert_host_cost_in_closed_form
     per_f, per_b = moe.kernels_per_local_expert(True)
     expect = m * Q30.layers * local * (per_f + per_b) * 1e-3
     assert steps[1].step_time_s - steps[0].step_time_s == pytest.approx(expect, rel=1e-9)
+
+
+def test_device_cost_of_the_expert_loop_adds_in_closed_form_when_the_host_keeps_up():
+    """With no host cost (every kernel issued in time), each extra second of device time per
+    per-expert kernel adds, per sparse block and micro-batch, local x (4 forward + 6 backward)
+    seconds to the step (FP8, no recompute, one stage): GPU time, not a wait."""
+    import dataclasses
+    from wsim.gpu.calibration import EFFICIENCY
+    from wsim.gpu import estimate
+    kw = dict(seq=4096, batch=64, gpus=8, gpu="b200-180gb", attention="flash", precision="fp8",
+              ep=8, zero=1, recompute="none", micro_batch=1, stack="nemo", allow_oom=True)
+    free = dataclasses.replace(EFFICIENCY, host_s_per_kernel=0.0, expert_host_s_per_kernel=0.0,
+                               kernel_gap_s=0.0)
+    steps = [estimate(Q30, efficiency=dataclasses.replace(free, expert_device_s_per_kernel=d), **kw)
+             for d in (1e-3, 2e-3)]
+    assert steps[0].breakdown_s["launch_s"] == steps[1].breakdown_s["launch_s"] == 0.0
+    m = 64 // 8
+    per_f, per_b = moe.kernels_per_local_expert(True)
+    expect = m * Q30.layers * Q30.experts / 8 * (per_f + per_b) * 1e-3
+    assert steps[1].step_time_s - steps[0].step_time_s == pytest.approx(expect, rel=1e-9)
+    assert steps[1].breakdown_s["compute_s"] - steps[0].breakdown_s["compute_s"] == pytest.approx(
+        expect, rel=1e-9)

@@ -128,6 +128,15 @@ class Efficiency:
     # kernel than a plain eager op (host_s_per_kernel). Not the device's cost: while the GPU runs
     # longer than the host needs (large experts), it is hidden.
     expert_host_s_per_kernel: float = 56e-6  # fit: 55.6 us
+    # FITTED (wsim.gpu.moe_fit, jointly with expert_host_s_per_kernel; development set and
+    # leave-one-out in docs/gpu-model.md section 8): seconds of *device* time each kernel of the
+    # per-expert loop (``moe.kernels_per_local_expert``) costs beyond its FLOPs at the GEMM
+    # efficiency and its bytes at HBM speed: launch latency, prologue and epilogue, and a partial
+    # wave of a GEMM too small to fill the GPU (a fine-grained expert's FC1 at 2,048 tokens is
+    # 2,048 x 1,536 outputs: 96 tiles of 128 x 256 on 148 SMs, 65% of one wave: NVIDIA,
+    # "Matrix Multiplication Background User's Guide" DU-09799-001 sec. 3.2). CUDA graphs remove
+    # the host's issue cost, not this.
+    expert_device_s_per_kernel: float = 15e-6  # fit: 15.3 us
     # ASSUMPTION: the device's own gap between two dependent kernels (launch latency, ramp-up and
     # tail of a kernel too small to fill the GPU), which CUDA graphs do not remove: ~2 us (NVIDIA's
     # "Getting Started with CUDA Graphs" blog, 2019: 2.0 us per short kernel with a graph, against
@@ -147,7 +156,7 @@ class Efficiency:
         for name in ("gemm_half_dim", "elementwise_passes", "collective_base_latency_s",
                      "nvlink_hop_latency_s", "network_hop_latency_s", "reserved_bytes",
                      "fp8_cast_bytes", "host_s_per_kernel", "expert_host_s_per_kernel",
-                     "kernel_gap_s"):
+                     "expert_device_s_per_kernel", "kernel_gap_s"):
             non_negative(f"efficiency.{name}", getattr(self, name))
         positive("efficiency.hopper_gemm_relative", self.hopper_gemm_relative)
         require(self.hopper_gemm_relative * self.matmul_peak_fraction <= 1.0,

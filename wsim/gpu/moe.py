@@ -139,7 +139,7 @@ class MoeLayer:
     """One sparse block's extra cost over a dense block, per micro-batch (seconds)."""
 
     __slots__ = ("linear", "shared_linear", "router", "experts", "elementwise", "a2a", "etp_comm",
-                 "dispatch_bytes", "expert_tokens")
+                 "dispatch_bytes", "expert_tokens", "loop_fwd", "loop_bwd")
 
 
 def tokens_in(c, tp: int, b: int, cp: int) -> float:
@@ -183,6 +183,12 @@ def layer(c, tp: int, b: int, cp: int, ep: int, etp: int, ld: float,
     out.experts = experts
     out.linear = router + experts + shared
     out.expert_tokens = m * E / ep
+    # the per-expert loop's fixed device time: every kernel it runs per local expert (GEMMs and, in
+    # FP8, quantizations: ``kernels_per_local_expert``) costs the GPU
+    # ``Efficiency.expert_device_s_per_kernel`` beyond its FLOPs and bytes (forward, backward)
+    per_f, per_b = kernels_per_local_expert(c.fp8)
+    dev = c.eff.expert_device_s_per_kernel * E / ep
+    out.loop_fwd, out.loop_bwd = per_f * dev, per_b * dev
     hbm = c.gpu.hbm_bytes_per_s
     # the extra stored activations written and read (as the dense block's), the permutation and
     # unpermutation copies of the k routed tokens (read h, write k h; and back), FP8 casts
@@ -308,9 +314,10 @@ def block_delta(c, ke: float, kn, tp: int, b: int, cp: int, ep: int, etp: int, l
     d = BlockDelta()
     lin = x.linear - mlp
     d_fwd = (lin + x.elementwise) / ke
-    d.compute = d_fwd + 2.0 * d_fwd
+    loop_f, loop_b = x.loop_fwd, x.loop_bwd  # the per-expert loop's fixed device time
+    d.compute = d_fwd + 2.0 * d_fwd + loop_f + loop_b
     full = recompute == "full"
-    d.rec = d_fwd if full else 0.0
+    d.rec = d_fwd + loop_f if full else 0.0
     if recompute == "selective":  # wsim.gpu.recompute: the sparse block's own modules
         if "moe_act" in kn.recompute_modules:
             d.rec += moe_act_fwd_s(c, T, tp) / ke
@@ -337,9 +344,10 @@ def block_delta(c, ke: float, kn, tp: int, b: int, cp: int, ep: int, etp: int, l
     dispatch = 2.0 * x.a2a + x.etp_comm  # dispatch and combine, each direction
     d.ep = dispatch * (3.0 if full else 2.0)
     if route.overlap:  # under the block's forward and backward compute (of the other micro-batch)
-        d.ep = overlap(d.ep, (fwd + bwd + 3.0 * d_fwd) + (rec + d.rec), c.eff.overlap_compute_penalty)
-    d.fwd = d_fwd + tf - tp_f + dispatch
-    d.bwd = 2.0 * d_fwd + d.rec + (tb + tr) - (tp_b + tp_r) + dispatch * (2.0 if full else 1.0)
+        d.ep = overlap(d.ep, (fwd + bwd + d.compute) + (rec + d.rec), c.eff.overlap_compute_penalty)
+    d.fwd = d_fwd + loop_f + tf - tp_f + dispatch
+    d.bwd = (2.0 * d_fwd + loop_b + d.rec + (tb + tr) - (tp_b + tp_r)
+             + dispatch * (2.0 if full else 1.0))
     d.launch = 0.0
     if per_kernel:
         d.launch = _launch_floor(c, kn, route, x, ke, c.moe.experts / ep, dispatch, full, d, dense,
@@ -394,7 +402,7 @@ def _launch_floor(c, kn, route: Dispatch, x, ke: float, local: float, dispatch: 
     if route.static:
         wait_f = max(0.0, h_pre + h_body_f - g_all)
     else:
-        g_post = x.experts / ke + dispatch
+        g_post = x.experts / ke + x.loop_fwd + dispatch
         wait_f = max(0.0, h_body_f - g_post, h_pre + h_body_f - g_all)
     # backward: the dense block's and the MoE part's kernels against the backward's GPU time; a
     # full recompute's forward (inside the backward) waits as the forward does

@@ -140,11 +140,14 @@ _BRIDGE = [
 ]
 
 
-# The development rows of the one MoE-only parameter, Efficiency.expert_host_s_per_kernel
-# (wsim.gpu.moe_fit): the two dropless rows that run the alltoall dispatcher's per-expert loop
-# without CUDA graphs on one GPU type, two models (128 experts top-8 on 8 B200: 16 local experts;
-# on 64 B200 with EP 8: 16). Every other MoE row stays validation.
-MOE_DEVELOPMENT = ("25.11-q30-fp8-b200-8", "25.11-q235-fp8-b200-64")
+# The development rows of the two MoE-only parameters, Efficiency.expert_host_s_per_kernel and
+# expert_device_s_per_kernel (wsim.gpu.moe_fit): the two dropless rows that run the alltoall
+# dispatcher's per-expert loop without CUDA graphs on one GPU type, two models (128 experts top-8 on
+# 8 B200: 16 local experts; on 64 B200 with EP 8: 16), and the two rows whose whole blocks replay
+# from CUDA graphs (no host cost) at two micro-batch sizes (Qwen3-30B-A3B on 8 B200, micro-batch 1,
+# and on 8 GB200, micro-batch 4: 16 local experts each). Every other MoE row stays validation.
+MOE_DEVELOPMENT = ("25.11-q30-fp8-b200-8", "25.11-q235-fp8-b200-64", "25.09-q30-fp8-b200-8",
+                   "25.09-q30-fp8-gb200-8")
 
 
 def _bridge() -> list[Row]:
