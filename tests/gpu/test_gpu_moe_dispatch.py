@@ -131,6 +131,37 @@ def test_flex_sends_one_copy_a_target_rank():
     assert flex.a2a < a2a.a2a and flex.experts == a2a.experts
 
 
+def test_flex_crosses_the_network_once_per_target_node():
+    """EP 16 over two 8-GPU nodes: DeepEP / HybridEP send a token once to each remote node holding
+    any of its experts (RDMA to the same in-node index) and forward it over NVLink there. Its
+    network bytes are the expected distinct remote nodes, (nodes - 1)/nodes x flex_copies(E, k,
+    nodes), of the flex_copies(E, k, ep) copies it dispatches; the alltoall dispatcher sends each
+    of its k copies to its rank, (n - g)/n of them over the NIC."""
+    c = make_consts(Q30, seq=4096, batch=64, gpus=16, gpu="h100-80gb", efficiency=None,
+                    attention="flash", precision="fp8")
+    E, k = Q30.experts, Q30.experts_per_token
+    g = c.group(16, 1)
+    assert (g.nodes, g.per_node) == (2, 8)
+    flex = layer(c, 1, 1, 1, 16, 1, 1.0, Dispatch(flex=True))
+    plain = layer(c, 1, 1, 1, 16, 1, 1.0, PLAIN)
+    S = flex.dispatch_bytes  # bf16 both ways (no FP8 dispatch): both all-to-alls carry S
+    nodes = flex_copies(E, k, 2)
+    assert 0.99 < nodes < 2.0
+    remote = nodes * (2 - 1) / 2
+    nvlink = c.gpu.nvlink_bytes_per_s * c.eff.nvlink_efficiency
+    nic = c.gpu.nic_bytes_per_s * c.eff.ib_efficiency
+    lat = (c.eff.collective_base_latency_s + c.eff.network_hop_latency_s
+           + c.eff.nvlink_hop_latency_s)
+    copies = flex_copies(E, k, 16)
+    assert flex.a2a == pytest.approx(lat + max(7 / 8 * S / nvlink, S * remote / copies / nic),
+                                     rel=1e-12)
+    # per-rank copies over the NIC would be 8 of the 16 ranks' share: about 3x the bytes
+    assert plain.a2a > 2.5 * flex.a2a
+    # one node: the plain all-to-all of the flex copies
+    one = layer(_consts(seq=4096), 1, 1, 1, 8, 1, 1.0, Dispatch(flex=True))
+    assert one.a2a == pytest.approx(_consts(seq=4096).group(8, 1).all_to_all_s(one.dispatch_bytes))
+
+
 # ---- plan fields and flags ---------------------------------------------------------------------
 BASE = dict(seq=4096, batch=512, gpus=8, gpu="b200-180gb", attention="flash", precision="fp8",
             ep=8, zero=1, recompute="none", micro_batch=1, stack="nemo", allow_oom=True)

@@ -112,22 +112,28 @@ class Group:
             return self.base + self.nv_hop + nvlink_share / nvlink
         return self.base + self.net_hop + max(nvlink_share / nvlink, network_share / self.nic_bw)
 
-    def node_limited_all_to_all_s(self, nbytes: float, copies: float, max_nodes: int) -> float:
-        """DeepSeek-V3's dispatch (arXiv 2412.19437 sec. 3.2.2): a token's ``copies`` routed copies
-        go to experts on at most ``max_nodes`` nodes; it crosses InfiniBand once per target node
-        (to the GPU of the same in-node index) and is forwarded inside the node over NVLink. Each
-        rank sends ``nbytes`` of copies in all; over the network it sends
-        nbytes x m / copies with m = min(max_nodes, copies, nodes) x (nodes - 1) / nodes remote
-        nodes per token (*assumption*: a token's nodes uniform over the group's, its own among
-        them in proportion), over NVLink (g - 1) / g of the copies once (the forwarding);
-        latency: NCCL's base plus a network and an NVLink hop. One node: ``all_to_all_s``."""
+    def node_limited_all_to_all_s(self, nbytes: float, copies: float, max_nodes: int,
+                                  node_copies: float | None = None) -> float:
+        """DeepSeek-V3's dispatch (arXiv 2412.19437 sec. 3.2.2), as DeepEP and HybridEP run it: a
+        token's ``copies`` routed copies go to experts on at most ``max_nodes`` nodes; it crosses
+        InfiniBand once per target node (to the GPU of the same in-node index) and is forwarded
+        inside the node over NVLink. Each rank sends ``nbytes`` of copies in all; over the network
+        it sends nbytes x m / copies with m = min(max_nodes, copies, nodes, node_copies) x
+        (nodes - 1) / nodes remote nodes per token (``node_copies``: the expected number of
+        distinct nodes a token's experts are on, when known; *assumption*: a token's nodes uniform
+        over the group's, its own among them in proportion), over NVLink (g - 1) / g of the
+        copies once (the forwarding); latency: NCCL's base plus a network and an NVLink hop. One
+        node: ``all_to_all_s``."""
         n = self.size
         if n <= 1 or nbytes <= 0:
             return 0.0
         if self.nodes == 1:
             return self.all_to_all_s(nbytes)
         nodes, g = self.nodes, self.per_node
-        remote = min(max_nodes, copies, nodes) * (nodes - 1) / nodes
+        reach = min(max_nodes, copies, nodes)
+        if node_copies is not None:
+            reach = min(reach, node_copies)
+        remote = reach * (nodes - 1) / nodes
         network = nbytes * remote / copies
         nvlink = nbytes * (g - 1) / g
         return self.base + self.net_hop + self.nv_hop + max(nvlink / self.nvlink_bw,

@@ -213,12 +213,22 @@ def layer(c, tp: int, b: int, cp: int, ep: int, etp: int, ld: float,
     out.a2a = 0.0
     if ep > 1:
         g = c.group(ep, etp)
-        if route.max_nodes is None:
+        # The flex dispatcher's inter-node kernels send a token once to each node holding any of
+        # its experts (RDMA to the GPU of the same in-node index) and forward it there over
+        # NVLink: DeepEP's get_dispatch_layout counts num_tokens_per_rdma_rank beside
+        # num_tokens_per_rank and its internode SourceMeta carries the token's in-node targets
+        # (csrc/kernels/internode.cu); HybridEP builds one attn_to_rdma_map row per token and
+        # remote node (csrc/hybrid_ep, "When NUM_OF_NODES > 1"). Distinct nodes under uniform
+        # routing: ``flex_copies`` with a node's E / nodes experts
+        node_copies = flex_copies(E, k, g.nodes) if route.flex and g.nodes > 1 else None
+        if route.max_nodes is None and node_copies is None:
             def a2a(nbytes):
                 return g.all_to_all_s(nbytes)
         else:
+            limit = g.nodes if route.max_nodes is None else route.max_nodes
+
             def a2a(nbytes):
-                return g.node_limited_all_to_all_s(nbytes, copies, route.max_nodes)
+                return g.node_limited_all_to_all_s(nbytes, copies, limit, node_copies)
         # DeepSeek-V3 quantizes the dispatch (forward) and the gradient sent back to the experts
         # (backward) to FP8; the combine and its gradient stay BF16: one of each pair in FP8
         first = t_in * copies * ((FP8_DISPATCH_BYTES if route.fp8 else 2.0) * h + PROB_BYTES) * ld
