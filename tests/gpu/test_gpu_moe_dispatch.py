@@ -162,6 +162,19 @@ def test_flex_crosses_the_network_once_per_target_node():
     assert one.a2a == pytest.approx(_consts(seq=4096).group(8, 1).all_to_all_s(one.dispatch_bytes))
 
 
+def test_fp8_stores_the_dispatched_expert_inputs_quantized():
+    """FC1's saved input, the k dispatched copies of a token: 2 bytes an element in BF16, 1 in FP8
+    (Transformer Engine's GroupedLinear keeps the quantized input for the weight gradient, as the
+    dense GEMMs' inputs are kept at 1 byte): the sparse block's stored bytes a token differ by the
+    dense FP8 adjustment of the FC2 inputs (act_par_delta) plus h k etp / tp."""
+    for tp, etp, ld in ((1, 1, 1.0), (2, 1, 1.3), (2, 2, 1.0)):
+        bf, f8 = _consts(precision="bf16"), _consts(precision="fp8")
+        diff = moe.stored_bytes_per_token(bf, tp, etp, ld) - moe.stored_bytes_per_token(f8, tp, etp, ld)
+        fc2 = (bf.moe.act_par_delta - f8.moe.act_par_delta) / tp
+        assert diff == pytest.approx((fc2 + Q30.hidden * Q30.experts_per_token * etp / tp) * ld,
+                                     rel=1e-12)
+
+
 # ---- plan fields and flags ---------------------------------------------------------------------
 BASE = dict(seq=4096, batch=512, gpus=8, gpu="b200-180gb", attention="flash", precision="fp8",
             ep=8, zero=1, recompute="none", micro_batch=1, stack="nemo", allow_oom=True)

@@ -277,12 +277,17 @@ def stored_bytes_per_token(c, tp: int, etp: int, ld: float, modules: tuple = (),
     ``modules``: a selective recompute's (``wsim.gpu.recompute``): moe_act drops the routed
     experts' activation output, layernorm the pre-MLP norm's output (its own module here); mlp
     recomputes nothing in a sparse block: what the dense block freed for it is stored again."""
+    # FC1's saved input: the k dispatched copies, 16-bit, or in FP8 the quantized copy Transformer
+    # Engine's GroupedLinear keeps instead (1 byte an element: grouped_linear.py saves the
+    # split-quantized inputmats for the weight gradient, as linear.py does for a dense GEMM, whose
+    # inputs consts.Consts stores at 1 byte in FP8 likewise)
+    dispatched = (1.0 if c.fp8 else 2.0) * c.h * c.moe.top_k * etp / tp
     if not modules or not {"moe_act", "layernorm", "mlp"} & set(modules):
-        return (c.moe.act_par_delta / tp + 2.0 * c.h * c.moe.top_k * etp / tp) * ld
+        return (c.moe.act_par_delta / tp + dispatched) * ld
     act = c.moe.act_par_delta - (moe_act_bytes(c) if "moe_act" in modules else 0.0)
     norm = norm_bytes(c) / tp if "layernorm" in modules else 0.0
     mlp = mlp_bytes(c, tp, sp) if "mlp" in modules else 0.0
-    return (act / tp + 2.0 * c.h * c.moe.top_k * etp / tp) * ld - norm + mlp
+    return (act / tp + dispatched) * ld - norm + mlp
 
 
 def working_bytes(c, tp: int, b: int, cp: int, ep: int, etp: int, ld: float) -> float:
