@@ -63,6 +63,8 @@ def run(args) -> dict:
     if args.systems <= 0:
         raise ConfigError(f"--systems must be a positive integer, got {args.systems}")
     check_rows(args.batch, args.num_beams)
+    if args.early_stopping and args.num_beams == 1:  # greedy decoding ignores it (transformers: a warning)
+        raise ConfigError("--early-stopping applies to beam search; give --num-beams > 1 or drop it")
     tokenizer = load_tokenizer(args.checkpoint)
     ids = _prompt_ids(args, tokenizer)
     bad = [i for i in ids if not 0 <= i < cfg.vocab_size]
