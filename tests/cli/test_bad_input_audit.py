@@ -133,6 +133,20 @@ def test_output_paths_and_empty_values_are_checked_before_the_work(capsys, files
 
 
 @pytest.mark.parametrize("argv,needle", [
+    (["simulate", "--model", "cerebras-gpt-111m", "--config", ""], "--config is empty"),  # ignored
+    (["gpu", "--layers", "2", "--hidden", "64", "--heads", "4", "--model", "", "--batch", "8", "--gpus",
+      "1"], "--model is empty"),  # ran the explicit dimensions
+    (["train", "--resume", "", "--data", "{dir}/tokens.npy"], "--resume is empty"),  # "give exactly one"
+    ([*TRAIN, "--config", ""], "--config is empty"),
+    (["generate", "--checkpoint", "", "--prompt-ids", "1"], "--checkpoint is empty"),  # "folder '.'"
+    ([*COMPARE, "--prices", ""], "--prices is empty"),  # "Is a directory: '.'"
+], ids=["simulate-config", "gpu-model", "train-resume", "train-config", "generate-checkpoint",
+        "compare-prices"])
+def test_an_empty_name_or_path_is_refused_not_read_as_absent(capsys, files, argv, needle):
+    refused(capsys, files, argv, needle)
+
+
+@pytest.mark.parametrize("argv,needle", [
     ([*GPU, "--search", "--tp", "0"], "tp must be a positive integer, got 0"),  # "no layout is possible"
     ([*GPU, "--search", "--pp", "0"], "pp must be a positive integer, got 0"),
     ([*GPU, "--search", "--cp", "0"], "cp must be a positive integer, got 0"),  # "no software stack"

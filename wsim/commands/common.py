@@ -72,6 +72,15 @@ def int_or_word(text: str, flag: str, words: tuple[str, ...]):
     return value
 
 
+def refuse_empty(args: argparse.Namespace, *names: str) -> None:
+    """An empty (or blank) value of a name or path flag is refused, not read as the flag's absence."""
+    for name in names:
+        value = getattr(args, name, None)
+        if isinstance(value, str) and not value.strip():
+            flag = "--" + name.replace("_", "-")
+            raise ConfigError(f"{flag} is empty; give a value or drop {flag}")
+
+
 def check_output(path: str | None, flag: str, *, folder: bool = False) -> None:
     """Refuse, before any work is done, an output ``path`` given to ``flag`` that cannot be written:
     an empty string, a file where a folder goes (``folder``) or a folder where a file goes, or a
@@ -120,6 +129,7 @@ def apply_config(args: argparse.Namespace, defaults: dict, *, config_steps: bool
     The model comes from the file unless ``--model`` or ``--layers/--hidden/--heads`` is given.
     ``config_steps``: ``--steps`` defaults to the file's max_steps (a whole run: ``compare``), not the
     one simulated step of ``simulate``."""
+    refuse_empty(args, "config")
     path = getattr(args, "config", None)
     if not path:
         for key, value in defaults.items():
@@ -190,6 +200,7 @@ def add_json_arg(parser: argparse.ArgumentParser) -> None:
 
 def model_from_args(args: argparse.Namespace, seq: int | None = None) -> ModelSpec | None:
     """Resolve ``--model`` or ``--layers/--hidden/--heads``; raise ConfigError naming the problem."""
+    refuse_empty(args, "model")
     dims = [args.layers, args.hidden, args.heads]
     config_model = getattr(args, "_config_model", None)
     # the explicit model's other dimensions: refused beside a named model rather than dropped

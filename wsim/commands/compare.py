@@ -5,7 +5,7 @@ from __future__ import annotations
 from models import zoo
 from models.suggest import hint
 from wsim.commands.common import (add_config_arg, add_json_arg, add_model_args, apply_config, cluster_help,
-                                  model_from_args)
+                                  model_from_args, refuse_empty)
 from wsim.studies.compare import GPU_GRID, GPUS_DEFAULT, METHODS, compare, phases_from, published_phases
 from wsim.studies.cost import load as load_prices
 from wsim.errors import ConfigError, positive
@@ -57,6 +57,7 @@ def register(sub) -> None:
 
 
 def run(args) -> dict:
+    refuse_empty(args, "prices")
     # a Model Zoo file's max_steps is the run's length, unless a token budget is given
     config = apply_config(args, {"seq": 2048}, config_steps=args.tokens is None)
     model = model_from_args(args, seq=args.seq)

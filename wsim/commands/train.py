@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from wsim.commands.common import add_json_arg, apply_config, check_output, cluster_help
+from wsim.commands.common import add_json_arg, apply_config, check_output, cluster_help, refuse_empty
 from wsim.errors import ConfigError
 from wsim.cluster.sparsity import Density
 
@@ -167,6 +167,7 @@ def run(args) -> dict:
             raise ConfigError(f"--checkpoint-every must be a positive integer, got {args.checkpoint_every}")
         if not args.checkpoint_dir:
             raise ConfigError("--checkpoint-every needs --checkpoint-dir DIR")
+    refuse_empty(args, "checkpoint", "model", "config", "resume")
     check_output(args.save, "--save", folder=True)
     check_output(args.checkpoint_dir, "--checkpoint-dir", folder=True)
     ckpt = None
