@@ -17,9 +17,10 @@ def add_model_args(parser: argparse.ArgumentParser, *, required: bool = True) ->
     g.add_argument("--layers", type=int)
     g.add_argument("--hidden", type=int)
     g.add_argument("--heads", type=int)
-    g.add_argument("--ffn", type=int, default=0, help="FFN width (default 4 x hidden)")
-    g.add_argument("--vocab", type=int, default=50257)
-    g.add_argument("--activation", default="gelu", choices=["gelu", "gelu_new", "relu"])
+    g.add_argument("--ffn", type=int, default=None, help="FFN width (default 4 x hidden)")
+    g.add_argument("--vocab", type=int, default=None, help="vocabulary (default 50257)")
+    g.add_argument("--activation", default=None, choices=["gelu", "gelu_new", "relu"],
+                   help="default gelu")
     parser.set_defaults(_model_required=required)
 
 
@@ -71,6 +72,43 @@ def int_or_word(text: str, flag: str, words: tuple[str, ...]):
     return value
 
 
+def refuse_empty(args: argparse.Namespace, *names: str) -> None:
+    """An empty (or blank) value of a name or path flag is refused, not read as the flag's absence."""
+    for name in names:
+        value = getattr(args, name, None)
+        if isinstance(value, str) and not value.strip():
+            flag = "--" + name.replace("_", "-")
+            raise ConfigError(f"{flag} is empty; give a value or drop {flag}")
+
+
+def check_output(path: str | None, flag: str, *, folder: bool = False) -> None:
+    """Refuse, before any work is done, an output ``path`` given to ``flag`` that cannot be written:
+    an empty string, a file where a folder goes (``folder``) or a folder where a file goes, or a
+    nearest existing parent folder where no file can be created (probed with a temporary file,
+    removed at once: permission bits alone do not say it, e.g. for root under /proc). None: not asked."""
+    import tempfile
+
+    if path is None:
+        return
+    if not path.strip():
+        raise ConfigError(f"{flag} is an empty path; give a {'folder' if folder else 'file'} or drop {flag}")
+    target = Path(path)
+    if target.exists() and target.is_dir() != folder:
+        raise ConfigError(f"{flag} {path!r} is {'a file' if folder else 'a folder'}; give a "
+                          f"{'folder' if folder else 'file'} path")
+    parent = target if (folder and target.is_dir()) else target.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    try:
+        if not parent.is_dir():
+            raise NotADirectoryError(20, "Not a directory")
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"cannot write {flag} {path!r}: no file can be created in {str(parent)!r} "
+                          f"({exc.strerror})") from None
+
+
 def add_config_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="PARAMS.yaml",
                         help="a Cerebras Model Zoo config (params or trainer layout): model, batch, "
@@ -91,6 +129,7 @@ def apply_config(args: argparse.Namespace, defaults: dict, *, config_steps: bool
     The model comes from the file unless ``--model`` or ``--layers/--hidden/--heads`` is given.
     ``config_steps``: ``--steps`` defaults to the file's max_steps (a whole run: ``compare``), not the
     one simulated step of ``simulate``."""
+    refuse_empty(args, "config")
     path = getattr(args, "config", None)
     if not path:
         for key, value in defaults.items():
@@ -161,8 +200,15 @@ def add_json_arg(parser: argparse.ArgumentParser) -> None:
 
 def model_from_args(args: argparse.Namespace, seq: int | None = None) -> ModelSpec | None:
     """Resolve ``--model`` or ``--layers/--hidden/--heads``; raise ConfigError naming the problem."""
+    refuse_empty(args, "model")
     dims = [args.layers, args.hidden, args.heads]
     config_model = getattr(args, "_config_model", None)
+    # the explicit model's other dimensions: refused beside a named model rather than dropped
+    extra = [f for f, v in (("--ffn", args.ffn), ("--vocab", args.vocab),
+                            ("--activation", args.activation)) if v is not None]
+    if extra and all(d is None for d in dims) and (args.model or config_model is not None):
+        raise ConfigError(f"{', '.join(extra)} describe a model given by --layers/--hidden/--heads; "
+                          f"the model comes from {'--model' if args.model else '--config'}: drop them")
     if config_model is not None and not args.model and all(d is None for d in dims):
         return config_model
     if args.model and any(d is not None for d in dims):
@@ -183,8 +229,8 @@ def model_from_args(args: argparse.Namespace, seq: int | None = None) -> ModelSp
         positions = max(2048, seq or 0)
         return ModelSpec(
             name=f"custom-{args.layers}x{args.hidden}", layers=args.layers, hidden=args.hidden,
-            heads=args.heads, ffn=args.ffn, vocab=args.vocab, positions=positions,
-            activation=args.activation,
+            heads=args.heads, ffn=args.ffn or 0, vocab=50257 if args.vocab is None else args.vocab,
+            positions=positions, activation=args.activation or "gelu",
         )
     except ConfigError:
         raise

@@ -5,10 +5,10 @@ from __future__ import annotations
 from models import zoo
 from models.suggest import hint
 from wsim.commands.common import (add_config_arg, add_json_arg, add_model_args, apply_config, cluster_help,
-                                  model_from_args)
+                                  model_from_args, refuse_empty)
 from wsim.studies.compare import GPU_GRID, GPUS_DEFAULT, METHODS, compare, phases_from, published_phases
 from wsim.studies.cost import load as load_prices
-from wsim.errors import ConfigError
+from wsim.errors import ConfigError, positive
 
 
 def register(sub) -> None:
@@ -31,7 +31,8 @@ def register(sub) -> None:
     p.add_argument("--gpus", type=int,
                    help="fix the GPU count (and report the CS-2 count that matches it); default: "
                         "the smallest count in a geometric grid that matches the CS-2 cluster")
-    p.add_argument("--max-gpus", type=int, default=GPU_GRID[-1], help="largest GPU count tried")
+    p.add_argument("--max-gpus", type=int, default=None,
+                   help=f"largest GPU count tried (default {GPU_GRID[-1]}; not with --gpus)")
     p.add_argument("--basis", default="validated", choices=("validated", "fastest"),
                    help="GPU count matched with plans inside a validated regime of the GPU model "
                         "(default; the fastest plan of any regime is shown beside it), or with "
@@ -44,9 +45,9 @@ def register(sub) -> None:
                    help="CS-2 Batch Tiling on Attention: attention in tiles of B sequences (default 0: off)")
     p.add_argument("--method", default="engine", choices=METHODS,
                    help="CS-2 step time from the simpy engine (default) or the closed form")
-    p.add_argument("--switch-fraction", type=float, default=0.5,
-                   help="13B only: share of the published steps before the 720 -> 1080 batch switch "
-                        "(an assumption; default 0.5)")
+    p.add_argument("--switch-fraction", type=float, default=None,
+                   help="13B's published run only: share of the published steps before the 720 -> "
+                        "1080 batch switch (an assumption; default 0.5)")
     p.add_argument("--prices", metavar="PRICES.json",
                    help="price table: electricity_usd_per_kwh (default 0.0806, EIA 2023 US industrial), "
                         "pue (default 1), usd_per_device_hour {\"cs2\": .., \"a100-80gb\": ..} "
@@ -56,6 +57,7 @@ def register(sub) -> None:
 
 
 def run(args) -> dict:
+    refuse_empty(args, "prices")
     # a Model Zoo file's max_steps is the run's length, unless a token budget is given
     config = apply_config(args, {"seq": 2048}, config_steps=args.tokens is None)
     model = model_from_args(args, seq=args.seq)
@@ -65,7 +67,8 @@ def run(args) -> dict:
     published = model.name in zoo.CEREBRAS_GPT_TRAINING
     custom = any(v is not None for v in (args.batch, args.systems, args.steps, args.tokens))
     if published and not custom:
-        phases = published_phases(model.name, args.switch_fraction)
+        fraction = 0.5 if args.switch_fraction is None else args.switch_fraction
+        phases = published_phases(model.name, fraction)
     else:
         if args.steps is not None and args.tokens is not None:
             raise ConfigError("give --steps or --tokens, not both")
@@ -79,6 +82,12 @@ def run(args) -> dict:
             steps = pub.steps
         phases = phases_from(batch, systems, steps=steps, tokens=args.tokens, seq=args.seq,
                              model=model)
+    switches = published and not custom and zoo.CEREBRAS_GPT_TRAINING[model.name].batch_seqs_start
+    if args.switch_fraction is not None and not switches:  # nothing to place: refused, not dropped
+        names = [n for n, t in zoo.CEREBRAS_GPT_TRAINING.items() if t.batch_seqs_start]
+        raise ConfigError(f"--switch-fraction places the batch switch of a published run that has one "
+                          f"({', '.join(names)}, without --batch/--systems/--steps/--tokens/--config); "
+                          f"this run has none: drop it")
     gpus = [g.strip() for g in args.gpu.split(",") if g.strip()]
     from wsim.gpu import GPUS
 
@@ -86,10 +95,15 @@ def run(args) -> dict:
     if bad or not gpus:
         raise ConfigError(f"--gpu {args.gpu!r}: unknown GPU type(s) {bad}; " + (
             "; ".join(f"{g}: {hint(g, GPUS)}" for g in bad) or "none given"))
+    if args.max_gpus is not None:
+        if args.gpus is not None:
+            raise ConfigError("--max-gpus bounds the GPU counts tried; --gpus fixes the count: give one")
+        positive("--max-gpus", args.max_gpus, integer=True)
     report = compare(model, phases=phases, seq=args.seq, cluster=args.cluster, gpu=gpus,
                      gpus=args.gpus, micro_batching=args.micro_batching, method=args.method,
                      attention_tile_seqs=args.batch_tiling_attention,
-                     max_gpus=args.max_gpus, prices=load_prices(args.prices), basis=args.basis)
+                     max_gpus=GPU_GRID[-1] if args.max_gpus is None else args.max_gpus,
+                     prices=load_prices(args.prices), basis=args.basis)
     out = report.to_dict()
     if config is not None:
         out |= config

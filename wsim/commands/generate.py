@@ -3,7 +3,7 @@ engine, with the simulated latency of that inference on a CS-2 cluster."""
 
 from __future__ import annotations
 
-from wsim.commands.common import cluster_help, add_json_arg
+from wsim.commands.common import add_json_arg, cluster_help, refuse_empty
 from wsim.errors import ConfigError
 
 
@@ -52,6 +52,7 @@ def run(args) -> dict:
     from wsim.cluster import generations
     from wsim.functional.generate import check_rows, generate, load_tokenizer
 
+    refuse_empty(args, "checkpoint")
     if args.max_new_tokens is None and args.max_length is None:
         args.max_new_tokens = 20  # transformers' default generation length
     try:
@@ -63,6 +64,8 @@ def run(args) -> dict:
     if args.systems <= 0:
         raise ConfigError(f"--systems must be a positive integer, got {args.systems}")
     check_rows(args.batch, args.num_beams)
+    if args.early_stopping and args.num_beams == 1:  # greedy decoding ignores it (transformers: a warning)
+        raise ConfigError("--early-stopping applies to beam search; give --num-beams > 1 or drop it")
     tokenizer = load_tokenizer(args.checkpoint)
     ids = _prompt_ids(args, tokenizer)
     bad = [i for i in ids if not 0 <= i < cfg.vocab_size]

@@ -135,6 +135,11 @@ def _options(args: argparse.Namespace) -> dict:
                 fabric=args.fabric)
 
 
+def _given(size: int | None) -> int:
+    """A parallel size as given (0 and negatives are refused by the plan, not read as 1), else 1."""
+    return 1 if size is None else size
+
+
 def run(args: argparse.Namespace) -> dict:
     model = model_from_args(args, seq=args.seq)
     opts = _options(args)
@@ -148,7 +153,7 @@ def run(args: argparse.Namespace) -> dict:
         raise ConfigError(f"--recompute-early-stop applies to --recompute full only; the plan "
                           f"recomputes {rc!r} (add --recompute full or drop --recompute-early-stop)")
     if args.search:
-        if args.micro_batch not in (None, "auto") or args.interleave is not None:
+        if args.micro_batch != "auto" or args.interleave is not None:
             raise ConfigError("--search chooses --micro-batch and --interleave itself; drop them")
         for flag, given in (("--moe-pad-to-capacity", args.moe_pad_to_capacity),
                             ("--moe-max-nodes", args.moe_max_nodes is not None),
@@ -163,8 +168,8 @@ def run(args: argparse.Namespace) -> dict:
     else:
         opts["zero"] = opts["zero"] or 0
         report = estimate(model, seq=args.seq, batch=args.batch, gpus=args.gpus, gpu=args.gpu,
-                          tp=args.tp or 1, pp=args.pp or 1, cp=args.cp or 1, ep=args.ep or 1,
-                          micro_batch=int_or_word(args.micro_batch or "auto", "--micro-batch", ("auto",)),
+                          tp=_given(args.tp), pp=_given(args.pp), cp=_given(args.cp), ep=_given(args.ep),
+                          micro_batch=int_or_word(args.micro_batch, "--micro-batch", ("auto",)),
                           interleave=args.interleave,
                           recompute=args.recompute or "full",
                           sequence_parallel=bool(args.sequence_parallel),

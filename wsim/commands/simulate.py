@@ -9,7 +9,7 @@ from wsim.studies import faults as F
 from wsim.cluster import generations
 from wsim.cluster import hardware
 from wsim.commands.common import (add_config_arg, add_json_arg, add_model_args, add_moe_args, apply_config,
-                                  config_line, int_or_word, model_from_args, moe_job_fields)
+                                  check_output, config_line, int_or_word, model_from_args, moe_job_fields)
 from wsim.errors import ConfigError
 from wsim.cluster.job import MICRO_BATCH_POLICIES, TrainingJob
 from wsim.cluster.sparsity import Density
@@ -97,10 +97,11 @@ def job_and_cluster(args) -> tuple[TrainingJob, hardware.ClusterSpec]:
 def run(args) -> dict:
     from wsim.engine.run import SimOptions, Simulation
 
+    check_output(args.trace, "--trace")
     job, cluster = job_and_cluster(args)
     limit = {} if args.max_chunk_passes is None else {"max_chunk_passes": args.max_chunk_passes}
     options = SimOptions(chunk_bytes=args.chunk_bytes, symmetry=not args.no_symmetry,
-                         trace=bool(args.trace), **limit)
+                         trace=args.trace is not None, **limit)
     injected = [F.parse_straggler(x) for x in getattr(args, "straggler", [])] + \
         [F.parse_degraded_link(x) for x in getattr(args, "degraded_link", [])]
     graph = None
@@ -113,7 +114,7 @@ def run(args) -> dict:
         out["faults"] = [f.describe() for f in injected]
     if args._config is not None:
         out |= args._config
-    if args.trace:
+    if args.trace is not None:
         from wsim.engine.trace import write_trace
 
         try:

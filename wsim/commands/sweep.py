@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from models.suggest import hint
-from wsim.commands.common import cluster_help
+from wsim.commands.common import check_output, cluster_help
 from wsim.errors import ConfigError
 from wsim.cluster.job import MICRO_BATCH_POLICIES
 from wsim.studies.sweep import KINDS
@@ -25,12 +25,14 @@ def register(sub) -> None:
                                                 "default 8)")
     size.add_argument("--batch", help="comma-separated global batches in sequences (strong scaling)")
     p.add_argument("--seq", type=int, default=2048)
-    p.add_argument("--cluster", default="cs2", help=cluster_help("(simulate/analytic)"))
-    p.add_argument("--gpu", default="a100-80gb", help="comma-separated GPU types (kind gpu)")
-    p.add_argument("--micro-batches", default="best",
-                   help="micro-batches per system: best (default), fit or an integer (as in simulate)")
-    p.add_argument("--batch-tiling-attention", type=int, default=0, metavar="B",
-                   help="Batch Tiling on Attention: attention in tiles of B sequences (default 0: off)")
+    p.add_argument("--cluster", default=None, help=cluster_help("(simulate/analytic; default cs2)"))
+    p.add_argument("--gpu", default=None, help="comma-separated GPU types (kind gpu; default a100-80gb)")
+    p.add_argument("--micro-batches", default=None,
+                   help="micro-batches per system: best (default), fit or an integer (as in simulate; "
+                        "simulate/analytic)")
+    p.add_argument("--batch-tiling-attention", type=int, default=None, metavar="B",
+                   help="Batch Tiling on Attention: attention in tiles of B sequences (default 0: off; "
+                        "simulate/analytic)")
     p.add_argument("--out", default="results/sweep.csv", help="output .csv or .json (resumable)")
     p.add_argument("--no-resume", action="store_true", help="recompute rows already in --out")
     p.add_argument("--jobs", type=int, default=1, help="local worker processes (default 1)")
@@ -62,13 +64,24 @@ def run(args) -> dict:
     if unknown or not models:
         raise ConfigError(f"--models: unknown model(s) {unknown}; " + (
             "; ".join(f"{m}: {hint(m, zoo.names(), 'models/zoo.py')}" for m in unknown) or "none given"))
+    # a flag the kind does not read is refused, not dropped
+    unread = (("--cluster", args.cluster), ("--micro-batches", args.micro_batches),
+              ("--batch-tiling-attention", args.batch_tiling_attention)) if args.kind == "gpu" \
+        else (("--gpu", args.gpu),)
+    given = [flag for flag, value in unread if value is not None]
+    if given:
+        raise ConfigError(f"kind {args.kind} does not use {', '.join(given)}; drop "
+                          f"{'it' if len(given) == 1 else 'them'}")
+    cluster = "cs2" if args.cluster is None else args.cluster
+    micro_batches = "best" if args.micro_batches is None else args.micro_batches
+    tile = 0 if args.batch_tiling_attention is None else args.batch_tiling_attention
     if args.kind == "gpu":
         if args.systems:
             raise ConfigError("kind gpu takes --gpus, not --systems")
         counts = _ints(args.gpus, "--gpus")
         from wsim.gpu import GPUS
 
-        gpus = [g.strip() for g in args.gpu.split(",") if g.strip()]
+        gpus = [g.strip() for g in ("a100-80gb" if args.gpu is None else args.gpu).split(",") if g.strip()]
         bad = [g for g in gpus if g not in GPUS]
         if bad or not gpus:
             raise ConfigError(f"--gpu: unknown GPU type(s) {bad}; " + (
@@ -80,20 +93,22 @@ def run(args) -> dict:
         gpus = "a100-80gb"
         from wsim.cluster import generations
 
-        generations.load(args.cluster, 1)  # a bad preset or file fails here, once, not per point
+        generations.load(cluster, 1)  # a bad preset or file fails here, once, not per point
     if args.jobs <= 0:
         raise ConfigError(f"--jobs must be a positive integer, got {args.jobs}")
-    if args.micro_batches not in MICRO_BATCH_POLICIES:
-        _ints(args.micro_batches, "--micro-batches")
-    if args.batch_tiling_attention < 0:
-        raise ConfigError(f"--batch-tiling-attention must be a positive integer (or 0: off), "
-                          f"got {args.batch_tiling_attention}")
-    if args.batch:
+    if micro_batches not in MICRO_BATCH_POLICIES:
+        _ints(micro_batches, "--micro-batches")
+    if tile < 0:
+        raise ConfigError(f"--batch-tiling-attention must be a positive integer (or 0: off), got {tile}")
+    check_output(args.out, "--out")
+    check_output(args.plot, "--plot")
+    if args.batch is not None:
         sizes = {"batch": _ints(args.batch, "--batch")}
     else:
-        sizes = {"seqs_per_system": _ints(args.seqs_per_system or "8", "--seqs-per-system")}
-    points = grid(models, counts, kind=args.kind, seq=args.seq, cluster=args.cluster, gpu=gpus,
-                  micro_batches=args.micro_batches, attention_tile_seqs=args.batch_tiling_attention, **sizes)
+        sizes = {"seqs_per_system": _ints("8" if args.seqs_per_system is None else args.seqs_per_system,
+                                          "--seqs-per-system")}
+    points = grid(models, counts, kind=args.kind, seq=args.seq, cluster=cluster, gpu=gpus,
+                  micro_batches=micro_batches, attention_tile_seqs=tile, **sizes)
     result = run_grid(points, out=args.out, jobs=args.jobs, scheduler=args.scheduler,
                       resume=not args.no_resume, progress=not args.quiet)
     out = result.to_dict()
@@ -101,7 +116,7 @@ def run(args) -> dict:
     if rows and not c["ok"] and not c["failed"]:  # nothing ran: bad input, one line, exit 2
         raise ConfigError(f"none of the {len(rows)} sweep points is valid (first: {rows[0]['key']}: "
                           f"{rows[0]['error']}); every row is in {out['out']}")
-    if args.plot:
+    if args.plot is not None:
         from wsim.studies.plots import sweep_plot
 
         try:

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from wsim.commands.common import add_json_arg, apply_config, cluster_help
+from wsim.commands.common import add_json_arg, apply_config, check_output, cluster_help, refuse_empty
 from wsim.errors import ConfigError
 from wsim.cluster.sparsity import Density
 
@@ -22,7 +22,8 @@ def register(sub) -> None:
     src.add_argument("--config", metavar="PARAMS.yaml",
                      help="a Cerebras Model Zoo config: its model (initialised with --init-seed), batch, "
                           "num_csx, micro-batch size and sparsity; flags given beside it override them")
-    p.add_argument("--init-seed", type=int, default=0)
+    p.add_argument("--init-seed", type=int, default=None,
+                   help="seed of the initial weights of --model / --config (default 0)")
     p.add_argument("--data", required=True, help="tokens.npy: int array of shape (rows, seq+1)")
     p.add_argument("--systems", type=int, default=None, help="default 1")
     p.add_argument("--steps", type=int, default=1)
@@ -107,11 +108,15 @@ def load_model(args, dtype: str = "float32"):
         raise ConfigError("give exactly one of --checkpoint DIR, --model NAME or --config PARAMS.yaml")
     if args.checkpoint and args.model:
         raise ConfigError("give exactly one of --checkpoint DIR or --model NAME")
+    if args.checkpoint and args.init_seed is not None:
+        raise ConfigError("--init-seed seeds the weights of --model or --config; a --checkpoint brings "
+                          "its own: drop --init-seed")
+    seed = 0 if args.init_seed is None else args.init_seed
     try:
         if config_model is not None and not args.checkpoint and not args.model:
             check_fits_memory(config_model.params, dtype, config_model.name)
             cfg = registry.config_from_spec(config_model)
-            weights = cfg.init_weights(args.init_seed, torch.float32)
+            weights = cfg.init_weights(seed, torch.float32)
         elif args.checkpoint:
             cfg, weights = hf.load_checkpoint(args.checkpoint)
         else:
@@ -122,7 +127,7 @@ def load_model(args, dtype: str = "float32"):
                 spec = zoo.get(name)
             check_fits_memory(spec.params, dtype, spec.name)
             cfg = registry.config_from_spec(spec)
-            weights = cfg.init_weights(args.init_seed, torch.float32)
+            weights = cfg.init_weights(seed, torch.float32)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     return cfg, weights
@@ -162,6 +167,9 @@ def run(args) -> dict:
             raise ConfigError(f"--checkpoint-every must be a positive integer, got {args.checkpoint_every}")
         if not args.checkpoint_dir:
             raise ConfigError("--checkpoint-every needs --checkpoint-dir DIR")
+    refuse_empty(args, "checkpoint", "model", "config", "resume")
+    check_output(args.save, "--save", folder=True)
+    check_output(args.checkpoint_dir, "--checkpoint-dir", folder=True)
     ckpt = None
     config = None
     if args.resume:
@@ -173,8 +181,9 @@ def run(args) -> dict:
     else:
         config = apply_config(args, {"systems": 1, "micro_batches": "auto"})
     if args.resume:
-        if args.checkpoint or args.model:
-            raise ConfigError("--resume takes the model from the checkpoint; drop --checkpoint/--model")
+        if args.checkpoint or args.model or args.init_seed is not None:
+            raise ConfigError("--resume takes the model and its weights from the checkpoint; drop "
+                              "--checkpoint/--model/--init-seed")
         ckpt = ck.load(args.resume)
         cfg, weights = ckpt.cfg, ckpt.weights
     else:
@@ -190,6 +199,9 @@ def run(args) -> dict:
                               f"(its data position is step x batch)")
         first = ckpt.step
     hyper = hyper_parameters(args, ckpt)
+    if args.mask_seed is not None and hyper["density"] == DEFAULTS["density"]:
+        raise ConfigError("--mask-seed seeds the masks of sparse training; the run is dense: give "
+                          "--density or drop --mask-seed")
     cluster = generations.load(args.cluster, args.systems)
     batch = args.batch if args.batch is not None else (ckpt.batch if ckpt else args.systems)
     if not isinstance(args.steps, int) or args.steps <= 0:
@@ -209,7 +221,7 @@ def run(args) -> dict:
         weights, state, step = report.final_weights, report.optimizer_state, step + n
         losses += report.losses
         wall += report.wall_s
-        if args.checkpoint_dir:
+        if args.checkpoint_dir is not None:
             try:
                 path = ck.save_latest(args.checkpoint_dir, cfg, weights, state, step=step, batch=batch,
                                       train=hyper, data_sha256=fingerprint)
@@ -223,7 +235,7 @@ def run(args) -> dict:
         out["checkpoints"] = saved
     if config is not None:
         out |= config
-    if args.save:
+    if args.save is not None:
         from models import hf
 
         try:

@@ -28,7 +28,7 @@ from wsim.cluster import hardware
 from wsim.cluster import generations
 from wsim.cluster import sparsity
 from wsim.engine.run import SimOptions, Simulation
-from wsim.errors import ConfigError, positive, require
+from wsim.errors import ConfigError, non_negative, positive, require
 from wsim.functional import sparse
 from wsim.functional.executor import TrainingPayload
 from wsim.cluster.job import TrainingJob
@@ -105,8 +105,7 @@ def train(cfg: DecoderConfig, weights: dict[str, Tensor], data: Tensor, *, syste
     require(torch_dtype in DTYPES.values(), f"dtype must be float32 or float64, got {dtype!r}")
     positive("lr", lr)
     positive("eps", eps)
-    require(isinstance(weight_decay, (int, float)) and weight_decay >= 0,
-            f"weight_decay must be >= 0, got {weight_decay!r}")
+    non_negative("weight_decay", weight_decay)
     require(len(betas) == 2 and all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas),
             f"betas must be two numbers in [0, 1), got {betas!r}")
     if grad_clip is not None:

@@ -249,12 +249,13 @@ def check_experts(plan: Plan, model: ModelSpec) -> None:
     experts = model.experts
     if not experts:
         if plan.ep > 1 or plan.etp is not None or plan.moe_capacity_factor is not None \
+                or plan.moe_imbalance != 1.0 \
                 or plan.moe_ep_overlap or plan.moe_max_nodes is not None or plan.moe_fp8_dispatch \
                 or plan.moe_dispatcher != "alltoall" or plan.moe_router_graphs:
             raise ConfigError(f"model {model.name!r} has no experts: ep {plan.ep}, etp {plan.etp}, "
-                              "moe_capacity_factor, moe_ep_overlap, moe_max_nodes, moe_fp8_dispatch, "
-                              "moe_dispatcher and moe_router_graphs need a mixture-of-experts model; "
-                              "drop them")
+                              "moe_capacity_factor, moe_imbalance, moe_ep_overlap, moe_max_nodes, "
+                              "moe_fp8_dispatch, moe_dispatcher and moe_router_graphs need a "
+                              "mixture-of-experts model; drop them")
         return
     if not STACKS[plan.stack].expert_parallel:
         raise ConfigError(f"stack {plan.stack} does not run mixtures of experts on GPUs (modelled: "

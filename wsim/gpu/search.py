@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 
 from models.spec import ModelSpec
-from wsim.errors import ConfigError
+from wsim.errors import ConfigError, positive
 from wsim.gpu.calibration import STACKS
 from wsim.gpu.inputs import make_consts, cp_runs, stacks_for
 from wsim.gpu.knobs import check_names, resolve
@@ -64,6 +64,9 @@ def search(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, gpu="a10
     (1 or tp: Megatron's default and the MoE README's advice for fine-grained experts); a dense
     model has one expert layout (ep 1) and is searched exactly as before."""
     check_names(knobs)
+    for name, size in (("tp", tp), ("pp", pp), ("cp", cp), ("ep", ep)):  # given sizes: their own
+        if size is not None:  # check, not "no layout is possible" (a 0) or a ZeroDivisionError (ep 0)
+            positive(name, size, integer=True)
     c = make_consts(model, seq=seq, batch=batch, gpus=gpus, gpu=gpu, efficiency=efficiency,
                     attention=attention, precision=precision, dropout=dropout,
                     nic_bytes_per_s=nic_bytes_per_s, nvlink_bytes_per_s=nvlink_bytes_per_s, fabric=fabric)
@@ -87,6 +90,8 @@ def search(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, gpu="a10
     sps = _choices(sequence_parallel, (False, True), "sequence_parallel")
     zeros = _choices(zero, (0, 1, 2, 3), "zero")
     stacks = stacks_for(c, stack, zero=zero, cp=cp)
+    if zero is not None and pp is not None:  # a given ZeRO stage no stack runs with the given pp: the
+        _plan_check(stacks, pp=pp, zero=zero)  # plan's own refusal, not "no plan fits"
     if any(v is not None for v in knobs.values()):
         stacks = [st for st in stacks if _knob_variants(st, c.fp8, True, 1, knobs, {})] or stacks
     variants: dict = {}
@@ -344,13 +349,16 @@ def _expert_layouts(model, ep, etp, capacity, imbalance, ep_overlap):
     """None for a dense model (after checking that no expert option was given), else the given
     or searchable (ep, etp) and the load (``wsim.gpu.moe.load``)."""
     if not model.experts:
-        if ep not in (None, 1) or etp is not None or capacity is not None or ep_overlap:
-            Plan(ep=ep or 1, etp=etp, moe_capacity_factor=capacity, moe_ep_overlap=ep_overlap,
+        if ep not in (None, 1) or etp is not None or capacity is not None or ep_overlap \
+                or imbalance != 1.0:
+            Plan(ep=1 if ep is None else ep, etp=etp, moe_capacity_factor=capacity,
+                 moe_imbalance=imbalance, moe_ep_overlap=ep_overlap,
                  stack="megatron-core")  # the values' own checks first
             raise ConfigError(f"model {model.name!r} has no experts: ep {ep}, etp {etp}, "
-                              "moe_capacity_factor and moe_ep_overlap need a mixture-of-experts model; drop them")
+                              "moe_capacity_factor, moe_imbalance and moe_ep_overlap need a "
+                              "mixture-of-experts model; drop them")
         return None
-    Plan(ep=ep or 1, etp=etp, moe_capacity_factor=capacity, moe_imbalance=imbalance,
+    Plan(ep=1 if ep is None else ep, etp=etp, moe_capacity_factor=capacity, moe_imbalance=imbalance,
          moe_ep_overlap=ep_overlap, stack="megatron-core")  # type and range checks of the given values
     eps = [ep] if ep is not None else divisors(model.experts)
     if ep is not None and model.experts % ep:
@@ -376,6 +384,19 @@ def _with_experts(stacks, layouts, tp: int, cp_dp: int, sps):
             for e in eps:
                 if (tp * cp_dp) % (e * et) == 0:
                     yield st, (e, et, (e, et) + ld)
+
+
+def _plan_check(stacks, **fields) -> None:
+    """Raise the first stack's refusal of a Plan with ``fields`` unless some stack accepts it."""
+    errors = []
+    for st in stacks:
+        try:
+            Plan(stack=st.name, **fields)
+            return
+        except ConfigError as exc:
+            errors.append(exc)
+    if errors:
+        raise errors[0]
 
 
 def _knob_variants(st, fp8: bool, sp: bool, zero: int, given: dict, cache: dict) -> tuple:

@@ -41,8 +41,15 @@ class PriceTable:
         require(isinstance(self.usd_per_device_hour, dict),
                 f"prices.usd_per_device_hour must be an object of device: price, got "
                 f"{self.usd_per_device_hour!r}")
+        from models.suggest import hint
+        from wsim.cluster.generations import GENERATIONS
+        from wsim.gpu import GPUS
+
+        devices = sorted(GENERATIONS) + sorted(GPUS)
         for k, v in self.usd_per_device_hour.items():
             require(isinstance(k, str), f"prices.usd_per_device_hour keys must be device names, got {k!r}")
+            # an unknown name would never be priced: refused rather than silently unused
+            require(k in devices, f"prices.usd_per_device_hour: unknown device {k!r}; {hint(k, devices)}")
             positive(f"prices.usd_per_device_hour[{k!r}]", v)
 
     def to_dict(self) -> dict:

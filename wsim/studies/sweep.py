@@ -210,7 +210,10 @@ class _Appender:
     def __init__(self, path: Path | None, kept: list[dict]):
         self.path, self.rows = path, list(kept)
         if path is not None:
-            write_rows(path, self.rows)
+            try:
+                write_rows(path, self.rows)
+            except OSError as exc:  # before any point runs: bad input, not a failed sweep
+                raise ConfigError(f"cannot write --out {str(path)!r}: {exc.strerror}") from None
 
     def add(self, row: dict) -> None:
         self.rows.append(row)
@@ -254,7 +257,7 @@ def _executor(jobs: int, scheduler):
         own = isinstance(scheduler, str)
         try:
             client = Client(scheduler, timeout="10s") if own else scheduler
-        except (OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError, ValueError) as exc:  # ValueError: not an address (no port)
             raise ConfigError(f"cannot reach the Dask scheduler {scheduler!r}: {exc}") from None
 
         def submit(points):
