@@ -34,6 +34,7 @@ import dataclasses
 
 from models import zoo
 from wsim.gpu.published_bridge26 import moe_rows
+from wsim.gpu.published_nemo_moe import rows as nemo_moe_rows
 from wsim.gpu.rows import DEVELOPMENT, VALIDATION, Row, moe_plan
 
 _MCORE_MOE = ("github.com/NVIDIA/Megatron-LM megatron/core/transformer/moe/README.md @ c230e0d7 "
@@ -214,4 +215,4 @@ def _deepseek() -> list[Row]:
 
 
 def validation_rows() -> list[Row]:
-    return _mcore() + _bridge() + _deepseek() + moe_rows(MODELS)
+    return _mcore() + _bridge() + _deepseek() + moe_rows(MODELS) + nemo_moe_rows()
