@@ -75,7 +75,9 @@ def test_recipes_as_the_release_tags_set_them():
         p = r.plan
         assert p["moe_dispatcher"] == "alltoall" and not p["moe_ep_overlap"]
         assert p["moe_capacity_factor"] == 1.0 and p["moe_pad_to_capacity"]  # MegatronTokenDropCallback
-        assert p["recompute"] == "none" and p["etp"] == 1 and p["zero"] == 1
+        assert p["recompute"] == "none" and p["zero"] == 1
+        # ETP: the 25.02 B200 CSV line's 1; else not stated, Megatron-Core's default (TP)
+        assert p["etp"] == (1 if name == "25.02-mixtral-8x22b-fp8-b200-256" else p["tp"])
         assert p["cuda_graphs"] == ("8x7b" in name)  # B200 8x7B (25.02 script), GB200 8x7B (csv)
         if p["tp"] > 1:
             assert p["tp_comm_overlap"] is False and p["sequence_parallel"]
@@ -101,7 +103,7 @@ def test_group_is_registered_and_in_the_generated_table():
     moe = G.moe()
     assert all(f"| nemo-moe/{n} |" in moe for n in PAGE)
     assert "| " + G.MOE_NAMES["nemo-moe"] + " | 4 |" in moe
-    assert "TP2 PP4 CP8 VP14 EP8 ETP1, 1, 64" in moe
+    assert "TP2 PP4 CP8 VP14 EP8 ETP1, 1, 64" in moe and "TP2 PP4 CP8 VP14 EP8 ETP2, 1, 64" in moe
 
 
 def test_predictions_as_reported(capsys):

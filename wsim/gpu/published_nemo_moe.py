@@ -29,9 +29,14 @@ mixtral.py lines 58-64) sets moe_token_dispatcher_type "alltoall", top-2 of 8 wi
 and no recompute, no moe_grouped_gemm (Megatron-Core's default: the per-expert loop; one local expert
 at EP 8, so nothing to group). CUDA graphs: v2.2.0 pretrain_mixtral_8x7b.py lines 70-72 enable them
 on B200 only; 8x22b.py sets none; v2.3.0 takes them from model_configs_gb200.csv (Mixtral 8x7B fp8
-line 17: cuda_graphs 1; no 8x22B line, so utils.py lines 199-200 leave them off). FP8: v2.2.0
+line 17: cuda_graphs 1; no 8x22B line, so utils.py lines 199-200 leave them off, and its ETP is
+Megatron-Core's default, TP: 2; the 25.02 B200 line sets etp_size 1). FP8: v2.2.0
 bf16_with_fp8_mixed (per-tensor delayed scaling); v2.3.0 utils.py lines 340-351 by --fp8_recipe
 (default "ds", delayed scaling; the 25.04 page says current scaling): wsim times both as FP8.
+
+Sequence: the 8x22B rows print 65,536 (v2.2.0 recipes/mixtral_8x22b.py line 187 sets it; v2.3.0's
+line 187 says 4,096 and its script sets no other, so the 25.04 run set it by hand: the printed figure
+is taken; its Model TFLOP/s cell, cut after "10" in the stored copy, fits 65,536, 1,008, not 661).
 
 Left out, named: the DGX-H100 tables of both pages (and the 25.04 DGX-B200 table) hold Mixtral rows
 too, but the stored copies of the pages end before them: no printed figure to copy.
@@ -72,7 +77,11 @@ def rows() -> list[Row]:
     out = []
     for (ver, system, tag, gpus, gbs, mbs, seq, tp, pp, cp, vp, ep, tps, graphs, line,
          graphs_note) in _ROWS:
-        plan = {**moe_plan(tp, pp, vp, mbs, ep, "fp8", recompute="none", cuda_graphs=graphs,
+        # ETP: model_configs_b200.csv etp_size 1 for the 8x22B (v2.2.0 line 19); empty for the 8x7B
+        # and no GB200 8x22B line at v2.3.0: None, Megatron-Core's default (initialize_model_parallel:
+        # expert_tensor_parallel_size None -> tensor_model_parallel_size)
+        etp = 1 if (tag, ver) == ("8x22b", "25.02") else tp
+        plan = {**moe_plan(tp, pp, vp, mbs, ep, "fp8", etp=etp, recompute="none", cuda_graphs=graphs,
                            moe_dispatcher="alltoall", moe_ep_overlap=False,
                            moe_capacity_factor=TOKEN_DROP_CAPACITY, moe_pad_to_capacity=True,
                            tp_comm_overlap=False if tp > 1 else None),
@@ -83,8 +92,12 @@ def rows() -> list[Row]:
                  graphs_note,
                  "no recompute (the recipe sets none: Megatron-Core's default)",
                  "EP overlap off (not in these releases' recipes)",
-                 "ETP 1 (" + ("model_configs_b200.csv etp_size 1" if tag == "8x22b" else
-                              "etp_size empty: Megatron-Core's default, TP = 1") + ")",
+                 f"ETP {etp} (" + ("v2.2.0 model_configs_b200.csv line 19: etp_size 1"
+                                   if (tag, ver) == ("8x22b", "25.02") else
+                                   "etp_size empty: Megatron-Core's default, ETP = TP" if tag == "8x7b"
+                                   else "not stated, no GB200 8x22B line in v2.3.0's "
+                                   "model_configs_gb200.csv: Megatron-Core's default, ETP = TP; with "
+                                   "the B200 line's ETP 1 the model is 3,320, +21.6%") + ")",
                  ("FP8 per-tensor delayed scaling (bf16_with_fp8_mixed)" if ver == "25.02" else
                   "FP8 per-tensor (the page: current scaling; the script's default: delayed)")
                  + ", timed as FP8",
@@ -95,7 +108,11 @@ def rows() -> list[Row]:
         if tag == "8x22b":
             notes.append("printed 'GBS | MBS' = '1 | 64': GBS 64, MBS 1 (GA 16 = 64 / (DP 4 x MBS 1); "
                          "model_configs_b200.csv mbs 1, gbs 64)")
-            notes.append("CP 8 at sequence 65,536 (the recipe's seq_length 65536)")
+            notes.append("CP 8 at sequence 65,536, as printed" + (
+                " (v2.2.0 recipes/mixtral_8x22b.py line 187: seq_length 65536)" if ver == "25.02" else
+                " (v2.3.0's recipe says 4,096 and its script sets no other: the run set it; the "
+                "stored copy's Model TFLOP/s cell, cut after '10', fits 65,536: 1,008 at 65,536, "
+                "661 at 4,096)"))
         out.append(Row("nemo-moe", f"{ver}-mixtral-{tag}-fp8-{system.lower()}-{gpus}", VALIDATION,
                        MODELS[tag], _GPU[system], gpus, gbs, seq, "tokens_per_s_per_gpu",
                        float(tps), _SRC.format(ver, system, line.split(" | ")[0]), plan,
