@@ -40,6 +40,7 @@ DENSE_NAMES = {
 MOE_NAMES = {"mcore-moe": "mcore-moe (Megatron-Core README, Mixtral 8x7B)",
              "bridge-moe": "bridge-moe (Megatron-Bridge 25.09/25.11)",
              "bridge26-moe": "bridge26-moe (Megatron-Bridge 26.04.01)",
+             "nemo-moe": "nemo-moe (NeMo 25.02/25.04, Mixtral)",
              "deepseek-v3": "deepseek-v3 (technical report)"}
 UNITS = {"tflops_model": "TFLOP/s", "tokens_per_s_per_gpu": "tok/s/GPU"}
 
@@ -115,7 +116,8 @@ def moe() -> str:
            "recompute (the recipe's; else the fastest that fits) |", "|---|---|---|---|---|---|---|---|"]
     for p in preds:
         r, pl = p.row, p.report.plan
-        out.append(f"| {r.label} | {r.gpus} {r.gpu} | TP{pl.tp} PP{pl.pp} VP{pl.interleave} EP{pl.ep} ETP{pl.etp}, "
+        cp = f" CP{pl.cp}" if pl.cp > 1 else ""
+        out.append(f"| {r.label} | {r.gpus} {r.gpu} | TP{pl.tp} PP{pl.pp}{cp} VP{pl.interleave} EP{pl.ep} ETP{pl.etp}, "
                    f"{pl.micro_batch}, {r.batch} | {_recipe(p)} | {r.published:,.0f} {UNITS[r.metric]} | "
                    f"{p.predicted:,.0f} | {signed(p.error)} | {_recompute(p)} |")
     lo, hi = MOE_WITHIN

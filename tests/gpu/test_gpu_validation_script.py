@@ -12,7 +12,8 @@ def test_quick_run_writes_csv_png_and_reading(tmp_path):
     assert names == {"gpu_validation.csv", "gpu_validation_groups.csv",
                      "gpu_validation_alternatives.csv", "gpu_validation_moe.csv", "gpu_validation.png"}
     moe = read_csv(tmp_path / "gpu_validation_moe.csv")
-    assert {r["group"] for r in moe} == {"mcore-moe", "bridge-moe", "deepseek-v3", "bridge26-moe"}
+    assert {r["group"] for r in moe} == {"mcore-moe", "bridge-moe", "deepseek-v3", "bridge26-moe",
+                                            "nemo-moe"}
     assert all(int(r["ep"]) > 1 for r in moe)
     assert (tmp_path / "gpu_validation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = read_csv(tmp_path / "gpu_validation.csv")

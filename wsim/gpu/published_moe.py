@@ -20,6 +20,8 @@ per source:
 - ``deepseek-v3``: DeepSeek-V3 technical report (arXiv 2412.19437): 2,048 H800, PP 16, EP 64 over
   8 nodes, ZeRO-1 data parallelism, no TP, FP8, DualPipe; 180K H800 GPU-hours per trillion tokens
   (Table 1) = 1e12 / (180e3 x 3600) = 1,543 tokens/s/GPU; batch 15,360 sequences of 4,096 (sec. 4.2).
+- ``bridge26-moe`` (``wsim.gpu.published_bridge26``) and ``nemo-moe`` (``wsim.gpu.published_nemo_moe``:
+  NeMo 25.02 / 25.04 Mixtral rows), registered below.
 
 Left out, named: GPT-OSS 120B (alternating sliding-window attention and attention sinks: not
 modelled), DeepSeek-V3 "w/ MTP" (its multi-token-prediction module is not in the zoo's spec), GB300
@@ -34,6 +36,7 @@ import dataclasses
 
 from models import zoo
 from wsim.gpu.published_bridge26 import moe_rows
+from wsim.gpu.published_nemo_moe import rows as nemo_moe_rows
 from wsim.gpu.rows import DEVELOPMENT, VALIDATION, Row, moe_plan
 
 _MCORE_MOE = ("github.com/NVIDIA/Megatron-LM megatron/core/transformer/moe/README.md @ c230e0d7 "
@@ -214,4 +217,4 @@ def _deepseek() -> list[Row]:
 
 
 def validation_rows() -> list[Row]:
-    return _mcore() + _bridge() + _deepseek() + moe_rows(MODELS)
+    return _mcore() + _bridge() + _deepseek() + moe_rows(MODELS) + nemo_moe_rows()
