@@ -56,6 +56,7 @@ def _brute_force(model, *, seq, batch, gpus, gpu, **opts):
                           "p2p_overlap": True, "cpu_offload_layers": 0, "recompute_modules": None,
                           "recompute_early_stop": None,  # not searched: the stack's default
                           "optimizer_bf16": None,  # not searched: a numerics choice
+                          "mtp_layers": None, "last_stage_layers": None,  # fixed plans only
                           "fp8_param_gather": opts.get("precision") == "fp8" and zero in (1, 3)}
                 sets = [None]
                 if rc == "selective" and "recompute_modules" in st.knobs:

@@ -60,6 +60,13 @@ def register(subparsers) -> None:
     p.add_argument("--moe-router-graphs", action="store_true", default=False,
                    help="router and dispatcher preprocessing in CUDA graphs (Transformer Engine "
                         "--cuda-graph-scope moe_router moe_preprocess); no --search")
+    p.add_argument("--mtp-layers", type=int, default=0, metavar="D",
+                   help="multi-token-prediction modules on the last stage (Megatron-Core "
+                        "--mtp-num-layers; DeepSeek-V3's D = 1; default 0; no --search)")
+    p.add_argument("--last-stage-layers", type=int, metavar="N",
+                   help="transformer layers on the last pipeline stage, the rest split evenly "
+                        "(Megatron-Core --decoder-last-pipeline-num-layers; default: the even "
+                        "split; no --search)")
     p.add_argument("--search", action="store_true", help="find the fastest plan that fits")
     p.add_argument("--micro-batch", default="auto", help="sequences per micro-batch, or auto")
     p.add_argument("--interleave", type=int, help="model chunks per stage (default: best that fits)")
@@ -159,7 +166,9 @@ def run(args: argparse.Namespace) -> dict:
                             ("--moe-max-nodes", args.moe_max_nodes is not None),
                             ("--moe-fp8-dispatch", args.moe_fp8_dispatch),
                             ("--moe-dispatcher", args.moe_dispatcher != "alltoall"),
-                            ("--moe-router-graphs", args.moe_router_graphs)):
+                            ("--moe-router-graphs", args.moe_router_graphs),
+                            ("--mtp-layers", args.mtp_layers != 0),
+                            ("--last-stage-layers", args.last_stage_layers is not None)):
             if given:
                 raise ConfigError(f"{flag} is modelled for a given plan only; drop --search or {flag}")
         report = search(model, seq=args.seq, batch=args.batch, gpus=args.gpus, gpu=args.gpu,
@@ -176,7 +185,8 @@ def run(args: argparse.Namespace) -> dict:
                           allow_oom=args.allow_oom, moe_pad_to_capacity=args.moe_pad_to_capacity,
                           moe_max_nodes=args.moe_max_nodes, moe_fp8_dispatch=args.moe_fp8_dispatch,
                           moe_dispatcher=args.moe_dispatcher,
-                          moe_router_graphs=args.moe_router_graphs, **opts)
+                          moe_router_graphs=args.moe_router_graphs, mtp_layers=args.mtp_layers,
+                          last_stage_layers=args.last_stage_layers, **opts)
     return report.to_dict()
 
 

@@ -32,7 +32,9 @@ def best_for_plan(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, g
              moe_imbalance: float = 1.0, moe_ep_overlap: bool = False,
              moe_max_nodes: int | None = None, moe_fp8_dispatch: bool = False,
              moe_pad_to_capacity: bool = False, moe_dispatcher: str = "alltoall",
-             moe_router_graphs: bool = False, **knobs) -> tuple[Consts, Plan, Evaluation, list]:
+             moe_router_graphs: bool = False, mtp_layers: int | None = 0,
+             last_stage_layers: int | None = None,
+             **knobs) -> tuple[Consts, Plan, Evaluation, list]:
     """Step time, throughput and memory per GPU of ``model`` on ``gpus`` GPUs with plan
     tp x cp x pp (x dp, the rest).
 
@@ -42,9 +44,16 @@ def best_for_plan(model: ModelSpec, *, seq: int = 2048, batch: int, gpus: int, g
     options of ``wsim.gpu.knobs`` (None or absent: the stack's default). A mixture of experts:
     ``ep``, ``etp`` (None: tp), ``moe_capacity_factor``, ``moe_imbalance``, ``moe_ep_overlap``,
     ``moe_max_nodes``, ``moe_fp8_dispatch``, ``moe_pad_to_capacity``, ``moe_dispatcher``,
-    ``moe_router_graphs`` (``wsim.gpu.plan``).
+    ``moe_router_graphs`` (``wsim.gpu.plan``). ``mtp_layers``, ``last_stage_layers``: multi-token
+    prediction and the last stage's layers (``wsim.gpu.mtp``).
     """
     check_names(knobs)
+    # carried with the knobs (wsim.gpu.knobs.LAYOUT); absent at their defaults, checked by the plan
+    knobs = dict(knobs)
+    if mtp_layers is not None and not (type(mtp_layers) is int and mtp_layers == 0):
+        knobs["mtp_layers"] = mtp_layers
+    if last_stage_layers is not None:
+        knobs["last_stage_layers"] = last_stage_layers
     c = make_consts(model, seq=seq, batch=batch, gpus=gpus, gpu=gpu, efficiency=efficiency,
                     attention=attention, precision=precision, dropout=dropout,
                     nic_bytes_per_s=nic_bytes_per_s, nvlink_bytes_per_s=nvlink_bytes_per_s, fabric=fabric)

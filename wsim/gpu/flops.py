@@ -169,21 +169,44 @@ def recompute_fwd_flops_per_token(model: ModelSpec, seq: int, recompute: str,
     return 0.0
 
 
-def model_flops_per_step(model: ModelSpec, *, seq: int, batch: int) -> float:
+def mtp_fwd_flops_per_token(model: ModelSpec, seq: int) -> float:
+    """One multi-token-prediction module's forward FLOPs a token (``wsim.gpu.mtp``), as Megatron-LM
+    counts them (megatron/training/training.py @ d98e8a64, num_floating_point_operations): a block
+    of the last layer's kind (``num_moe_layers += last_layer_is_moe * mtp_num_layers``), the norms
+    and the projection (2 x (3h + 2h^2)) and a second pass of the head (``mtp_num_layers + 1``)."""
+    shape = block_shape(model)
+    h = shape.hidden
+    if model.experts:
+        attention = shape.attention_linear_params if shape.mla else h * shape.qkv_out + shape.q * h
+        last = model.layers - 1
+        mlp = model.moe_params(active=True) if last in model.sparse_layers \
+            else (3 if shape.gated else 2) * h * shape.ffn
+        block = 2.0 * (attention + mlp) + attention_core_fwd_flops_per_token(model, seq)
+    else:
+        block = block_fwd_flops_per_token(model, seq)
+    return block + 2.0 * (3.0 * h + 2.0 * h * h) + head_fwd_flops_per_token(model)
+
+
+def model_flops_per_step(model: ModelSpec, *, seq: int, batch: int, mtp_layers: int = 0) -> float:
     tokens = float(batch) * seq
-    return tokens * 3.0 * (model.layers * block_fwd_flops_per_token(model, seq)
-                           + head_fwd_flops_per_token(model))
+    out = tokens * 3.0 * (model.layers * block_fwd_flops_per_token(model, seq)
+                          + head_fwd_flops_per_token(model))
+    if mtp_layers:  # multi-token prediction, counted as Megatron-LM counts it
+        out += tokens * 3.0 * mtp_layers * mtp_fwd_flops_per_token(model, seq)
+    return out
 
 
 def hardware_flops_per_step(model: ModelSpec, *, seq: int, batch: int, recompute: str,
-                            modules: tuple = ("core_attn",)) -> float:
+                            modules: tuple = ("core_attn",), mtp_layers: int = 0) -> float:
+    """Model FLOPs plus the recomputed forward work (the MTP modules' blocks as the mean block's)."""
     tokens = float(batch) * seq
-    extra = tokens * model.layers * recompute_fwd_flops_per_token(model, seq, recompute, modules)
+    extra = tokens * (model.layers + mtp_layers) * recompute_fwd_flops_per_token(model, seq,
+                                                                                recompute, modules)
     if recompute == "selective" and "mlp" in modules:  # the dense blocks' MLPs (wsim.gpu.recompute)
         shape = block_shape(model)
         dense = model.layers - (len(model.moe_layers) if model.experts else 0)
         extra += tokens * dense * 2.0 * model.hidden * model.ffn * (3 if shape.gated else 2)
-    return model_flops_per_step(model, seq=seq, batch=batch) + extra
+    return model_flops_per_step(model, seq=seq, batch=batch, mtp_layers=mtp_layers) + extra
 
 
 def megatron_flops_per_step(*, batch: int, seq: int, layers: int, hidden: int, vocab: int) -> float:

@@ -82,7 +82,11 @@ KNOBS = ("tp_comm_overlap", "grad_reduce_fp32", "fp8_param_gather", "cuda_graphs
          "cpu_offload_layers", "recompute_modules", "recompute_early_stop", "optimizer_bf16")
 BOOL_KNOBS = KNOBS[:5]
 # Megatron-Core's, Transformer Engine's and the distributed optimizer's (recompute_early_stop: PyTorch's)
-MEGATRON_KNOBS = KNOBS[:7] + ("optimizer_bf16",)
+MEGATRON_KNOBS = KNOBS[:7] + ("optimizer_bf16", "mtp_layers", "last_stage_layers")
+# Carried beside the knobs (fields of ``Knobs``, so that a stage's cost is keyed on them) but not
+# performance options: the training objective's multi-token prediction and the pipeline layout
+# (``wsim.gpu.mtp``); plan fields and CLI flags of their own, fixed plans only
+LAYOUT = ("mtp_layers", "last_stage_layers")
 
 
 def check_names(given: dict) -> None:
@@ -116,6 +120,8 @@ class Knobs(NamedTuple):
     recompute_modules: tuple = DEFAULT_RECOMPUTE  # under recompute "selective" (wsim.gpu.recompute)
     recompute_early_stop: bool = False  # under recompute "full": the down projection not rerun
     optimizer_bf16: bool = False  # the distributed optimizer's master weights and moments in bf16
+    mtp_layers: int = 0  # multi-token-prediction modules on the last stage (wsim.gpu.mtp)
+    last_stage_layers: int | None = None  # transformer layers on the last stage (None: even split)
 
     @property
     def grad_bytes(self) -> float:
@@ -181,6 +187,19 @@ def resolve(stack, *, fp8: bool, sp: bool, zero: int, given: dict | None = None)
         raise ConfigError(f"plan.optimizer_bf16 is the distributed optimizer's state dtype: it needs "
                           f"--zero 1 (the plan has zero {zero})")
     out["optimizer_bf16"] = bool(obf)
+    for name in LAYOUT:  # wsim.gpu.mtp
+        value = given.get(name)
+        if value is None:
+            continue
+        least = 0 if name == "mtp_layers" else 1
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ConfigError(f"plan.{name} must be a whole number >= {least}, got {value!r}")
+        if value and name not in stack.knobs:
+            flag = "--mtp-num-layers" if name == "mtp_layers" \
+                else "--decoder-last-pipeline-num-layers"
+            raise ConfigError(f"stack {stack.name} has no {name} (Megatron-Core's {flag}); use "
+                              "stack megatron-core or nemo")
+        out[name] = value
     k = Knobs(**out)
     if k.tp_comm_overlap and not sp:
         raise ConfigError("plan.tp_comm_overlap needs sequence parallelism (Megatron-LM: tensor "

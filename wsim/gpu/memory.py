@@ -41,6 +41,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from wsim.gpu import mtp as mtp_cost
 from wsim.gpu.recompute import (DEFAULT as DEFAULT_RECOMPUTE, mla_latent_norm_bytes,
                                 mla_up_proj_bytes_per_token, mlp_bytes, norm_bytes)
 from wsim.gpu.stages import edge_balanced
@@ -141,13 +142,13 @@ def memory(c, tp: int, pp: int, dp: int, b: int, v: int, recompute: str, sp: boo
     parallel size that shards their optimizer state, extra stored bytes per token of a sparse
     block, one sparse block's transient dispatch buffers; ``wsim.gpu.moe``)."""
     (L, w, g, o, gathered, stored, working, logits, first_params, last_params,
-     (ew, eg, eo), mid_params, chunk_grad) = _fixed(c, tp, pp, dp, b, recompute, sp, zero, cp,
-                                                    stack, kn, sparse)
+     (ew, eg, eo), mid_params, chunk_grad, last) = _fixed(c, tp, pp, dp, b, recompute, sp, zero, cp,
+                                                          stack, kn, sparse)
     if chunk_grad:  # ZeRO-2 with pipelining: one chunk's (L/v layers') unsharded gradient
         eg += -(-L // v) * chunk_grad
     if mid_params is not None:
         return _edge_balanced(c, L, w, g, o, gathered, stored, working, logits, first_params,
-                              last_params, mid_params, pp, v, m, eg)
+                              last_params, mid_params, pp, v, m, eg, last)
     # activation offloading (pp 1): the offloaded layers' activations are in host memory
     # (Transformer Engine's peak, (layers - offloaded) x one layer's; wsim.gpu.offload)
     kept = L - kn.cpu_offload_layers if kn is not None and kn.cpu_offload_layers else L
@@ -156,17 +157,26 @@ def memory(c, tp: int, pp: int, dp: int, b: int, v: int, recompute: str, sp: boo
     if pp == 1:
         first_act += logits
         last_act = first_act
+    lw, lg, lo = ew, eg, eo  # the last stage's expert states
+    if last is not None:  # wsim.gpu.mtp: its layers, the MTP modules, a second set of logits
+        blocks, mtp_act, scale = last
+        last_act = blocks * stored + mtp_act + working + logits
+        lw, lg, lo = ew * scale, eg * scale, eo * scale
+        if pp == 1:
+            first_act += (last_act - L * stored - working - logits)  # offloaded layers stay out
+            last_act = first_act
+            first_params, ew, eg, eo = last_params, lw, lg, lo
     # the fuller of the first and the last stage (the first on a tie); totals summed as
     # MemoryBreakdown.total_bytes sums them (a dense model's expert states are 0.0: adding them
     # changes no bit)
     r = c.reserved_bytes
     first = (first_params * w + gathered + ew) + (first_params * g + eg) \
         + (first_params * o + eo) + first_act + r
-    last = (last_params * w + gathered + ew) + (last_params * g + eg) \
-        + (last_params * o + eo) + last_act + r
+    last = (last_params * w + gathered + lw) + (last_params * g + lg) \
+        + (last_params * o + lo) + last_act + r
     if last > first:
-        return MemoryBreakdown(last_params * w + gathered + ew, last_params * g + eg,
-                               last_params * o + eo, last_act, r, c.capacity_bytes, pp - 1)
+        return MemoryBreakdown(last_params * w + gathered + lw, last_params * g + lg,
+                               last_params * o + lo, last_act, r, c.capacity_bytes, pp - 1)
     return MemoryBreakdown(first_params * w + gathered + ew, first_params * g + eg,
                            first_params * o + eo, first_act, r, c.capacity_bytes, 0)
 
@@ -179,6 +189,11 @@ def _fixed(c, tp, pp, dp, b, recompute, sp, zero, cp, stack, kn, sparse) -> tupl
     if hit is not None and hit[0] is stack:
         return hit[1]
     L = -(-c.layers // pp)  # the fullest stage (uneven stages: DeepSpeed)
+    D = kn.mtp_layers if kn is not None else 0
+    last_given = kn.last_stage_layers if kn is not None else None
+    L_last = L
+    if last_given is not None and pp > 1:  # wsim.gpu.mtp: the last stage's layers given
+        L, L_last = mtp_cost.stage_split(c.layers, pp, last_given)
     if kn is not None:
         grad_bytes = kn.grad_bytes
     else:
@@ -229,7 +244,7 @@ def _fixed(c, tp, pp, dp, b, recompute, sp, zero, cp, stack, kn, sparse) -> tupl
 
     body = L * c.block_params / tp + L * c.replicated_tp(tp)  # (MLA's un-split down projections)
     mid_params = None
-    if sparse is None and stack is not None and stack.uneven_stages \
+    if sparse is None and stack is not None and stack.uneven_stages and last_given is None \
             and edge_balanced(c.layers, pp):  # wsim.gpu.stages: the edges one layer short
         mid_params = body
         body = (L - 1) * c.block_params / tp + (L - 1) * c.replicated_tp(tp)
@@ -238,14 +253,32 @@ def _fixed(c, tp, pp, dp, b, recompute, sp, zero, cp, stack, kn, sparse) -> tupl
     if pp == 1:
         first_params += c.head_params_tp(tp, pp)
         last_params = first_params
+    last = None
+    if D or L_last != L:  # wsim.gpu.mtp: (blocks, the modules' own activations, expert scale)
+        if mid_params is not None:  # edge-balanced: the last stage one layer short
+            L_last = L - 1
+        block = c.block_params / tp + c.replicated_tp(tp)
+        last_params = (L_last + D) * block + D * mtp_cost.params_tp(c, tp) + c.head_params_tp(tp, pp)
+        last_params += c.embed_params_tp(tp)  # the embedding: the first stage's, or MTP's copy
+        if pp > 1 and not D:
+            last_params -= c.embed_params_tp(tp)
+        scale = 1.0
+        if sparse is not None and sparse[0]:
+            Lm = sparse[0]
+            last_sparse = mtp_cost.sparse_on_last(c.model, L_last) if L_last != L else Lm
+            scale = (last_sparse + D * mtp_cost.last_is_sparse(c.model)) / Lm
+        last = (L_last + D, D * tokens * mtp_cost.act_bytes_per_token(c, tp, sp) + D * logits,
+                scale)
+        if pp == 1:
+            first_params = last_params
     out = (L, w, g, o, gathered, stored, working, logits, first_params, last_params, expert_states,
-           mid_params, chunk_grad)
+           mid_params, chunk_grad, last)
     c._mem[key] = (stack, out)
     return out
 
 
 def _edge_balanced(c, L, w, g, o, gathered, stored, working, logits, first_params, last_params,
-                   mid_params, pp, v, m, extra_grad: float = 0.0) -> MemoryBreakdown:
+                   mid_params, pp, v, m, extra_grad: float = 0.0, last=None) -> MemoryBreakdown:
     """The fullest of the first (L - 1 layers, the embedding, the most micro-batches in flight),
     the second (L layers, one micro-batch fewer) and the last stage (L - 1 layers, the head, the
     logits) of an edge-balanced split (wsim.gpu.stages). The first stage's chunks are taken as
@@ -255,7 +288,8 @@ def _edge_balanced(c, L, w, g, o, gathered, stored, working, logits, first_param
     stages = (
         (0, first_params, inflight_layers(L - 1, pp, v, m) * stored + working),
         (1, mid_params, inflight_layers(L, pp, v, m, rank=1) * stored + working),
-        (pp - 1, last_params, (L - 1) * stored + working + logits))
+        (pp - 1, last_params, (L - 1) * stored + working + logits if last is None
+         else last[0] * stored + last[1] + working + logits))
     best = None
     for stage, params, act in stages:
         total = (params * w + gathered) + (params * g + extra_grad) + params * o + act + r

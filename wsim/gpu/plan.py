@@ -45,7 +45,7 @@ from models.spec import ModelSpec
 from wsim.errors import ConfigError, positive
 from wsim.gpu.calibration import STACKS
 from wsim.gpu.flops import block_shape
-from wsim.gpu.knobs import KNOBS, Knobs, resolve
+from wsim.gpu.knobs import KNOBS, LAYOUT, Knobs, resolve
 from wsim.gpu.recompute import check_for_model, normalise
 
 RECOMPUTE = ("none", "selective", "full")
@@ -90,12 +90,26 @@ class Plan:
     moe_pad_to_capacity: bool = False
     moe_dispatcher: str = "alltoall"
     moe_router_graphs: bool = False
+    # multi-token prediction (Megatron-Core --mtp-num-layers; DeepSeek-V3's D) and the transformer
+    # layers of the last pipeline stage (--decoder-last-pipeline-num-layers, or a
+    # pipeline_model_parallel_layout's last stage; None: the even split): wsim.gpu.mtp. Fixed plans
+    # only; the search keeps the defaults
+    mtp_layers: int = 0
+    last_stage_layers: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("tp", "pp", "dp", "micro_batch", "interleave", "cp", "ep"):
             positive(f"plan.{name}", getattr(self, name), integer=True)
         if self.etp is not None:
             positive("plan.etp", self.etp, integer=True)
+        if isinstance(self.mtp_layers, bool) or not isinstance(self.mtp_layers, int) \
+                or self.mtp_layers < 0:
+            raise ConfigError(f"plan.mtp_layers must be a whole number >= 0 (multi-token-prediction "
+                              f"modules), got {self.mtp_layers!r}")
+        if self.last_stage_layers is not None:
+            positive("plan.last_stage_layers", self.last_stage_layers, integer=True)
+            if self.pp == 1:
+                raise ConfigError("plan.last_stage_layers needs pipeline parallelism (pp > 1)")
         if self.moe_capacity_factor is not None:
             positive("plan.moe_capacity_factor", self.moe_capacity_factor)
         if isinstance(self.moe_imbalance, bool) or not isinstance(self.moe_imbalance, (int, float)) \
@@ -158,7 +172,7 @@ class Plan:
     def knobs(self, fp8: bool) -> Knobs:
         """The options this plan runs with under precision fp8 (True) or bf16."""
         return resolve(STACKS[self.stack], fp8=fp8, sp=self.sequence_parallel, zero=self.zero,
-                       given={n: getattr(self, n) for n in KNOBS})
+                       given={n: getattr(self, n) for n in KNOBS + LAYOUT})
 
     def with_knobs(self, k: Knobs) -> "Plan":
         """This plan with every option spelled out (what a report shows)."""
@@ -195,10 +209,18 @@ def check_plan(plan: Plan, model: ModelSpec, *, batch: int, gpus: int, seq: int 
                           f"allowed tp: {', '.join(map(str, divisors(kv)))}")
     if model.ffn % plan.tp:
         raise ConfigError(f"tp {plan.tp} does not divide the model's FFN width {model.ffn}")
-    if model.layers % plan.pp and not STACKS[plan.stack].uneven_stages:
+    if model.layers % plan.pp and not STACKS[plan.stack].uneven_stages \
+            and plan.last_stage_layers is None:
         raise ConfigError(f"pp {plan.pp} does not divide the model's {model.layers} layers; "
                           f"allowed pp: {', '.join(map(str, divisors(model.layers)))}")
     per_stage = -(-model.layers // plan.pp)
+    if plan.last_stage_layers is not None:  # wsim.gpu.mtp: the other stages split the rest evenly
+        rest = model.layers - plan.last_stage_layers
+        if rest < plan.pp - 1:
+            raise ConfigError(f"plan.last_stage_layers {plan.last_stage_layers} leaves {rest} of the "
+                              f"model's {model.layers} layers for pp - 1 = {plan.pp - 1} stages: "
+                              "every stage needs a layer")
+        per_stage = -(-rest // (plan.pp - 1))  # the fullest of them (wsim.gpu.mtp.stage_split)
     if per_stage % plan.interleave:
         raise ConfigError(f"interleave {plan.interleave} does not divide the {per_stage} layers per "
                           f"pipeline stage; allowed: {', '.join(map(str, divisors(per_stage)))}")

@@ -128,6 +128,13 @@ _MOE = [
      "qwen/qwen3_workload_base_configs.py:175-184,275-278 QWEN3_235B_A22B_PRETRAIN_CONFIG_H100_FP8_CS_V2"),
 ]
 _MOE_LABELS = {"dsv3": "DeepSeekV3", "q30": "Qwen3_30B_a3B", "q235": "Qwen3_235B_a22B"}
+# DeepSeek-V3's multi-token prediction and pipeline layout (wsim.gpu.mtp), system -> transformer
+# layers on the last stage, which also holds the MTP module and the loss: GB200 (PP 4, VP 4, no
+# pp_layout in the preset) takes the recipe's layout map (src/megatron/bridge/recipes/deepseek/
+# deepseek_v3.py lines 37-45 @ v0.4.2, entry (4, 4): [E + 4t], [4t] x 14, [t + mtp + loss], 16
+# virtual stages round-robin over 4 ranks: 16, 16, 16, 13 + MTP); B200 MXFP8 the preset's
+# pp_layout "Et*4|(t*4|)*14tmL" (PP 8, VP 2: 8 x 7 stages, 4 + 1 + MTP on the last)
+_DSV3_LAST_STAGE = {"GB200": 13, "B200": 5}
 
 
 def moe_rows(models: dict) -> list[Row]:
@@ -154,9 +161,12 @@ def moe_rows(models: dict) -> list[Row]:
         notes.append("EP overlap " + ("on, with delay_wgrad_compute (the weight-gradient delay is "
                                       "not modelled)" if overlap else "off"))
         if tag == "dsv3":
-            notes.append("MLA exact (zoo); the recipe's one MTP module (mtp_num_layers 1: one more "
-                         "MoE block and a second output-head pass on the last stage) is not "
-                         "modelled: the model is expected fast by its share")
+            last = _DSV3_LAST_STAGE[system]
+            extra.update(mtp_layers=1, last_stage_layers=last)
+            notes.append(f"MLA exact (zoo); the recipe's one MTP module (mtp_num_layers 1: one more "
+                         f"MoE block, the 2h->h projection and a second output-head pass) on the "
+                         f"last stage, which holds {last} of the 61 layers (the preset's pipeline "
+                         f"layout; wsim.gpu.mtp)")
         if prec == "mxfp8":
             notes.append(_MX)
         notes.append("ETP 1 (the presets'); dropless, force-balanced: routing uniform")

@@ -24,7 +24,7 @@ per source:
   NeMo 25.02 / 25.04 Mixtral rows), registered below.
 
 Left out, named: GPT-OSS 120B (alternating sliding-window attention and attention sinks: not
-modelled), DeepSeek-V3 "w/ MTP" (its multi-token-prediction module is not in the zoo's spec), GB300
+modelled), DeepSeek-V3 "w/ MTP" (not added yet; wsim.gpu.mtp models the module now), GB300
 and B300 rows (no preset), NVFP4. MegaBlocks (arXiv 2211.15841) reports speed-ups over Megatron-LM
 and Tutel, not step times of stated plans: no row. dgxc-benchmarking's training recipes of v24.11.1
 and v25.04 (the dense groups' source) hold no MoE model.
@@ -108,6 +108,12 @@ _RECIPE = {("25.09", "GB200", "dsv3"): (False, False, True, "alltoall", False),
 _RECOMPUTE = {("25.09", "dsv3", "GB200"): ("mla_up_proj",), ("25.09", "dsv3", "B200"): ("mla_up_proj",),
               ("25.09", "dsv3", "H100"): ("mla_up_proj", "mlp"),
               ("25.11", "dsv3", "GB200"): ("mla_up_proj",)}
+# Multi-token prediction (wsim.gpu.mtp) at 25.09: the recipe trains one MTP module
+# (src/megatron/bridge/recipes/deepseek/deepseek_v3.py @ v0.1.0rc4 line 51, mtp_num_layers 1; not
+# overridden by scripts/performance/run_script.py) and infers the layout from PP and VP (lines
+# 117-140, last stage: decoder x 13 at (4, 4), x 1 at (16, 1); run_script.py line 66 gives H100
+# "Et|(tt|)*30mL", PP 8 x VP 4: 7, 8 x 6, 6 + MTP). 25.11's rows are labelled "w/o MTP": off.
+_MTP_LAST_STAGE = {("25.09", "GB200"): 13, ("25.09", "B200"): 1, ("25.09", "H100"): 6}
 TOKEN_DROP_CAPACITY = 1.0  # apply_moe_token_drop's default (training/utils/moe_token_drop.py, v0.1.0rc4)
 
 
@@ -183,6 +189,14 @@ def _bridge() -> list[Row]:
             stated = "no recompute (the recipe's recompute_granularity null)"
         if drop:
             extra.update(moe_capacity_factor=TOKEN_DROP_CAPACITY, moe_pad_to_capacity=True)
+        last = _MTP_LAST_STAGE.get((ver, system)) if tag == "dsv3" else None
+        if last is not None:
+            extra.update(mtp_layers=1, last_stage_layers=last)
+            note += (f"; the recipe's one MTP module (one more MoE block, projection, second head "
+                     f"pass) on the last stage, which holds {last} of the 61 layers (the recipe's "
+                     "layout; wsim.gpu.mtp)")
+        elif tag == "dsv3":
+            note += "; no MTP (the table's 'w/o MTP')"
         name = f"{ver}-{tag}-{prec}-{system.lower()}-{gpus}"
         role = DEVELOPMENT if name in MOE_DEVELOPMENT else VALIDATION
         rows.append(Row("bridge-moe", name, role,
@@ -199,7 +213,8 @@ def _deepseek() -> list[Row]:
                 4096, "tokens_per_s_per_gpu", 1e12 / (180e3 * 3600), _DSV3,
                 moe_plan(1, 16, None, None, 64, "fp8", moe_ep_overlap=True, moe_max_nodes=4,
                       moe_fp8_dispatch=True, moe_dispatcher="flex", recompute="selective",
-                      recompute_modules=("layernorm", "mla_up_proj")),
+                      recompute_modules=("layernorm", "mla_up_proj"), mtp_layers=1,
+                      last_stage_layers=1),
                 notes="MLA exact (zoo); recompute of RMSNorm and the MLA up-projection (sec. "
                       "3.2.3), as Megatron-Core's selective layernorm and mla_up_proj "
                       "(wsim.gpu.recompute); approximated: "
@@ -210,10 +225,13 @@ def _deepseek() -> list[Row]:
                       "token sent once to each target GPU) and the FP8 "
                       "dispatch with a BF16 combine (sec. 3.3) as the report describes them; FP8 "
                       "GEMMs as Transformer Engine's "
-                      "per-tensor FP8 (the report's is 1x128/128x128 tiles); the MTP module not "
-                      "modelled; stack nemo (the nearest: bf16 gradients, distributed optimizer) for "
-                      "DeepSeek's own HAI-LLM; 61 layers on 16 uneven stages; throughput averaged "
-                      "over the whole run (GPU-hours per token), not one step")]
+                      "per-tensor FP8 (the report's is 1x128/128x128 tiles); one MTP module (D = 1, "
+                      "sec. 2.2, 4.2) on the last stage (wsim.gpu.mtp), which holds 1 of the 61 "
+                      "layers (assumption: the report does not state its split; Megatron-Bridge's "
+                      "16-stage layout for this model, 15 x 4 + 1); stack nemo (the nearest: "
+                      "bf16 gradients, distributed optimizer) for DeepSeek's own HAI-LLM; "
+                      "throughput averaged over the whole run (GPU-hours per token), not one "
+                      "step")]
 
 
 def validation_rows() -> list[Row]:

@@ -418,7 +418,9 @@ def _knob_variants(st, fp8: bool, sp: bool, zero: int, given: dict, cache: dict)
               "cpu_offload_layers": 0, "recompute_modules": None,  # (module sets: not searched)
               # the PyTorch version a run uses, not a tuning choice: the stack's default
               "recompute_early_stop": None,
-              "optimizer_bf16": None}  # a numerics choice: only when asked
+              "optimizer_bf16": None,  # a numerics choice: only when asked
+              # the training objective and the layout (wsim.gpu.mtp): fixed plans only
+              "mtp_layers": None, "last_stage_layers": None}
     on = dict(given)
     for n in st.knobs:
         if given.get(n) is None:

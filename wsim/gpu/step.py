@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from wsim.gpu import comm
 from wsim.gpu import moe as moe_cost
+from wsim.gpu import mtp as mtp_cost
 from wsim.gpu.calibration import STACKS, Stack
 from wsim.gpu.consts import Consts
 from wsim.gpu.dataparallel import _overlap, data_parallel
@@ -96,14 +97,17 @@ def _pipeline(s: "_Stage", pp: int, v: int, send: float) -> tuple[float, float]:
     pipeline sends per micro-batch: ``m tau_max + (p-1)/v tau_mean`` plus data parallelism and
     the optimizer. Non-decreasing in ``send`` (every operation is, rounding included)."""
     tau = s.tau_before_send + send + s.L_launch
+    # the last stage's head, its multi-token-prediction modules and the layers it holds fewer than
+    # the fullest stage (wsim.gpu.mtp; 0.0 and 0.0 without them: the sums are unchanged)
+    head = s.head_extra + s.mtp_extra - s.last_short
     if pp == 1:
-        tau_max = tau_mean = tau + s.head_extra + s.embed_extra
+        tau_max = tau_mean = tau + head + s.embed_extra
     elif s.edge_layer:  # edge-balanced stages (wsim.gpu.stages): the edges one layer short
-        tau_max = max(tau, tau - s.edge_layer + max(s.head_extra, s.embed_extra))
-        tau_mean = tau + (s.head_extra + s.embed_extra - 2.0 * s.edge_layer) / pp
+        tau_max = max(tau, tau - s.edge_layer + max(head, s.embed_extra))
+        tau_mean = tau + (head + s.embed_extra - 2.0 * s.edge_layer) / pp
     else:
-        tau_max = tau + max(s.head_extra, s.embed_extra)
-        tau_mean = tau + (s.head_extra + s.embed_extra) / pp
+        tau_max = tau + max(head, s.embed_extra)
+        tau_mean = tau + (head + s.embed_extra) / pp
     if s.sparse_mem is not None:  # a mixture of experts' sparse blocks (fullest, mean stage)
         tau_max += s.sparse_max
         tau_mean += s.sparse_mean
@@ -137,7 +141,8 @@ class _Stage:
     __slots__ = ("kn", "m", "compute", "send_one", "tau_before_send", "L_launch", "head_extra",
                  "embed_extra", "dp_per_mb", "dp_exposed", "compute_s", "recompute_s",
                  "tp_comm_s", "launch_s", "cp_comm_s", "dp_comm_s", "optimizer_s", "ep_comm_s",
-                 "sparse_max", "sparse_mean", "sparse_mem", "offload_s", "edge_layer")
+                 "sparse_max", "sparse_mean", "sparse_mem", "offload_s", "edge_layer", "mtp_extra",
+                 "last_short")
 
 
 def _layer(c: Consts, tp: int, b: int, recompute: str, sp: bool, cp: int, st: Stack,
@@ -279,6 +284,10 @@ def _stage(c: Consts, tp: int, pp: int, dp: int, b: int, recompute: str, sp: boo
     gpu, eff = c.gpu, c.eff
     m = c.batch // (dp * b)
     L = -(-c.layers // pp)  # the fullest stage (uneven stages: DeepSpeed)
+    D, last_given = kn.mtp_layers, kn.last_stage_layers  # wsim.gpu.mtp
+    L_last = L
+    if last_given is not None and pp > 1:  # the last stage's layers given, the rest split evenly
+        L, L_last = mtp_cost.stage_split(c.layers, pp, last_given)
     sparse = None
     if moe is not None:  # a mixture of experts: what each sparse block adds (wsim.gpu.moe)
         ep, etp, ld, route = moe  # route: moe.Dispatch (overlap, node limit, FP8, padded)
@@ -311,7 +320,7 @@ def _stage(c: Consts, tp: int, pp: int, dp: int, b: int, recompute: str, sp: boo
     # of L - 1 and the embedding or the head; the breakdown describes the slower of the two kinds
     s.edge_layer = 0.0
     Lb, head_in = L, True
-    if sparse is None and st.uneven_stages and edge_balanced(c.layers, pp):
+    if sparse is None and st.uneven_stages and last_given is None and edge_balanced(c.layers, pp):
         s.edge_layer = (s.tau_before_send + s.L_launch) / L  # one layer's share of the stage
         if max(s.head_extra, s.embed_extra) > s.edge_layer:
             Lb = L - 1
@@ -356,6 +365,9 @@ def _stage(c: Consts, tp: int, pp: int, dp: int, b: int, recompute: str, sp: boo
         s.tp_comm_s += m * Lm * sparse.tp
         s.launch_s += m * Lm * sparse.launch
         s.ep_comm_s = m * Lm * sparse.ep
+    _last_stage(s, c, pp, m, L, L_last, D, (fwd, bwd, rec, tp_f, tp_b, tp_r, cp_exposed, launch),
+                sparse, Lm if sparse is not None else 0, ar, head_t,
+                mtp_cost.extra(c, tp, b, cp, sp, recompute, st.kernel_efficiency, ar) if D else None)
     # Transformer Engine casts the weights to FP8 on the first micro-batch of a step and caches
     # them (Linear.forward is_first_microbatch: "caching of FP8 versions of the weights"); none
     # to cast when they are kept in FP8 (fp8_param_gather)
@@ -372,6 +384,37 @@ def _stage(c: Consts, tp: int, pp: int, dp: int, b: int, recompute: str, sp: boo
                         moe_cost.working_bytes(c, tp, b, cp, ep, etp, ld))
     per_stack[1][key] = s
     return s
+
+
+def _last_stage(s: _Stage, c: Consts, pp: int, m: int, L: int, L_last: int, D: int, lay: tuple,
+                sparse, Lm: int, ar: float, head_t: float, own) -> None:
+    """The last stage's multi-token-prediction modules and its layers short of the fullest stage
+    (``wsim.gpu.mtp``): ``s.mtp_extra`` and ``s.last_short`` per micro-batch (seconds), and the
+    modules' parts of the breakdown (which describes the last stage). ``lay``: one dense layer's
+    fwd, bwd, rec, tp_f, tp_b, tp_r, cp_exposed, launch; ``own``: ``mtp.extra`` (None when D 0)."""
+    fwd, bwd, rec, tp_f, tp_b, tp_r, cp_exposed, launch = lay
+    layer_s = fwd + bwd + rec + tp_f + tp_b + tp_r + cp_exposed + launch
+    s.last_short = 0.0
+    if L_last != L:
+        s.last_short = (L - L_last) * layer_s
+        if sparse is not None:
+            s.last_short += (Lm - mtp_cost.sparse_on_last(c.model, L_last)) * sparse.total
+    s.mtp_extra = 0.0
+    if not D:
+        return
+    own_c, own_r, own_tp = own
+    blk = sparse if sparse is not None and mtp_cost.last_is_sparse(c.model) else None
+    block_s = layer_s + (blk.total if blk is not None else 0.0)
+    s.mtp_extra = D * (block_s + own_c + own_r + own_tp + s.head_extra + s.embed_extra)
+    s.compute_s += m * D * (fwd + bwd + own_c + 3.0 * head_t
+                            + (blk.compute if blk is not None else 0.0))
+    s.recompute_s += m * D * (rec + own_r + (blk.rec if blk is not None else 0.0))
+    s.tp_comm_s += m * D * (tp_f + tp_b + tp_r + own_tp + s.head_extra - 3.0 * head_t
+                            + s.embed_extra + (blk.tp if blk is not None else 0.0))
+    s.launch_s += m * D * (launch + (blk.launch if blk is not None else 0.0))
+    s.cp_comm_s += m * D * cp_exposed
+    if blk is not None:
+        s.ep_comm_s += m * D * blk.ep
 
 
 def compute_lower_bound_s(c: Consts, tp: int, pp: int, dp: int, cp: int = 1) -> float:
