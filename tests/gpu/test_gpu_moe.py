@@ -420,23 +420,26 @@ def test_searched_uneven_plan_is_one_estimate_accepts():
 
 
 # The archive's "Model TFLOP / sec / GPU" over its tokens/s/GPU is the FLOPs per token it counts:
-# (container, model, TFLOP/s, tokens/s) as printed (Megatron-Bridge performance-summary-archive.md
-# @ 067f987d). For Qwen3 it equals wsim's model FLOPs with the attention scores counted causal
-# (half of wsim's non-causal 4 s q): the same model, another convention, no missing work. DeepSeek-V3
-# "w/o MTP" (25.11, GB200, lines 568-569: 782 / 3139 and 1003 / 4018, 249 G a token) too, since MLA is
-# exact (250.5 G causal; with MLA timed as standard attention of equal parameters it was 229.6 G, -8%).
-ARCHIVE_FLOPS = [("25.09", "q30", 524, 22775), ("25.11", "q30", 214, 9299),
-                 ("25.11", "q30", 121, 5275), ("25.09", "q235", 659, 4452),
-                 ("25.11", "q235", 233, 1575), ("25.11", "dsv3", 782, 3139), ("25.11", "dsv3", 1003, 4018)]
+# (container, model, TFLOP/s, tokens/s, MTP modules) as printed (Megatron-Bridge
+# performance-summary-archive.md @ 067f987d). For Qwen3 it equals wsim's model FLOPs with the
+# attention scores counted causal (half of wsim's non-causal 4 s q): the same model, another
+# convention, no missing work. DeepSeek-V3 "w/o MTP" (25.11, GB200, lines 568-569: 782 / 3139 and
+# 1003 / 4018, 249 G a token) too, since MLA is exact (250.5 G causal; with MLA timed as standard
+# attention of equal parameters it was 229.6 G, -8%); and "w/ MTP" (25.11, B200, line 580: 557 /
+# 2139, 260.4 G) with one MTP module counted as Megatron-LM counts it (wsim.gpu.flops, 260.6 G).
+ARCHIVE_FLOPS = [("25.09", "q30", 524, 22775, 0), ("25.11", "q30", 214, 9299, 0),
+                 ("25.11", "q30", 121, 5275, 0), ("25.09", "q235", 659, 4452, 0),
+                 ("25.11", "q235", 233, 1575, 0), ("25.11", "dsv3", 782, 3139, 0),
+                 ("25.11", "dsv3", 1003, 4018, 0), ("25.11", "dsv3", 557, 2139, 1)]
 
 
-@pytest.mark.parametrize("ver,tag,tflops,tokens", ARCHIVE_FLOPS)
-def test_archive_flops_per_token_are_wsims_with_causal_attention(ver, tag, tflops, tokens):
+@pytest.mark.parametrize("ver,tag,tflops,tokens,mtp", ARCHIVE_FLOPS)
+def test_archive_flops_per_token_are_wsims_with_causal_attention(ver, tag, tflops, tokens, mtp):
     from wsim.gpu.flops import attention_core_fwd_flops_per_token, model_flops_per_step
     from wsim.gpu.published_moe import MODELS
     m, s = MODELS[tag], 4096
-    causal = (model_flops_per_step(m, seq=s, batch=1) / s
-              - 3.0 * m.layers * attention_core_fwd_flops_per_token(m, s) / 2.0)
+    causal = (model_flops_per_step(m, seq=s, batch=1, mtp_layers=mtp) / s
+              - 3.0 * (m.layers + mtp) * attention_core_fwd_flops_per_token(m, s) / 2.0)
     assert tflops * 1e12 / tokens == pytest.approx(causal, rel=0.01)
 
 

@@ -24,8 +24,7 @@ per source:
   NeMo 25.02 / 25.04 Mixtral rows), registered below.
 
 Left out, named: GPT-OSS 120B (alternating sliding-window attention and attention sinks: not
-modelled), DeepSeek-V3 "w/ MTP" (not added yet; wsim.gpu.mtp models the module now), GB300
-and B300 rows (no preset), NVFP4. MegaBlocks (arXiv 2211.15841) reports speed-ups over Megatron-LM
+modelled), GB300 and B300 rows (no preset), NVFP4. MegaBlocks (arXiv 2211.15841) reports speed-ups over Megatron-LM
 and Tutel, not step times of stated plans: no row. dgxc-benchmarking's training recipes of v24.11.1
 and v25.04 (the dense groups' source) hold no MoE model.
 """
@@ -91,6 +90,7 @@ _RECIPE = {("25.09", "GB200", "dsv3"): (False, False, True, "alltoall", False),
            ("25.09", "B200", "q235"): (False, False, True, "alltoall", False),
            ("25.09", "H100", "q235"): (False, False, True, "alltoall", False),
            ("25.11", "GB200", "dsv3"): (False, False, False, "flex", True),
+           ("25.11", "B200", "dsv3"): (False, False, False, "alltoall", False),
            ("25.11", "GB200", "q30"): (False, False, False, "flex", True),
            ("25.11", "B200", "q30"): (False, False, False, "alltoall", True),
            ("25.11", "H100", "q30"): (True, False, False, "alltoall", False),
@@ -102,18 +102,23 @@ _RECIPE = {("25.09", "GB200", "dsv3"): (False, False, True, "alltoall", False),
 # configs/deepseek/deepseek_v3_llm_pretrain.yaml line 22; 25.11: configs/deepseek/
 # deepseek_llm_pretrain.py set_deepseek_v3_common_configs), modules per system (25.09: scripts/
 # performance/run_script.py lines 90-98: H100 mla_up_proj + mlp, B200 mla_up_proj, GB200 token drop
-# mla_up_proj; 25.11: configs/deepseek/workload_base_configs.py, GB200 mla_up_proj). Qwen3:
+# mla_up_proj; 25.11: configs/deepseek/workload_base_configs.py, GB200 and B200 mla_up_proj). Qwen3:
 # recompute_granularity null, no recompute (25.09: configs/qwen3/qwen3_*_llm_pretrain.yaml line 19;
 # 25.11: configs/qwen3/qwen3_llm_pretrain.py lines 36, 53). None: not stated (the fastest that fits).
 _RECOMPUTE = {("25.09", "dsv3", "GB200"): ("mla_up_proj",), ("25.09", "dsv3", "B200"): ("mla_up_proj",),
               ("25.09", "dsv3", "H100"): ("mla_up_proj", "mlp"),
-              ("25.11", "dsv3", "GB200"): ("mla_up_proj",)}
+              ("25.11", "dsv3", "GB200"): ("mla_up_proj",), ("25.11", "dsv3", "B200"): ("mla_up_proj",)}
 # Multi-token prediction (wsim.gpu.mtp) at 25.09: the recipe trains one MTP module
 # (src/megatron/bridge/recipes/deepseek/deepseek_v3.py @ v0.1.0rc4 line 51, mtp_num_layers 1; not
 # overridden by scripts/performance/run_script.py) and infers the layout from PP and VP (lines
 # 117-140, last stage: decoder x 13 at (4, 4), x 1 at (16, 1); run_script.py line 66 gives H100
-# "Et|(tt|)*30mL", PP 8 x VP 4: 7, 8 x 6, 6 + MTP). 25.11's rows are labelled "w/o MTP": off.
-_MTP_LAST_STAGE = {("25.09", "GB200"): 13, ("25.09", "B200"): 1, ("25.09", "H100"): 6}
+# "Et|(tt|)*30mL", PP 8 x VP 4: 7, 8 x 6, 6 + MTP). 25.11: the GB200 rows are labelled "w/o MTP":
+# off; the B200 row "w/ MTP" (archive line 580): the v0.2.0 recipe's mtp_num_layers 1 (src/megatron/
+# bridge/recipes/deepseek/deepseek_v3.py line 174, not overridden by scripts/performance/configs/
+# deepseek/deepseek_llm_pretrain.py) and its layout map (lines 233-250, entry (16, 1): [E + 4t],
+# [4t] x 14, [t + mtp + loss]): 1 layer on the last stage.
+_MTP_LAST_STAGE = {("25.09", "GB200"): 13, ("25.09", "B200"): 1, ("25.09", "H100"): 6,
+                   ("25.11", "B200"): 1}
 TOKEN_DROP_CAPACITY = 1.0  # apply_moe_token_drop's default (training/utils/moe_token_drop.py, v0.1.0rc4)
 
 
@@ -142,6 +147,7 @@ _BRIDGE = [
     ("25.11", "GB200", "dsv3", "fp8", 256, 4096, 1, 1, 8, 4, 32, 4018, "DeepSeekV3 (w/o MTP) FP8-MX"),
     ("25.11", "GB200", "q30", "fp8", 8, 512, 4, 1, 1, 1, 8, 23766, "Qwen3_30B_a3B FP8-MX"),
     ("25.11", "GB200", "q235", "bf16", 256, 8192, 1, 1, 8, 3, 32, 4916, "Qwen3_235B_a22B BF16"),
+    ("25.11", "B200", "dsv3", "fp8", 256, 2048, 1, 1, 16, 1, 8, 2139, "DeepSeekV3 (w/ MTP) FP8-MX"),
     ("25.11", "B200", "q30", "fp8", 8, 512, 1, 1, 1, 1, 8, 9299, "Qwen3_30B_a3B FP8-MX"),
     ("25.11", "B200", "q235", "fp8", 64, 1024, 1, 1, 8, 2, 8, 3269, "Qwen3_235B_a22B FP8-MX"),
     ("25.11", "H100", "q30", "fp8", 16, 512, 2, 1, 2, 24, 8, 5275, "Qwen3_30B_a3B FP8-CS"),
