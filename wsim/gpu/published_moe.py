@@ -119,6 +119,12 @@ _RECOMPUTE = {("25.09", "dsv3", "GB200"): ("mla_up_proj",), ("25.09", "dsv3", "B
 # [4t] x 14, [t + mtp + loss]): 1 layer on the last stage.
 _MTP_LAST_STAGE = {("25.09", "GB200"): 13, ("25.09", "B200"): 1, ("25.09", "H100"): 6,
                    ("25.11", "B200"): 1}
+# The "w/o MTP" rows keep the recipe's layout where it has one: v0.2.0's map (deepseek_v3.py lines
+# 233-250) is indexed by (PP, VP) whatever the MTP setting, and its (4, 4) entry puts 13 layers on
+# the last rank (virtual stages 3, 7, 11, 15: 4 + 4 + 4 + 1), the loss and no MTP module: the BF16
+# GB200 row. The FP8-MX GB200 row (PP 8, VP 4: 61 layers do not split into 32 chunks) has no entry
+# in the map and its run's layout is not printed: wsim's even split (ceiling per stage).
+_NO_MTP_LAST_STAGE = {("25.11", "GB200", "bf16"): 13}
 TOKEN_DROP_CAPACITY = 1.0  # apply_moe_token_drop's default (training/utils/moe_token_drop.py, v0.1.0rc4)
 
 
@@ -203,6 +209,13 @@ def _bridge() -> list[Row]:
                      "layout; wsim.gpu.mtp)")
         elif tag == "dsv3":
             note += "; no MTP (the table's 'w/o MTP')"
+            last = _NO_MTP_LAST_STAGE.get((ver, system, prec))
+            if last is not None:
+                extra.update(last_stage_layers=last)
+                note += (f"; the last stage holds {last} of the 61 layers and the loss (the "
+                         "recipe's layout map, entry (4, 4))")
+            else:
+                note += "; layout not stated: wsim's even split"
         name = f"{ver}-{tag}-{prec}-{system.lower()}-{gpus}"
         role = DEVELOPMENT if name in MOE_DEVELOPMENT else VALIDATION
         rows.append(Row("bridge-moe", name, role,
